@@ -1,0 +1,80 @@
+"""Notewise: Clara's event encoding (`p28 endp28 wait6`), with her bugs fixed.
+
+Inside a step, note-offs come before note-ons and pitches ascend (piano family first), so
+the same notes always give the same tokens; a re-struck note is closed before it sounds
+again. Decoding accepts any sequence of the grammar's tokens and always yields paired notes.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from clara_live.codec.steps import normalise
+from clara_live.codec.tokens import Grammar, Kind
+from clara_live.config import CodecConfig
+from clara_live.music.notes import StepNote
+
+
+class NotewiseCodec:
+    def __init__(self, config: CodecConfig) -> None:
+        self.config = config
+        self.grammar = Grammar(config)
+
+    def encode(self, notes: Iterable[StepNote]) -> list[str]:
+        """Tokens for notes on the step grid (as made by steps.to_steps)."""
+        low = self.config.low_pitch
+        events = []
+        for n in normalise(notes):
+            events.append((n.end, 0, n.family, n.pitch - low))
+            events.append((n.start, 1, n.family, n.pitch - low))
+        events.sort()
+        limit = self.config.wait_limit
+        tokens: list[str] = []
+        now = 0
+        for step, on, family, index in events:
+            gap = step - now
+            if gap:
+                tokens.extend([f"wait{limit}"] * (gap // limit))
+                if gap % limit:
+                    tokens.append(f"wait{gap % limit}")
+                now = step
+            tokens.append(f"{family}{index}" if on else f"end{family}{index}")
+        return tokens
+
+    def decode(self, tokens: Iterable[str], velocity: int | None = None) -> list[StepNote]:
+        """Notes for any token sequence; ValueError names the first token that is not one.
+
+        An `endp` for a silent note is ignored, a `p` for a sounding note closes it first (a
+        second `p` in the same step is ignored), a note closed in the step it began lasts one
+        step, and notes still open at the end are closed there.
+        """
+        velocity = velocity or self.config.velocity
+        low = self.config.low_pitch
+        parse = self.grammar.parse
+        now = 0
+        sounding: dict[tuple[str, int], int] = {}  # (family, index) -> onset step
+        notes: list[StepNote] = []
+        for position, text in enumerate(tokens):
+            try:
+                token = parse(text)
+            except ValueError as exc:
+                raise ValueError(f"token {position + 1}: {exc}") from None
+            if token.kind is Kind.WAIT:
+                now += token.value
+                continue
+            key = (token.family, token.value)
+            onset = sounding.pop(key, None)
+            if onset is not None:
+                if token.kind is Kind.ON and onset == now:
+                    sounding[key] = onset  # struck twice in one step: one note
+                    continue
+                notes.append(StepNote(onset, max(now, onset + 1), token.value + low, velocity, token.family))
+            if token.kind is Kind.ON:
+                sounding[key] = now
+        end = now
+        for (family, index), onset in sounding.items():
+            notes.append(StepNote(onset, max(end, onset + 1), index + low, velocity, family))
+        return normalise(notes)
+
+    def vocabulary(self, chord_counts: dict[str, int] | None = None) -> list[str]:
+        return self.grammar.fixed_vocabulary()

@@ -1,0 +1,105 @@
+"""The token grammar, declared once and used three ways: encoding, robust decoding and
+(later) the sampler's masks.
+
+Notewise tokens:  `p{i}` note on, `endp{i}` note off (i = MIDI pitch - low_pitch; `v` for
+the violin-like family in chamber mode), `wait{n}` advance n steps (1 <= n <= wait_limit).
+Chordwise tokens: `p` + one character per pitch (`1` struck in this step, else `0`), or
+`prest{n}` for a step with nothing struck, n = notes struck in the rest_window steps
+before (capped at rest_cap); `<unk>` stands for a chord outside the vocabulary.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from typing import NamedTuple
+
+from clara_live.config import CodecConfig
+from clara_live.music.notes import FAMILIES, PIANO
+
+UNK = "<unk>"
+
+
+class Kind(enum.Enum):
+    ON = "on"
+    OFF = "off"
+    WAIT = "wait"
+    CHORD = "chord"
+    REST = "rest"
+    UNK = "unk"
+
+
+class Token(NamedTuple):
+    kind: Kind
+    family: str = ""  # "p" or "v"; "" for waits and <unk>
+    value: int = 0  # pitch index (on/off), steps (wait), count (rest)
+    bits: str = ""  # chord: one character per pitch
+
+    def __str__(self) -> str:
+        if self.kind is Kind.ON:
+            return f"{self.family}{self.value}"
+        if self.kind is Kind.OFF:
+            return f"end{self.family}{self.value}"
+        if self.kind is Kind.WAIT:
+            return f"wait{self.value}"
+        if self.kind is Kind.REST:
+            return f"{self.family}rest{self.value}"
+        if self.kind is Kind.CHORD:
+            return f"{self.family}{self.bits}"
+        return UNK
+
+
+class Grammar:
+    """Which tokens exist for one codec configuration, and how to read them."""
+
+    def __init__(self, config: CodecConfig) -> None:
+        self.config = config
+        self.families = FAMILIES if config.chamber else (PIANO,)
+        fams = "".join(self.families)
+        if config.encoding == "notewise":
+            self._pattern = re.compile(rf"^(end)?([{fams}])(\d+)$|^wait(\d+)$")
+        else:
+            self._pattern = re.compile(rf"^([{fams}])([01]{{{config.num_pitches}}})$|^([{fams}])rest(\d+)$")
+
+    def parse(self, text: str) -> Token:
+        """Read one token; ValueError says why it is not one of this grammar's."""
+        cfg = self.config
+        match = self._pattern.match(text)
+        if text == UNK and cfg.encoding == "chordwise":
+            return Token(Kind.UNK)
+        if match is None:
+            raise ValueError(f"{text!r} is not a {cfg.encoding} token"
+                             f"{'' if cfg.chamber else ' (chamber tokens need --chamber)'}")
+        if cfg.encoding == "notewise":
+            end, family, index, wait = match.groups()
+            if wait is not None:
+                steps = int(wait)
+                if not 1 <= steps <= cfg.wait_limit:
+                    raise ValueError(f"{text!r}: waits run from 1 to {cfg.wait_limit} steps")
+                return Token(Kind.WAIT, "", steps)
+            value = int(index)
+            if value >= cfg.num_pitches:
+                raise ValueError(f"{text!r}: pitch index outside 0..{cfg.num_pitches - 1}")
+            return Token(Kind.OFF if end else Kind.ON, family, value)
+        family, bits, rest_family, count = match.groups()
+        if bits is not None:
+            if "1" not in bits:
+                raise ValueError(f"{text!r}: a chord with no note is written as a rest token")
+            return Token(Kind.CHORD, family, bits=bits)
+        if int(count) > cfg.rest_cap:
+            raise ValueError(f"{text!r}: rest counts run from 0 to {cfg.rest_cap}")
+        return Token(Kind.REST, rest_family, int(count))
+
+    def fixed_vocabulary(self) -> list[str]:
+        """Every token this grammar can produce, except chords (those come from a corpus)."""
+        cfg = self.config
+        if cfg.encoding == "notewise":
+            tokens = [f"wait{n}" for n in range(1, cfg.wait_limit + 1)]
+            for family in self.families:
+                tokens += [f"{family}{i}" for i in range(cfg.num_pitches)]
+                tokens += [f"end{family}{i}" for i in range(cfg.num_pitches)]
+            return tokens
+        tokens = [UNK]
+        for family in self.families:
+            tokens += [f"{family}rest{n}" for n in range(cfg.rest_cap + 1)]
+        return tokens

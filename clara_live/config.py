@@ -1,0 +1,185 @@
+"""config.yaml, loaded once into frozen dataclasses: one section per component.
+
+Each component receives only its own section. Unknown sections or keys and values of the
+wrong type are refused with a ConfigError that names the key, so a typo in config.yaml
+or in `--set section.key=value` never passes silently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from clara_live.errors import ClaraError
+
+DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+
+
+class ConfigError(ClaraError):
+    """A config file or override that cannot be used."""
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """How notes become tokens (notewise or chordwise) and back."""
+
+    encoding: str = "notewise"  # notewise | chordwise
+    sample_freq: int = 12  # steps per quarter note
+    max_wait: int = 0  # longest single wait token in steps; 0 means 2 * sample_freq + 1
+    chamber: bool = False  # instrument families p (piano-like) and v (violin-like)
+    sustain_pedal: bool = True  # CC64 extends released notes while the pedal is down
+    low_pitch: int = 33  # MIDI pitch of token index 0
+    num_pitches: int = 62  # token range: low_pitch .. low_pitch + num_pitches - 1
+    violin_low: int = 55  # a solo v-family part is folded by octaves to at least this pitch
+    rest_window: int = 10  # chordwise: a rest counts the notes struck in this many steps before it
+    rest_cap: int = 40  # chordwise: counts above this share the token for the cap
+    chord_hold: float = 2.0  # chordwise decoding: the longest a note is held, in quarter notes
+    bpm: float = 120.0  # tempo written to decoded MIDI files
+    velocity: int = 80  # velocity written to decoded MIDI files
+
+    def __post_init__(self) -> None:
+        _check(self.encoding in ("notewise", "chordwise"), "codec.encoding",
+               f"must be notewise or chordwise, not {self.encoding!r}")
+        _check(self.sample_freq >= 1, "codec.sample_freq", "must be at least 1")
+        _check(self.max_wait >= 0, "codec.max_wait", "must be 0 (automatic) or positive")
+        _check(0 <= self.low_pitch and self.low_pitch + self.num_pitches <= 128, "codec.low_pitch",
+               "low_pitch .. low_pitch + num_pitches - 1 must lie in MIDI 0..127")
+        _check(self.num_pitches >= 12, "codec.num_pitches", "must span at least an octave")
+        _check(self.low_pitch <= self.violin_low <= self.high_pitch - 11, "codec.violin_low",
+               "must leave at least an octave inside the token range")
+        _check(self.rest_window >= 1, "codec.rest_window", "must be at least 1")
+        _check(self.rest_cap >= 0, "codec.rest_cap", "must be 0 or more")
+        _check(self.chord_hold > 0, "codec.chord_hold", "must be positive")
+        _check(self.bpm > 0, "codec.bpm", "must be positive")
+        _check(1 <= self.velocity <= 127, "codec.velocity", "must be 1..127")
+
+    @property
+    def high_pitch(self) -> int:
+        """Highest MIDI pitch the tokens can name."""
+        return self.low_pitch + self.num_pitches - 1
+
+    @property
+    def wait_limit(self) -> int:
+        """Longest single wait token, in steps (longer waits are chained)."""
+        return self.max_wait or 2 * self.sample_freq + 1
+
+
+@dataclass(frozen=True)
+class CorpusConfig:
+    """How a folder of music becomes train/valid/test token files."""
+
+    valid_fraction: float = 0.1
+    test_fraction: float = 0.1
+    transpose_low: int = -6  # augmentation of the train split, in semitones
+    transpose_high: int = 5
+    workers: int = 0  # parallel processes; 0 means one per CPU core
+    chord_min_count: int = 1  # chordwise: a chord seen fewer times in train is <unk>
+
+    def __post_init__(self) -> None:
+        _check(0 <= self.valid_fraction < 1, "corpus.valid_fraction", "must be in [0, 1)")
+        _check(0 <= self.test_fraction < 1, "corpus.test_fraction", "must be in [0, 1)")
+        _check(self.valid_fraction + self.test_fraction < 1, "corpus.test_fraction",
+               "valid_fraction + test_fraction must leave a train split")
+        _check(self.transpose_low <= 0 <= self.transpose_high, "corpus.transpose_low",
+               "the range must include 0 (the original key)")
+        _check(self.workers >= 0, "corpus.workers", "must be 0 (one per core) or more")
+        _check(self.chord_min_count >= 1, "corpus.chord_min_count", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class Config:
+    codec: CodecConfig = field(default_factory=CodecConfig)
+    corpus: CorpusConfig = field(default_factory=CorpusConfig)
+
+
+def _check(ok: bool, key: str, reason: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {reason}")
+
+
+def _coerce(key: str, value: object, annotation: object) -> object:
+    """Return value as the field's type, or refuse it naming the key."""
+    kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(annotation), annotation)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind is int and isinstance(value, bool):
+        raise ConfigError(f"{key}: expected int, got bool {value!r}")
+    if not isinstance(value, kind):  # type: ignore[arg-type]
+        raise ConfigError(f"{key}: expected {kind.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _build_section(name: str, cls: type, values: object) -> object:
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{name}: expected a mapping of keys, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise ConfigError(f"{name}.{key}: unknown key (known: {', '.join(fields)})")
+        kwargs[key] = _coerce(f"{name}.{key}", value, hints[key])
+    return cls(**kwargs)
+
+
+def from_dict(data: object, source: str = "config") -> Config:
+    """Build a Config from plain data (as read from YAML); missing keys take defaults."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping of sections, got {type(data).__name__}")
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    hints = typing.get_type_hints(Config)
+    kwargs = {}
+    for name, values in data.items():
+        if name not in sections:
+            raise ConfigError(f"{name}: unknown section (known: {', '.join(sections)})")
+        kwargs[name] = _build_section(name, hints[name], values)
+    return Config(**kwargs)
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """Split `section.key=value`; the value is read as YAML (so 4, 0.5, true, notewise)."""
+    path, sep, raw = text.partition("=")
+    section, dot, key = path.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ConfigError(f"--set {text!r}: expected section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return section, key, value
+
+
+def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
+    """Read config.yaml (the repository's, unless path is given) and apply --set overrides."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    data: dict = {}
+    if path.exists():
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of sections")
+    elif path != DEFAULT_CONFIG_PATH:
+        raise ConfigError(f"{path}: no such config file")
+    data = {name: dict(values or {}) if isinstance(values, dict) else values
+            for name, values in data.items()}
+    for text in overrides:
+        section, key, value = parse_override(text)
+        if not isinstance(data.setdefault(section, {}), dict):
+            raise ConfigError(f"{section}: expected a mapping of keys")
+        data[section][key] = value
+    return from_dict(data, str(path))
+
+
+def replace(config: Config, **sections: object) -> Config:
+    """A copy of config with whole sections swapped (sections stay frozen)."""
+    return dataclasses.replace(config, **sections)

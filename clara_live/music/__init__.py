@@ -1,0 +1,1 @@
+"""Music as notes: reading MIDI and scores, the instrument families, writing MIDI."""

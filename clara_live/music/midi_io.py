@@ -1,0 +1,119 @@
+"""MIDI files in and out: the one module that touches symusic and mido.
+
+Reading uses symusic (a C++ parser): measured here it parses the piano corpus about 180x
+faster than mido (0.2 ms against 36 ms a file), which is what lets encoding beat miditok.
+Writing uses mido: plain, explicit messages, so every note-on is paired by construction.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Iterable
+
+import mido
+import numpy as np
+import symusic
+
+from clara_live.atomic import write_bytes
+from clara_live.errors import InputError
+from clara_live.music.instruments import PROGRAM_OF_FAMILY, family_of
+from clara_live.music.notes import FAMILIES, Note, Piece, StepNote
+
+MIDI_SUFFIXES = (".mid", ".midi", ".smf")
+
+
+def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
+    """Read a MIDI file into notes timed in quarter notes (ticks / ticks-per-quarter).
+
+    Ticks count quarter notes whatever the tempo, so tempo changes never distort the step
+    grid. Drums (channel 10) and unpitched programs are dropped. With sustain_pedal, a note
+    released while CC64 is down sounds until the pedal lifts; the pedal is a channel control,
+    and files often put it in one hand's track only, so it applies to every track of the same
+    program (symusic does not report channels).
+    """
+    try:
+        score = symusic.Score(str(path), ttype="tick")
+    except Exception as exc:  # symusic raises RuntimeError/ValueError with a terse reason
+        raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
+    tpq = float(score.ticks_per_quarter)
+    if tpq <= 0:
+        raise InputError(f"{path}: not a readable MIDI file (SMPTE time division is not supported)")
+    pedals: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    if sustain_pedal:
+        for track in score.tracks:
+            if not track.is_drum:
+                pedals[track.program].extend((p.time, p.time + p.duration) for p in track.pedals)
+    notes: list[Note] = []
+    for part, track in enumerate(score.tracks):
+        family = family_of(track.program, track.is_drum)
+        if family is None or len(track.notes) == 0:
+            continue
+        arr = track.notes.numpy()
+        start = arr["time"].astype(np.int64)
+        end = start + np.maximum(arr["duration"].astype(np.int64), 0)
+        if pedals.get(track.program):
+            end = _hold_under_pedal(end, pedals[track.program])
+        for s, e, p, v in zip((start / tpq).tolist(), (end / tpq).tolist(),
+                              arr["pitch"].tolist(), arr["velocity"].tolist()):
+            notes.append(Note(s, e, p, max(1, v), family, part))
+    notes.sort()
+    bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    return Piece(notes, bpm, str(path))
+
+
+def _hold_under_pedal(end: np.ndarray, intervals: list[tuple[int, int]]) -> np.ndarray:
+    """Move each release that falls while the pedal is down to the pedal's lift."""
+    down = np.array(sorted(intervals), dtype=np.int64).reshape(-1, 2)
+    # merge overlapping intervals so one search finds the lift that ends the hold
+    merged = [list(down[0])]
+    for s, e in down[1:]:
+        if s <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], e)
+        else:
+            merged.append([s, e])
+    m = np.array(merged, dtype=np.int64)
+    idx = np.searchsorted(m[:, 0], end, side="right") - 1
+    inside = (idx >= 0) & (end < m[np.maximum(idx, 0), 1])
+    return np.where(inside, m[np.maximum(idx, 0), 1], end)
+
+
+def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.0) -> mido.MidiFile:
+    """Build a type-1 MIDI file, a track per family, every note-on paired with its note-off.
+
+    Each step is a whole number of ticks, so reading the file back lands on the same steps.
+    """
+    ticks_per_step = -(-480 // sample_freq)  # ceil: at least 480 ticks per quarter
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_step * sample_freq)
+    conductor = mido.MidiTrack()
+    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
+    midi.tracks.append(conductor)
+    by_family: dict[str, list[StepNote]] = defaultdict(list)
+    for note in notes:
+        by_family[note.family].append(note)
+    for channel, family in enumerate(f for f in FAMILIES if by_family[f]):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name={"p": "piano", "v": "violin"}[family], time=0))
+        track.append(mido.Message("program_change", channel=channel, program=PROGRAM_OF_FAMILY[family], time=0))
+        # (tick, 0 = off before 1 = on, pitch, velocity): offs first so a re-struck note is closed
+        events = []
+        for n in by_family[family]:
+            events.append((n.start * ticks_per_step, 1, n.pitch, n.velocity))
+            events.append((n.end * ticks_per_step, 0, n.pitch, 0))
+        events.sort()
+        now = 0
+        for tick, on, pitch, velocity in events:
+            kind = "note_on" if on else "note_off"
+            track.append(mido.Message(kind, channel=channel, note=pitch, velocity=velocity, time=tick - now))
+            now = tick
+        midi.tracks.append(track)
+    return midi
+
+
+def write_midi(midi: mido.MidiFile, path: str | Path) -> None:
+    """Write a MIDI file atomically (a temporary file renamed over the target)."""
+    buffer = io.BytesIO()
+    midi.save(file=buffer)
+    write_bytes(path, buffer.getvalue())
