@@ -68,8 +68,8 @@ class Grammar:
         if text == UNK and cfg.encoding == "chordwise":
             return Token(Kind.UNK)
         if match is None:
-            raise ValueError(f"{text!r} is not a {cfg.encoding} token"
-                             f"{'' if cfg.chamber else ' (chamber tokens need --chamber)'}")
+            hint = " (v tokens need --chamber)" if not cfg.chamber and text.lstrip("end").startswith("v") else ""
+            raise ValueError(f"{text!r} is not a {cfg.encoding} token{hint}")
         if cfg.encoding == "notewise":
             end, family, index, wait = match.groups()
             if wait is not None:

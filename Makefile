@@ -1,0 +1,41 @@
+# Two commands do all the set-up (see README):
+#   make run    install into .venv and run the main job
+#   make test   install (with test tools) and run the whole test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+SHARED ?= ../shared
+OUT    ?= out
+
+.PHONY: run test install install-dev bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# the pinned CPU build first: a bare torch requirement would pull a multi-GB CUDA build
+	$(BIN)/pip install --quiet torch==2.13.0
+
+install: $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+
+# the main job, until the live companion exists: build the piano corpus and round-trip a performance
+run: install
+	$(BIN)/clara corpus $(SHARED)/corpus/piano-midi-de -o $(OUT)/corpus
+	$(BIN)/clara encode $(SHARED)/midi/maestro/maestro_1.mid -o $(OUT)/maestro_1.txt
+	$(BIN)/clara decode $(OUT)/maestro_1.txt -o $(OUT)/maestro_1.decoded.mid
+
+test: install-dev
+	$(BIN)/python -m pytest -n 2 -q
+
+bench: install
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/encode_speed.py
+
+lint: install-dev
+	$(BIN)/ruff check clara_live training tests benchmarks
+
+clean:
+	rm -rf $(OUT) .pytest_cache
