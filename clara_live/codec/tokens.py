@@ -68,7 +68,7 @@ class Grammar:
         if text == UNK and cfg.encoding == "chordwise":
             return Token(Kind.UNK)
         if match is None:
-            hint = " (v tokens need --chamber)" if not cfg.chamber and text.lstrip("end").startswith("v") else ""
+            hint = " (v tokens need --chamber)" if not cfg.chamber and text.removeprefix("end").startswith("v") else ""
             raise ValueError(f"{text!r} is not a {cfg.encoding} token{hint}")
         if cfg.encoding == "notewise":
             end, family, index, wait = match.groups()
