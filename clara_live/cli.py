@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from clara_live import __version__
 from clara_live.config import Config, load_config
@@ -35,7 +35,8 @@ def _codec_flags() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clara", description="Clara Live: play a few notes, Clara suggests what comes next.")
+    parser = argparse.ArgumentParser(
+        prog="clara", description="Clara Live: play a few notes, Clara suggests what comes next.")
     parser.add_argument("--version", action="version", version=f"clara {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common, codec = _common(), _codec_flags()
@@ -78,7 +79,7 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[tuple[str, Pa
     stems = [Path(i.split(":", 1)[-1]).stem for i in inputs]
     # two inputs with one stem must not overwrite each other
     return [(i, folder / (f"{s}{suffix}" if stems.count(s) == 1 else f"{s}-{n}{suffix}"))
-            for n, (i, s) in enumerate(zip(inputs, stems))]
+            for n, (i, s) in enumerate(zip(inputs, stems, strict=True))]
 
 
 def _batch(pairs: list[tuple[str, Path]], work: Callable[[str, Path], str]) -> int:
@@ -126,7 +127,7 @@ def _cmd_decode(args: argparse.Namespace, config: Config) -> int:
             notes = codec.decode(tokens)
         except ValueError as exc:
             raise InputError(f"{source}: {exc}") from None
-        write_midi(steps_to_midi(notes, config.codec.sample_freq, config.codec.bpm), target)
+        write_midi(steps_to_midi(notes, config.codec.sample_freq, config.codec.bpm, config.codec.violin_low), target)
         return f"{source} -> {target} ({len(notes)} notes)"
 
     return _batch(_outputs(args.inputs, args.out, ".mid"), work)

@@ -174,7 +174,9 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
             for name, values in data.items()}
     for text in overrides:
         section, key, value = parse_override(text)
-        if not isinstance(data.setdefault(section, {}), dict):
+        if data.get(section) is None:  # absent, or a heading with only comments under it
+            data[section] = {}
+        if not isinstance(data[section], dict):
             raise ConfigError(f"{section}: expected a mapping of keys")
         data[section][key] = value
     return from_dict(data, str(path))

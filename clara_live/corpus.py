@@ -18,8 +18,9 @@ import json
 import multiprocessing
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable, NamedTuple
+from typing import NamedTuple
 
 from tqdm import tqdm
 

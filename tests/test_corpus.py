@@ -88,7 +88,7 @@ def test_transpositions_are_real_shifts_that_stay_in_range(built):
     base = by_shift[0]
     for shift, tokens in by_shift.items():
         assert len(tokens) == len(base)
-        for a, b in zip(base, tokens):
+        for a, b in zip(base, tokens, strict=True):
             if a.startswith("wait"):
                 assert a == b
             else:

@@ -9,7 +9,7 @@ Decoding gives exactly the pitches a chord names (Clara's decoder shifted them a
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class ChordwiseCodec:
         notes = []
         for family in families:
             strikes = sorted({s for s, f, _ in onsets if f == family})
-            following = dict(zip(strikes, strikes[1:]))
+            following = dict(zip(strikes, strikes[1:], strict=False))
             for s, f, index in onsets:
                 if f == family:
                     end = min(following.get(s, s + hold), s + hold)
@@ -86,7 +86,8 @@ class ChordwiseCodec:
         return normalise(notes)
 
     def vocabulary(self, chord_counts: dict[str, int] | None = None) -> list[str]:
-        """The fixed tokens (`<unk>`, rests) then chords seen at least chord_min_count times,
-        most frequent first (ties in token order, so the vocabulary is reproducible)."""
+        """The fixed tokens (`<unk>`, rests) then the given chords, most frequent first (ties in
+        token order, so the vocabulary is reproducible). The corpus builder passes only the
+        train chords seen at least corpus.chord_min_count times."""
         chords = sorted((chord_counts or {}).items(), key=lambda kv: (-kv[1], kv[0]))
         return self.grammar.fixed_vocabulary() + [c for c, _ in chords if c != UNK]

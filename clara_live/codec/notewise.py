@@ -7,7 +7,7 @@ again. Decoding accepts any sequence of the grammar's tokens and always yields p
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from clara_live.codec.steps import normalise
 from clara_live.codec.tokens import Grammar, Kind

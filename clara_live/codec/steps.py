@@ -6,7 +6,7 @@ Both codecs start here, so folding and quantisation happen one way only.
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 from clara_live.config import CodecConfig
 from clara_live.music.notes import PIANO, VIOLIN, Piece, StepNote

@@ -18,6 +18,7 @@ from clara_live.config import CodecConfig
 from clara_live.music.notes import FAMILIES, PIANO
 
 UNK = "<unk>"
+_NUMBER = "0|[1-9][0-9]*"  # exactly as str(int) writes it: ASCII digits, no leading zeros
 
 
 class Kind(enum.Enum):
@@ -57,14 +58,14 @@ class Grammar:
         self.families = FAMILIES if config.chamber else (PIANO,)
         fams = "".join(self.families)
         if config.encoding == "notewise":
-            self._pattern = re.compile(rf"^(end)?([{fams}])(\d+)$|^wait(\d+)$")
+            self._pattern = re.compile(rf"(end)?([{fams}])({_NUMBER})|wait({_NUMBER})")
         else:
-            self._pattern = re.compile(rf"^([{fams}])([01]{{{config.num_pitches}}})$|^([{fams}])rest(\d+)$")
+            self._pattern = re.compile(rf"([{fams}])([01]{{{config.num_pitches}}})|([{fams}])rest({_NUMBER})")
 
     def parse(self, text: str) -> Token:
         """Read one token; ValueError says why it is not one of this grammar's."""
         cfg = self.config
-        match = self._pattern.match(text)
+        match = self._pattern.fullmatch(text)
         if text == UNK and cfg.encoding == "chordwise":
             return Token(Kind.UNK)
         if match is None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import io
 from collections import defaultdict
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import mido
 import numpy as np
@@ -18,10 +18,14 @@ import symusic
 
 from clara_live.atomic import write_bytes
 from clara_live.errors import InputError
+from clara_live.codec.steps import normalise
 from clara_live.music.instruments import PROGRAM_OF_FAMILY, family_of
-from clara_live.music.notes import FAMILIES, Note, Piece, StepNote
+from clara_live.music.notes import FAMILIES, PIANO, VIOLIN, Note, Piece, StepNote
+from clara_live.music.pedal_scan import noteless_track_pedals
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
+_PART_NAMES = {PIANO: "piano", VIOLIN: "violin", "cello": "cello"}
+_PART_PROGRAMS = {**PROGRAM_OF_FAMILY, "cello": 42}
 
 
 def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
@@ -30,11 +34,15 @@ def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
     Ticks count quarter notes whatever the tempo, so tempo changes never distort the step
     grid. Drums (channel 10) and unpitched programs are dropped. With sustain_pedal, a note
     released while CC64 is down sounds until the pedal lifts; the pedal is a channel control,
-    and files often put it in one hand's track only, so it applies to every track of the same
-    program (symusic does not report channels).
+    and files often put it in one hand's track or in a track of its own, so it applies to every
+    track of the same program (symusic does not report channels).
     """
     try:
-        score = symusic.Score(str(path), ttype="tick")
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        score = symusic.Score.from_midi(data, ttype="tick")
     except Exception as exc:  # symusic raises RuntimeError/ValueError with a terse reason
         raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
     tpq = float(score.ticks_per_quarter)
@@ -45,6 +53,8 @@ def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
         for track in score.tracks:
             if not track.is_drum:
                 pedals[track.program].extend((p.time, p.time + p.duration) for p in track.pedals)
+        for program, intervals in noteless_track_pedals(data).items():
+            pedals[program].extend(intervals)
     notes: list[Note] = []
     for part, track in enumerate(score.tracks):
         family = family_of(track.program, track.is_drum)
@@ -56,7 +66,7 @@ def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
         if pedals.get(track.program):
             end = _hold_under_pedal(end, pedals[track.program])
         for s, e, p, v in zip((start / tpq).tolist(), (end / tpq).tolist(),
-                              arr["pitch"].tolist(), arr["velocity"].tolist()):
+                              arr["pitch"].tolist(), arr["velocity"].tolist(), strict=True):
             notes.append(Note(s, e, p, max(1, v), family, part))
     notes.sort()
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
@@ -79,10 +89,14 @@ def _hold_under_pedal(end: np.ndarray, intervals: list[tuple[int, int]]) -> np.n
     return np.where(inside, m[np.maximum(idx, 0), 1], end)
 
 
-def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.0) -> mido.MidiFile:
-    """Build a type-1 MIDI file, a track per family, every note-on paired with its note-off.
+def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.0,
+                  violin_low: int = 55) -> mido.MidiFile:
+    """Build a type-1 MIDI file, every note-on paired with its note-off.
 
-    Each step is a whole number of ticks, so reading the file back lands on the same steps.
+    One track per family: piano, violin, and a cello track for violin-family notes below
+    violin_low (so reading the file back sees the same parts: a lone violin part would be
+    folded up into violin range as a solo instrument). Each step is a whole number of ticks,
+    so reading the file back lands on the same steps.
     """
     ticks_per_step = -(-480 // sample_freq)  # ceil: at least 480 ticks per quarter
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_step * sample_freq)
@@ -90,16 +104,17 @@ def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.
     conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
     conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
     midi.tracks.append(conductor)
-    by_family: dict[str, list[StepNote]] = defaultdict(list)
-    for note in notes:
-        by_family[note.family].append(note)
-    for channel, family in enumerate(f for f in FAMILIES if by_family[f]):
+    parts: dict[str, list[StepNote]] = defaultdict(list)
+    for note in normalise(notes):  # one sounding note per pitch, so every on has its off
+        low_string = note.family == VIOLIN and note.pitch < violin_low
+        parts["cello" if low_string else note.family].append(note)
+    for channel, part in enumerate(p for p in (*FAMILIES, "cello") if parts[p]):
         track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name={"p": "piano", "v": "violin"}[family], time=0))
-        track.append(mido.Message("program_change", channel=channel, program=PROGRAM_OF_FAMILY[family], time=0))
+        track.append(mido.MetaMessage("track_name", name=_PART_NAMES[part], time=0))
+        track.append(mido.Message("program_change", channel=channel, program=_PART_PROGRAMS[part], time=0))
         # (tick, 0 = off before 1 = on, pitch, velocity): offs first so a re-struck note is closed
         events = []
-        for n in by_family[family]:
+        for n in parts[part]:
             events.append((n.start * ticks_per_step, 1, n.pitch, n.velocity))
             events.append((n.end * ticks_per_step, 0, n.pitch, 0))
         events.sort()

@@ -1,0 +1,190 @@
+"""Shared fixtures: the real MIDI files beside the repository (../shared) and the checks that
+every codec test makes on a decoded file (paired note-ons, note-level F1, the full round trip).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import mido
+import pytest
+from hypothesis import HealthCheck, settings
+
+from clara_live.codec import make_codec, to_steps
+from clara_live.config import CodecConfig
+from clara_live.music.midi_io import steps_to_midi, write_midi
+from clara_live.music.notes import StepNote
+from clara_live.music.read import read_music
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+MAESTRO_FILES = sorted((SHARED / "midi" / "maestro").glob("*.mid"))
+_CORPUS_FILES = sorted((SHARED / "corpus" / "piano-midi-de").glob("*/*.mid"))
+# a fixed seed, so every run (and every xdist worker) draws the same files
+CORPUS_SAMPLE = sorted(random.Random(20240601).sample(_CORPUS_FILES, min(25, len(_CORPUS_FILES))))
+REAL_FILES = MAESTRO_FILES + CORPUS_SAMPLE
+
+# property tests stay small so the whole suite runs in seconds; no deadline, since the first
+# example of a test pays for imports and a loaded machine must not turn that into a failure
+settings.register_profile("clara", max_examples=150, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+# HYPOTHESIS_PROFILE=thorough for a longer hunt before a release
+settings.register_profile("thorough", parent=settings.get_profile("clara"), max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "clara"))
+
+
+def _name(path: Path) -> str:
+    return f"{path.parent.name}/{path.name}"
+
+
+@pytest.fixture(scope="session")
+def shared() -> Path:
+    """The shared data folder (../shared beside the repository)."""
+    if not SHARED.is_dir():
+        pytest.skip(f"{SHARED} not found: the real-file tests need the shared data folder")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def edge(shared: Path) -> Path:
+    return shared / "midi" / "edge"
+
+
+@pytest.fixture(scope="session")
+def maestro_files(shared: Path) -> list[Path]:
+    """Every MAESTRO excerpt in ../shared/midi/maestro."""
+    assert MAESTRO_FILES, f"no MIDI files in {shared / 'midi' / 'maestro'}"
+    return MAESTRO_FILES
+
+
+@pytest.fixture(scope="session")
+def corpus_sample(shared: Path) -> list[Path]:
+    """25 piano-midi.de files, the same ones every run."""
+    assert len(CORPUS_SAMPLE) >= 20, f"expected the piano-midi.de corpus in {shared / 'corpus'}"
+    return CORPUS_SAMPLE
+
+
+@pytest.fixture(params=REAL_FILES, ids=[_name(p) for p in REAL_FILES])
+def real_midi(request: pytest.FixtureRequest) -> Path:
+    """Each MAESTRO excerpt and each file of the corpus sample in turn."""
+    return request.param
+
+
+def pairing_errors(path: str | Path) -> list[str]:
+    """What is wrong with a MIDI file's note pairing, read back with mido: a note-on for a
+    note already sounding, a note-off for a silent note, a note never released."""
+    sounding: dict[tuple[int, int], int] = {}  # (channel, pitch) -> tick of its note-on
+    errors = []
+    tick = 0
+    for msg in mido.merge_tracks(mido.MidiFile(str(path)).tracks):
+        tick += msg.time
+        if msg.type not in ("note_on", "note_off"):
+            continue
+        key = (msg.channel, msg.note)
+        if msg.type == "note_on" and msg.velocity > 0:
+            if key in sounding:
+                errors.append(f"tick {tick}: note-on for sounding {key}")
+            sounding[key] = tick
+        elif sounding.pop(key, None) is None:
+            errors.append(f"tick {tick}: note-off for silent {key}")
+    errors += [f"tick {t}: {key} never released" for key, t in sounding.items()]
+    return errors
+
+
+def note_f1(expected: Iterable[tuple], actual: Iterable[tuple]) -> float:
+    """F1 of two sets of note keys; 1.0 when both are empty."""
+    a, b = set(expected), set(actual)
+    if not a and not b:
+        return 1.0
+    hits = len(a & b)
+    if hits == 0:
+        return 0.0
+    precision, recall = hits / len(b), hits / len(a)
+    return 2 * precision * recall / (precision + recall)
+
+
+def onset_keys(notes: Iterable[StepNote]) -> set[tuple[int, int, str]]:
+    """(pitch, onset step, family) of each note: what the note-level F1 compares."""
+    return {(n.pitch, n.start, n.family) for n in notes}
+
+
+@pytest.fixture(name="pairing_errors", scope="session")
+def _pairing_errors() -> Callable[[str | Path], list[str]]:
+    return pairing_errors
+
+
+@pytest.fixture(name="note_f1", scope="session")
+def _note_f1() -> Callable[..., float]:
+    return note_f1
+
+
+@pytest.fixture(name="onset_keys", scope="session")
+def _onset_keys() -> Callable[..., set]:
+    return onset_keys
+
+
+def build_midi(path: Path, tracks: list[list[tuple[int, mido.Message]]],
+               tempos: Iterable[tuple[int, float]] = ((0, 120.0),), ticks_per_beat: int = 480) -> Path:
+    """Write a type-1 MIDI file: a conductor track with (tick, bpm) tempos, then one track per
+    list of (absolute tick, message)."""
+    midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_beat)
+    conductor = [(tick, mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm))) for tick, bpm in tempos]
+    for events in [conductor, *tracks]:
+        track = mido.MidiTrack()
+        now = 0
+        for tick, msg in sorted(events, key=lambda e: e[0]):  # stable: same-tick order kept
+            track.append(msg.copy(time=tick - now))
+            now = tick
+        midi.tracks.append(track)
+    midi.save(str(path))
+    return path
+
+
+@pytest.fixture
+def make_midi(tmp_path: Path) -> Callable[..., Path]:
+    """build_midi into tmp_path: make_midi("name.mid", tracks, tempos=..., ticks_per_beat=...)."""
+
+    def make(name: str, tracks: list[list[tuple[int, mido.Message]]], **kwargs: object) -> Path:
+        return build_midi(tmp_path / name, tracks, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def assert_round_trip(tmp_path: Path) -> Callable[[str | Path, CodecConfig], Path]:
+    """Check the full round trip of one file under one codec config; returns the decoded file.
+
+    read_music -> to_steps -> encode -> decode -> steps_to_midi -> write_midi -> read_music ->
+    to_steps -> encode must give the same tokens, the same (pitch, onset, family) notes
+    (F1 = 1.0) and a file whose every note-on is paired. The decoded file stays in tmp_path
+    and a failure names it.
+    """
+
+    def check(source: str | Path, config: CodecConfig) -> Path:
+        codec = make_codec(config)
+        notes = to_steps(read_music(source, config.sustain_pedal), config)
+        tokens = codec.encode(notes)
+        decoded = codec.decode(tokens)
+        out = tmp_path / f"{Path(str(source)).stem}.{config.encoding}{config.sample_freq}.decoded.mid"
+        write_midi(steps_to_midi(decoded, config.sample_freq, config.bpm, config.violin_low), out)
+        again = to_steps(read_music(out, config.sustain_pedal), config)
+        f1 = note_f1(onset_keys(notes), onset_keys(again))
+        missing = sorted(onset_keys(notes) - onset_keys(again))[:5]
+        extra = sorted(onset_keys(again) - onset_keys(notes))[:5]
+        assert f1 == 1.0, (f"{source}: note F1 {f1:.4f} after the round trip "
+                           f"(lost {missing}, gained {extra}); decoded MIDI kept at {out}")
+        tokens_again = codec.encode(again)
+        if tokens_again != tokens:
+            first = next((i for i, (x, y) in enumerate(zip(tokens, tokens_again, strict=False)) if x != y),
+                         min(len(tokens), len(tokens_again)))
+            pytest.fail(f"{source}: tokens differ from position {first} "
+                        f"({tokens[first:first + 5]} became {tokens_again[first:first + 5]}); "
+                        f"decoded MIDI kept at {out}")
+        errors = pairing_errors(out)
+        assert not errors, f"{source}: unpaired notes in {out}: {errors[:5]}"
+        return out
+
+    return check
