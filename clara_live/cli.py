@@ -8,6 +8,7 @@ batch (several inputs) reports each bad item, goes on with the rest, and exits 1
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -57,6 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, metavar="N", help="parallel processes (corpus.workers; 0 = one per core)")
     p.set_defaults(run=_cmd_corpus)
+
+    p = commands.add_parser("train", parents=[common], help="train an AWD-LSTM on a corpus folder")
+    p.add_argument("--corpus", required=True, metavar="DIR", help="a folder built by `clara corpus`")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder: checkpoint, metrics, model/")
+    p.add_argument("--init", metavar="MODEL_DIR", help="fine-tune from this model (a personal model)")
+    p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out exactly")
+    p.set_defaults(run=_cmd_train)
+
+    p = commands.add_parser("evaluate", parents=[common], help="NLL, perplexity and accuracy of a model on files")
+    p.add_argument("--model", required=True, metavar="DIR", help="a model folder")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="MIDI or score files")
+    p.set_defaults(run=_cmd_evaluate)
     return parser
 
 
@@ -140,6 +154,45 @@ def _cmd_corpus(args: argparse.Namespace, config: Config) -> int:
     print(summary(manifest))
     print(f"wrote {args.out}/manifest.json")
     return 0
+
+
+def _cmd_train(args: argparse.Namespace, config: Config) -> int:
+    from training.trainer import train
+
+    result = train(args.corpus, args.out, config, init=args.init, resume=args.resume)
+    if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one report
+        print(f"trained {result['step']} steps; best valid NLL {result['best_valid_nll']:.4f} nats/token; "
+              f"model in {args.out}/model")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from clara_live.codec import make_codec, to_steps
+    from clara_live.model import load_model
+    from clara_live.model.evaluate import score, token_ids
+    from clara_live.music.read import read_music
+
+    loaded = load_model(args.model)
+    codec = make_codec(loaded.codec)
+    index = {t: i for i, t in enumerate(loaded.vocabulary)}
+    unknown = "<unk>" if "<unk>" in index else None
+    sequences, failed = [], 0
+    for source in args.inputs:
+        try:
+            tokens = codec.encode(to_steps(read_music(source, loaded.codec.sustain_pedal), loaded.codec))
+            sequences.append(token_ids(tokens, index, unknown, source))
+        except (ClaraError, ValueError) as exc:  # unreadable file, or a token the model never saw
+            failed += 1
+            print(f"clara: error: {exc}", file=sys.stderr)
+    result = {**score(loaded.model, sequences), "files": len(sequences)}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['files']} files, {result['tokens']} tokens: NLL {result['nll']:.4f} nats/token, "
+              f"perplexity {result['perplexity']:.3f}, accuracy {result['accuracy']:.2%}")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -91,9 +91,63 @@ class CorpusConfig:
 
 
 @dataclass(frozen=True)
+class ModelConfig:
+    """AWD-LSTM sizes and regularisation (names follow Merity et al. 2017)."""
+
+    emb_size: int = 256  # also the last layer's size when the decoder is tied to the embedding
+    hidden_size: int = 512
+    num_layers: int = 3
+    dropout_emb: float = 0.1  # dropoute: whole embedding rows
+    dropout_input: float = 0.3  # dropouti: locked dropout on the embeddings
+    dropout_hidden: float = 0.25  # dropouth: locked dropout between layers
+    dropout_output: float = 0.3  # dropout: locked dropout on the last layer's output
+    weight_drop: float = 0.4  # wdrop: DropConnect on hidden-to-hidden weights
+    tie_weights: bool = True
+
+    def __post_init__(self) -> None:
+        _check(self.emb_size >= 1 and self.hidden_size >= 1, "model.hidden_size", "sizes must be positive")
+        _check(self.num_layers >= 1, "model.num_layers", "must be at least 1")
+        for name in ("dropout_emb", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
+            _check(0.0 <= getattr(self, name) < 1.0, f"model.{name}", "must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """The training loop: batches, schedule, regularisation weights, checkpoints."""
+
+    batch_size: int = 32  # global: split across ranks under torchrun
+    bptt: int = 100  # mean sequence length; each batch draws its own around it
+    epochs: int = 8
+    lr: float = 0.003  # peak of the one-cycle schedule
+    weight_decay: float = 0.01  # AdamW
+    warmup_fraction: float = 0.1  # one-cycle: share of steps spent rising to lr
+    clip: float = 0.25  # gradient norm
+    alpha: float = 2.0  # activation regularisation (AR)
+    beta: float = 1.0  # temporal activation regularisation (TAR)
+    checkpoint_every: int = 200  # steps
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # mixed precision (bf16) on CUDA
+    max_steps: int = 0  # stop after this many steps in all (0: run every epoch)
+    eval_tokens: int = 0  # cap on validation tokens per evaluation (0: the whole split)
+
+    def __post_init__(self) -> None:
+        _check(self.batch_size >= 1, "training.batch_size", "must be at least 1")
+        _check(self.bptt >= 2, "training.bptt", "must be at least 2")
+        _check(self.epochs >= 1, "training.epochs", "must be at least 1")
+        _check(self.lr > 0, "training.lr", "must be positive")
+        _check(0 < self.warmup_fraction < 1, "training.warmup_fraction", "must be in (0, 1)")
+        _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be at least 1")
+        _check(self.device in ("auto", "cpu", "cuda"), "training.device", "must be auto, cpu or cuda")
+        _check(self.max_steps >= 0 and self.eval_tokens >= 0, "training.max_steps", "must be 0 or more")
+
+
+@dataclass(frozen=True)
 class Config:
     codec: CodecConfig = field(default_factory=CodecConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
 
 
 def _check(ok: bool, key: str, reason: str) -> None:

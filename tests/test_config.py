@@ -58,7 +58,7 @@ def test_wait_limit_and_high_pitch():
 
 
 @pytest.mark.parametrize(("data", "named"), [
-    ({"model": {}}, "model: unknown section"),
+    ({"mixer": {}}, "mixer: unknown section"),
     ({"codec": {"sample_frq": 4}}, "codec.sample_frq: unknown key"),
     ({"corpus": {"encoding": "notewise"}}, "corpus.encoding: unknown key"),
 ])
@@ -132,7 +132,7 @@ def test_malformed_override_is_refused(text):
 
 @pytest.mark.parametrize(("text", "named"), [
     ("codec.sample_frq=4", "codec.sample_frq: unknown key"),
-    ("model.layers=3", "model: unknown section"),
+    ("mixer.layers=3", "mixer: unknown section"),
     ("codec.sample_freq=four", "codec.sample_freq: expected int, got str"),
     ("codec.chamber=2", "codec.chamber: expected bool, got int"),
     ("codec.sample_freq=0", "codec.sample_freq: must be at least 1"),

@@ -1,0 +1,74 @@
+"""AWD-LSTM (Merity, Keskar & Socher 2017, "Regularizing and Optimizing LSTM Language Models").
+
+The model is a pure function of (tokens, hidden): the hidden state is passed in and handed
+back, never kept in the module, so a sampler, a trainer and an evaluator can each own theirs.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from clara_live.config import ModelConfig
+from clara_live.model.embedding_dropout import embedding_dropout
+from clara_live.model.locked_dropout import LockedDropout
+from clara_live.model.weight_drop import Hidden, WeightDropLSTM
+
+
+class Activations(NamedTuple):
+    """The last layer's output before and after its dropout, for AR and TAR."""
+
+    raw: torch.Tensor  # (batch, time, emb)
+    dropped: torch.Tensor  # (batch, time, emb)
+
+
+class AWDLSTM(nn.Module):
+    def __init__(self, vocab_size: int, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.embed = nn.Embedding(vocab_size, config.emb_size)
+        sizes = [config.emb_size] + [config.hidden_size] * (config.num_layers - 1)
+        # tying needs the last layer to emit embedding-sized vectors
+        sizes.append(config.emb_size if config.tie_weights else config.hidden_size)
+        self.layers = nn.ModuleList(
+            WeightDropLSTM(sizes[i], sizes[i + 1], config.weight_drop) for i in range(config.num_layers))
+        self.decoder = nn.Linear(sizes[-1], vocab_size)
+        if config.tie_weights:
+            self.decoder.weight = self.embed.weight
+        self.drop = LockedDropout()
+        nn.init.uniform_(self.embed.weight, -0.1, 0.1)
+        nn.init.zeros_(self.decoder.bias)
+
+    def init_hidden(self, batch_size: int, device: torch.device | str | None = None) -> list[Hidden]:
+        """Zero state: per layer (h, c), each (1, batch, layer size)."""
+        device = device or self.embed.weight.device
+        return [(torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device),
+                 torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device)) for layer in self.layers]
+
+    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False):
+        """tokens: (batch, time) ids -> logits (batch, time, vocab) and the new hidden state.
+
+        With activations=True a third value holds the last layer's outputs for AR/TAR
+        (a flag rather than a second method, so DistributedDataParallel sees one forward).
+        """
+        cfg = self.config
+        x = embedding_dropout(self.embed, tokens, cfg.dropout_emb)  # (B, T, emb)
+        x = self.drop(x, cfg.dropout_input)
+        new_hidden = []
+        for i, (layer, state) in enumerate(zip(self.layers, hidden, strict=True)):
+            x, state = layer(x, state)  # (B, T, size_i)
+            new_hidden.append(state)
+            raw = x
+            if i < len(self.layers) - 1:
+                x = self.drop(x, cfg.dropout_hidden)
+        x = self.drop(x, cfg.dropout_output)
+        logits = self.decoder(x)
+        return (logits, new_hidden, Activations(raw, x)) if activations else (logits, new_hidden)
+
+
+def detach(hidden: list[Hidden]) -> list[Hidden]:
+    """Cut the graph between batches (truncated backpropagation through time)."""
+    return [(h.detach(), c.detach()) for h, c in hidden]

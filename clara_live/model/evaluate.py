@@ -1,0 +1,72 @@
+"""Next-token NLL (nats/token), perplexity and accuracy of a model over token sequences.
+
+Shared by `clara evaluate` and the trainer's validation, so both report the same figures.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from clara_live.model.awd_lstm import AWDLSTM, detach
+
+
+def token_ids(tokens: Sequence[str], vocabulary: dict[str, int], unknown: str | None, where: str) -> np.ndarray:
+    """Map tokens to ids; a token outside the vocabulary becomes `unknown`, or is an error naming where."""
+    unk = vocabulary.get(unknown) if unknown else None
+    ids = np.empty(len(tokens), dtype=np.int64)
+    for i, token in enumerate(tokens):
+        index = vocabulary.get(token, unk)
+        if index is None:
+            raise ValueError(f"{where}: token {i + 1} {token!r} is not in the model's vocabulary")
+        ids[i] = index
+    return ids
+
+
+@torch.no_grad()
+def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, batch_size: int = 16,
+          max_tokens: int = 0) -> dict:
+    """Sum of NLL and hits over every predicted token; each sequence starts from a zero state.
+
+    Sequences are packed side by side (batch_size at a time, each padded to the longest of
+    its batch) and run in chunks of `chunk` steps with the hidden state carried, which is
+    exactly sequential evaluation. The first token of a sequence has no context and is not
+    predicted. max_tokens > 0 stops after roughly that many predictions.
+    """
+    was_training = model.training
+    model.eval()
+    device = model.embed.weight.device
+    nll, hits, count = 0.0, 0, 0
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    for start in range(0, len(order), batch_size):
+        group = [sequences[i] for i in order[start:start + batch_size] if len(sequences[i]) > 1]
+        if not group:
+            continue
+        length = max(len(s) for s in group)
+        ids = torch.zeros(len(group), length, dtype=torch.long)
+        mask = torch.zeros(len(group), length, dtype=torch.bool)
+        for row, seq in enumerate(group):
+            ids[row, :len(seq)] = torch.as_tensor(seq)
+            mask[row, :len(seq)] = True
+        ids, mask = ids.to(device), mask.to(device)
+        hidden = model.init_hidden(len(group))
+        for t in range(0, length - 1, chunk):
+            inputs, targets = ids[:, t:t + chunk], ids[:, t + 1:t + 1 + chunk]
+            inputs = inputs[:, :targets.size(1)]
+            logits, hidden = model(inputs, hidden)
+            hidden = detach(hidden)
+            valid = mask[:, t + 1:t + 1 + chunk]
+            losses = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+            nll += losses[valid].sum().item()
+            hits += (logits.argmax(-1) == targets)[valid].sum().item()
+            count += int(valid.sum().item())
+        if max_tokens and count >= max_tokens:
+            break
+    model.train(was_training)
+    mean = nll / count if count else float("nan")
+    return {"nll": mean, "perplexity": math.exp(mean) if count else float("nan"),
+            "accuracy": hits / count if count else float("nan"), "tokens": count}

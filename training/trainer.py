@@ -1,0 +1,272 @@
+"""The training loop: AWD-LSTM on a corpus folder, on one process or many (torchrun, DDP).
+
+One readable loop built from small functions. A run folder holds `checkpoint.pt` (model,
+optimiser, schedule, RNG, data position and hidden state, written atomically every
+checkpoint_every steps and at each epoch), `model/` (the best model on the valid split, in
+the shipped format), `metrics.jsonl` and `loss.png`. `resume` continues exactly where the
+checkpoint left off; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import os
+import platform
+import signal
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm import tqdm
+
+from clara_live.atomic import write_bytes
+from clara_live.config import Config, TrainingConfig
+from clara_live.errors import ClaraError, InputError
+from clara_live.model import AWDLSTM, detach, load_model, save_model
+from clara_live.model.evaluate import score
+from training.data import Corpus, batchify, epoch_stream, rank_rows, sequence_lengths
+from training.plot import plot_metrics
+
+CHECKPOINT = "checkpoint.pt"
+METRICS = "metrics.jsonl"
+
+
+class Stop(Exception):
+    """Raised inside the loop after Ctrl-C or SIGTERM, once the checkpoint is safe."""
+
+
+@dataclasses.dataclass
+class Position:
+    epoch: int = 0
+    step: int = 0  # batches done in this epoch
+    global_step: int = 0
+    best_valid: float = math.inf
+
+
+def _device(config: TrainingConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ClaraError("training.device is cuda but no CUDA device is available")
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        return torch.device("cuda", local)
+    torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is slower than the plain CPU path here
+    return torch.device("cpu")
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size), starting the process group when run under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), world) if world > 1 else (0, 1)
+
+
+def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLSTM, list[str]]:
+    """A fresh model over the corpus vocabulary, or a base model to fine-tune (--init)."""
+    if init is None:
+        return AWDLSTM(len(corpus.vocabulary), config.model), corpus.vocabulary
+    base = load_model(init)
+    codec = corpus.manifest["codec"]
+    for key in ("encoding", "sample_freq", "chamber", "low_pitch", "num_pitches"):
+        if codec.get(key) != getattr(base.codec, key):
+            raise InputError(f"{init}: codec.{key} is {getattr(base.codec, key)!r} but the corpus has "
+                             f"{codec.get(key)!r}; rebuild the corpus with the base model's settings")
+    missing = set(corpus.vocabulary) - set(base.vocabulary)
+    if missing and not corpus.unknown:
+        raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
+                         f"(e.g. {sorted(missing)[0]!r})")
+    return base.model.train(), base.vocabulary
+
+
+def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | None = None,
+          resume: bool = False, progress: bool = True) -> dict:
+    """Train, returning the final metrics; rank 0 writes the run folder."""
+    out = Path(out)
+    cfg = config.training
+    rank, world = _world()
+    if cfg.batch_size % world:
+        raise ClaraError(f"training.batch_size {cfg.batch_size} does not divide among {world} processes")
+    device = _device(cfg)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    corpus = Corpus(corpus_dir)
+    model, vocabulary = _base_model(corpus, config, init)
+    model.to(device)
+    train_pieces = corpus.pieces("train", vocabulary)
+    valid_pieces = corpus.pieces("valid", vocabulary)
+    if not train_pieces:
+        raise InputError(f"{corpus_dir}: the train split is empty")
+    plans = [sequence_lengths(len(epoch_stream(train_pieces, cfg.seed, e)) // cfg.batch_size, cfg.bptt, cfg.seed, e)
+             for e in range(cfg.epochs)]
+    total = sum(len(p) for p in plans)
+    if cfg.max_steps:
+        total = min(total, cfg.max_steps)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=max(total, 2),
+                                                   pct_start=cfg.warmup_fraction)
+    position, hidden = Position(), None
+    if resume:
+        position, hidden = _load_checkpoint(out / CHECKPOINT, model, optimiser, schedule, device, rank, world)
+    elif rank == 0 and (out / CHECKPOINT).exists():
+        raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
+    net = DistributedDataParallel(model) if world > 1 else model
+    if not resume:
+        torch.manual_seed(cfg.seed * 1000 + rank)  # each rank its own dropout masks
+    codec = dataclasses.replace(config.codec, **{k: v for k, v in corpus.manifest["codec"].items()})
+    info = {"corpus": str(corpus_dir), "sources": corpus.manifest.get("sources"), "training": dataclasses.asdict(cfg),
+            "world_size": world, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine(), "init": init}
+    stop = {"signal": None}
+
+    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
+        stop["signal"] = signum
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    started = time.time()
+    try:
+        while position.epoch < cfg.epochs and (not cfg.max_steps or position.global_step < cfg.max_steps):
+            hidden = _run_epoch(net, model, train_pieces, plans[position.epoch], position, hidden, optimiser,
+                                schedule, cfg, device, rank, world, out, stop, progress, total)
+            if cfg.max_steps and position.global_step >= cfg.max_steps and position.step < len(plans[position.epoch]):
+                break
+            valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else {}
+            if rank == 0:
+                _log(out, {"epoch": position.epoch + 1, "step": position.global_step,
+                           **{f"valid_{k}": v for k, v in valid.items()}, "elapsed_s": round(time.time() - started)})
+                if valid and valid["nll"] < position.best_valid:
+                    position.best_valid = valid["nll"]
+                    save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid,
+                                                                        "epoch": position.epoch + 1})
+                plot_metrics(out / METRICS, out / "loss.png")
+            position.epoch, position.step, hidden = position.epoch + 1, 0, None
+            _save_checkpoint(out / CHECKPOINT, model, optimiser, schedule, position, hidden, rank, world)
+    except Stop:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if rank == 0:
+        if not (out / "model" / "config.json").exists():  # no epoch finished: keep what we have
+            valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else None
+            save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid})
+        plot_metrics(out / METRICS, out / "loss.png")
+    if world > 1:
+        dist.barrier()
+    if stop["signal"] is not None:
+        raise KeyboardInterrupt
+    return {"epoch": position.epoch, "step": position.global_step, "best_valid_nll": position.best_valid}
+
+
+def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Position, hidden, optimiser, schedule,
+               cfg: TrainingConfig, device: torch.device, rank: int, world: int, out: Path, stop: dict,
+               progress: bool, total: int):
+    data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, position.epoch), cfg.batch_size), rank, world)
+    offset = sum(lengths[:position.step])
+    if hidden is None:
+        hidden = model.init_hidden(data.size(0), device)
+    bar = tqdm(total=total, initial=position.global_step, desc=f"epoch {position.epoch + 1}/{cfg.epochs}",
+               unit="step", disable=not progress or rank != 0 or None)
+    amp = cfg.amp and device.type == "cuda"
+    window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    model.train()
+    for length in lengths[position.step:]:
+        batch = data[:, offset:offset + length + 1].to(device, non_blocking=True)
+        offset += length
+        inputs, targets = batch[:, :-1], batch[:, 1:]
+        hidden = detach(hidden)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits, hidden, acts = net(inputs, hidden, activations=True)
+            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+            # AR penalises large outputs, TAR large changes between steps (Merity et al. 2017, 4.6)
+            regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
+                + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
+        optimiser.zero_grad(set_to_none=True)
+        regularised.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        optimiser.step()
+        schedule.step()
+        position.step += 1
+        position.global_step += 1
+        window_loss += loss.item() * targets.numel()
+        window_tokens += targets.numel()
+        bar.update()
+        if rank == 0 and position.global_step % 50 == 0:
+            rate = window_tokens * world / max(time.time() - window_start, 1e-9)
+            _log(out, {"step": position.global_step, "epoch": position.epoch + 1,
+                       "train_loss": window_loss / window_tokens, "lr": schedule.get_last_lr()[0],
+                       "tokens_per_s": round(rate)})
+            bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}")
+            window_loss, window_tokens, window_start = 0.0, 0, time.time()
+        done = cfg.max_steps and position.global_step >= cfg.max_steps
+        if position.global_step % cfg.checkpoint_every == 0 or stop["signal"] or done:
+            _save_checkpoint(out / CHECKPOINT, model, optimiser, schedule, position, hidden, rank, world)
+        if stop["signal"] is not None:
+            bar.close()
+            raise Stop
+        if done:
+            break
+    bar.close()
+    return hidden
+
+
+def _log(out: Path, record: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / METRICS, "a", encoding="utf-8") as handle:  # append-only: a torn last line is skipped
+        handle.write(json.dumps(record) + "\n")
+
+
+def _gather_rows(tensor: torch.Tensor, world: int) -> torch.Tensor:
+    """The whole global batch's hidden rows (batch is dim 1), from every rank."""
+    if world == 1:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=1)
+
+
+def _save_checkpoint(path: Path, model: AWDLSTM, optimiser, schedule, position: Position, hidden,
+                     rank: int, world: int) -> None:
+    """Called on every rank (the hidden state is gathered); rank 0 writes, atomically."""
+    if hidden is not None:
+        hidden = [(_gather_rows(h, world).cpu(), _gather_rows(c, world).cpu()) for h, c in hidden]
+    if rank != 0:
+        return
+    state = {
+        "model": model.state_dict(),
+        "optimiser": optimiser.state_dict(),
+        "schedule": schedule.state_dict(),
+        "position": dataclasses.asdict(position),
+        "hidden": [list(h) for h in hidden] if hidden is not None else None,
+        "rng": {"torch": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
+    }
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    write_bytes(path, buffer.getvalue())
+
+
+def _load_checkpoint(path: Path, model: AWDLSTM, optimiser, schedule, device: torch.device, rank: int, world: int):
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["model"])
+        optimiser.load_state_dict(state["optimiser"])
+        schedule.load_state_dict(state["schedule"])
+    except FileNotFoundError:
+        raise InputError(f"{path}: no checkpoint to resume") from None
+    except (KeyError, RuntimeError, ValueError) as exc:
+        raise InputError(f"{path}: not a checkpoint of this run ({exc.__class__.__name__})") from None
+    torch.set_rng_state(state["rng"]["torch"])
+    if state["rng"]["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    def mine(t: torch.Tensor) -> torch.Tensor:  # this rank's rows of the global batch
+        rows = t.size(1) // world
+        return t[:, rank * rows:(rank + 1) * rows].to(device)
+
+    hidden = [(mine(h), mine(c)) for h, c in state["hidden"]] if state["hidden"] else None
+    return Position(**state["position"]), hidden
