@@ -125,6 +125,7 @@ class TrainingConfig:
     alpha: float = 2.0  # activation regularisation (AR)
     beta: float = 1.0  # temporal activation regularisation (TAR)
     checkpoint_every: int = 200  # steps
+    log_every: int = 50  # steps between train-loss lines in metrics.jsonl
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # mixed precision (bf16) on CUDA
@@ -138,6 +139,7 @@ class TrainingConfig:
         _check(self.lr > 0, "training.lr", "must be positive")
         _check(0 < self.warmup_fraction < 1, "training.warmup_fraction", "must be in (0, 1)")
         _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be at least 1")
+        _check(self.log_every >= 1, "training.log_every", "must be at least 1")
         _check(self.device in ("auto", "cpu", "cuda"), "training.device", "must be auto, cpu or cuda")
         _check(self.max_steps >= 0 and self.eval_tokens >= 0, "training.max_steps", "must be 0 or more")
 

@@ -104,9 +104,9 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
         raise InputError(f"{corpus_dir}: the train split is empty")
     plans = [sequence_lengths(len(epoch_stream(train_pieces, cfg.seed, e)) // cfg.batch_size, cfg.bptt, cfg.seed, e)
              for e in range(cfg.epochs)]
+    # the schedule spans every planned step, so a run stopped by max_steps or Ctrl-C and
+    # resumed follows exactly the curve of one that was never stopped
     total = sum(len(p) for p in plans)
-    if cfg.max_steps:
-        total = min(total, cfg.max_steps)
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=max(total, 2),
                                                    pct_start=cfg.warmup_fraction)
@@ -157,10 +157,15 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
             save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid})
         plot_metrics(out / METRICS, out / "loss.png")
     if world > 1:
+        digests = os.environ.get("CLARA_RANK_DIGESTS")  # tests: every rank's final parameters
+        if digests:
+            flat = torch.cat([p.detach().cpu().flatten() for p in model.state_dict().values()])
+            torch.save(flat, Path(digests) / f"rank{rank}.pt")
         dist.barrier()
     if stop["signal"] is not None:
         raise KeyboardInterrupt
-    return {"epoch": position.epoch, "step": position.global_step, "best_valid_nll": position.best_valid}
+    return {"epoch": position.epoch, "step": position.global_step, "best_valid_nll": position.best_valid,
+            "model": model}
 
 
 def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Position, hidden, optimiser, schedule,
@@ -196,14 +201,14 @@ def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Positi
         window_loss += loss.item() * targets.numel()
         window_tokens += targets.numel()
         bar.update()
-        if rank == 0 and position.global_step % 50 == 0:
+        done = cfg.max_steps and position.global_step >= cfg.max_steps
+        if rank == 0 and (position.global_step % cfg.log_every == 0 or done):
             rate = window_tokens * world / max(time.time() - window_start, 1e-9)
             _log(out, {"step": position.global_step, "epoch": position.epoch + 1,
                        "train_loss": window_loss / window_tokens, "lr": schedule.get_last_lr()[0],
                        "tokens_per_s": round(rate)})
             bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}")
             window_loss, window_tokens, window_start = 0.0, 0, time.time()
-        done = cfg.max_steps and position.global_step >= cfg.max_steps
         if position.global_step % cfg.checkpoint_every == 0 or stop["signal"] or done:
             _save_checkpoint(out / CHECKPOINT, model, optimiser, schedule, position, hidden, rank, world)
         if stop["signal"] is not None:

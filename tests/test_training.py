@@ -1,0 +1,147 @@
+"""clara train / clara evaluate on a tiny corpus: run folder, exact resume, DDP, fine-tuning."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from clara_live.cli import main
+from clara_live.config import load_config
+from clara_live.corpus import build_corpus
+from clara_live.model import load_model
+from training.trainer import train
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["model.emb_size=8", "model.hidden_size=16", "model.num_layers=2", "training.batch_size=4",
+        "training.bptt=20", "training.checkpoint_every=5", "training.eval_tokens=2000", "training.device=cpu"]
+NO_DROPOUT = ["model.dropout_emb=0", "model.dropout_input=0", "model.dropout_hidden=0",
+              "model.dropout_output=0", "model.weight_drop=0"]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    source = tmp_path_factory.mktemp("src") / "Clementi"
+    source.mkdir()
+    for midi in sorted((SHARED / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:4]:
+        shutil.copy(midi, source / midi.name)
+    out = tmp_path_factory.mktemp("corpus")
+    config = load_config(overrides=["corpus.workers=1", "corpus.transpose_low=-1", "corpus.transpose_high=0",
+                                    "corpus.valid_fraction=0.3", "corpus.test_fraction=0.0"])
+    manifest = build_corpus([str(source)], out, config, progress=False)
+    assert manifest["splits"]["train"]["pieces"] and manifest["splits"]["valid"]["pieces"]
+    return out
+
+
+def _params(model) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+def test_run_folder_and_model(corpus, tmp_path):
+    out = tmp_path / "run"
+    result = train(corpus, out, load_config(overrides=TINY + ["training.max_steps=12"]), progress=False)
+    assert result["step"] == 12
+    assert {"checkpoint.pt", "metrics.jsonl", "model"} <= {p.name for p in out.iterdir()}
+    loaded = load_model(out / "model")
+    assert loaded.codec.sample_freq == 12 and loaded.info["valid"]["tokens"] > 0
+    assert torch.equal(_params(loaded.model), _params(result["model"]))
+    with pytest.raises(Exception, match="holds a checkpoint already"):
+        train(corpus, out, load_config(overrides=TINY), progress=False)
+
+
+def test_resume_continues_exactly(corpus, tmp_path):
+    straight = train(corpus, tmp_path / "a", load_config(overrides=TINY + ["training.max_steps=14"]), progress=False)
+    train(corpus, tmp_path / "b", load_config(overrides=TINY + ["training.max_steps=7"]), progress=False)
+    resumed = train(corpus, tmp_path / "b", load_config(overrides=TINY + ["training.max_steps=14"]),
+                    resume=True, progress=False)
+    assert resumed["step"] == 14
+    assert torch.equal(_params(straight["model"]), _params(resumed["model"]))
+
+
+def test_full_epoch_logs_validation_and_plots(corpus, tmp_path):
+    out = tmp_path / "run"
+    train(corpus, out, load_config(overrides=TINY + ["training.epochs=1"]), progress=False)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in records if "valid_nll" in r]
+    assert len(valid) == 1 and valid[0]["valid_perplexity"] == pytest.approx(2.718281828 ** valid[0]["valid_nll"])
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_json_and_finetune(corpus, tmp_path, capsys):
+    out = tmp_path / "base"
+    train(corpus, out, load_config(overrides=TINY + ["training.max_steps=5"]), progress=False)
+    files = sorted((SHARED / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:2]
+    assert main(["evaluate", "--model", str(out / "model"), "--json", *map(str, files)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert set(result) == {"nll", "perplexity", "accuracy", "tokens", "files"} and result["files"] == 2
+    assert 0 < result["nll"] < 6 and 0 <= result["accuracy"] <= 1
+    assert main(["evaluate", "--model", str(out / "model"), str(SHARED / "midi/edge/corrupted_control168.mid")]) == 1
+    # a personal model starts from the base model's weights and vocabulary
+    personal = train(corpus, tmp_path / "personal", load_config(overrides=TINY + ["training.max_steps=2"]),
+                     init=str(out / "model"), progress=False)
+    assert load_model(tmp_path / "personal" / "model").info["init"] == str(out / "model")
+    assert personal["step"] == 2
+
+
+def test_finetune_refuses_an_incompatible_base(corpus, tmp_path):
+    out = tmp_path / "base"
+    train(corpus, out, load_config(overrides=TINY + ["training.max_steps=2"]), progress=False)
+    meta = json.loads((out / "model" / "config.json").read_text())
+    meta["codec"]["sample_freq"] = 4
+    (out / "model" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(Exception, match="codec.sample_freq is 4 but the corpus has 12"):
+        train(corpus, tmp_path / "p", load_config(overrides=TINY), init=str(out / "model"), progress=False)
+
+
+def test_sigint_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "clara_live", "train", "--corpus", str(corpus), "--out", str(out)]
+    for item in TINY + ["training.checkpoint_every=100000", "training.epochs=50", "training.log_every=10"]:
+        args += ["--set", item]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline:  # wait for log_every steps
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["position"]["global_step"] >= 10  # saved at the interrupt, not at an interval
+    assert (out / "model" / "config.json").exists()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_distributed_two_processes_match_one(corpus, tmp_path):
+    """torchrun with 2 CPU processes (gloo): the same parameters as one process on the same global batch."""
+    overrides = TINY + NO_DROPOUT + ["training.max_steps=6", "training.alpha=0", "training.beta=0"]
+    single = train(corpus, tmp_path / "one", load_config(overrides=overrides), progress=False)
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+            "-m", "clara_live", "train", "--corpus", str(corpus), "--out", str(tmp_path / "two")]
+    for item in overrides:
+        args += ["--set", item]
+    env = {**os.environ, "CLARA_RANK_DIGESTS": str(tmp_path / "two")}
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ranks = [torch.load(tmp_path / "two" / f"rank{r}.pt", weights_only=True) for r in (0, 1)]
+    assert torch.equal(ranks[0], ranks[1]), "ranks diverged"
+    torch.testing.assert_close(ranks[0], _params(single["model"]), atol=1e-5, rtol=1e-4)
+    two = load_model(tmp_path / "two" / "model")
+    assert two.info["world_size"] == 2
+    assert two.info["valid"]["nll"] == pytest.approx(load_model(tmp_path / "one" / "model").info["valid"]["nll"],
+                                                     rel=1e-4)
