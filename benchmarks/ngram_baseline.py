@@ -262,13 +262,31 @@ def read_split(corpus: Path, split: str) -> list[list[str]]:
         return [tokens for line in f if (tokens := line.split())]
 
 
+def lstm_test_nll(model_dir: Path, corpus: Path) -> float:
+    """The model's NLL on the corpus's test lines (each from a zero state; the first token of
+    a line has no context and is not predicted, one token in ~5,000 here)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import torch
+
+    from clara_live.model import load_model
+    from clara_live.model.evaluate import score
+    from training.data import Corpus
+
+    torch.backends.mkldnn.enabled = False
+    loaded = load_model(model_dir)
+    return score(loaded.model, Corpus(corpus).pieces("test", loaded.vocabulary))["nll"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("corpus", type=Path, help="a folder written by `clara corpus`")
     parser.add_argument("--order", type=int, default=DEFAULT_ORDER, help="n-gram order (default 5)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--lstm-nll", type=float, help="the LSTM's test NLL (nats/token): print it / n-gram NLL")
+    parser.add_argument("--model", type=Path, help="a model folder: score it on the same test split (sets --lstm-nll)")
     args = parser.parse_args(argv)
+    if args.model is not None:
+        args.lstm_nll = lstm_test_nll(args.model, args.corpus)
 
     manifest = json.loads((args.corpus / "manifest.json").read_text(encoding="utf-8"))
     start = time.perf_counter()
