@@ -1,0 +1,38 @@
+"""The models in trained_models/ load from a clean checkout and know their music."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from clara_live.codec import make_codec, to_steps
+from clara_live.model import load_model
+from clara_live.model.evaluate import score, token_ids
+from clara_live.music.read import read_music
+
+MODELS = Path(__file__).resolve().parents[1] / "trained_models"
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(scope="module")
+def notewise():
+    return load_model(MODELS / "clara-notewise")
+
+
+def test_notewise_model_matches_its_codec(notewise):
+    assert notewise.codec.encoding == "notewise" and notewise.codec.sample_freq == 12
+    assert sorted(notewise.vocabulary) == sorted(make_codec(notewise.codec).vocabulary())
+    assert sum(p.numel() for p in notewise.model.parameters()) * 4 < 50e6  # under ~50 MB
+
+
+def test_notewise_model_predicts_real_music_far_better_than_chance(notewise):
+    torch.backends.mkldnn.enabled = False
+    index = {t: i for i, t in enumerate(notewise.vocabulary)}
+    piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
+    tokens = make_codec(notewise.codec).encode(to_steps(piece, notewise.codec))[:1500]
+    result = score(notewise.model, [token_ids(tokens, index, None, "maestro_2")])
+    assert result["nll"] < 0.7 * math.log(len(notewise.vocabulary))
+    assert result["accuracy"] > 0.15  # unquantised performance, never seen in training; chance is 0.7 %
