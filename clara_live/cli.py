@@ -174,6 +174,9 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     from clara_live.model.evaluate import score, token_ids
     from clara_live.music.read import read_music
 
+    import torch
+
+    torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is many times slower than the plain CPU path here
     loaded = load_model(args.model)
     codec = make_codec(loaded.codec)
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
