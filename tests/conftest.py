@@ -12,6 +12,7 @@ from pathlib import Path
 import mido
 import pytest
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.config import CodecConfig
@@ -188,3 +189,13 @@ def assert_round_trip(tmp_path: Path) -> Callable[[str | Path, CodecConfig], Pat
         return out
 
     return check
+
+
+def step_notes(config: CodecConfig, max_start: int = 120, max_length: int = 70) -> st.SearchStrategy[list[StepNote]]:
+    """Random notes on the step grid inside the config's range (both codecs' property tests)."""
+    families = ["p", "v"] if config.chamber else ["p"]
+    note = st.builds(
+        lambda start, length, pitch, velocity, family: StepNote(start, start + length, pitch, velocity, family),
+        st.integers(0, max_start), st.integers(1, max_length), st.integers(config.low_pitch, config.high_pitch),
+        st.integers(1, 127), st.sampled_from(families))
+    return st.lists(note, max_size=40)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import step_notes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -157,15 +158,6 @@ def test_edge_empty_file_encodes_to_nothing(edge):
 # --- properties ---------------------------------------------------------------------------
 
 
-def step_notes(config: CodecConfig) -> st.SearchStrategy[list[StepNote]]:
-    families = ["p", "v"] if config.chamber else ["p"]
-    note = st.builds(
-        lambda start, length, pitch, family: StepNote(start, start + length, pitch, 80, family),
-        st.integers(0, 60), st.integers(1, 20), st.integers(config.low_pitch, config.high_pitch),
-        st.sampled_from(families))
-    return st.lists(note, max_size=40)
-
-
 def tokens_for(codec: ChordwiseCodec) -> st.SearchStrategy[list[str]]:
     cfg = codec.config
     chords = st.builds(
@@ -179,7 +171,7 @@ def tokens_for(codec: ChordwiseCodec) -> st.SearchStrategy[list[str]]:
 @given(data=st.data())
 def test_encode_decode_encode_is_identical(config, data):
     codec = ChordwiseCodec(config)
-    notes = data.draw(step_notes(config))
+    notes = data.draw(step_notes(config, max_start=60, max_length=20))
     tokens = codec.encode(notes)
     decoded = codec.decode(tokens)
     assert codec.encode(decoded) == tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import mido
 import pytest
+from conftest import step_notes
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -250,15 +251,6 @@ def test_edge_empty_file_encodes_to_nothing(edge):
 
 
 # --- properties ---------------------------------------------------------------------------
-
-
-def step_notes(config: CodecConfig) -> st.SearchStrategy[list[StepNote]]:
-    families = ["p", "v"] if config.chamber else ["p"]
-    note = st.builds(
-        lambda start, length, pitch, velocity, family: StepNote(start, start + length, pitch, velocity, family),
-        st.integers(0, 120), st.integers(1, 70), st.integers(config.low_pitch, config.high_pitch),
-        st.integers(1, 127), st.sampled_from(families))
-    return st.lists(note, max_size=40)
 
 
 CONFIGS = [CFG, CHAMBER, CodecConfig(sample_freq=4, max_wait=3)]
