@@ -1,0 +1,286 @@
+"""A piece as something to hear and see: a WAV through FluidSynth, a piano-roll PNG through matplotlib.
+
+The WAV comes from the `fluidsynth` command-line program (Debian: fluidsynth, fluid-soundfont-gm),
+run as a fast offline render with no audio or MIDI driver, so it needs no sound card. Three of its
+habits shape the code (FluidSynth 2.3.1 on Debian 12 unless said otherwise):
+- it exits 0 when it cannot load the soundfont (it goes on with its default soundfont) and when it
+  cannot write the output file, so both are checked here, not by its exit status;
+- since 2.3.1 it renders until every voice is silent (here 2-3 s past the end, mostly dither); earlier
+  versions stop at the end of the file, cutting the last release off (FluidSynth issues #24, #1408).
+  So it renders a copy of the MIDI padded with TAIL_S seconds, and the near-silence after that tail
+  is trimmed, which gives the same WAV length whatever the version;
+- it waits for a note that is never released: a piano one decays (51 s of render here), one on a
+  looping instrument never ends (issue #1257), hence the time limit.
+mido is used here, beside midi_io, only to read the file's length in seconds and to write the padded copy.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import tempfile
+import wave
+from collections.abc import Sequence
+from pathlib import Path
+
+import mido
+import numpy as np
+
+from clara_live.atomic import atomic_open, write_bytes
+from clara_live.errors import ClaraError, InputError
+from clara_live.music.notes import StepNote
+
+SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
+SOUNDFONT_ENV = "CLARA_SOUNDFONT"
+INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
+GAIN = 1.0  # FluidSynth's default 0.2 is very quiet; a dense MAESTRO excerpt peaks near -10 dBFS at 1.0
+TAIL_S = 1.0  # seconds kept after the last MIDI event, for the last release and the reverb
+SILENCE = 10 ** (-60 / 20)  # -60 dBFS: trailing audio below this is trimmed (down to TAIL_S)
+TIMEOUT_S = 60.0  # plus TIMEOUT_PER_S per second of music; it renders ~90x real time here
+TIMEOUT_PER_S = 0.5
+
+
+def render_wav(midi_path: str | Path, wav_path: str | Path, soundfont: str | Path | None = None,
+               sample_rate: int = 44100) -> None:
+    """Render a MIDI file to a 16-bit stereo WAV of the whole piece plus the release tail.
+
+    The WAV lasts the MIDI's length (seconds, tempo changes included) plus TAIL_S, longer only while
+    the sound stays above -60 dBFS. The soundfont is, in order: the argument, $CLARA_SOUNDFONT, then
+    FluidR3_GM.sf2 or default-GM.sf2 in /usr/share/sounds/sf2. The WAV is written atomically.
+    Raises InputError for an unreadable MIDI file or soundfont or an unwritable target, ClaraError when
+    fluidsynth is missing, fails or runs past its time limit; each message is one line naming the file.
+    """
+    midi_path, wav_path = Path(midi_path), Path(wav_path)
+    if not 8000 <= sample_rate <= 96000:  # FluidSynth's synth.sample-rate range
+        raise ValueError(f"sample_rate {sample_rate} outside 8000..96000")
+    midi, seconds = _read_midi(midi_path)
+    exe = shutil.which("fluidsynth")
+    if exe is None:
+        raise ClaraError(f"{midi_path}: cannot render: fluidsynth not found on PATH (install it: {INSTALL_HINT})")
+    sf2 = _find_soundfont(soundfont)
+    try:
+        wav_path.parent.mkdir(parents=True, exist_ok=True)
+        # the render and the padded copy live beside the target, so a big WAV never fills /tmp
+        with tempfile.TemporaryDirectory(prefix=f".{wav_path.name}.", suffix=".tmp", dir=wav_path.parent) as tmp:
+            padded, raw = Path(tmp) / "padded.mid", Path(tmp) / "render.wav"
+            _pad(midi, TAIL_S).save(str(padded))
+            _run_fluidsynth(exe, sf2, padded, raw, sample_rate, midi_path, TIMEOUT_S + TIMEOUT_PER_S * seconds)
+            _write_trimmed(raw, wav_path, min_seconds=seconds + TAIL_S, label=midi_path)
+    except OSError as exc:
+        raise InputError(f"{wav_path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def _read_midi(path: Path) -> tuple[mido.MidiFile, float]:
+    """The parsed file and its length in seconds."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    try:
+        midi = mido.MidiFile(file=io.BytesIO(data))
+    except Exception as exc:  # mido raises OSError, EOFError, ValueError or KeyError on bad data
+        raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
+    if midi.type == 2:
+        raise InputError(f"{path}: type 2 (sequential tracks) MIDI files are not supported")
+    return midi, midi.length
+
+
+def _pad(midi: mido.MidiFile, seconds: float) -> mido.MidiFile:
+    """A copy whose longest track ends `seconds` later (at the last tempo): FluidSynth plays to the end
+    of the last track, so its voices get that long to release whatever its version does after it."""
+    padded = mido.MidiFile(type=midi.type, ticks_per_beat=midi.ticks_per_beat)
+    tempo = 500000  # microseconds per quarter, the MIDI default
+    for msg in mido.merge_tracks(midi.tracks):
+        if msg.type == "set_tempo":
+            tempo = msg.tempo
+    extra = round(mido.second2tick(seconds, midi.ticks_per_beat, tempo))
+    longest = max(range(len(midi.tracks)), key=lambda i: sum(m.time for m in midi.tracks[i]), default=None)
+    for i, source in enumerate(midi.tracks):
+        track, delay = mido.MidiTrack(), 0
+        for msg in source:
+            if msg.type == "end_of_track":  # dropped, its delay kept, one new one appended
+                delay += msg.time
+            else:
+                track.append(msg.copy(time=msg.time + delay))
+                delay = 0
+        track.append(mido.MetaMessage("end_of_track", time=delay + (extra if i == longest else 0)))
+        padded.tracks.append(track)
+    return padded
+
+
+def _find_soundfont(soundfont: str | Path | None) -> Path:
+    if soundfont is not None:
+        candidates, named = [Path(soundfont)], True
+    elif os.environ.get(SOUNDFONT_ENV):
+        candidates, named = [Path(os.environ[SOUNDFONT_ENV])], True
+    else:
+        candidates, named = list(SOUNDFONTS), False
+    for path in candidates:
+        if path.is_file():
+            _check_soundfont(path)
+            return path
+    if named:
+        raise InputError(f"{candidates[0]}: soundfont not found")
+    tried = " or ".join(str(p) for p in candidates)
+    raise InputError(f"{tried}: no soundfont found (install one: {INSTALL_HINT}, or set ${SOUNDFONT_ENV})")
+
+
+def _check_soundfont(path: Path) -> None:
+    """Checked here: FluidSynth quietly renders with its default soundfont when it cannot load one."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read soundfont ({exc.strerror or exc.__class__.__name__})") from None
+    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
+        raise InputError(f"{path}: not a SoundFont (.sf2/.sf3) file")
+
+
+def _run_fluidsynth(exe: str, sf2: Path, midi: Path, out: Path, sample_rate: int, label: Path,
+                    timeout: float) -> None:
+    # -n no MIDI driver, -i no shell, -F renders offline and opens no audio driver
+    cmd = [exe, "-n", "-i", "-q", "-g", str(GAIN), "-r", str(sample_rate), "-T", "wav", "-O", "s16",
+           "-F", str(out), str(sf2), str(midi)]
+    try:
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              errors="replace", timeout=timeout)
+    except OSError as exc:
+        raise ClaraError(f"{label}: cannot run {exe} ({exc.strerror or exc.__class__.__name__})") from None
+    except subprocess.TimeoutExpired:
+        raise ClaraError(f"{label}: fluidsynth still rendering after {timeout:.0f} s "
+                         "(a note that is never released?)") from None
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    errors = [line for line in lines if "error" in line.lower()]
+    reason = (errors or lines or [f"exit status {done.returncode}"])[-1]
+    if any("failed to load" in line.lower() for line in lines):  # it would go on with its default soundfont
+        raise InputError(f"{sf2}: fluidsynth could not load this soundfont ({reason})")
+    # it exits 0 when it cannot open the output file, so a missing or empty file is a failure too
+    if done.returncode != 0 or not out.is_file() or out.stat().st_size <= 44:
+        raise ClaraError(f"{label}: fluidsynth failed: {reason}")
+
+
+def _write_trimmed(raw: Path, target: Path, min_seconds: float, label: Path) -> None:
+    """Copy the render to target, cut after the last block louder than SILENCE but not before min_seconds."""
+    try:
+        with wave.open(str(raw), "rb") as src:
+            params = src.getparams()
+            frames = src.readframes(params.nframes)
+    except (wave.Error, EOFError) as exc:
+        raise ClaraError(f"{label}: fluidsynth wrote an unreadable WAV ({exc})") from None
+    if params.sampwidth != 2:
+        raise ClaraError(f"{label}: fluidsynth wrote {8 * params.sampwidth}-bit samples, expected 16")
+    samples = np.frombuffer(frames, dtype="<i2").reshape(-1, params.nchannels)  # (frames, channels)
+    block = max(1, params.framerate // 100)  # 10 ms
+    n_blocks = -(-len(samples) // block)
+    peaks = np.zeros(n_blocks * block, dtype=np.int32)
+    peaks[:len(samples)] = np.abs(samples.astype(np.int32)).max(axis=1) if len(samples) else 0
+    loud = np.flatnonzero(peaks.reshape(n_blocks, block).max(axis=1) > SILENCE * 32768)
+    end = (loud[-1] + 1) * block if len(loud) else 0
+    end = min(len(samples), max(end, round(min_seconds * params.framerate)))
+    with atomic_open(target, "wb") as handle, wave.open(handle, "wb") as dst:
+        dst.setnchannels(params.nchannels)
+        dst.setsampwidth(2)
+        dst.setframerate(params.framerate)
+        dst.writeframes(samples[:end].tobytes())
+
+
+# --- piano roll ---------------------------------------------------------------------------------
+
+COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")  # matplotlib's tab10, in order
+_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+_BLACK = {1, 3, 6, 8, 10}
+DPI = 100
+INCHES_PER_BAR = 0.6
+MIN_WIDTH, MAX_WIDTH = 6.0, 40.0  # inches: 600 to 4000 pixels
+MIN_BEAT_PX = 8  # beat lines only when beats are at least this far apart
+
+
+def pitch_name(pitch: int) -> str:
+    """Scientific pitch name, C4 = MIDI 60: 61 -> "C#4"."""
+    return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
+
+
+def draw_piano_roll(parts: Sequence[tuple[str, Sequence[StepNote]]], sample_freq: int, path: str | Path,
+                    bpm: float | None = None, beats_per_bar: int = 4, title: str | None = None) -> None:
+    """Draw parts as a piano-roll PNG, one colour per part (in order: blue, orange, green...).
+
+    parts: (label, notes) pairs, note times in steps of sample_freq steps per quarter note.
+    The x axis counts bars of beats_per_bar quarter notes (1 = the first bar); with bpm, a top axis
+    shows seconds. Opacity follows velocity. The image widens with the piece, up to MAX_WIDTH inches.
+    Empty parts are drawn as an empty roll. Written atomically; InputError if path cannot be written.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.collections import PolyCollection
+    from matplotlib.colors import to_rgba
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
+
+    if sample_freq <= 0 or beats_per_bar <= 0:
+        raise ValueError(f"sample_freq {sample_freq} and beats_per_bar {beats_per_bar} must be positive")
+    steps_per_bar = sample_freq * beats_per_bar
+    all_notes = [n for _, notes in parts for n in notes]
+    last = max((n.end for n in all_notes), default=0)
+    bars = max(1, -(-last // steps_per_bar))
+    low = min((n.pitch for n in all_notes), default=60) - 2
+    high = max((n.pitch for n in all_notes), default=71) + 2
+    if high - low < 14:  # at least an octave and a bit, centred on the notes
+        low, high = (low + high) // 2 - 7, (low + high) // 2 + 7
+
+    width = min(MAX_WIDTH, max(MIN_WIDTH, 1.5 + INCHES_PER_BAR * bars))
+    height = min(10.0, max(3.0, 1.2 + 0.09 * (high - low)))
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.set_xlim(0, bars)
+    ax.set_ylim(low - 0.5, high + 0.5)
+    for pitch in range(low, high + 1):  # black keys shaded, as on a keyboard
+        if pitch % 12 in _BLACK:
+            ax.axhspan(pitch - 0.5, pitch + 0.5, color="0.93", lw=0, zorder=0)
+    if width * DPI / (bars * beats_per_bar) >= MIN_BEAT_PX:
+        for beat in range(1, bars * beats_per_bar):
+            if beat % beats_per_bar:
+                ax.axvline(beat / beats_per_bar, color="0.85", lw=0.4, zorder=1)
+    for bar in range(1, bars):
+        ax.axvline(bar, color="0.6", lw=0.7, zorder=1)
+
+    handles = []
+    for i, (label, notes) in enumerate(parts):
+        colour = COLOURS[i % len(COLOURS)]
+        if notes:
+            verts = [[(n.start / steps_per_bar, n.pitch - 0.4), (n.end / steps_per_bar, n.pitch - 0.4),
+                      (n.end / steps_per_bar, n.pitch + 0.4), (n.start / steps_per_bar, n.pitch + 0.4)]
+                     for n in notes]
+            faces = [to_rgba(colour, 0.3 + 0.7 * min(max(n.velocity, 1), 127) / 127) for n in notes]
+            ax.add_collection(PolyCollection(verts, facecolors=faces, edgecolors="none", zorder=2))
+        handles.append(Patch(color=colour, label=f"{label} ({len(notes)} notes)"))
+    if not all_notes:
+        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="0.4")
+
+    # y: the C of every octave, and every natural when the range is small enough to read them
+    ticks = [p for p in range(low, high + 1) if p % 12 == 0 or (high - low <= 30 and p % 12 not in _BLACK)]
+    ax.set_yticks(ticks, [pitch_name(p) for p in ticks], fontsize=7)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(2, int(width * 1.5))))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x) + 1}" if x < bars else ""))
+    ax.tick_params(axis="x", labelsize=8)
+    ax.set_xlabel(f"bar ({beats_per_bar}/4)")
+    ax.set_ylabel("pitch")
+    if bpm:
+        per_bar = beats_per_bar * 60.0 / bpm
+        top = ax.secondary_xaxis("top", functions=(lambda b: b * per_bar, lambda s: s / per_bar))
+        top.set_xlabel(f"seconds at {bpm:g} bpm", fontsize=8)
+        top.tick_params(labelsize=7)
+    if handles:
+        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI)
+    try:
+        write_bytes(path, buffer.getvalue())
+    except OSError as exc:
+        raise InputError(f"{path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
