@@ -169,12 +169,12 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
 def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     import json
 
+    import torch
+
     from clara_live.codec import make_codec, to_steps
     from clara_live.model import load_model
     from clara_live.model.evaluate import score, token_ids
     from clara_live.music.read import read_music
-
-    import torch
 
     torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is many times slower than the plain CPU path here
     loaded = load_model(args.model)

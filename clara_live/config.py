@@ -145,11 +145,55 @@ class TrainingConfig:
 
 
 @dataclass(frozen=True)
+class SamplingConfig:
+    """How the next token is chosen, and the rules that keep sampled music playable."""
+
+    random_freq: float = 0.5  # Clara's truncated sampling: the top token, or with this probability a sample
+    top_k: int = 5  # ... among the k likeliest (Clara's top n); 0 = no limit
+    top_p: float = 1.0  # ... within the smallest set holding this much probability (nucleus); 1 = no limit
+    temperature: float = 1.0  # divides the logits before a sample is drawn
+    seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
+    polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
+    max_note_quarters: float = 8.0  # notewise: a note held this long is closed
+    prompt_tokens: int = 1024  # most tokens of a prompt fed to the model (its last whole bars)
+    phrase_bars: int = 2  # form aab: length of the phrase A when no --tokens/--seconds sets it
+    beats_per_bar: int = 4
+
+    def __post_init__(self) -> None:
+        _check(0.0 <= self.random_freq <= 1.0, "sampling.random_freq", "must be in [0, 1]")
+        _check(self.top_k >= 0, "sampling.top_k", "must be 0 (no limit) or more")
+        _check(0.0 < self.top_p <= 1.0, "sampling.top_p", "must be in (0, 1]")
+        _check(self.temperature > 0.0, "sampling.temperature", "must be positive")
+        _check(self.seed >= -1, "sampling.seed", "must be -1 (fresh each run) or a seed >= 0")
+        _check(self.polyphony >= 1, "sampling.polyphony", "must be at least 1")
+        _check(self.max_note_quarters > 0, "sampling.max_note_quarters", "must be positive")
+        _check(self.prompt_tokens >= 1, "sampling.prompt_tokens", "must be at least 1")
+        _check(self.phrase_bars >= 1, "sampling.phrase_bars", "must be at least 1")
+        _check(self.beats_per_bar >= 1, "sampling.beats_per_bar", "must be at least 1")
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Where and how generation runs."""
+
+    device: str = "auto"  # auto (CUDA when present) | cpu | cuda
+    precision: str = "auto"  # auto (int8 on CPU, fp32 on CUDA) | fp32 | int8 (CPU only)
+    threads: int = 1  # CPU threads for the model; 0 = torch's default
+
+    def __post_init__(self) -> None:
+        _check(self.device in ("auto", "cpu", "cuda"), "inference.device", "must be auto, cpu or cuda")
+        _check(self.precision in ("auto", "fp32", "int8"), "inference.precision", "must be auto, fp32 or int8")
+        _check(self.threads >= 0, "inference.threads", "must be 0 (torch's default) or more")
+
+
+@dataclass(frozen=True)
 class Config:
     codec: CodecConfig = field(default_factory=CodecConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
 
 
 def _check(ok: bool, key: str, reason: str) -> None:

@@ -1,0 +1,234 @@
+"""Grammar masks: which tokens may come next, whatever the model says.
+
+A stream's state follows the tokens it has seen (prompt, player or sampled) and answers
+`allowed()` with a boolean mask over the model's vocabulary. Notewise, the mask keeps the
+codec's canonical order, so sampled music looks like the music the model was trained on:
+in a step, note-offs come before note-ons and each ascend by (family, pitch); no `endp`
+for a silent note or for one struck in this step (notes last at least one step); no `p`
+for a sounding note; a wait shorter than the longest never follows another wait. It also
+caps polyphony and closes a note held longer than max_note_quarters. Chordwise, the mask
+allows only the rest token that counts the notes just struck (the encoding fixes it), the
+next family's tokens in chamber mode, chords within the polyphony cap, and never `<unk>`.
+
+Every state offers at least one token: notewise a wait, or after a short wait an off or an
+on; chordwise the rest token.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import deque
+
+import numpy as np
+
+from clara_live.codec.tokens import Grammar, Kind
+from clara_live.config import CodecConfig, SamplingConfig
+
+
+class Vocabulary:
+    """The model's vocabulary read through the codec's grammar, as arrays for fast masks."""
+
+    def __init__(self, tokens: list[str], codec: CodecConfig) -> None:
+        self.tokens = tokens
+        self.index = {t: i for i, t in enumerate(tokens)}
+        self.codec = codec
+        grammar = Grammar(codec)
+        self.families = grammar.families
+        size = len(tokens)
+        self.kind = np.full(size, -1, dtype=np.int8)  # position in KINDS, -1 for a token the grammar lacks
+        self.key = np.full(size, -1, dtype=np.int64)  # notewise on/off: family rank * num_pitches + pitch index
+        self.value = np.zeros(size, dtype=np.int64)  # wait steps, rest count, chord note count
+        self.family = np.full(size, -1, dtype=np.int64)
+        for i, text in enumerate(tokens):
+            try:
+                token = grammar.parse(text)
+            except ValueError:
+                continue  # a token this grammar cannot name is never allowed
+            self.kind[i] = KINDS.index(token.kind)
+            self.family[i] = self.families.index(token.family) if token.family else -1
+            if token.kind in (Kind.ON, Kind.OFF):
+                self.key[i] = self.family[i] * codec.num_pitches + token.value
+            elif token.kind in (Kind.WAIT, Kind.REST):
+                self.value[i] = token.value
+            elif token.kind is Kind.CHORD:
+                self.value[i] = token.bits.count("1")
+        keys = len(self.families) * codec.num_pitches
+        self.on_id = np.full(keys, -1, dtype=np.int64)
+        self.off_id = np.full(keys, -1, dtype=np.int64)
+        for i in np.flatnonzero(self.kind == KINDS.index(Kind.ON)):
+            self.on_id[self.key[i]] = i
+        for i in np.flatnonzero(self.kind == KINDS.index(Kind.OFF)):
+            self.off_id[self.key[i]] = i
+        self.wait_ids = np.flatnonzero(self.kind == KINDS.index(Kind.WAIT))
+        self.rest_id = {(int(self.family[i]), int(self.value[i])): int(i)
+                        for i in np.flatnonzero(self.kind == KINDS.index(Kind.REST))}
+        self.chord_ids = [np.flatnonzero((self.kind == KINDS.index(Kind.CHORD)) & (self.family == f))
+                          for f in range(len(self.families))]
+
+    def ids(self, tokens: list[str], where: str = "tokens") -> list[int]:
+        try:
+            return [self.index[t] for t in tokens]
+        except KeyError as exc:
+            raise ValueError(f"{where}: {exc.args[0]!r} is not in the model's vocabulary") from None
+
+
+KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
+_ON, _OFF, _WAIT, _CHORD, _REST = (KINDS.index(k) for k in KINDS[:5])
+
+
+class NotewiseState:
+    """Sounding notes and the position inside the current step of one notewise stream."""
+
+    def __init__(self, vocab: Vocabulary, sampling: SamplingConfig) -> None:
+        self.vocab = vocab
+        keys = len(vocab.on_id)
+        self.polyphony = sampling.polyphony
+        self.max_steps = max(1, round(sampling.max_note_quarters * vocab.codec.sample_freq))
+        self.limit = vocab.codec.wait_limit
+        self.keys = np.arange(keys)
+        self.sounding = np.zeros(keys, dtype=bool)
+        self.onset = np.zeros(keys, dtype=np.int64)
+        self.velocity = np.zeros(keys, dtype=np.int64)
+        self.now = 0  # steps since the stream began
+        self.last_off = -1  # highest key closed in this step
+        self.last_on = -1  # highest key struck in this step
+        self.after_short_wait = False
+        self.horizon: int | None = None  # waits may not carry the stream past this step (a phrase's end)
+
+    def copy(self) -> NotewiseState:
+        new = copy.copy(self)  # the vocabulary is shared; the arrays are this stream's own
+        new.sounding, new.onset, new.velocity = self.sounding.copy(), self.onset.copy(), self.velocity.copy()
+        return new
+
+    def now_after(self, token_id: int) -> int:
+        """The step the stream would be at after this token."""
+        return self.now + (int(self.vocab.value[token_id]) if self.vocab.kind[token_id] == _WAIT else 0)
+
+    def forced(self) -> int | None:
+        """A token that must come next: the off of a note held too long, lowest first."""
+        if self.last_on >= 0:
+            return None  # ons have begun in this step; it closes at the next step's start
+        overdue = self.sounding & (self.now - self.onset >= self.max_steps) & (self.keys > self.last_off)
+        if overdue.any():
+            return int(self.vocab.off_id[int(np.argmax(overdue))])
+        return None
+
+    def allowed(self) -> np.ndarray:
+        vocab = self.vocab
+        mask = np.zeros(len(vocab.tokens), dtype=bool)
+        forced = self.forced()
+        if forced is not None and forced >= 0:
+            mask[forced] = True
+            return mask
+        if not self.after_short_wait:
+            waits = vocab.wait_ids
+            if self.horizon is not None:
+                waits = waits[vocab.value[waits] <= self.horizon - self.now]
+            mask[waits] = True
+        if self.last_on < 0:
+            offs = vocab.off_id[self.sounding & (self.onset < self.now) & (self.keys > self.last_off)]
+            mask[offs[offs >= 0]] = True
+        if int(self.sounding.sum()) < self.polyphony:
+            ons = vocab.on_id[~self.sounding & (self.keys > self.last_on)]
+            mask[ons[ons >= 0]] = True
+        if not mask.any():  # only at or past the horizon with every note struck this step
+            mask[vocab.wait_ids[:1]] = True
+        return mask
+
+    def update(self, token_id: int, velocity: int = 0) -> None:
+        """Follow one token. Tokens outside the canonical order (a player's, say) are taken as
+        the decoder takes them: an off for a silent note is ignored, an on re-strikes."""
+        vocab = self.vocab
+        kind = vocab.kind[token_id]
+        if kind == _WAIT:
+            steps = int(vocab.value[token_id])
+            self.now += steps
+            self.last_off = self.last_on = -1
+            self.after_short_wait = steps < self.limit
+            return
+        self.after_short_wait = False
+        key = int(vocab.key[token_id])
+        if kind == _OFF:
+            self.sounding[key] = False
+            self.last_off = max(self.last_off, key)
+        elif kind == _ON:
+            self.sounding[key] = True
+            self.onset[key] = self.now
+            self.velocity[key] = velocity
+            self.last_on = max(self.last_on, key)
+
+    def close_all(self) -> list[int]:
+        """The off tokens that close every sounding note now, in canonical order."""
+        return [int(self.vocab.off_id[k]) for k in np.flatnonzero(self.sounding)]
+
+
+class ChordwiseState:
+    """Recent strikes and the next family of one chordwise stream."""
+
+    def __init__(self, vocab: Vocabulary, sampling: SamplingConfig) -> None:
+        self.vocab = vocab
+        codec = vocab.codec
+        self.polyphony = sampling.polyphony
+        self.window = codec.rest_window
+        self.cap = codec.rest_cap
+        self.recent = [deque(maxlen=codec.rest_window) for _ in vocab.families]
+        self.next_family = 0
+        self.now = 0  # complete steps since the stream began
+        self.horizon: int | None = None  # unused by the mask: every chordwise token is one step
+
+    def copy(self) -> ChordwiseState:
+        new = copy.copy(self)
+        new.recent = [deque(r, maxlen=r.maxlen) for r in self.recent]
+        return new
+
+    def now_after(self, token_id: int) -> int:
+        """The number of complete steps after this token."""
+        family = int(self.vocab.family[token_id])
+        last = len(self.vocab.families) - 1
+        return self.now + (1 if family < 0 or family >= last or self.next_family == last else 0)
+
+    def forced(self) -> int | None:
+        return None
+
+    def allowed(self) -> np.ndarray:
+        vocab = self.vocab
+        mask = np.zeros(len(vocab.tokens), dtype=bool)
+        f = self.next_family
+        chords = vocab.chord_ids[f]
+        mask[chords[vocab.value[chords] <= self.polyphony]] = True
+        rest = vocab.rest_id.get((f, min(sum(self.recent[f]), self.cap)))
+        if rest is not None:
+            mask[rest] = True
+        if not mask.any():
+            mask[list(vocab.rest_id.values())] = True
+        return mask
+
+    def update(self, token_id: int, velocity: int = 0) -> None:  # noqa: ARG002 - same signature as notewise
+        vocab = self.vocab
+        kind = vocab.kind[token_id]
+        family = int(vocab.family[token_id])
+        if kind not in (_CHORD, _REST) or family < 0:  # <unk>: a silent step of its own
+            for recent in self.recent:
+                recent.append(0)
+            self._advance(len(vocab.families))
+            return
+        if family < self.next_family:  # a family at or before the last one starts a new step
+            for f in range(self.next_family, len(vocab.families)):
+                self.recent[f].append(0)
+            self._advance(len(vocab.families))
+        self.recent[family].append(int(vocab.value[token_id]) if kind == _CHORD else 0)
+        self._advance(family + 1)
+
+    def _advance(self, family: int) -> None:
+        if family >= len(self.vocab.families):
+            self.now += 1
+            self.next_family = 0
+        else:
+            self.next_family = family
+
+    def close_all(self) -> list[int]:
+        return []
+
+
+def new_state(vocab: Vocabulary, sampling: SamplingConfig) -> NotewiseState | ChordwiseState:
+    return (NotewiseState if vocab.codec.encoding == "notewise" else ChordwiseState)(vocab, sampling)

@@ -1,0 +1,178 @@
+"""The streaming sampler: Clara's core loop of predicting a token and feeding it back.
+
+A `Sampler` owns the model's hidden state for one or more streams (K candidates advance
+together, one batched model call per token), each stream's grammar state, and a seeded
+random generator, so the same seed gives the same music. Tokens are fed as they happen
+(a prompt, a player's notes, Clara's own choices); the hidden state is never re-primed.
+`snapshot`/`restore` branch and rewind; `expand`/`select` fork candidates and keep some.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from clara_live.config import CodecConfig, SamplingConfig
+from clara_live.engine import Engine
+from clara_live.model.weight_drop import Hidden
+from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
+
+FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
+
+
+class Snapshot(NamedTuple):
+    hidden: list[Hidden]
+    states: list[NotewiseState | ChordwiseState]
+    logits: torch.Tensor | None
+    logprob: np.ndarray
+    count: np.ndarray
+    rng: torch.Tensor
+
+
+class Sampler:
+    def __init__(self, engine: Engine, vocabulary: list[str], codec: CodecConfig, sampling: SamplingConfig,
+                 seed: int | None = None) -> None:
+        self.engine = engine
+        self.vocab = Vocabulary(vocabulary, codec)
+        self.sampling = sampling
+        if seed is None:
+            seed = sampling.seed
+        self.seed = seed if seed >= 0 else int.from_bytes(os.urandom(4), "little")
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.reset()
+
+    # --- state -----------------------------------------------------------------------
+
+    def reset(self, streams: int = 1) -> None:
+        """Forget everything: zero hidden state, empty grammar state, no prediction yet."""
+        self.hidden = self.engine.init_hidden(streams)
+        self.states = [new_state(self.vocab, self.sampling) for _ in range(streams)]
+        self.logits: torch.Tensor | None = None  # (streams, vocab) on the CPU: the next token's logits
+        self.logprob = np.zeros(streams)  # log-probability of the sampled tokens, per stream
+        self.count = np.zeros(streams, dtype=np.int64)  # sampled tokens scored, per stream
+
+    @property
+    def streams(self) -> int:
+        return len(self.states)
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot([(h.clone(), c.clone()) for h, c in self.hidden], [s.copy() for s in self.states],
+                        None if self.logits is None else self.logits.clone(), self.logprob.copy(),
+                        self.count.copy(), self.generator.get_state())
+
+    def restore(self, snapshot: Snapshot) -> None:
+        """Return exactly to a snapshot: the same tokens then follow for the same choices."""
+        self.hidden = [(h.clone(), c.clone()) for h, c in snapshot.hidden]
+        self.states = [s.copy() for s in snapshot.states]
+        self.logits = None if snapshot.logits is None else snapshot.logits.clone()
+        self.logprob, self.count = snapshot.logprob.copy(), snapshot.count.copy()
+        self.generator.set_state(snapshot.rng)
+
+    def select(self, rows: Sequence[int]) -> None:
+        """Keep these streams, in this order (a row may repeat: that forks it)."""
+        index = torch.as_tensor(list(rows), dtype=torch.long)
+        on_device = index.to(self.engine.device)
+        self.hidden = [(h[:, on_device].contiguous(), c[:, on_device].contiguous()) for h, c in self.hidden]
+        self.states = [self.states[r].copy() for r in rows]
+        if self.logits is not None:
+            self.logits = self.logits[index]
+        self.logprob, self.count = self.logprob[list(rows)], self.count[list(rows)]
+
+    def expand(self, streams: int) -> None:
+        """Fork stream 0 into `streams` identical streams (candidates)."""
+        self.select([0] * streams)
+        self.logprob[:] = 0.0
+        self.count[:] = 0
+
+    # --- feeding ---------------------------------------------------------------------
+
+    def feed(self, tokens: Sequence[str], velocity: int = 0) -> None:
+        """Feed the same tokens to every stream (a prompt, or what the player just played)."""
+        self.feed_ids(self.vocab.ids(list(tokens)), velocity)
+
+    def feed_ids(self, ids: Sequence[int], velocity: int = 0) -> None:
+        if not len(ids):
+            return
+        for start in range(0, len(ids), FEED_CHUNK):
+            chunk = torch.as_tensor(ids[start:start + FEED_CHUNK], dtype=torch.long, device=self.engine.device)
+            logits, self.hidden = self.engine(chunk.expand(self.streams, -1), self.hidden)
+            self.logits = logits[:, -1].cpu()
+        for state in self.states:
+            for i in ids:
+                state.update(int(i), velocity)
+
+    def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
+        """Feed one token per stream; streams where `active` is False stay exactly as they are."""
+        ids = np.asarray(ids, dtype=np.int64)
+        if score and self.logits is not None:
+            lp = self.log_probs()[torch.arange(self.streams), torch.as_tensor(ids)].numpy()
+            on = np.ones(self.streams, dtype=bool) if active is None else active
+            self.logprob[on] += lp[on]
+            self.count[on] += 1
+        x = torch.as_tensor(ids, device=self.engine.device).view(-1, 1)
+        logits, hidden = self.engine(x, self.hidden)
+        logits = logits[:, -1].cpu()
+        if active is None or active.all():
+            self.hidden, self.logits = hidden, logits
+        else:
+            keep = torch.as_tensor(active)
+            on_device = keep.to(self.engine.device).view(1, -1, 1)
+            self.hidden = [(torch.where(on_device, h, h0), torch.where(on_device, c, c0))
+                           for (h, c), (h0, c0) in zip(hidden, self.hidden, strict=True)]
+            self.logits = torch.where(keep.view(-1, 1), logits, self.logits)
+        for row, state in enumerate(self.states):
+            if active is None or active[row]:
+                state.update(int(ids[row]))
+
+    # --- choosing --------------------------------------------------------------------
+
+    def masks(self) -> torch.Tensor:
+        return torch.from_numpy(np.stack([s.allowed() for s in self.states]))
+
+    def log_probs(self) -> torch.Tensor:
+        """(streams, vocab) log-probabilities of the next token under the grammar mask."""
+        if self.logits is None:
+            raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
+        logits = self.logits.masked_fill(~self.masks(), float("-inf"))
+        return torch.log_softmax(logits, dim=-1)
+
+    def choose(self, greedy: bool = False) -> np.ndarray:
+        """One token id per stream: Clara's truncated sampling over the allowed tokens.
+
+        Each stream takes its likeliest token, or with probability random_freq draws one
+        from the distribution at `temperature`, cut to the top_k tokens and the top_p mass.
+        """
+        if self.logits is None:
+            raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
+        cfg = self.sampling
+        logits = self.logits.masked_fill(~self.masks(), float("-inf"))
+        choice = logits.argmax(dim=-1)
+        if greedy or cfg.random_freq == 0.0:
+            return choice.numpy()
+        draw = torch.rand(self.streams, generator=self.generator) < cfg.random_freq
+        if draw.any():
+            z = logits[draw] / cfg.temperature
+            if cfg.top_k:
+                kth = torch.topk(z, min(cfg.top_k, z.size(-1)), dim=-1).values[:, -1:]
+                z = z.masked_fill(z < kth, float("-inf"))
+            if cfg.top_p < 1.0:
+                ordered, order = torch.sort(z, dim=-1, descending=True)
+                mass = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
+                cut = mass - torch.softmax(ordered, dim=-1) >= cfg.top_p  # keep the token that crosses top_p
+                z = z.scatter(-1, order, ordered.masked_fill(cut, float("-inf")))
+            choice[draw] = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=self.generator).squeeze(-1)
+        return choice.numpy()
+
+    def step(self, active: np.ndarray | None = None, greedy: bool = False) -> list[str]:
+        """Choose a token for every stream, feed it back, and return it."""
+        ids = self.choose(greedy)
+        self.advance(ids, active)
+        return [self.vocab.tokens[i] for i in ids]
+
+    def mean_logprob(self) -> np.ndarray:
+        """Per stream: the mean log-probability of its sampled tokens (a length-normalised score)."""
+        return self.logprob / np.maximum(self.count, 1)
