@@ -71,13 +71,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="MIDI or score files")
     p.set_defaults(run=_cmd_evaluate)
+
+    p = commands.add_parser("continue", parents=[common], help="continue a piece in progress (or start one)")
+    p.add_argument("prompt", nargs="?", metavar="PROMPT",
+                   help="a MIDI or score file, or music21:PATH; none: Clara starts from silence")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.mid", help="the prompt followed by Clara's continuation")
+    length = p.add_mutually_exclusive_group()
+    length.add_argument("--tokens", type=_positive_int, metavar="N", help="continue for N tokens")
+    length.add_argument("--seconds", type=_positive_float, metavar="S",
+                        help="continue for S seconds at the prompt's tempo (default: 8 bars)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="model folder (default: %(default)s)")
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling.temperature")
+    p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k (0: no limit)")
+    p.add_argument("--top-p", type=float, metavar="P", help="sampling.top_p (1: no limit)")
+    p.add_argument("--random-freq", type=float, metavar="F",
+                   help="sampling.random_freq: how often a token is sampled rather than the likeliest taken")
+    p.add_argument("--seed", type=int, metavar="S", help="sampling.seed: the same seed gives the same music")
+    search = p.add_mutually_exclusive_group()
+    search.add_argument("--beam", type=_positive_int, default=1, metavar="B", help="beam search of width B")
+    search.add_argument("--candidates", type=_positive_int, default=1, metavar="K",
+                        help="generate K candidates batched and keep the model's favourite")
+    search.add_argument("--form", choices=["aab"], help="aab: a phrase, its repeat, and a departure from its middle")
+    p.add_argument("--only-continuation", action="store_true", help="write Clara's notes without the prompt")
+    p.add_argument("--wav", metavar="OUT.wav", help="also render through FluidSynth with a General MIDI soundfont")
+    p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")
+    p.add_argument("--png", metavar="OUT.png", help="also draw a piano roll: prompt and continuation in two colours")
+    p.set_defaults(run=_cmd_continue)
     return parser
+
+
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-notewise"
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be positive")
+    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
     overrides = list(args.overrides)
     for flag, key in (("encoding", "codec.encoding"), ("sample_freq", "codec.sample_freq"),
-                      ("chamber", "codec.chamber"), ("workers", "corpus.workers")):
+                      ("chamber", "codec.chamber"), ("workers", "corpus.workers"),
+                      ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),
+                      ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
+                      ("seed", "sampling.seed")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
@@ -196,6 +242,45 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         print(f"{result['files']} files, {result['tokens']} tokens: NLL {result['nll']:.4f} nats/token, "
               f"perplexity {result['perplexity']:.3f}, accuracy {result['accuracy']:.2%}")
     return 1 if failed else 0
+
+
+def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
+    from clara_live.continuation import Request, continue_piece, to_midi
+    from clara_live.engine import build_engine
+    from clara_live.model import load_model
+    from clara_live.music.midi_io import write_midi
+    from clara_live.music.read import read_music
+    from clara_live.sampling.sampler import Sampler
+
+    piece = read_music(args.prompt, config.codec.sustain_pedal) if args.prompt else None
+    loaded = load_model(args.model)
+    if piece is not None and loaded.codec.sustain_pedal != config.codec.sustain_pedal:
+        piece = read_music(args.prompt, loaded.codec.sustain_pedal)  # read as the model was trained
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
+    request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form)
+    result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())
+    sf = loaded.codec.sample_freq
+    write_midi(to_midi(result, sf, loaded.codec.violin_low, args.only_continuation), args.out)
+    seconds = max((n.end for n in result.continuation), default=0) - min(
+        (n.start for n in result.continuation), default=0)
+    print(f"{args.prompt or '(no prompt)'} -> {args.out}: {len(result.continuation)} notes in "
+          f"{seconds / sf * 60 / result.bpm:.1f} s, {len(result.tokens)} tokens "
+          f"(context {result.context_tokens} tokens, seed {result.seed})")
+    if args.png:
+        from clara_live.render import draw_piano_roll
+
+        parts = [("Clara", result.continuation)]
+        if result.prompt and not args.only_continuation:
+            parts.insert(0, ("prompt", result.prompt))
+        draw_piano_roll(parts, sf, args.png, bpm=result.bpm, beats_per_bar=config.sampling.beats_per_bar,
+                        title=f"{Path(args.prompt).name if args.prompt else 'Clara'} (seed {result.seed})")
+        print(f"piano roll -> {args.png}")
+    if args.wav:
+        from clara_live.render import render_wav
+
+        render_wav(args.out, args.wav, soundfont=args.soundfont)
+        print(f"audio -> {args.wav}")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,152 @@
+"""Offline continuation: a piece in progress in, the piece with Clara's continuation out.
+
+The prompt is read with the model's own codec settings; when it is longer than the model
+needs, its last whole bars are used (sampling.prompt_tokens). Clara's notes start where
+the prompt's last note ends, at the prompt's tempo and the player's average velocity.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import mido
+import numpy as np
+
+from clara_live.codec import make_codec, to_steps
+from clara_live.config import SamplingConfig
+from clara_live.errors import InputError
+from clara_live.model.store import LoadedModel
+from clara_live.music.midi_io import steps_to_midi
+from clara_live.music.notes import Piece, StepNote
+from clara_live.sampling.sampler import Sampler
+from clara_live.sampling.search import aab, beam_search, best_of, generate
+
+VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes
+
+
+class Request(NamedTuple):
+    max_tokens: int | None = None
+    seconds: float | None = None
+    beam: int = 1
+    candidates: int = 1
+    form: str | None = None  # None or "aab"
+
+
+class Continuation(NamedTuple):
+    prompt: list[StepNote]  # the whole prompt on the grid
+    continuation: list[StepNote]  # Clara's notes, timed after the prompt
+    tokens: list[str]  # Clara's tokens
+    context_tokens: int  # how many prompt tokens the model read
+    bpm: float
+    seed: int
+
+
+def prompt_context(notes: list[StepNote], codec, max_tokens: int, bar_steps: int) -> tuple[list[str], int]:
+    """The tokens of the prompt's last whole bars that fit in max_tokens, and the step they start at."""
+    tokens = codec.encode(notes)
+    if len(tokens) <= max_tokens or not notes:
+        return tokens, 0
+    last_bar = max(n.end for n in notes) // bar_steps
+    low, high = 1, last_bar + 1  # find the earliest bar whose tail fits: fewer bars, fewer tokens
+    while low < high:
+        middle = (low + high) // 2
+        if len(_tail_tokens(notes, codec, middle * bar_steps)) <= max_tokens:
+            high = middle
+        else:
+            low = middle + 1
+    cut = low * bar_steps
+    tail = _tail_tokens(notes, codec, cut)
+    if len(tail) > max_tokens:  # the last bar alone is over budget: keep its end (the grammar
+        tail = tail[-max_tokens:]  # state ignores an off whose on was cut away)
+    return tail, cut
+
+
+def _tail_tokens(notes: list[StepNote], codec, cut: int) -> list[str]:
+    """Tokens of the notes that start at or after `cut`, shifted to start there."""
+    return codec.encode([n._replace(start=n.start - cut, end=n.end - cut) for n in notes if n.start >= cut])
+
+
+def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, request: Request,
+                   sampling: SamplingConfig, progress: bool = False) -> Continuation:
+    """Feed the prompt (or a moment of silence) and generate Clara's continuation."""
+    codec_config = loaded.codec
+    codec = make_codec(codec_config)
+    sf = codec_config.sample_freq
+    bar_steps = sampling.beats_per_bar * sf
+    notes = list(to_steps(piece, codec_config)) if piece is not None else []
+    bpm = piece.bpm if piece is not None else codec_config.bpm
+    if piece is not None and not notes:
+        raise InputError(f"{piece.source}: the prompt has no notes in the model's range")
+    context, cut = prompt_context(notes, codec, sampling.prompt_tokens, bar_steps) if notes else ([], 0)
+    if "<unk>" in sampler.vocab.index:  # chordwise: a chord the model never saw is <unk>
+        context = [t if t in sampler.vocab.index else "<unk>" for t in context]
+    sampler.reset()
+    if context:
+        sampler.feed(context)
+    else:  # from scratch: a moment of silence, as between two pieces of the corpus
+        sampler.feed([_silence(codec_config)])
+    steps = round(request.seconds * bpm / 60 * sf) if request.seconds else None
+    max_tokens = request.max_tokens
+    if not steps and not max_tokens:
+        steps = 8 * bar_steps
+    if request.form == "aab":  # three statements of a phrase in the time asked for, whole bars
+        bars = max(1, round(steps / 3 / bar_steps)) if request.seconds else sampling.phrase_bars
+        tokens = aab(sampler, bars * bar_steps, progress)
+    elif request.beam > 1:
+        tokens, _ = beam_search(sampler, request.beam, max_tokens, steps, progress)
+    elif request.candidates > 1:
+        tokens, _ = best_of(sampler, request.candidates, max_tokens, steps, progress=progress)
+    else:
+        tokens = generate(sampler, max_tokens, steps, progress=progress)[0]
+    velocity = _velocity(notes, codec_config.velocity)
+    if context:  # decoded together, so notes the continuation closes keep their place
+        decoded = codec.decode(context + tokens, velocity=velocity)
+        context_steps = _steps_of(context, codec_config, codec)
+        clara = [n._replace(start=n.start + cut, end=n.end + cut) for n in decoded if n.start >= context_steps]
+    else:
+        clara = codec.decode(tokens, velocity=velocity)
+    return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed)
+
+
+def _silence(codec_config) -> str:
+    if codec_config.encoding == "notewise":
+        return f"wait{codec_config.sample_freq}"
+    return "prest0"
+
+
+def _steps_of(tokens: list[str], codec_config, codec) -> int:
+    """Steps the context spans: its waits (notewise) or its steps (chordwise)."""
+    if codec_config.encoding == "notewise":
+        return sum(int(t[4:]) for t in tokens if t.startswith("wait"))
+    families = len(codec.grammar.families)
+    return len(tokens) // families
+
+
+def _velocity(notes: list[StepNote], default: int) -> int:
+    if not notes:
+        return default
+    recent = sorted(notes, key=lambda n: n.start)[-VELOCITY_NOTES:]
+    return int(np.clip(round(np.mean([n.velocity for n in recent])), 1, 127))
+
+
+def to_midi(result: Continuation, sample_freq: int, violin_low: int, only_continuation: bool) -> mido.MidiFile:
+    """A type-1 MIDI file: the prompt's tracks, then Clara's on channels of her own."""
+    clara = steps_to_midi(result.continuation, sample_freq, result.bpm, violin_low)
+    if only_continuation or not result.prompt:
+        for track in clara.tracks[1:]:
+            _label(track, "Clara", 0)
+        return clara
+    midi = steps_to_midi(result.prompt, sample_freq, result.bpm, violin_low)
+    used = len(midi.tracks) - 1  # one channel per prompt track
+    for track in clara.tracks[1:]:
+        _label(track, "Clara", used)
+        midi.tracks.append(track)
+    return midi
+
+
+def _label(track: mido.MidiTrack, prefix: str, channel_shift: int) -> None:
+    for i, msg in enumerate(track):
+        if msg.is_meta and msg.type == "track_name":
+            track[i] = msg.copy(name=f"{prefix} {msg.name}")
+        elif not msg.is_meta and hasattr(msg, "channel") and channel_shift:
+            track[i] = msg.copy(channel=msg.channel + channel_shift)
