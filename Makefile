@@ -21,11 +21,14 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-# the main job, until the live companion exists: build the piano corpus and round-trip a performance
+# the main job, until the live companion exists: build the piano corpus, round-trip a performance
+# and let Clara continue it
 run: install
 	$(BIN)/clara corpus $(SHARED)/corpus/piano-midi-de -o $(OUT)/corpus
 	$(BIN)/clara encode $(SHARED)/midi/maestro/maestro_1.mid -o $(OUT)/maestro_1.txt
 	$(BIN)/clara decode $(OUT)/maestro_1.txt -o $(OUT)/maestro_1.decoded.mid
+	$(BIN)/clara continue $(SHARED)/midi/maestro/maestro_1.mid -o $(OUT)/maestro_1.continued.mid --seconds 16 \
+		--png $(OUT)/maestro_1.continued.png
 
 test: install-dev
 	$(BIN)/python -m pytest -n 2 -q
