@@ -54,6 +54,7 @@ class Sampler:
         self.logits: torch.Tensor | None = None  # (streams, vocab) on the CPU: the next token's logits
         self.logprob = np.zeros(streams)  # log-probability of the sampled tokens, per stream
         self.count = np.zeros(streams, dtype=np.int64)  # sampled tokens scored, per stream
+        self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
 
     @property
     def streams(self) -> int:
@@ -71,6 +72,7 @@ class Sampler:
         self.logits = None if snapshot.logits is None else snapshot.logits.clone()
         self.logprob, self.count = snapshot.logprob.copy(), snapshot.count.copy()
         self.generator.set_state(snapshot.rng)
+        self._masks = None
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep these streams, in this order (a row may repeat: that forks it)."""
@@ -81,6 +83,7 @@ class Sampler:
         if self.logits is not None:
             self.logits = self.logits[index]
         self.logprob, self.count = self.logprob[list(rows)], self.count[list(rows)]
+        self._masks = None
 
     def expand(self, streams: int) -> None:
         """Fork stream 0 into `streams` identical streams (candidates)."""
@@ -104,12 +107,13 @@ class Sampler:
         for state in self.states:
             for i in ids:
                 state.update(int(i), velocity)
+        self._masks = None
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
         """Feed one token per stream; streams where `active` is False stay exactly as they are."""
         ids = np.asarray(ids, dtype=np.int64)
         if score and self.logits is not None:
-            lp = self.log_probs()[torch.arange(self.streams), torch.as_tensor(ids)].numpy()
+            lp = self.log_probs(self._masks)[torch.arange(self.streams), torch.as_tensor(ids)].numpy()
             on = np.ones(self.streams, dtype=bool) if active is None else active
             self.logprob[on] += lp[on]
             self.count[on] += 1
@@ -127,17 +131,18 @@ class Sampler:
         for row, state in enumerate(self.states):
             if active is None or active[row]:
                 state.update(int(ids[row]))
+        self._masks = None
 
     # --- choosing --------------------------------------------------------------------
 
     def masks(self) -> torch.Tensor:
         return torch.from_numpy(np.stack([s.allowed() for s in self.states]))
 
-    def log_probs(self) -> torch.Tensor:
+    def log_probs(self, masks: torch.Tensor | None = None) -> torch.Tensor:
         """(streams, vocab) log-probabilities of the next token under the grammar mask."""
         if self.logits is None:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
-        logits = self.logits.masked_fill(~self.masks(), float("-inf"))
+        logits = self.logits.masked_fill(~(self.masks() if masks is None else masks), float("-inf"))
         return torch.log_softmax(logits, dim=-1)
 
     def choose(self, greedy: bool = False) -> np.ndarray:
@@ -149,7 +154,8 @@ class Sampler:
         if self.logits is None:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
         cfg = self.sampling
-        logits = self.logits.masked_fill(~self.masks(), float("-inf"))
+        self._masks = self.masks()  # advance() scores the choice under the same masks
+        logits = self.logits.masked_fill(~self._masks, float("-inf"))
         choice = logits.argmax(dim=-1)
         if greedy or cfg.random_freq == 0.0:
             return choice.numpy()
