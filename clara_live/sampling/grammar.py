@@ -158,8 +158,15 @@ class NotewiseState:
             self.last_on = max(self.last_on, key)
 
     def close_all(self) -> list[int]:
-        """The off tokens that close every sounding note now, in canonical order."""
-        return [int(self.vocab.off_id[k]) for k in np.flatnonzero(self.sounding)]
+        """The tokens that close every sounding note, in canonical order: the offs, ascending,
+        after the shortest wait when this step has struck a note or closed a higher one (an
+        off may follow neither, and a note lasts at least one step)."""
+        keys = np.flatnonzero(self.sounding)
+        offs = [int(self.vocab.off_id[k]) for k in keys]
+        if len(keys) and (self.last_on >= 0 or keys[0] < self.last_off):
+            waits = self.vocab.wait_ids
+            return [int(waits[np.argmin(self.vocab.value[waits])]), *offs]
+        return offs
 
 
 class ChordwiseState:

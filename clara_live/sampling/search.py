@@ -67,7 +67,7 @@ def generate(sampler: Sampler, max_tokens: int | None = None, steps: int | None 
 
 
 def _close(sampler: Sampler, out: list[list[str]]) -> None:
-    """Close every stream's sounding notes (notewise), feeding the offs to the model."""
+    """Close every stream's sounding notes (notewise), feeding the closing tokens to the model."""
     closes = [state.close_all() for state in sampler.states]
     for position in range(max((len(c) for c in closes), default=0)):
         active = np.array([position < len(c) for c in closes])
@@ -116,6 +116,8 @@ def beam_search(sampler: Sampler, width: int, max_tokens: int | None = None, ste
     scores = np.full(width, -np.inf)
     scores[0] = 0.0  # the beams start identical: expand only the first
     horizon = [s.now + steps for s in sampler.states] if steps else None
+    for state, end in zip(sampler.states, horizon or [], strict=False):
+        state.horizon = end  # as generate does: no wait past the end, and the same mask as greedy's score
     cap = max_tokens or (steps * 64 if steps else 0)  # a hypothesis never needs more tokens than this
     bar = tqdm(total=cap if not steps else steps, disable=not progress, leave=False)
     while True:
@@ -165,11 +167,30 @@ def aab(sampler: Sampler, phrase_steps: int, progress: bool = False) -> list[str
         raise ValueError("aab works on one stream")
     half = phrase_steps // 2
     phrase = generate(sampler, steps=phrase_steps, progress=progress)[0]
-    sampler.feed(phrase)  # the repeat: the model hears A twice, as a listener would
-    opening = first_steps(phrase, half, sampler)
+    repeat = _recount(sampler, phrase)
+    sampler.feed(repeat)  # the repeat: the model hears A twice, as a listener would
+    opening = _recount(sampler, first_steps(phrase, half, sampler))
     sampler.feed(opening)
     departure = generate(sampler, steps=phrase_steps - half, progress=progress)[0]
-    return phrase + phrase + opening + departure
+    return phrase + repeat + opening + departure
+
+
+def _recount(sampler: Sampler, tokens: list[str]) -> list[str]:
+    """Tokens played again from here. A chordwise rest counts the notes struck just before it,
+    so a repeated rest is recounted for its new place; notewise tokens stay as they are."""
+    vocab = sampler.vocab
+    if vocab.codec.encoding != "chordwise":
+        return tokens
+    state = sampler.states[0].copy()
+    out = []
+    for text in tokens:
+        i = vocab.index[text]
+        family = int(vocab.family[i])
+        if vocab.rest_id.get((family, int(vocab.value[i]))) == i:
+            i = vocab.rest_id[(family, min(sum(state.recent[family]), state.cap))]
+        state.update(i)
+        out.append(vocab.tokens[i])
+    return out
 
 
 def first_steps(tokens: list[str], steps: int, sampler: Sampler) -> list[str]:
