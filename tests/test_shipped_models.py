@@ -36,3 +36,26 @@ def test_notewise_model_predicts_real_music_far_better_than_chance(notewise):
     result = score(notewise.model, [token_ids(tokens, index, None, "maestro_2")])
     assert result["nll"] < 0.7 * math.log(len(notewise.vocabulary))
     assert result["accuracy"] > 0.15  # unquantised performance, never seen in training; chance is 0.7 %
+
+
+@pytest.fixture(scope="module")
+def chordwise():
+    return load_model(MODELS / "clara-chordwise")
+
+
+def test_chordwise_model_matches_its_codec(chordwise):
+    assert chordwise.codec.encoding == "chordwise" and chordwise.codec.sample_freq == 4
+    fixed = make_codec(chordwise.codec).vocabulary()  # <unk> and the rest tokens; chords come from the corpus
+    assert chordwise.vocabulary[:len(fixed)] == fixed
+    chords = chordwise.vocabulary[len(fixed):]
+    assert chords and all(t.startswith("p") and len(t) == 1 + chordwise.codec.num_pitches for t in chords)
+
+
+def test_chordwise_model_predicts_real_music_far_better_than_chance(chordwise):
+    torch.backends.mkldnn.enabled = False
+    index = {t: i for i, t in enumerate(chordwise.vocabulary)}
+    piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
+    tokens = make_codec(chordwise.codec).encode(to_steps(piece, chordwise.codec))[:1000]
+    result = score(chordwise.model, [token_ids(tokens, index, "<unk>", "maestro_2")])
+    assert result["nll"] < 0.6 * math.log(len(chordwise.vocabulary))
+    assert result["accuracy"] > 0.1  # chance is 1 in 20,752
