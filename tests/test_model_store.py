@@ -87,3 +87,20 @@ def test_foreign_configs_are_refused(folder, change, message):
     (path / "config.json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match=message):
         load_model(path)
+
+
+def test_half_weights_load_as_float32_and_predict_alike(folder, tmp_path):
+    from training.half_weights import half_weights
+
+    path, _ = folder
+    half_weights(path, tmp_path / "half")
+    stored = torch.load(tmp_path / "half" / "weights.pt", weights_only=True)
+    assert {v.dtype for v in stored.values()} == {torch.float16}
+    assert stored["decoder.weight"].data_ptr() == stored["embed.weight"].data_ptr()  # stored once
+    original, halved = load_model(path).model, load_model(tmp_path / "half").model
+    assert all(p.dtype == torch.float32 for p in halved.parameters())
+    assert halved.decoder.weight is halved.embed.weight  # still tied after loading
+    tokens = torch.randint(0, original.vocab_size, (2, 30))
+    a, _ = original(tokens, original.init_hidden(2))
+    b, _ = halved(tokens, halved.init_hidden(2))
+    assert torch.allclose(a, b, atol=1e-2) and not torch.equal(a, b)
