@@ -429,6 +429,10 @@ def test_aab_states_a_phrase_repeats_it_and_departs_from_its_middle():
         start = s.states[0].now
         out = aab(s, phrase)
         assert wait_steps(out) == 3 * phrase and s.states[0].now == start + 3 * phrase
+        limit = NOTEWISE.wait_limit  # canonical across the joins too: no short wait followed by a wait
+        assert not any(x.startswith("wait") and y.startswith("wait") and int(x[4:]) < limit
+                       for x, y in zip(out, out[1:], strict=False))
+        assert not out[0].startswith("wait")  # the phrase begins on a note
         # A ends on the wait that reaches its last step, then the offs of its notes still sounding
         end = scored_length(out, steps=phrase)
         assert wait_steps(out[:end]) == phrase

@@ -157,6 +157,11 @@ class NotewiseState:
             self.velocity[key] = velocity
             self.last_on = max(self.last_on, key)
 
+    def begin_with_a_note(self) -> None:
+        """Let the next token not be a wait: a phrase starts on its first note, and a phrase
+        that is repeated then never joins its own leading wait onto its trailing one."""
+        self.after_short_wait = True
+
     def close_all(self) -> list[int]:
         """The tokens that close every sounding note, in canonical order: the offs, ascending,
         after the shortest wait when this step has struck a note or closed a higher one (an
@@ -232,6 +237,9 @@ class ChordwiseState:
             self.next_family = 0
         else:
             self.next_family = family
+
+    def begin_with_a_note(self) -> None:
+        pass  # every chordwise token is a step of its own
 
     def close_all(self) -> list[int]:
         return []

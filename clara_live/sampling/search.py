@@ -166,6 +166,7 @@ def aab(sampler: Sampler, phrase_steps: int, progress: bool = False) -> list[str
     if sampler.streams != 1:
         raise ValueError("aab works on one stream")
     half = phrase_steps // 2
+    sampler.states[0].begin_with_a_note()
     phrase = generate(sampler, steps=phrase_steps, progress=progress)[0]
     repeat = _recount(sampler, phrase)
     sampler.feed(repeat)  # the repeat: the model hears A twice, as a listener would
