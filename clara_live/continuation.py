@@ -83,6 +83,7 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     sampler.reset()
     if context:
         sampler.feed(context)
+        context_steps = sampler.states[0].now  # the steps the context spans, as the grammar counted them
     else:  # from scratch: a moment of silence, as between two pieces of the corpus
         sampler.feed([_silence(codec_config)])
     steps = round(request.seconds * bpm / 60 * sf) if request.seconds else None
@@ -101,7 +102,6 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     velocity = _velocity(notes, codec_config.velocity)
     if context:  # decoded together, so notes the continuation closes keep their place
         decoded = codec.decode(context + tokens, velocity=velocity)
-        context_steps = _steps_of(context, codec_config, codec)
         clara = [n._replace(start=n.start + cut, end=n.end + cut) for n in decoded if n.start >= context_steps]
     else:
         clara = codec.decode(tokens, velocity=velocity)
@@ -112,14 +112,6 @@ def _silence(codec_config) -> str:
     if codec_config.encoding == "notewise":
         return f"wait{codec_config.sample_freq}"
     return "prest0"
-
-
-def _steps_of(tokens: list[str], codec_config, codec) -> int:
-    """Steps the context spans: its waits (notewise) or its steps (chordwise)."""
-    if codec_config.encoding == "notewise":
-        return sum(int(t[4:]) for t in tokens if t.startswith("wait"))
-    families = len(codec.grammar.families)
-    return len(tokens) // families
 
 
 def _velocity(notes: list[StepNote], default: int) -> int:
