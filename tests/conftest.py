@@ -127,6 +127,18 @@ def _onset_keys() -> Callable[..., set]:
     return onset_keys
 
 
+def load_benchmark(name: str):
+    """Import benchmarks/<name>.py as a module (benchmarks/ is scripts, not a package)."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
 def build_midi(path: Path, tracks: list[list[tuple[int, mido.Message]]],
                tempos: Iterable[tuple[int, float]] = ((0, 120.0),), ticks_per_beat: int = 480) -> Path:
     """Write a type-1 MIDI file: a conductor track with (tick, bpm) tempos, then one track per

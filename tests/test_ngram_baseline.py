@@ -2,30 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import random
-import sys
 from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ngram_baseline.py"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("ngram_baseline", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-ngram = _load()
+ngram = load_benchmark("ngram_baseline")
 VOCAB = [f"t{i}" for i in range(12)]
 
 

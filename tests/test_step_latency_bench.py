@@ -5,34 +5,24 @@ No timing is asserted: these check the plumbing, not the machine.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import load_benchmark
 
 from clara_live.codec import make_codec
 from clara_live.config import CodecConfig, ModelConfig
 from clara_live.model import AWDLSTM, save_model
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "step_latency.py"
 MAESTRO = Path(__file__).resolve().parents[1].parent / "shared" / "midi" / "maestro"
 VARIANTS = ("eager", "fp32", "int8", "sampler", "int8_batched", "sampler_batched")
 PHRASE = "p20 p24 p27 wait6 endp24 p25 wait6 endp20 endp25 endp27 p22 wait12 endp22 wait3 "
 
 
-def _load():
-    spec = importlib.util.spec_from_file_location("step_latency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
+bench = load_benchmark("step_latency")
 
 
 @pytest.fixture(scope="module")
