@@ -252,10 +252,8 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     from clara_live.music.read import read_music
     from clara_live.sampling.sampler import Sampler
 
-    piece = read_music(args.prompt, config.codec.sustain_pedal) if args.prompt else None
     loaded = load_model(args.model)
-    if piece is not None and loaded.codec.sustain_pedal != config.codec.sustain_pedal:
-        piece = read_music(args.prompt, loaded.codec.sustain_pedal)  # read as the model was trained
+    piece = read_music(args.prompt, loaded.codec.sustain_pedal) if args.prompt else None  # as the model was trained
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
     request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form)
     result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())

@@ -65,12 +65,6 @@ class Vocabulary:
         self.chord_ids = [np.flatnonzero((self.kind == KINDS.index(Kind.CHORD)) & (self.family == f))
                           for f in range(len(self.families))]
 
-    def ids(self, tokens: list[str], where: str = "tokens") -> list[int]:
-        try:
-            return [self.index[t] for t in tokens]
-        except KeyError as exc:
-            raise ValueError(f"{where}: {exc.args[0]!r} is not in the model's vocabulary") from None
-
 
 KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
 _ON, _OFF, _WAIT, _CHORD, _REST = (KINDS.index(k) for k in KINDS[:5])

@@ -18,6 +18,7 @@ import torch
 
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
+from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
 
@@ -95,7 +96,7 @@ class Sampler:
 
     def feed(self, tokens: Sequence[str], velocity: int = 0) -> None:
         """Feed the same tokens to every stream (a prompt, or what the player just played)."""
-        self.feed_ids(self.vocab.ids(list(tokens)), velocity)
+        self.feed_ids(token_ids(tokens, self.vocab.index, None, "fed tokens").tolist(), velocity)
 
     def feed_ids(self, ids: Sequence[int], velocity: int = 0) -> None:
         if not len(ids):
