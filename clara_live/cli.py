@@ -97,6 +97,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")
     p.add_argument("--png", metavar="OUT.png", help="also draw a piano roll: prompt and continuation in two colours")
     p.set_defaults(run=_cmd_continue)
+
+    p = commands.add_parser("ports", parents=[common], help="list MIDI inputs and outputs")
+    p.add_argument("--midi-api", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
+                   help="MIDI system (live.midi_api; auto: ALSA, else JACK on Linux)")
+    p.set_defaults(run=_cmd_ports)
+
+    p = commands.add_parser("live", parents=[common], help="play; Clara answers (call-response) or continues (suggest)")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="a notewise model (default: %(default)s)")
+    p.add_argument("--mode", choices=["call-response", "suggest"], help="live.mode")
+    p.add_argument("--midi-api", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
+                   help="MIDI system (live.midi_api; auto: ALSA, else JACK on Linux)")
+    p.add_argument("--in", dest="input", metavar="PORT", help="input port: name, index or part of a name")
+    p.add_argument("--out", dest="output", metavar="PORT", help="output port: name, index or part of a name")
+    p.add_argument("--virtual", action="store_true",
+                   help="create ports 'Clara In' and 'Clara Out' (those not named by --in/--out)")
+    p.add_argument("--synth", action="store_true",
+                   help="play through FluidSynth (the default when there is no output port)")
+    p.add_argument("--bpm", type=float, metavar="BPM", help="live.bpm, until a tap or MIDI clock changes it")
+    p.add_argument("--passthrough", action="store_true", default=None, help="echo your notes to the output")
+    p.add_argument("--metronome", action="store_true", default=None, help="a click on each beat")
+    p.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock")
+    p.add_argument("--temperature", type=float, metavar="T", help="sampling.temperature")
+    p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k")
+    p.add_argument("--random-freq", type=float, metavar="F", help="sampling.random_freq")
+    p.add_argument("--seed", type=int, metavar="S", help="sampling.seed")
+    p.add_argument("--save-dir", metavar="DIR", help="where the session is saved as MIDI (live.sessions_dir)")
+    p.add_argument("--no-save", action="store_true", help="do not save the session")
+    p.add_argument("--no-ui", action="store_true", help="plain log lines instead of the terminal view")
+    p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    p.set_defaults(run=_cmd_live)
     return parser
 
 
@@ -123,7 +153,9 @@ def _config(args: argparse.Namespace) -> Config:
                       ("chamber", "codec.chamber"), ("workers", "corpus.workers"),
                       ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
-                      ("seed", "sampling.seed")):
+                      ("seed", "sampling.seed"), ("midi_api", "live.midi_api"), ("mode", "live.mode"),
+                      ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
+                      ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
@@ -279,6 +311,22 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
         render_wav(args.out, args.wav, soundfont=args.soundfont)
         print(f"audio -> {args.wav}")
     return 0
+
+
+def _cmd_ports(args: argparse.Namespace, config: Config) -> int:
+    from clara_live.live import ports
+
+    print(ports.describe_ports(ports.resolve_api(config.live.midi_api)))
+    return 0
+
+
+def _cmd_live(args: argparse.Namespace, config: Config) -> int:
+    from clara_live.live.app import LiveOptions, run_live
+
+    ui = not args.no_ui and sys.stdout.isatty()
+    options = LiveOptions(Path(args.model), args.input, args.output, args.virtual, args.synth, ui,
+                          not args.no_save, args.duration)
+    return run_live(options, config)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -187,6 +187,53 @@ class InferenceConfig:
 
 
 @dataclass(frozen=True)
+class LiveConfig:
+    """`clara live`: turn-taking, tempo, controls and outputs of a live session."""
+
+    mode: str = "call-response"  # call-response | suggest
+    midi_api: str = "auto"  # auto | alsa | jack | coremidi | winmm
+    bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another
+    silence_beats: float = 1.0  # a phrase ends after this much silence with no key and no sustain pedal held
+    trigger_cc: int = 67  # pressing this controller (>= 64) ends the phrase at once; -1 = none (67: soft pedal)
+    suggest_bars: int = 2  # suggest: how long Clara continues
+    max_answer_bars: int = 4  # call-response: the longest answer
+    channel: int = 1  # Clara's MIDI channel, 1-16
+    velocity_follow: bool = True  # Clara plays at the player's recent average velocity
+    velocity: int = 80  # ... or at this one (also before the player has played)
+    velocity_window: int = 16  # notes averaged
+    tap_cc: int = -1  # tap tempo: presses of this controller; -1 = none
+    tap_note: int = -1  # ... or of this key (it is not played); -1 = none
+    follow_clock: bool = True  # follow incoming MIDI clock (24 ppqn, start/stop)
+    clock_out: bool = False  # send MIDI clock (and start/stop) at the session tempo
+    metronome: bool = False
+    metronome_channel: int = 10
+    metronome_note: int = 76  # the bar's first beat (GM hi wood block); the others a semitone up (low block)
+    passthrough: bool = False  # echo the player's notes to the output (on their own channel)
+    cc_temperature: int = 21  # controllers that set sampling live; -1 = none
+    cc_top_k: int = 22
+    cc_random_freq: int = 23
+    lookahead: float = 0.5  # seconds Clara generates ahead of what she plays
+    sessions_dir: str = "clara-sessions"  # every session is saved here as MIDI ("" = not saved)
+    soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # --synth
+
+    def __post_init__(self) -> None:
+        _check(self.mode in ("call-response", "suggest"), "live.mode", "must be call-response or suggest")
+        _check(self.midi_api in ("auto", "alsa", "jack", "coremidi", "winmm"), "live.midi_api",
+               "must be auto, alsa, jack, coremidi or winmm")
+        _check(20.0 <= self.bpm <= 300.0, "live.bpm", "must be 20..300")
+        _check(self.silence_beats > 0, "live.silence_beats", "must be positive")
+        for name in ("trigger_cc", "tap_cc", "cc_temperature", "cc_top_k", "cc_random_freq"):
+            _check(-1 <= getattr(self, name) <= 127, f"live.{name}", "must be a controller 0..127 or -1 (none)")
+        _check(-1 <= self.tap_note <= 127, "live.tap_note", "must be a key 0..127 or -1 (none)")
+        _check(self.suggest_bars >= 1 and self.max_answer_bars >= 1, "live.suggest_bars", "must be at least 1")
+        _check(1 <= self.channel <= 16 and 1 <= self.metronome_channel <= 16, "live.channel", "must be 1..16")
+        _check(1 <= self.velocity <= 127, "live.velocity", "must be 1..127")
+        _check(self.velocity_window >= 1, "live.velocity_window", "must be at least 1")
+        _check(0 <= self.metronome_note <= 126, "live.metronome_note", "must be 0..126")
+        _check(self.lookahead > 0, "live.lookahead", "must be positive")
+
+
+@dataclass(frozen=True)
 class Config:
     codec: CodecConfig = field(default_factory=CodecConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
@@ -194,6 +241,7 @@ class Config:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
+    live: LiveConfig = field(default_factory=LiveConfig)
 
 
 def _check(ok: bool, key: str, reason: str) -> None:

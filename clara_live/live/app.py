@@ -1,0 +1,240 @@
+"""`clara live`: the threads and ports around the session state machine.
+
+One thread per role: the port's reader (polls, timestamps on arrival), this main loop
+(runs the session on each event and every few milliseconds), the model worker, and the
+output scheduler. Whatever ends the session (Ctrl-C, SIGTERM, an error, a lost port), the
+scheduler's panic closes every note Clara or the passthrough opened, and the session is
+saved as MIDI.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from clara_live.config import Config
+from clara_live.errors import ClaraError
+from clara_live.live.recorder import Recorder
+from clara_live.live.scheduler import NOTE_OFF, NOTE_ON, Event, Scheduler
+from clara_live.live.session import Answer, Feed, Log, Sampling, Send, Session, Stop
+
+TICK = 0.002  # seconds between the session's clock ticks when no event comes
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    model: Path
+    input: str | None = None  # a port spec; None: --virtual or the only keyboard there is
+    output: str | None = None  # a port spec; None: --virtual, else FluidSynth
+    virtual: bool = False
+    synth: bool = False
+    ui: bool = True
+    save: bool = True
+    duration: float | None = None  # seconds, then stop (benchmarks, demos)
+
+
+class _Stopped(Exception):
+    """SIGTERM: end the session as Ctrl-C would."""
+
+
+class Roll:
+    """Recent notes of both sources for the terminal view."""
+
+    def __init__(self, keep: float = 16.0) -> None:
+        self.keep = keep
+        self.open: dict[tuple[str, int], float] = {}
+        self.done: deque = deque()
+        self.lock = threading.Lock()
+
+    def note(self, source: str, message: tuple[int, ...] | list[int], t: float) -> None:
+        kind = message[0] & 0xF0
+        if kind not in (NOTE_ON, NOTE_OFF) or len(message) < 3:
+            return
+        key = (source, message[1])
+        with self.lock:
+            start = self.open.pop(key, None)
+            if start is not None:
+                self.done.append((source, message[1], start, t))
+            if kind == NOTE_ON and message[2] > 0:
+                self.open[key] = t
+
+    def notes(self, now: float) -> tuple:
+        from clara_live.live.view import RollNote
+
+        with self.lock:
+            while self.done and self.done[0][3] < now - self.keep:
+                self.done.popleft()
+            finished = [RollNote(s, p, a, b) for s, p, a, b in self.done]
+            sounding = [RollNote(s, p, a, None) for (s, p), a in self.open.items()]
+        return tuple(finished + sounding)
+
+
+def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> int:
+    from clara_live.engine import build_engine
+    from clara_live.live import ports
+    from clara_live.live.worker import Worker
+    from clara_live.model import load_model
+    from clara_live.sampling.sampler import Sampler
+
+    live = config.live
+    loaded = load_model(options.model)
+    if loaded.codec.encoding != "notewise":
+        raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
+    api = ports.resolve_api(live.midi_api)
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
+    events: queue.SimpleQueue = queue.SimpleQueue()
+    with contextlib.ExitStack() as stack:
+        if options.virtual and options.input is None:
+            inport = ports.InputPort(api, virtual="Clara In", sink=lambda m, t: events.put((m, t)))
+        else:
+            inport = ports.InputPort(api, spec=options.input or _keyboard(api),
+                                     sink=lambda m, t: events.put((m, t)))
+        stack.callback(inport.close)
+        output = _output(options, config, api)
+        stack.callback(output.close)
+        t0 = time.monotonic()
+        session = Session(live, loaded.codec, config.sampling, t0, config.sampling.beats_per_bar)
+        recorder = Recorder(t0, session.grid.bpm)
+        roll = Roll()
+
+        def sent(event: Event, at: float) -> None:
+            if event.track == "clara":
+                recorder.record(at, event.message, "clara")
+                roll.note("clara", event.message, at)
+
+        scheduler = Scheduler(output, on_sent=sent)
+        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead)
+        worker.start()
+        logs: deque[str] = deque(maxlen=6)
+
+        def log(text: str) -> None:
+            line = f"{time.monotonic() - t0:8.3f}  {text}"
+            logs.append(line)
+            if not options.ui:
+                print(line, file=out, flush=True)
+
+        ports_line = f"in: {inport.name}  out: {output.name}"
+        log(f"clara live ready: {ports_line} ({ports.api_label(api)}), {live.mode} at {session.grid.bpm:g} bpm, "
+            f"model {Path(options.model).name} (seed {sampler.seed})")
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        view = None
+        try:
+            if options.ui:
+                from clara_live.live.view import TerminalView
+
+                view = stack.enter_context(TerminalView(out))
+            _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options)
+        except (KeyboardInterrupt, _Stopped):
+            log("stopping")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+            scheduler.panic()
+            worker.close()
+            if view is not None:
+                view.close()
+        end = time.monotonic()
+        summary = (f"session: {recorder.notes('player')} notes from you, {recorder.notes('clara')} from Clara, "
+                   f"{session.answers} answers")
+        if worker.latencies:
+            ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
+            summary += f"; note in -> model updated p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms"
+        print(summary, file=out, flush=True)
+        if options.save and live.sessions_dir:
+            path = recorder.save(live.sessions_dir, end)
+            print(f"session saved: {path}", file=out, flush=True)
+    return 0
+
+
+def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, worker, recorder: Recorder,
+          roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions) -> None:
+    started = time.monotonic()
+    while True:
+        try:
+            message, t = events.get(timeout=TICK)
+        except queue.Empty:
+            message = None
+        commands = []
+        if message is not None:
+            recorder.record(t, message, "player")
+            roll.note("player", message, t)
+            commands += session.on_event(message, t)
+        now = time.monotonic()
+        commands += session.on_tick(now)
+        for command in commands:
+            _dispatch(command, scheduler, worker, log)
+        recorder.tempo(now, session.grid.bpm)
+        if scheduler.error is not None:
+            raise ClaraError(f"output: {scheduler.error}")
+        if worker.error is not None:
+            raise ClaraError(f"model: {worker.error}")
+        if view is not None:
+            view.draw(_view_state(session, worker, roll, now, logs, ports_line))
+        if options.duration is not None and now - started >= options.duration:
+            return
+
+
+def _dispatch(command, scheduler: Scheduler, worker, log) -> None:
+    if isinstance(command, Send):
+        scheduler.add(command.time, command.message, command.track)
+    elif isinstance(command, Stop):
+        scheduler.cancel(command.id, command.time)  # silence first, then rewind the model
+        worker.submit(command)
+    elif isinstance(command, Feed | Answer | Sampling):
+        worker.submit(command)
+    elif isinstance(command, Log):
+        log(command.text)
+
+
+def _view_state(session: Session, worker, roll: Roll, now: float, logs: deque[str], ports_line: str):
+    from clara_live.live.view import ViewState
+
+    latency = None
+    if worker.latencies:
+        ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
+        latency = (float(ms[0]), float(ms[1]))
+    step = session.grid.step_at(now)
+    cfg = session.sampling
+    return ViewState(now=now, mode=session.live.mode, turn=session.turn, bpm=session.grid.bpm,
+                     tempo_source=session.tempo_source, beat_phase=(step / session.sf) % 1.0,
+                     temperature=cfg.temperature, top_k=cfg.top_k, random_freq=cfg.random_freq, latency_ms=latency,
+                     notes=roll.notes(now), log=tuple(logs), ports=ports_line)
+
+
+def _terminate(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise _Stopped
+
+
+def _keyboard(api: int) -> str:
+    """The input to use when none is named: the only one there is (a keyboard plugged in)."""
+    from clara_live.live import ports
+
+    inputs, _ = ports.list_ports(api)
+    candidates = [name for name in inputs if "through" not in name.lower() and "clara" not in name.lower()]
+    if len(candidates) == 1:
+        return candidates[0]
+    if not candidates:
+        raise ClaraError("no MIDI input found: plug in a keyboard, or use --virtual and connect a program to "
+                         "'Clara In'")
+    raise ClaraError(f"{len(candidates)} MIDI inputs: choose one with --in ({', '.join(candidates)})")
+
+
+def _output(options: LiveOptions, config: Config, api: int):
+    from clara_live.live import ports
+
+    if options.synth or (options.output is None and not options.virtual):
+        from clara_live.live.synth import FluidSynthOutput
+
+        return FluidSynthOutput(config.live.soundfont)
+    if options.output is not None:
+        return ports.OutputPort(api, spec=options.output)
+    return ports.OutputPort(api, virtual="Clara Out")

@@ -1,0 +1,170 @@
+"""The output scheduler: every message sent at its absolute time, no note ever left on.
+
+`Schedule` is the pure part: a time-ordered queue of messages with the notes each sent
+message left open, cancellation of one answer's future messages (closing what it opened),
+and a panic. `Scheduler` is the thread that sends each message when its time comes: it
+sleeps until just before and spins the last stretch, so sends land within a fraction of a
+millisecond. Times are seconds on the monotonic clock.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import NamedTuple, Protocol
+
+NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
+ALL_NOTES_OFF = 123
+
+
+class Output(Protocol):
+    def send(self, message: Sequence[int]) -> None: ...
+
+
+class Event(NamedTuple):
+    time: float
+    order: int  # ties keep the order they were scheduled in
+    message: tuple[int, ...]
+    track: str  # "clara", "player", "metronome", "clock"
+    tag: int | None  # an answer's id, to cancel it
+
+
+class Schedule:
+    """Messages waiting for their time, and the notes sent messages left sounding."""
+
+    def __init__(self) -> None:
+        self._heap: list[Event] = []
+        self._order = itertools.count()
+        self.open: dict[tuple[int, int], tuple[str, int | None]] = {}  # (channel, key) -> (track, tag)
+        self.channels: set[int] = set()  # every channel a message went out on
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def add(self, t: float, message: Sequence[int], track: str, tag: int | None = None) -> None:
+        heapq.heappush(self._heap, Event(t, next(self._order), tuple(message), track, tag))
+
+    def next_time(self) -> float | None:
+        return self._heap[0].time if self._heap else None
+
+    def due(self, now: float) -> list[Event]:
+        """Pop every event whose time has come, in time order, booking the notes they open."""
+        out = []
+        while self._heap and self._heap[0].time <= now:
+            event = heapq.heappop(self._heap)
+            out.extend(self._book(event))
+        return out
+
+    def _book(self, event: Event) -> list[Event]:
+        status = event.message[0]
+        if status >= 0xF0:
+            return [event]
+        kind, channel = status & 0xF0, status & 0x0F
+        self.channels.add(channel)
+        if kind not in (NOTE_ON, NOTE_OFF):
+            return [event]
+        key = (channel, event.message[1])
+        if kind == NOTE_ON and event.message[2] > 0:
+            out = []
+            if key in self.open:  # the key sounds already: close it, so its next off is unambiguous
+                out.append(event._replace(message=(NOTE_OFF | channel, key[1], 0)))
+            self.open[key] = (event.track, event.tag)
+            return [*out, event]
+        if key not in self.open:
+            return []  # nothing to close (cancelled, or closed already)
+        del self.open[key]
+        return [event]
+
+    def cancel(self, tag: int, after: float, now: float) -> list[Event]:
+        """Drop the tagged events due after `after`; returns the note-offs, to send now, for
+        the tag's notes still sounding."""
+        self._heap = [e for e in self._heap if e.tag != tag or e.time <= after]
+        heapq.heapify(self._heap)
+        return [self._close(key, now) for key, (_, t) in list(self.open.items()) if t == tag]
+
+    def panic(self, now: float) -> list[Event]:
+        """Drop everything waiting; note-offs for every open note, then all-notes-off on
+        every channel used."""
+        self._heap.clear()
+        offs = [self._close(key, now) for key in sorted(self.open)]
+        return offs + [Event(now, next(self._order), (CONTROL | ch, ALL_NOTES_OFF, 0), "panic", None)
+                       for ch in sorted(self.channels)]
+
+    def _close(self, key: tuple[int, int], now: float) -> Event:
+        track, tag = self.open.pop(key)
+        return Event(now, next(self._order), (NOTE_OFF | key[0], key[1], 0), track, tag)
+
+
+class Scheduler:
+    """A thread that sends scheduled messages to an output at their times.
+
+    `on_sent(event, sent_at)` is called for every message sent (recording, the view, jitter
+    measurement). `panic()` stops the thread first, so after it nothing but the panic goes out.
+    """
+
+    def __init__(self, output: Output, on_sent: Callable[[Event, float], None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, spin: float = 0.002) -> None:
+        self.output = output
+        self.on_sent = on_sent
+        self.clock = clock
+        self.spin = spin  # seconds before an event when sleeping gives way to spinning
+        self.schedule = Schedule()
+        self._wake = threading.Condition()
+        self._running = True
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="clara-scheduler", daemon=True)
+        self._thread.start()
+
+    def add(self, t: float, message: Sequence[int], track: str, tag: int | None = None) -> None:
+        with self._wake:
+            self.schedule.add(t, message, track, tag)
+            self._wake.notify()
+
+    def cancel(self, tag: int, after: float) -> None:
+        with self._wake:
+            offs = self.schedule.cancel(tag, after, self.clock())
+            self._send(offs)
+            self._wake.notify()
+
+    def panic(self) -> None:
+        """Stop sending; close every open note and send all-notes-off. Idempotent."""
+        with self._wake:
+            self._running = False
+            self._wake.notify()
+        self._thread.join(timeout=2.0)
+        with self._wake:
+            self._send(self.schedule.panic(self.clock()), tolerant=True)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._wake:
+                    if not self._running:
+                        return
+                    now = self.clock()
+                    events = self.schedule.due(now)
+                    if events:
+                        self._send(events)
+                        continue
+                    nxt = self.schedule.next_time()
+                    wait = None if nxt is None else nxt - now - self.spin
+                    if wait is None or wait > 0:
+                        self._wake.wait(wait)
+                        continue
+                time.sleep(0)  # the last stretch before an event: spin, letting other threads run
+        except Exception as exc:  # a lost port: the session sees it and ends
+            self.error = exc
+
+    def _send(self, events: list[Event], tolerant: bool = False) -> None:
+        for event in events:
+            try:
+                self.output.send(event.message)
+            except Exception:
+                if not tolerant:
+                    raise
+                continue  # a panic into a lost port: the other messages may still get through
+            if self.on_sent is not None:
+                self.on_sent(event, self.clock())

@@ -1,0 +1,437 @@
+"""The live session: a pure state machine over MIDI events and time.
+
+`on_event(message, t)` takes one incoming MIDI message (a list of ints) stamped with its
+arrival time, `on_tick(t)` lets time pass; both return commands for the world around the
+session (the model worker, the output scheduler, the log). Nothing here reads a clock,
+sleeps, or touches a port or a model, so every scenario is a fast test with a fake clock.
+
+The session owns the musical state: tempo and step grid, whose turn it is, which keys and
+pedals are held, the player's notes as notewise tokens (quantised to the model's grid,
+folded into its range, the sustain pedal holding released notes as corpus preprocessing
+does), and when a phrase ends. The model worker keeps the same token timeline: the session
+sends it the player's tokens as they happen and asks it for answers by step; after an
+answer, or an interrupted one, both agree where the stream stands (`Stop.step`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import deque
+from typing import NamedTuple
+
+from clara_live.codec.steps import fold
+from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
+from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
+
+NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
+CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
+SUSTAIN = 64
+MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
+
+
+class Send(NamedTuple):
+    """A MIDI message for the output at an absolute time (seconds, monotonic clock)."""
+
+    time: float
+    message: tuple[int, ...]
+    track: str  # "player" (passthrough), "metronome", "clock"
+
+
+class Feed(NamedTuple):
+    """The player's tokens, to be fed to the model now; `time` is the event's arrival."""
+
+    tokens: tuple[str, ...]
+    velocity: int
+    time: float
+
+
+class Answer(NamedTuple):
+    """Clara's turn: from start_step (a beat) for `steps` steps, timed by `grid`."""
+
+    id: int
+    start_step: int
+    steps: int
+    grid: Grid
+    velocity: int
+    channel: int  # 0-based
+
+    @property
+    def end_step(self) -> int:
+        return self.start_step + self.steps
+
+    @property
+    def start_time(self) -> float:
+        return self.grid.time_of(self.start_step)
+
+    @property
+    def end_time(self) -> float:
+        return self.grid.time_of(self.end_step)
+
+
+class Stop(NamedTuple):
+    """Clara stops answer `id` at time t: nothing of hers sounds after it, and the model's
+    stream holds what she played before `step`, every note closed at `step`."""
+
+    id: int
+    step: int
+    time: float
+
+
+class Sampling(NamedTuple):
+    config: SamplingConfig
+
+
+class Log(NamedTuple):
+    text: str
+
+
+Command = Send | Feed | Answer | Stop | Sampling | Log
+
+
+@dataclasses.dataclass
+class _Phrase:
+    start_step: int
+    last_step: int
+
+
+class Session:
+    """Turn-taking between a player and Clara; see the module docstring."""
+
+    def __init__(self, live: LiveConfig, codec: CodecConfig, sampling: SamplingConfig, t0: float,
+                 beats_per_bar: int = 4) -> None:
+        if codec.encoding != "notewise":
+            raise ValueError("a live session needs a notewise model")
+        self.live, self.codec, self.sampling = live, codec, sampling
+        self.sf = codec.sample_freq
+        self.beats_per_bar = beats_per_bar
+        self.grid = Grid(t0, 0.0, live.bpm, self.sf)
+        self.tempo_source = "bpm"
+        self.taps = TapTempo()
+        self.clock = ClockFollower()
+        self.now = 0  # the token stream's position, in steps
+        self.keys: set[int] = set()  # keys physically held (MIDI pitch)
+        self.pedal = False
+        self.sounding: dict[int, int] = {}  # folded pitch -> onset step, as the stream has it
+        self.held_by: dict[int, set[int]] = {}  # folded pitch -> held keys sounding it
+        self.pending_offs: dict[int, int] = {}  # folded pitch -> step its off is due (it began this step)
+        self.velocities: deque[int] = deque(maxlen=live.velocity_window)
+        self.phrase: _Phrase | None = None
+        self.last_activity = t0  # when a key or the pedal last moved
+        self.answer: Answer | None = None
+        self.answers = 0
+        self._controls: dict[int, int] = {}  # last value of each controller, for rising edges
+        self._next_click = 0  # metronome: next beat index to schedule
+        self._next_tick = 0  # clock out: next tick index to schedule
+        self._started = False
+
+    # --- what the outside reads ----------------------------------------------------------
+
+    @property
+    def turn(self) -> str:
+        if self.answer is None:
+            return "listening"
+        return "clara" if self._answer_started else "waiting"
+
+    @property
+    def velocity(self) -> int:
+        if self.live.velocity_follow and self.velocities:
+            return max(1, min(127, round(sum(self.velocities) / len(self.velocities))))
+        return self.live.velocity
+
+    @property
+    def beat_seconds(self) -> float:
+        return 60.0 / self.grid.bpm
+
+    # --- events ----------------------------------------------------------------------------
+
+    def on_event(self, message: list[int] | tuple[int, ...], t: float) -> list[Command]:
+        if not message:
+            return []
+        status = message[0]
+        if status >= 0xF8:
+            return self._realtime(status, t)
+        kind, channel = status & 0xF0, status & 0x0F
+        out: list[Command] = []
+        if kind == NOTE_ON and len(message) >= 3 and message[2] > 0:
+            out += self._note_on(message[1], message[2], t)
+        elif kind in (NOTE_ON, NOTE_OFF) and len(message) >= 3:
+            out += self._note_off(message[1], t)
+        elif kind == CONTROL and len(message) >= 3:
+            out += self._control(message[1], message[2], t)
+        if self.live.passthrough and kind in (NOTE_ON, NOTE_OFF, CONTROL) and not self._is_tap(message):
+            out.append(Send(t, tuple(message), "player"))
+        del channel
+        return out
+
+    def on_tick(self, t: float) -> list[Command]:
+        out: list[Command] = []
+        if self.answer is not None and t >= self.answer.end_time:
+            self.now = self.answer.end_step
+            self.answer = None
+        out += self._flush_offs(math.floor(self.grid.step_at(t) + 1e-9))
+        if self.answer is None and self.phrase is not None and self._silent_since(t):
+            out += self._end_phrase(t, "silence")
+        out += self._schedule_beats(t)
+        return out
+
+    # --- the player ---------------------------------------------------------------------------
+
+    def _note_on(self, key: int, velocity: int, t: float) -> list[Command]:
+        if key == self.live.tap_note:
+            return self._tap(t)
+        out: list[Command] = []
+        if self.answer is not None:
+            out += self._interrupt(t)
+        self.keys.add(key)
+        self.last_activity = t
+        self.velocities.append(velocity)
+        if self.phrase is None:
+            self._begin_phrase(t)
+        step = self._step(t)
+        if self.phrase is None:
+            self.phrase = _Phrase(step, step)
+        self.phrase.last_step = step
+        pitch = fold(key, self.codec.low_pitch, self.codec.high_pitch)
+        tokens = self._advance(step)
+        self.held_by.setdefault(pitch, set()).add(key)
+        onset = self.sounding.get(pitch)
+        if onset == step:
+            self.pending_offs.pop(pitch, None)  # struck twice in one step: one note
+        else:
+            if onset is not None:
+                tokens.append(f"endp{pitch - self.codec.low_pitch}")  # struck again while it sounds
+            self.pending_offs.pop(pitch, None)
+            self.sounding[pitch] = step
+            tokens.append(f"p{pitch - self.codec.low_pitch}")
+        out.append(Feed(tuple(tokens), velocity, t))
+        return out
+
+    def _begin_phrase(self, t: float) -> None:
+        """A phrase's first note falls on a beat (the grid's phase follows the player, unless
+        a MIDI clock leads), and the silence before it is fed as at most a bar."""
+        if self.clock.leads(t):
+            return
+        bar = self.beats_per_bar * self.sf
+        beat = round(self.grid.step_at(t) / self.sf) * self.sf
+        target = min(max(beat, self.now), next_beat(self.now, self.sf) + bar)
+        self.grid = self.grid.pinned(t, target)
+
+    def _note_off(self, key: int, t: float) -> list[Command]:
+        if key == self.live.tap_note:
+            return []
+        self.keys.discard(key)
+        self.last_activity = t
+        pitch = fold(key, self.codec.low_pitch, self.codec.high_pitch)
+        holders = self.held_by.get(pitch, set())
+        holders.discard(key)
+        if holders or pitch not in self.sounding or (self.pedal and self.codec.sustain_pedal):
+            return []  # still held by another key folded onto it, not ours, or held by the pedal
+        return self._release([pitch], self._step(t), t)
+
+    def _control(self, number: int, value: int, t: float) -> list[Command]:
+        previous = self._controls.get(number, 0)
+        self._controls[number] = value
+        pressed = value >= 64 > previous
+        live = self.live
+        if number == SUSTAIN:
+            self.pedal = value >= 64
+            self.last_activity = t
+            if not self.pedal and self.codec.sustain_pedal:
+                released = [p for p in self.sounding if not self.held_by.get(p)]
+                return self._release(released, self._step(t), t)
+            return []
+        if number == live.trigger_cc and pressed:
+            if self.answer is None and self.phrase is not None:
+                return self._end_phrase(t, "trigger")
+            return []
+        if number == live.tap_cc:
+            return self._tap(t) if pressed else []
+        return self._sampling_control(number, value)
+
+    def _sampling_control(self, number: int, value: int) -> list[Command]:
+        live, cfg = self.live, self.sampling
+        if number == live.cc_temperature:
+            cfg = dataclasses.replace(cfg, temperature=round(0.1 + 1.9 * value / 127, 3))
+            text = f"temperature {cfg.temperature:.2f}"
+        elif number == live.cc_top_k:
+            cfg = dataclasses.replace(cfg, top_k=1 + round(31 * value / 127))
+            text = f"top-k {cfg.top_k}"
+        elif number == live.cc_random_freq:
+            cfg = dataclasses.replace(cfg, random_freq=round(value / 127, 3))
+            text = f"random_freq {cfg.random_freq:.2f}"
+        else:
+            return []
+        self.sampling = cfg
+        return [Sampling(cfg), Log(text)]
+
+    def _is_tap(self, message: list[int] | tuple[int, ...]) -> bool:
+        kind = message[0] & 0xF0
+        if kind in (NOTE_ON, NOTE_OFF):
+            return message[1] == self.live.tap_note
+        return kind == CONTROL and message[1] == self.live.tap_cc
+
+    # --- tempo --------------------------------------------------------------------------------
+
+    def _tap(self, t: float) -> list[Command]:
+        bpm = self.taps.tap(t)
+        if bpm is None or self.clock.leads(t):
+            return []
+        self.grid = self.grid.with_bpm(bpm, t)
+        beat = round(self.grid.step_at(t) / self.sf) * self.sf  # the tap is a beat
+        if beat >= self.now:
+            self.grid = self.grid.pinned(t, beat)
+        self.tempo_source = "tap"
+        return [Log(f"tempo {bpm:.1f} bpm (tap)")]
+
+    def _realtime(self, status: int, t: float) -> list[Command]:
+        if not self.live.follow_clock:
+            return []
+        if status == START:
+            self.clock.start(t)
+        elif status == CONTINUE:
+            self.clock.resume(t)
+        elif status == STOP:
+            self.clock.stop()
+        elif status == CLOCK:
+            bpm, on_beat = self.clock.tick(t)
+            out: list[Command] = []
+            if bpm is not None:
+                if self.tempo_source != "clock" or abs(bpm - self.grid.bpm) >= 0.5:
+                    out.append(Log(f"tempo {bpm:.1f} bpm (MIDI clock)"))
+                self.grid = self.grid.with_bpm(bpm, t)
+                self.tempo_source = "clock"
+            if on_beat:
+                beat = round(self.grid.step_at(t) / self.sf) * self.sf
+                if beat >= self.now:
+                    self.grid = self.grid.pinned(t, beat)
+            return out
+        return []
+
+    # --- the token stream ----------------------------------------------------------------------
+
+    def _step(self, t: float) -> int:
+        """The grid step of an event at t: the nearest, never before the stream's position."""
+        return max(self.now, round(self.grid.step_at(t)))
+
+    def _advance(self, step: int) -> list[str]:
+        """Tokens that move the stream to step: waits, with deferred offs at their own step."""
+        tokens: list[str] = []
+        for due in sorted(set(self.pending_offs.values())):
+            if due > step:
+                break
+            tokens += self._waits(due)
+            for pitch in sorted(p for p, d in self.pending_offs.items() if d == due):
+                del self.pending_offs[pitch]
+                if self.sounding.pop(pitch, None) is not None:
+                    tokens.append(f"endp{pitch - self.codec.low_pitch}")
+        tokens += self._waits(step)
+        return tokens
+
+    def _waits(self, step: int) -> list[str]:
+        limit = self.codec.wait_limit
+        gap = step - self.now
+        tokens = [f"wait{limit}"] * (gap // limit) if gap > 0 else []
+        if gap > 0 and gap % limit:
+            tokens.append(f"wait{gap % limit}")
+        self.now = max(self.now, step)
+        return tokens
+
+    def _release(self, pitches: list[int], step: int, t: float) -> list[Command]:
+        """Close these sounding notes at step; one that began at step closes a step later
+        (a note lasts at least one step)."""
+        if self.phrase is not None and pitches:
+            self.phrase.last_step = step
+        tokens = self._advance(step)
+        closing = []
+        for pitch in sorted(pitches):
+            if self.sounding.get(pitch) == step:
+                self.pending_offs[pitch] = step + 1
+            elif pitch in self.sounding:
+                del self.sounding[pitch]
+                closing.append(f"endp{pitch - self.codec.low_pitch}")
+        tokens += closing
+        return [Feed(tuple(tokens), 0, t)] if tokens else []
+
+    def _flush_offs(self, step: int) -> list[Command]:
+        if not self.pending_offs or min(self.pending_offs.values()) > step:
+            return []
+        tokens = self._advance(min(self.pending_offs.values()))
+        return [Feed(tuple(tokens), 0, self.grid.time_of(self.now))] if tokens else []
+
+    # --- turns ------------------------------------------------------------------------------
+
+    def _silent_since(self, t: float) -> bool:
+        if self.keys or (self.pedal and self.codec.sustain_pedal):
+            return False
+        return t - self.last_activity >= self.live.silence_beats * self.beat_seconds
+
+    def _end_phrase(self, t: float, why: str) -> list[Command]:
+        """The player's phrase is over: close what still sounds and give Clara her turn."""
+        phrase, self.phrase = self.phrase, None
+        assert phrase is not None
+        out: list[Command] = []
+        step = self._step(t)
+        pending = self._advance(max([step, *self.pending_offs.values()]))
+        closing = [f"endp{p - self.codec.low_pitch}" for p in sorted(self.sounding)]
+        self.sounding.clear()
+        self.held_by.clear()  # keys still down (a trigger) no longer sound in the stream
+        if pending or closing:
+            out.append(Feed(tuple(pending + closing), 0, t))
+        start = next_beat(max(self.grid.step_at(t + MIN_LEAD), self.now), self.sf)
+        if self.live.mode == "suggest":
+            beats = self.live.suggest_bars * self.beats_per_bar
+        else:
+            call = max(phrase.last_step, step if why == "trigger" else phrase.last_step) - phrase.start_step
+            beats = min(max(1, math.ceil(call / self.sf - 0.25)), self.live.max_answer_bars * self.beats_per_bar)
+        self.answers += 1
+        self.answer = Answer(self.answers, start, beats * self.sf, self.grid, self.velocity, self.live.channel - 1)
+        out.append(self.answer)
+        out.append(Log(f"phrase end ({why}): Clara answers {beats} beats at {self.grid.bpm:.1f} bpm"))
+        return out
+
+    def _interrupt(self, t: float) -> list[Command]:
+        answer, self.answer = self.answer, None
+        assert answer is not None
+        step = max(self.now, min(round(answer.grid.step_at(t)), answer.end_step))
+        self.now = step
+        out: list[Command] = [Stop(answer.id, step, t)]
+        if t >= answer.start_time:
+            out.append(Log("Clara stops: the player plays"))
+        return out
+
+    @property
+    def _answer_started(self) -> bool:
+        return self.answer is not None and self._last_tick >= self.answer.start_time
+
+    # --- metronome and clock out ------------------------------------------------------------------
+
+    def _schedule_beats(self, t: float, ahead: float = 0.1) -> list[Command]:
+        self._last_tick = t
+        live = self.live
+        out: list[Command] = []
+        if live.metronome:
+            ch = live.metronome_channel - 1
+            beat = max(self._next_click, math.ceil(self.grid.step_at(t) / self.sf - 1e-9))
+            while self.grid.time_of(beat * self.sf) < t + ahead:
+                at = self.grid.time_of(beat * self.sf)
+                accent = beat % self.beats_per_bar == 0
+                note = live.metronome_note if accent else live.metronome_note + 1
+                out.append(Send(at, (NOTE_ON | ch, note, 110 if accent else 70), "metronome"))
+                out.append(Send(at + 0.05, (NOTE_OFF | ch, note, 0), "metronome"))
+                beat += 1
+            self._next_click = beat
+        if live.clock_out:
+            per_tick = self.sf / 24
+            if not self._started:
+                out.append(Send(t, (START,), "clock"))
+                self._started = True
+                self._next_tick = math.ceil(self.grid.step_at(t) / per_tick)
+            tick = max(self._next_tick, math.ceil(self.grid.step_at(t) / per_tick - 1e-9))
+            while self.grid.time_of(tick * per_tick) < t + ahead:
+                out.append(Send(self.grid.time_of(tick * per_tick), (CLOCK,), "clock"))
+                tick += 1
+            self._next_tick = tick
+        return out
+
+    _last_tick = -math.inf

@@ -1,0 +1,262 @@
+"""The live terminal view: a scrolling piano roll of the player and Clara, and a status area.
+
+`render` is pure (a state and a size in, lines out) so it is tested as strings; `TerminalView`
+only adds the terminal around it: the alternate screen, a hidden cursor, a rate limit, and one
+write per frame. Plain ANSI escape sequences, 256 colours; no curses.
+
+Layout, top to bottom: a header (mode, turn, beat, legend, ports), a status line (tempo and its
+source, sampling settings, latency), the roll, and the last log lines. Time runs left to right
+with `now` at the right edge; each text row holds two pitch bands, one per half of the cell
+(the half blocks ▀ ▄ █), each band one or more semitones, so the whole range fits.
+Where the player and Clara sound in the same half cell, it takes a third colour (BOTH_COLOUR).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TextIO
+
+PLAYER_COLOUR = 33  # blue (256-colour palette)
+CLARA_COLOUR = 208  # orange
+BOTH_COLOUR = 170  # orchid: player and Clara in the same half cell
+BEAT_COLOUR = 237  # faint grey beat lines
+DIM_COLOUR = 244  # gutter labels, log lines, separators
+TURN_COLOURS = {"listening": PLAYER_COLOUR, "waiting": 220, "clara": CLARA_COLOUR}
+_COLOURS = {1: PLAYER_COLOUR, 2: CLARA_COLOUR, 3: BOTH_COLOUR}  # bit 1 player, bit 2 Clara
+GUTTER = 4  # columns left of the roll for octave labels ("C4 ")
+MAX_LOG_LINES = 5
+RESET = "\x1b[0m"
+
+ENTER = "\x1b[?1049h\x1b[?25l\x1b[?7l\x1b[H\x1b[2J"  # alternate screen, hide cursor, no autowrap, clear
+LEAVE = "\x1b[0m\x1b[?7h\x1b[?25h\x1b[?1049l"  # undo all of ENTER
+FRAME_START = "\x1b[?2026h\x1b[H"  # begin a synchronised update (ignored where unsupported), cursor home
+FRAME_END = "\x1b[J\x1b[?2026l"  # clear whatever an older, taller frame left; end the update
+
+
+@dataclass(frozen=True)
+class RollNote:
+    source: str  # "player" or "clara"; other sources are not drawn
+    pitch: int  # MIDI pitch
+    start: float  # seconds, monotonic clock
+    end: float | None  # seconds; None while sounding
+
+
+@dataclass(frozen=True)
+class ViewState:
+    now: float  # seconds, monotonic clock (same clock as the notes)
+    mode: str  # "call-response" | "suggest"
+    turn: str  # "listening" | "waiting" (phrase ended, Clara about to answer) | "clara"
+    bpm: float
+    tempo_source: str  # "bpm" | "tap" | "clock"
+    beat_phase: float  # 0..1 position inside the current beat
+    temperature: float
+    top_k: int
+    random_freq: float
+    latency_ms: tuple[float, float] | None  # (p50, p99) of note-in -> model-updated, ms; None before any
+    notes: tuple[RollNote, ...]  # recent notes (the caller prunes old ones)
+    log: tuple[str, ...]  # recent log lines, newest last
+    ports: str  # e.g. "in: Clara In  out: Clara Out"
+
+
+def _clean(text: str) -> str:
+    """Text safe to print in one line: control characters (escapes, newlines, tabs) become spaces."""
+    return text if text.isprintable() else "".join(c if c.isprintable() else " " for c in text)
+
+
+def _tempo(state: ViewState) -> str:
+    return f"{state.bpm:.1f} bpm ({state.tempo_source})"
+
+
+def _sampling(state: ViewState) -> str:
+    return f"T {state.temperature:.2f} k {state.top_k} rf {state.random_freq:.2f}"
+
+
+def _latency(state: ViewState) -> str:
+    if state.latency_ms is None:
+        return "latency -"
+    p50, p99 = state.latency_ms
+    return f"latency p50 {p50:.1f} ms p99 {p99:.1f} ms"
+
+
+def plain(state: ViewState) -> str:
+    """One line of plain text, no escape codes (for logs):
+    "call-response | listening | 120.0 bpm (tap) | T 1.00 k 5 rf 0.50 | latency p50 0.4 ms p99 1.2 ms"."""
+    return _clean(" | ".join([state.mode, state.turn, _tempo(state), _sampling(state), _latency(state)]))
+
+
+def _line(segments: Iterable[tuple[str, str]], width: int) -> str:
+    """Join (text, SGR parameters) segments, cut to `width` visible characters; "" is the default style."""
+    out, left = [], width
+    for text, sgr in segments:
+        text = _clean(text)[:left]
+        if text:
+            out.append(f"\x1b[{sgr}m{text}{RESET}" if sgr else text)
+            left -= len(text)
+    return "".join(out)
+
+
+def _header(state: ViewState, width: int) -> str:
+    dim = f"38;5;{DIM_COLOUR}"
+    on_beat = math.isfinite(state.beat_phase) and state.beat_phase % 1.0 < 0.25
+    return _line([(" Clara ", f"1;38;5;{CLARA_COLOUR}"), (state.mode, "1"), (" · ", dim),
+                  (state.turn, f"1;38;5;{TURN_COLOURS.get(state.turn, DIM_COLOUR)}"), ("  ", ""),
+                  ("●" if on_beat else "○", "1" if on_beat else dim), ("   ", ""),
+                  ("■", f"38;5;{PLAYER_COLOUR}"), (" you ", ""), ("■", f"38;5;{CLARA_COLOUR}"), (" Clara ", ""),
+                  ("■", f"38;5;{BOTH_COLOUR}"), (" both   ", ""), (state.ports, dim)], width)
+
+
+def _status(state: ViewState, width: int) -> str:
+    sep = (" │ ", f"38;5;{DIM_COLOUR}")
+    return _line([(" ", ""), (_tempo(state), "1"), sep, (_sampling(state), ""), sep, (_latency(state), "")], width)
+
+
+def _columns(start: float, end: float, t0: float, dt: float, cols: int) -> tuple[int, int] | None:
+    """First and last column of [start, end] in a roll of `cols` columns from t0, dt seconds each;
+    None when off the roll. A note with end <= start still takes the column of its start."""
+    x0, x1 = (start - t0) / dt, (max(end, start) - t0) / dt
+    if not math.isfinite(x0) or x0 >= cols or not x1 > 0:
+        return None
+    c0 = max(0, math.floor(x0 + 1e-9))
+    c1 = min(cols - 1, math.ceil(min(x1, cols) - 1e-9) - 1)  # end is exclusive: a note up to 1.0 s ends before it
+    return c0, max(c0, c1)
+
+
+def _cell(code: int) -> tuple[str, str | None]:
+    """The character and SGR parameters (None: default style) of a cell code: bit 0 player in the upper
+    half, bit 1 Clara in the upper half, bits 2 and 3 the same in the lower half, bit 4 a beat line."""
+    up, lo = code & 3, code >> 2 & 3  # 1 player, 2 Clara, 3 both
+    if up and lo and up != lo:
+        return "▀", f"0;38;5;{_COLOURS[up]};48;5;{_COLOURS[lo]}"
+    if up or lo:
+        return ("█" if up and lo else "▀" if up else "▄"), f"0;38;5;{_COLOURS[up or lo]}"
+    return ("┊", f"0;38;5;{BEAT_COLOUR}") if code & 16 else (" ", None)
+
+
+_CELLS = [_cell(code) for code in range(32)]
+_RUNS = re.compile(rb"(.)\1*", re.DOTALL)  # runs of one repeated byte
+
+
+def _beats(state: ViewState, cols: int, dt: float) -> bytearray:
+    """1 in the columns holding a beat line: every beat, or every 2nd, 4th... so lines stay 4 columns apart.
+    Counted in columns from the left edge, not in clock seconds, so a huge clock value cannot stall the loop."""
+    beats = bytearray(cols)
+    step = 60.0 / state.bpm / dt if math.isfinite(state.bpm) and state.bpm > 0 else math.nan  # columns a beat
+    if not (math.isfinite(step) and step > 0 and math.isfinite(state.beat_phase)):
+        return beats
+    x = cols - (state.beat_phase % 1.0) * step  # the latest beat
+    while step < 4:
+        step *= 2
+    while x >= 0:
+        beats[min(cols - 1, math.floor(x))] = 1
+        x -= step
+    return beats
+
+
+def _roll(state: ViewState, rows: int, cols: int, seconds: float, low: int, high: int) -> list[str]:
+    """`rows` lines of GUTTER + `cols` characters: the notes and the beat lines."""
+    band = max(1, math.ceil((high - low + 1) / (2 * rows)))  # semitones per half cell
+    # half-cell rows, bottom first, one set per source: 1 where it sounds (bytes, so slices paint fast)
+    slots = {source: [bytearray(cols) for _ in range(2 * rows)] for source in ("player", "clara")}
+    dt = seconds / cols
+    t0 = state.now - seconds
+    for note in state.notes:
+        pitch = int(note.pitch)
+        if note.source not in slots or not low <= pitch <= high:
+            continue
+        end = state.now if note.end is None or math.isnan(note.end) else note.end
+        span = _columns(note.start, end, t0, dt, cols)
+        if span is not None:
+            slots[note.source][(pitch - low) // band][span[0]:span[1] + 1] = b"\x01" * (span[1] + 1 - span[0])
+    beats = int.from_bytes(_beats(state, cols, dt))
+    player, clara = slots["player"], slots["clara"]
+    lines = []
+    for row in range(rows - 1, -1, -1):  # top line first
+        first = low + 2 * row * band  # lowest pitch of the row
+        c_pitch = first + (-first) % 12
+        label = f"C{c_pitch // 12 - 1}" if c_pitch <= min(high, first + 2 * band - 1) else ""
+        parts = [f"\x1b[38;5;{DIM_COLOUR}m{label:>3} {RESET}"]
+        style: str | None = None
+        # each byte array holds 0 or 1 per cell, so shifting whole rows packs five flags per byte, at C speed
+        code = (int.from_bytes(player[2 * row + 1]) | int.from_bytes(clara[2 * row + 1]) << 1
+                | int.from_bytes(player[2 * row]) << 2 | int.from_bytes(clara[2 * row]) << 3 | beats << 4)
+        for run in _RUNS.finditer(code.to_bytes(cols)):  # one style change at most per run of equal cells
+            ch, st = _CELLS[run.group()[0]]
+            if st != style:
+                parts.append(f"\x1b[{st}m" if st else RESET)
+                style = st
+            parts.append(ch * (run.end() - run.start()))
+        if style is not None:
+            parts.append(RESET)
+        lines.append("".join(parts))
+    return lines
+
+
+def render(state: ViewState, width: int, height: int, seconds: float = 8.0, low: int = 33, high: int = 94) -> list[str]:
+    """The frame for a width x height terminal: exactly `height` lines of at most `width` visible
+    characters (ANSI codes aside). A header, a status line, the roll of the last `seconds` seconds
+    over MIDI pitches low..high (notes outside are not drawn), and the last log lines; `seconds` is
+    kept within 0.01..1e9 (8 when not a positive number).
+    Below 20 x 6 it is a one-line plain status followed by blank lines."""
+    width, height = max(0, width), max(0, height)
+    if width < 20 or height < 6:
+        return [plain(state)[:width]] + [""] * (height - 1) if height else []
+    seconds = min(max(seconds, 0.01), 1e9) if math.isfinite(seconds) and seconds > 0 else 8.0
+    low, high = min(low, high), max(low, high)
+    logs = min(MAX_LOG_LINES, (height - 2) // 4)  # at least 3 roll rows stay
+    rows = height - 2 - logs
+    recent = list(state.log[-logs:]) if logs else []
+    log_lines = [""] * (logs - len(recent)) + [_line([(" " + text, f"38;5;{DIM_COLOUR}")], width) for text in recent]
+    roll = _roll(state, rows, width - GUTTER, seconds, low, high)
+    return [_header(state, width), _status(state, width), *roll, *log_lines]
+
+
+class TerminalView:
+    """The view on a real terminal, as a context manager: the alternate screen and a hidden cursor
+    while inside, both restored on the way out (exceptions too). Draws only while open."""
+
+    def __init__(self, stream: TextIO = sys.stdout, fps: float = 20.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if not fps > 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.stream = stream
+        self.interval = 1.0 / fps  # seconds between frames at the most
+        self.clock = clock
+        self._last: float | None = None  # clock time of the last frame drawn
+        self._open = False
+
+    def __enter__(self) -> TerminalView:
+        self.stream.write(ENTER)
+        self.stream.flush()
+        self._open = True
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def draw(self, state: ViewState) -> None:
+        """Draw a frame sized to the terminal, unless one was drawn less than 1/fps seconds ago."""
+        now = self.clock()
+        if not self._open or (self._last is not None and now - self._last < self.interval):
+            return
+        self._last = now
+        size = shutil.get_terminal_size()
+        lines = render(state, size.columns, size.lines)
+        self.stream.write(FRAME_START + "\r\n".join(line + "\x1b[K" for line in lines) + FRAME_END)
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Show the cursor and leave the alternate screen; does nothing the second time."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self.stream.write(LEAVE)
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed or broken stream: nothing left to restore
+            pass

@@ -1,0 +1,212 @@
+"""The model worker: one thread that owns the sampler for the whole session.
+
+It takes the session's commands in order: the player's tokens are fed the moment they
+arrive (the hidden state is never re-primed), an answer is sampled a token at a time a
+little ahead of when it sounds and its notes handed to the scheduler, and a stop rewinds
+the model to what Clara actually played before it. The I/O threads never wait for it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from clara_live.codec.tokens import Kind
+from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
+from clara_live.live.session import Answer, Feed, Sampling, Stop
+from clara_live.sampling.grammar import KINDS, NotewiseState
+from clara_live.sampling.sampler import Sampler, Snapshot
+from clara_live.sampling.search import first_steps
+
+_ON, _OFF = KINDS.index(Kind.ON), KINDS.index(Kind.OFF)
+
+
+class Played(NamedTuple):
+    """An answer in progress: the model before it, and the tokens it has sampled since."""
+
+    answer: Answer
+    before: Snapshot
+    start: int  # the model's step when the answer began (its lead wait included)
+    tokens: list[str]
+
+
+class _Quit(NamedTuple):
+    pass
+
+
+class Worker:
+    """Feeds and samples on its own thread; `submit` never blocks.
+
+    `schedule(time, message, track, tag)` receives Clara's notes (the scheduler's `add`);
+    `latencies` holds the last seconds from a player's event to the model having read it.
+    """
+
+    def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if sampler.vocab.codec.encoding != "notewise":
+            raise ValueError("the live worker needs a notewise model")
+        self.sampler = sampler
+        self.schedule = schedule
+        self.lookahead = lookahead
+        self.clock = clock
+        self._busy = False
+        self.commands: queue.SimpleQueue = queue.SimpleQueue()
+        self.latencies: deque[float] = deque(maxlen=2000)
+        self.fed = 0  # player tokens fed
+        self.error: BaseException | None = None
+        self._played: Played | None = None
+        self._pending: list = []  # commands read while an answer was being sampled
+        if sampler.logits is None:
+            sampler.feed([f"wait{sampler.vocab.codec.wait_limit}"])  # the model needs one token to predict from
+        self.base = self.state.now  # the session's step 0 is the model's step `base`
+        self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def submit(self, command: Feed | Answer | Stop | Sampling) -> None:
+        self.commands.put(command)
+
+    def close(self, timeout: float = 2.0) -> None:
+        self.commands.put(_Quit())
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def state(self) -> NotewiseState:  # the one stream's grammar state (restore replaces it)
+        return self.sampler.states[0]
+
+    def idle(self) -> bool:
+        """Nothing left to do (for tests and benchmarks)."""
+        return self.commands.empty() and not self._pending and not self._busy
+
+    # --- the loop ------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while True:
+                command = self._pending.pop(0) if self._pending else self.commands.get()
+                self._busy = True
+                try:
+                    if not self.handle(command):
+                        return
+                finally:
+                    self._busy = False
+        except BaseException as exc:  # the session sees it, panics and ends
+            self.error = exc
+
+    def handle(self, command: object) -> bool:
+        """Carry out one command; False to quit."""
+        if isinstance(command, _Quit):
+            return False
+        if isinstance(command, Feed):
+            self._played = None  # the answer is over: the stream goes on from its end
+            self.sampler.feed(command.tokens, command.velocity)
+            self.fed += len(command.tokens)
+            self.latencies.append(self.clock() - command.time)
+        elif isinstance(command, Sampling):
+            self.sampler.sampling = command.config
+            self.state.polyphony = command.config.polyphony
+        elif isinstance(command, Stop):
+            self._stop(command)
+        elif isinstance(command, Answer):
+            self._answer(command)
+        return True
+
+    # --- answers ---------------------------------------------------------------------------
+
+    def _answer(self, answer: Answer) -> None:
+        sampler = self.sampler
+        self._played = played = Played(answer, sampler.snapshot(), self.state.now, [])
+        lead = self._waits(answer.start_step + self.base - self.state.now)
+        sampler.feed(lead)
+        played.tokens.extend(lead)
+        state = self.state  # the same object until the answer ends (only a stop restores)
+        end = answer.end_step + self.base
+        state.horizon = end
+        state.begin_with_a_note()
+        try:
+            while state.now < end:
+                if not self._between_tokens(answer):
+                    return  # stopped
+                ids = sampler.choose()
+                finishing = state.now_after(int(ids[0])) >= end
+                step = state.now
+                sampler.advance(ids, score=False)
+                self._play(int(ids[0]), step, answer)
+                if finishing:
+                    break
+        finally:
+            state.horizon = None
+        for token_id in state.close_all():
+            step = self.state.now
+            sampler.advance(np.array([token_id]), score=False)
+            self._play(token_id, step, answer)
+
+    def _between_tokens(self, answer: Answer) -> bool:
+        """Take commands that came in; wait while far enough ahead. False once stopped."""
+        while True:
+            try:
+                command = self.commands.get_nowait()
+            except queue.Empty:
+                ahead = answer.grid.time_of(self.state.now - self.base) - self.clock()
+                if ahead <= self.lookahead:
+                    return True
+                try:
+                    command = self.commands.get(timeout=ahead - self.lookahead)
+                except queue.Empty:
+                    return True
+            if isinstance(command, Stop) and command.id == answer.id:
+                self._stop(command)
+                return False
+            if isinstance(command, Sampling):
+                self.handle(command)
+            else:
+                self._pending.append(command)  # after the answer (the session stops it first)
+
+    def _play(self, token_id: int, step: int, answer: Answer) -> None:
+        vocab = self.sampler.vocab
+        self._played.tokens.append(vocab.tokens[token_id])
+        kind = vocab.kind[token_id]
+        if kind not in (_ON, _OFF):
+            return
+        pitch = int(vocab.key[token_id]) + vocab.codec.low_pitch
+        t = answer.grid.time_of(step - self.base)
+        if kind == _ON:
+            self.schedule(t, (NOTE_ON | answer.channel, pitch, answer.velocity), "clara", answer.id)
+        else:
+            self.schedule(t, (NOTE_OFF | answer.channel, pitch, 0), "clara", answer.id)
+
+    def _stop(self, stop: Stop) -> None:
+        """Rewind to before the answer and feed what was played before stop.step, then close
+        every note there: the model hears exactly what the listener heard."""
+        played, self._played = self._played, None
+        if played is None or played.answer.id != stop.id:
+            return  # finished and superseded already
+        sampler = self.sampler
+        sampler.restore(played.before)
+        cut = stop.step + self.base - played.start
+        heard = first_steps(played.tokens, max(cut, 0), sampler)
+        sampler.feed(heard)
+        sampler.feed(self._waits(stop.step + self.base - self.state.now))
+        closes = self.state.close_all()
+        sampler.feed_ids(closes)
+
+    def _waits(self, steps: int) -> list[str]:
+        limit = self.sampler.vocab.codec.wait_limit
+        waits = [f"wait{limit}"] * (steps // limit) if steps > 0 else []
+        if steps > 0 and steps % limit:
+            waits.append(f"wait{steps % limit}")
+        return waits
+
+
+def with_sampling(sampler: Sampler, **changes: object) -> None:
+    """Change sampling settings of a running sampler (tests, the CLI's flags)."""
+    sampler.sampling = dataclasses.replace(sampler.sampling, **changes)

@@ -1,0 +1,162 @@
+"""The model worker with the shipped notewise model: answers are timed, paired and end on
+their step; a stop rewinds the model to exactly what the listener heard."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from conftest import REPO
+
+from clara_live.codec.notewise import NotewiseCodec
+from clara_live.config import load_config
+from clara_live.engine import build_engine
+from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
+from clara_live.live.session import Answer, Feed, Stop
+from clara_live.live.tempo import Grid
+from clara_live.live.worker import Worker
+from clara_live.model import load_model
+from clara_live.sampling.sampler import Sampler
+from clara_live.sampling.search import first_steps
+
+MODEL = REPO / "trained_models" / "clara-notewise"
+PHRASE = ("p27", "wait12", "endp27", "p31", "wait12", "endp31", "p34", "wait12", "endp34")
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_model(MODEL)
+
+
+def _sampler(loaded, seed: int = 3) -> Sampler:
+    # fp32: int8's dynamic quantisation scales each call's activations, so a token fed in a
+    # chunk and the same token fed alone differ slightly; fp32 lets states be compared exactly
+    config = load_config(overrides=["inference.precision=fp32"])
+    return Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                   config.sampling, seed=seed)
+
+
+class Clock:
+    def __init__(self, t: float = 0.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def _answer(grid: Grid, start: int = 48, steps: int = 48) -> Answer:
+    return Answer(id=1, start_step=start, steps=steps, grid=grid, velocity=70, channel=0)
+
+
+def test_an_answer_is_timed_on_its_grid_paired_and_ends_on_its_step(loaded):
+    sent = []
+    clock = Clock()
+    worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=clock)
+    worker.handle(Feed(PHRASE, 80, 0.0))
+    grid = Grid(anchor_time=10.0, anchor_step=0.0, bpm=120.0, sample_freq=12)
+    answer = _answer(grid)
+    worker.handle(answer)
+    assert worker.state.now == worker.base + answer.end_step
+    assert not worker.state.sounding.any()
+    ons = [e for e in sent if e[1][0] & 0xF0 == NOTE_ON]
+    offs = [e for e in sent if e[1][0] & 0xF0 == NOTE_OFF]
+    assert ons, "Clara played nothing"
+    assert min(t for t, *_ in ons) == pytest.approx(answer.start_time)  # she starts on the beat
+    assert all(answer.start_time - 1e-9 <= t <= answer.end_time + 1e-9 for t, *_ in sent)
+    assert all(track == "clara" and tag == 1 and msg[0] & 0x0F == 0 for _, msg, track, tag in sent)
+    assert all(msg[2] == 70 for _, msg, *_ in ons)
+    # every note-on has a later note-off of the same pitch
+    opened: dict[int, float] = {}
+    for t, msg, *_ in sorted(sent, key=lambda e: (e[0], e[1][0] & 0xF0 == NOTE_ON)):
+        if msg[0] & 0xF0 == NOTE_ON:
+            assert msg[1] not in opened
+            opened[msg[1]] = t
+        else:
+            assert opened.pop(msg[1]) < t
+    assert not opened and len(ons) == len(offs)
+
+
+def test_feeding_keeps_one_hidden_state_for_the_whole_session(loaded):
+    worker = Worker(_sampler(loaded), lambda *e: None)
+    reference = _sampler(loaded)
+    reference.feed([f"wait{loaded.codec.wait_limit}"])
+    for chunk in (PHRASE[:2], PHRASE[2:5], PHRASE[5:]):
+        worker.handle(Feed(chunk, 80, 0.0))
+        reference.feed(chunk)
+    assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
+    assert worker.fed == len(PHRASE)
+
+
+def test_a_stop_rewinds_the_model_to_what_was_heard(loaded):
+    """Stopped mid-answer, the model holds the phrase, Clara's tokens before the stop step, a
+    wait to it and the closing offs, as a fresh model fed just those would: the tokens she
+    sampled ahead but never played leave no trace."""
+    grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
+    answer = _answer(grid, start=48, steps=96)  # 10.5 s .. 14.5 s
+    # the same seed unstopped: the whole answer the stopped worker was sampling
+    whole = Worker(_sampler(loaded), lambda *e: None, lookahead=1e9, clock=Clock(10.0))
+    whole.handle(Feed(PHRASE, 80, 10.0))
+    whole.handle(answer)
+    tokens = whole._played.tokens
+
+    sent = []
+    clock = Clock(11.2)  # it samples up to 11.8 s (step 79): past the stop at 11.25 s (step 66)
+    worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=0.6, clock=clock)
+    worker.start()
+    try:
+        worker.submit(Feed(PHRASE, 80, 10.0))
+        worker.submit(answer)
+        deadline = time.monotonic() + 10
+        while not (worker._played and worker.state.now >= worker.base + 66) and time.monotonic() < deadline:
+            time.sleep(0.005)  # the worker samples up to 0.6 s ahead of the (fake) clock, then waits
+        worker.submit(Stop(1, 66, 11.25))
+        worker.submit(Feed(("wait2", "p40"), 90, 11.3))
+        while not worker.idle() and time.monotonic() < deadline:
+            time.sleep(0.005)
+    finally:
+        worker.close()
+    assert worker.error is None
+    played_ahead = [e for e in sent if e[0] > grid.time_of(66)]
+    assert played_ahead, "the worker had not sampled past the stop: the test proves nothing"
+
+    reference = _sampler(loaded)
+    reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE])
+    heard = first_steps(tokens, 66 - 36, reference)
+    reference.feed(heard)
+    reference.feed(_waits(66 + worker.base - reference.states[0].now, loaded.codec.wait_limit))
+    reference.feed_ids(reference.states[0].close_all())
+    reference.feed(["wait2", "p40"])
+    assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
+    assert worker.state.now == worker.base + 68
+    assert worker.state.sounding.sum() == 1  # only the player's new note
+    # and what it heard is what was scheduled before the stop
+    notes = NotewiseCodec(loaded.codec).decode(heard)
+    onsets = sorted((36 + n.start, n.pitch) for n in notes)
+    scheduled = sorted((round(grid.step_at(t)), msg[1]) for t, msg, *_ in sent
+                       if msg[0] & 0xF0 == NOTE_ON and t < grid.time_of(66))
+    assert onsets == scheduled
+
+
+def _waits(steps: int, limit: int) -> list[str]:
+    out = [f"wait{limit}"] * (steps // limit) if steps > 0 else []
+    if steps > 0 and steps % limit:
+        out.append(f"wait{steps % limit}")
+    return out
+
+
+def test_refuses_a_chordwise_model():
+    loaded = load_model(REPO / "trained_models" / "clara-chordwise")
+    with pytest.raises(ValueError, match="notewise"):
+        Worker(_sampler(loaded), lambda *e: None)
+
+
+def test_sampling_changes_apply_to_the_next_tokens(loaded):
+    from clara_live.live.session import Sampling
+
+    worker = Worker(_sampler(loaded), lambda *e: None)
+    changed = load_config(overrides=["sampling.top_k=1", "sampling.polyphony=2"]).sampling
+    worker.handle(Sampling(changed))
+    assert worker.sampler.sampling.top_k == 1 and worker.state.polyphony == 2
+    assert np.isfinite(worker.sampler.logits).all()
