@@ -126,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-save", action="store_true", help="do not save the session")
     p.add_argument("--no-ui", action="store_true", help="plain log lines instead of the terminal view")
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--stats", metavar="FILE.json", help="write latency measurements at the end (benchmarks)")
     p.set_defaults(run=_cmd_live)
     return parser
 
@@ -325,7 +326,7 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
 
     ui = not args.no_ui and sys.stdout.isatty()
     options = LiveOptions(Path(args.model), args.input, args.output, args.virtual, args.synth, ui,
-                          not args.no_save, args.duration)
+                          not args.no_save, args.duration, Path(args.stats) if args.stats else None)
     return run_live(options, config)
 
 

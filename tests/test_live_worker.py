@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -159,4 +158,4 @@ def test_sampling_changes_apply_to_the_next_tokens(loaded):
     changed = load_config(overrides=["sampling.top_k=1", "sampling.polyphony=2"]).sampling
     worker.handle(Sampling(changed))
     assert worker.sampler.sampling.top_k == 1 and worker.state.polyphony == 2
-    assert np.isfinite(worker.sampler.logits).all()
+    assert torch.isfinite(worker.sampler.logits).all()

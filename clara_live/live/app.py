@@ -10,6 +10,7 @@ saved as MIDI.
 from __future__ import annotations
 
 import contextlib
+import json
 import queue
 import signal
 import sys
@@ -29,6 +30,7 @@ from clara_live.live.scheduler import NOTE_OFF, NOTE_ON, Event, Scheduler
 from clara_live.live.session import Answer, Feed, Log, Sampling, Send, Session, Stop
 
 TICK = 0.002  # seconds between the session's clock ticks when no event comes
+SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits (Python's default: 5 ms)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class LiveOptions:
     ui: bool = True
     save: bool = True
     duration: float | None = None  # seconds, then stop (benchmarks, demos)
+    stats: Path | None = None  # write the latency measurements here as JSON at the end
 
 
 class _Stopped(Exception):
@@ -93,6 +96,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
     api = ports.resolve_api(live.midi_api)
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
     events: queue.SimpleQueue = queue.SimpleQueue()
+    sys.setswitchinterval(SWITCH_INTERVAL)  # a note must not wait 5 ms for a busy thread to yield
     with contextlib.ExitStack() as stack:
         if options.virtual and options.input is None:
             inport = ports.InputPort(api, virtual="Clara In", sink=lambda m, t: events.put((m, t)))
@@ -107,8 +111,11 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
         recorder = Recorder(t0, session.grid.bpm)
         roll = Roll()
 
+        jitter: list[float] = []  # seconds each of Clara's messages went out after its time
+
         def sent(event: Event, at: float) -> None:
             if event.track == "clara":
+                jitter.append(at - event.time)
                 recorder.record(at, event.message, "clara")
                 roll.note("clara", event.message, at)
 
@@ -126,6 +133,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
         ports_line = f"in: {inport.name}  out: {output.name}"
         log(f"clara live ready: {ports_line} ({ports.api_label(api)}), {live.mode} at {session.grid.bpm:g} bpm, "
             f"model {Path(options.model).name} (seed {sampler.seed})")
+        received = [0]  # messages taken from the input
         previous = signal.signal(signal.SIGTERM, _terminate)
         view = None
         try:
@@ -133,7 +141,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 from clara_live.live.view import TerminalView
 
                 view = stack.enter_context(TerminalView(out))
-            _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options)
+            _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options, received)
         except (KeyboardInterrupt, _Stopped):
             log("stopping")
         finally:
@@ -143,12 +151,18 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
             if view is not None:
                 view.close()
         end = time.monotonic()
-        summary = (f"session: {recorder.notes('player')} notes from you, {recorder.notes('clara')} from Clara, "
-                   f"{session.answers} answers")
+        summary = (f"session: {received[0]} messages in, {recorder.notes('player')} notes from you, "
+                   f"{recorder.notes('clara')} from Clara, {session.answers} answers")
         if worker.latencies:
             ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
             summary += f"; note in -> model updated p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms"
         print(summary, file=out, flush=True)
+        if options.stats is not None:
+            from clara_live.atomic import write_text
+
+            write_text(options.stats, json.dumps({
+                "absorb_ms": [x * 1000 for x in worker.latencies], "send_late_ms": [x * 1000 for x in jitter],
+                "received": received[0], "answers": session.answers}))
         if options.save and live.sessions_dir:
             path = recorder.save(live.sessions_dir, end)
             print(f"session saved: {path}", file=out, flush=True)
@@ -156,7 +170,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
 
 
 def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, worker, recorder: Recorder,
-          roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions) -> None:
+          roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions, received: list[int]) -> None:
     started = time.monotonic()
     while True:
         try:
@@ -165,6 +179,7 @@ def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, wor
             message = None
         commands = []
         if message is not None:
+            received[0] += 1
             recorder.record(t, message, "player")
             roll.note("player", message, t)
             commands += session.on_event(message, t)

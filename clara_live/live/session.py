@@ -39,11 +39,13 @@ class Send(NamedTuple):
 
 
 class Feed(NamedTuple):
-    """The player's tokens, to be fed to the model now; `time` is the event's arrival."""
+    """The player's tokens, to be fed to the model now. `time` is the arrival of the event
+    that made them (seconds, monotonic), or None for tokens time itself made (a deferred
+    note-off, a phrase's end): those are not note-in latency."""
 
     tokens: tuple[str, ...]
     velocity: int
-    time: float
+    time: float | None
 
 
 class Answer(NamedTuple):
@@ -121,8 +123,8 @@ class Session:
         self.answer: Answer | None = None
         self.answers = 0
         self._controls: dict[int, int] = {}  # last value of each controller, for rising edges
-        self._next_click = 0  # metronome: next beat index to schedule
-        self._next_tick = 0  # clock out: next tick index to schedule
+        self._last_click = -math.inf  # metronome: time of the last click scheduled
+        self._last_clock = -math.inf  # clock out: time of the last tick scheduled
         self._started = False
 
     # --- what the outside reads ----------------------------------------------------------
@@ -214,7 +216,8 @@ class Session:
             return
         bar = self.beats_per_bar * self.sf
         beat = round(self.grid.step_at(t) / self.sf) * self.sf
-        target = min(max(beat, self.now), next_beat(self.now, self.sf) + bar)
+        first = next_beat(self.now, self.sf)  # not self.now: after a Stop mid-beat the note would be off the beat
+        target = min(max(beat, first), first + bar)
         self.grid = self.grid.pinned(t, target)
 
     def _note_off(self, key: int, t: float) -> list[Command]:
@@ -239,7 +242,8 @@ class Session:
             self.last_activity = t
             if not self.pedal and self.codec.sustain_pedal:
                 released = [p for p in self.sounding if not self.held_by.get(p)]
-                return self._release(released, self._step(t), t)
+                # nothing to release, no tokens: during an answer the worker's stream is hers
+                return self._release(released, self._step(t), t) if released else []
             return []
         if number == live.trigger_cc and pressed:
             if self.answer is None and self.phrase is not None:
@@ -357,7 +361,7 @@ class Session:
         if not self.pending_offs or min(self.pending_offs.values()) > step:
             return []
         tokens = self._advance(min(self.pending_offs.values()))
-        return [Feed(tuple(tokens), 0, self.grid.time_of(self.now))] if tokens else []
+        return [Feed(tuple(tokens), 0, None)] if tokens else []
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -377,7 +381,7 @@ class Session:
         self.sounding.clear()
         self.held_by.clear()  # keys still down (a trigger) no longer sound in the stream
         if pending or closing:
-            out.append(Feed(tuple(pending + closing), 0, t))
+            out.append(Feed(tuple(pending + closing), 0, None))
         start = next_beat(max(self.grid.step_at(t + MIN_LEAD), self.now), self.sf)
         if self.live.mode == "suggest":
             beats = self.live.suggest_bars * self.beats_per_bar
@@ -410,28 +414,31 @@ class Session:
         self._last_tick = t
         live = self.live
         out: list[Command] = []
+        # the next beat or tick is found by time, not by number: a phrase's first note re-pins
+        # the grid and may renumber its beats; half a period after the last keeps them single
         if live.metronome:
             ch = live.metronome_channel - 1
-            beat = max(self._next_click, math.ceil(self.grid.step_at(t) / self.sf - 1e-9))
+            after = max(t, self._last_click + self.beat_seconds / 2)
+            beat = math.ceil(self.grid.step_at(after) / self.sf - 1e-9)
             while self.grid.time_of(beat * self.sf) < t + ahead:
                 at = self.grid.time_of(beat * self.sf)
                 accent = beat % self.beats_per_bar == 0
                 note = live.metronome_note if accent else live.metronome_note + 1
                 out.append(Send(at, (NOTE_ON | ch, note, 110 if accent else 70), "metronome"))
                 out.append(Send(at + 0.05, (NOTE_OFF | ch, note, 0), "metronome"))
+                self._last_click = at
                 beat += 1
-            self._next_click = beat
         if live.clock_out:
             per_tick = self.sf / 24
             if not self._started:
                 out.append(Send(t, (START,), "clock"))
                 self._started = True
-                self._next_tick = math.ceil(self.grid.step_at(t) / per_tick)
-            tick = max(self._next_tick, math.ceil(self.grid.step_at(t) / per_tick - 1e-9))
+            after = max(t, self._last_clock + self.beat_seconds / 48)
+            tick = math.ceil(self.grid.step_at(after) / per_tick - 1e-9)
             while self.grid.time_of(tick * per_tick) < t + ahead:
-                out.append(Send(self.grid.time_of(tick * per_tick), (CLOCK,), "clock"))
+                self._last_clock = self.grid.time_of(tick * per_tick)
+                out.append(Send(self._last_clock, (CLOCK,), "clock"))
                 tick += 1
-            self._next_tick = tick
         return out
 
     _last_tick = -math.inf

@@ -110,7 +110,8 @@ class Worker:
             self._played = None  # the answer is over: the stream goes on from its end
             self.sampler.feed(command.tokens, command.velocity)
             self.fed += len(command.tokens)
-            self.latencies.append(self.clock() - command.time)
+            if command.time is not None:
+                self.latencies.append(self.clock() - command.time)
         elif isinstance(command, Sampling):
             self.sampler.sampling = command.config
             self.state.polyphony = command.config.polyphony

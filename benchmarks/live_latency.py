@@ -1,0 +1,172 @@
+"""Live latency through real MIDI plumbing: a JACK server (dummy driver), `clara live` in its
+own process, and this script as the player and the listener.
+
+What it measures, over --rounds call-and-response rounds at --bpm:
+1. Absorb: from a note's arrival at `clara live` (its reader thread's timestamp) to the model
+   having read its tokens (the worker's hidden state updated): p50 and p99, in ms. Goal: p99
+   <= 2 ms.
+2. Send jitter: how late each of Clara's messages left the scheduler against its scheduled time
+   (a monotonic clock): p50 and p99. Goal: p99 <= 1 ms.
+3. Answer onset against the beat, heard at the listener: each answer's first note against the
+   beat grid of the player's phrase (its first note is beat 0), in ms; this includes the JACK
+   transport both ways.
+4. The baseline in the same run: a bare loopback through the same JACK server (a player port
+   wired straight to a listener port, no Clara in between) — the transport's own latency, the
+   floor every figure above stands on.
+
+Both measurements 1-2 come from `clara live --stats FILE`; the timestamps are taken inside
+`clara live` on one monotonic clock. Run it on a quiet machine: JACK's dummy driver runs
+without real-time priority here, so other load shows up as xruns and late wake-ups.
+
+    python benchmarks/live_latency.py [--model DIR] [--rounds N] [--bpm BPM] [--period FRAMES] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from clara_live.live import ports  # noqa: E402
+
+NOTE_ON, NOTE_OFF = 0x90, 0x80
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(min(left, 0.001))
+
+
+def _start_jack(name: str, period: int) -> subprocess.Popen:
+    proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", str(period)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
+    return proc
+
+
+def _percentiles(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p99": float(np.percentile(a, 99)),
+            "max": float(a.max())}
+
+
+def loopback(api: int, messages: int = 500) -> dict:
+    """Transport only: a note's trip from one client to another through the server, in ms."""
+    arrived: dict[int, float] = {}
+    listener = ports.InputPort(api, virtual="Loop In", client="loop-listener",
+                               sink=lambda m, t: arrived.setdefault(m[1] + 128 * (m[0] & 0x0F), t))
+    player = ports.OutputPort(api, spec="Loop In", client="loop-player")
+    time.sleep(0.3)
+    sent_at = {}
+    for i in range(messages):
+        key = i % 2048
+        sent_at[key] = time.monotonic()
+        player.send([NOTE_ON | (key // 128), key % 128, 64])
+        time.sleep(0.004)
+    time.sleep(0.2)
+    player.close()
+    listener.close()
+    trips = [(arrived[k] - sent_at[k]) * 1000 for k in sent_at if k in arrived]
+    return {**_percentiles(trips), "lost": messages - len(trips)}
+
+
+def session(api: int, model: str, rounds: int, bpm: float, workdir: Path) -> dict:
+    beat = 60.0 / bpm
+    stats = workdir / "stats.json"
+    command = [sys.executable, "-m", "clara_live", "live", "--model", model, "--midi-api", "jack", "--virtual",
+               "--no-ui", "--mode", "call-response", "--bpm", str(bpm), "--seed", "1", "--no-save",
+               "--stats", str(stats)]
+    live = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(line.rstrip() for line in live.stdout), daemon=True).start()
+    deadline = time.monotonic() + 60
+    while not any("ready" in line for line in lines):
+        if time.monotonic() > deadline or live.poll() is not None:
+            live.kill()
+            raise SystemExit("clara live did not start:\n" + "\n".join(lines))
+        time.sleep(0.05)
+    heard: list[tuple[float, list[int]]] = []
+    listener = ports.InputPort(api, spec="Clara Out", client="bench-listener", sink=lambda m, t: heard.append((t, m)))
+    player = ports.OutputPort(api, spec="Clara In", client="bench-player")
+    time.sleep(0.3)
+    phrase = [60, 64, 67, 72, 71, 67, 62, 59]
+    onset_errors = []
+    try:
+        for r in range(rounds):
+            start = time.monotonic() + 0.3
+            for k, pitch in enumerate(phrase):
+                _sleep_until(start + k * beat)
+                player.send([NOTE_ON, pitch + r % 3, 80])
+                _sleep_until(start + k * beat + 0.8 * beat)
+                player.send([NOTE_OFF, pitch + r % 3, 0])
+            # the answer: about as long as the call, after a beat of silence and the next beat
+            listen_from = time.monotonic()
+            _sleep_until(listen_from + (len(phrase) + 3) * beat)
+            onsets = [t for t, m in heard if t >= listen_from and m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+            if onsets:
+                beats = (onsets[0] - start) / beat
+                onset_errors.append((beats - round(beats)) * beat * 1000)
+    finally:
+        live.send_signal(signal.SIGTERM)
+        live.wait(timeout=30)
+        player.close()
+        listener.close()
+    measured = json.loads(stats.read_text())
+    return {"absorb_ms": _percentiles(measured["absorb_ms"]),
+            "send_late_ms": _percentiles(measured["send_late_ms"]),
+            "answer_onset_error_ms": {**_percentiles([abs(e) for e in onset_errors]),
+                                      "mean_signed": float(np.mean(onset_errors)) if onset_errors else None},
+            "answers": measured["answers"], "rounds": rounds}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", default=str(REPO / "trained_models" / "clara-notewise"))
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--bpm", type=float, default=120.0)
+    parser.add_argument("--period", type=int, default=64, help="JACK frames per period (64 = 1.3 ms at 48 kHz)")
+    parser.add_argument("--json", metavar="FILE")
+    args = parser.parse_args()
+    if shutil.which("jackd") is None:
+        raise SystemExit("jackd not found: apt-get install jackd2")
+    name = f"clara-bench-{os.getpid()}"
+    os.environ["JACK_DEFAULT_SERVER"] = name
+    jack = _start_jack(name, args.period)
+    try:
+        api = ports.resolve_api("jack")
+        with tempfile.TemporaryDirectory() as workdir:
+            result = {"loopback_ms": loopback(api), **session(api, args.model, args.rounds, args.bpm, Path(workdir))}
+    finally:
+        jack.terminate()
+        jack.wait()
+    result["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python " \
+                        f"{platform.python_version()}; JACK dummy driver 48 kHz, {args.period} frames"
+    for key in ("loopback_ms", "absorb_ms", "send_late_ms", "answer_onset_error_ms"):
+        r = result[key]
+        print(f"{key:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  max {r['max']:7.3f}")
+    print(f"answers {result['answers']} of {result['rounds']} rounds; lost in loopback "
+          f"{result['loopback_ms']['lost']}")
+    print(f"goals: absorb p99 <= 2 ms: {'met' if result['absorb_ms']['p99'] <= 2 else 'NOT met'}; "
+          f"send jitter p99 <= 1 ms: {'met' if result['send_late_ms']['p99'] <= 1 else 'NOT met'}")
+    print(result["machine"])
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
