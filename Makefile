@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared
 OUT    ?= out
 
-.PHONY: run test install install-dev bench lint clean
+.PHONY: run demo test install install-dev bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,12 @@ install: $(BIN)/python
 install-dev: $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
 
-# the main job, until the live companion exists: build the piano corpus, round-trip a performance
-# and let Clara continue it
+# the main job: play a keyboard, Clara answers (through FluidSynth unless an output port is named)
 run: install
+	$(BIN)/clara live
+
+# no keyboard needed: build the piano corpus, round-trip a performance and let Clara continue it
+demo: install
 	$(BIN)/clara corpus $(SHARED)/corpus/piano-midi-de -o $(OUT)/corpus
 	$(BIN)/clara encode $(SHARED)/midi/maestro/maestro_1.mid -o $(OUT)/maestro_1.txt
 	$(BIN)/clara decode $(OUT)/maestro_1.txt -o $(OUT)/maestro_1.decoded.mid
