@@ -125,6 +125,8 @@ def session(api: int, model: str, rounds: int, bpm: float, workdir: Path) -> dic
         live.wait(timeout=30)
         player.close()
         listener.close()
+    if os.environ.get("CLARA_BENCH_VERBOSE"):
+        print("\n".join(lines))
     measured = json.loads(stats.read_text())
     return {"absorb_ms": _percentiles(measured["absorb_ms"]),
             "send_late_ms": _percentiles(measured["send_late_ms"]),

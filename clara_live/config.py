@@ -215,6 +215,7 @@ class LiveConfig:
     lookahead: float = 0.5  # seconds Clara generates ahead of what she plays
     sessions_dir: str = "clara-sessions"  # every session is saved here as MIDI ("" = not saved)
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # --synth
+    audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI)
 
     def __post_init__(self) -> None:
         _check(self.mode in ("call-response", "suggest"), "live.mode", "must be call-response or suggest")

@@ -249,7 +249,12 @@ def _output(options: LiveOptions, config: Config, api: int):
     if options.synth or (options.output is None and not options.virtual):
         from clara_live.live.synth import FluidSynthOutput
 
-        return FluidSynthOutput(config.live.soundfont)
+        driver = config.live.audio_driver or None
+        settings = {}
+        if driver is None and ports.api_label(api) == "jack":
+            # JACK holds the sound card: play into it, wired to the system's playback ports
+            driver, settings = "jack", {"audio.jack.autoconnect": "1"}
+        return FluidSynthOutput(config.live.soundfont, audio_driver=driver, extra_settings=settings)
     if options.output is not None:
         return ports.OutputPort(api, spec=options.output)
     return ports.OutputPort(api, virtual="Clara Out")
