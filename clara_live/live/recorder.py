@@ -69,6 +69,7 @@ class Recorder:
             tick = self._ticks(max(when, self.t0))
             conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=tick - now))
             now = tick
+        conductor.append(mido.MetaMessage("end_of_track", time=max(0, self._ticks(end) - now)))  # silence counts
         midi.tracks.append(conductor)
         for track, name in TRACKS.items():
             midi.tracks.append(self._track(name, events[track], end))
