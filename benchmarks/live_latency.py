@@ -2,7 +2,8 @@
 own process, and this script as the player and the listener.
 
 What it measures, over --rounds call-and-response rounds at --bpm:
-1. Absorb: from a note's arrival at `clara live` (its reader thread's timestamp) to the model
+1. Absorb: from a note's arrival at `clara live` (its reader thread's timestamp) to (a) the
+   session holding it (quantised, its tokens made and handed to the worker) and (b) the model
    having read its tokens (the worker's hidden state updated): p50 and p99, in ms. Goal: p99
    <= 2 ms.
 2. Send jitter: how late each of Clara's messages left the scheduler against its scheduled time
@@ -14,6 +15,7 @@ What it measures, over --rounds call-and-response rounds at --bpm:
    wired straight to a listener port, no Clara in between) — the transport's own latency, the
    floor every figure above stands on.
 
+JACK runs with -R (realtime scheduling, granted to root here; without it jackd still runs).
 Both measurements 1-2 come from `clara live --stats FILE`; the timestamps are taken inside
 `clara live` on one monotonic clock. Run it on a quiet machine: JACK's dummy driver runs
 without real-time priority here, so other load shows up as xruns and late wake-ups.
@@ -52,7 +54,9 @@ def _sleep_until(t: float) -> None:
 
 
 def _start_jack(name: str, period: int) -> subprocess.Popen:
-    proc = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", "48000", "-p", str(period)],
+    # -R: realtime scheduling where the system allows it (jackd runs without it otherwise); without it a
+    # starved client misses whole cycles on a busy machine
+    proc = subprocess.Popen(["jackd", "-R", "-n", name, "-d", "dummy", "-r", "48000", "-p", str(period)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     subprocess.run(["jack_wait", "-s", name, "-w", "-t", "10"], check=True, capture_output=True)
     return proc
@@ -128,7 +132,8 @@ def session(api: int, model: str, rounds: int, bpm: float, workdir: Path) -> dic
     if os.environ.get("CLARA_BENCH_VERBOSE"):
         print("\n".join(lines))
     measured = json.loads(stats.read_text())
-    return {"absorb_ms": _percentiles(measured["absorb_ms"]),
+    return {"absorb_session_ms": _percentiles(measured["session_ms"]),
+            "absorb_model_ms": _percentiles(measured["model_ms"]),
             "send_late_ms": _percentiles(measured["send_late_ms"]),
             "answer_onset_error_ms": {**_percentiles([abs(e) for e in onset_errors]),
                                       "mean_signed": float(np.mean(onset_errors)) if onset_errors else None},
@@ -157,12 +162,13 @@ def main() -> int:
         jack.wait()
     result["machine"] = f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores, Python " \
                         f"{platform.python_version()}; JACK dummy driver 48 kHz, {args.period} frames"
-    for key in ("loopback_ms", "absorb_ms", "send_late_ms", "answer_onset_error_ms"):
+    for key in ("loopback_ms", "absorb_session_ms", "absorb_model_ms", "send_late_ms", "answer_onset_error_ms"):
         r = result[key]
         print(f"{key:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  max {r['max']:7.3f}")
     print(f"answers {result['answers']} of {result['rounds']} rounds; lost in loopback "
           f"{result['loopback_ms']['lost']}")
-    print(f"goals: absorb p99 <= 2 ms: {'met' if result['absorb_ms']['p99'] <= 2 else 'NOT met'}; "
+    print(f"goals: absorb p99 <= 2 ms: session {'met' if result['absorb_session_ms']['p99'] <= 2 else 'NOT met'}, "
+          f"model {'met' if result['absorb_model_ms']['p99'] <= 2 else 'NOT met'}; "
           f"send jitter p99 <= 1 ms: {'met' if result['send_late_ms']['p99'] <= 1 else 'NOT met'}")
     print(result["machine"])
     if args.json:

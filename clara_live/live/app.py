@@ -120,7 +120,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 roll.note("clara", event.message, at)
 
         scheduler = Scheduler(output, on_sent=sent)
-        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead)
+        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead, warm=live.keep_warm)
         worker.start()
         logs: deque[str] = deque(maxlen=6)
 
@@ -134,6 +134,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
         log(f"clara live ready: {ports_line} ({ports.api_label(api)}), {live.mode} at {session.grid.bpm:g} bpm, "
             f"model {Path(options.model).name} (seed {sampler.seed})")
         received = [0]  # messages taken from the input
+        absorbed: deque[float] = deque(maxlen=2000)  # seconds from a note's arrival to the session holding it
         previous = signal.signal(signal.SIGTERM, _terminate)
         view = None
         try:
@@ -141,7 +142,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 from clara_live.live.view import TerminalView
 
                 view = stack.enter_context(TerminalView(out))
-            _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options, received)
+            _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options, received,
+                  absorbed)
         except (KeyboardInterrupt, _Stopped):
             log("stopping")
         finally:
@@ -161,7 +163,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
             from clara_live.atomic import write_text
 
             write_text(options.stats, json.dumps({
-                "absorb_ms": [x * 1000 for x in worker.latencies], "send_late_ms": [x * 1000 for x in jitter],
+                "session_ms": [x * 1000 for x in absorbed], "model_ms": [x * 1000 for x in worker.latencies],
+                "send_late_ms": [x * 1000 for x in jitter],
                 "received": received[0], "answers": session.answers}))
         if options.save and live.sessions_dir:
             path = recorder.save(live.sessions_dir, end)
@@ -170,7 +173,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
 
 
 def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, worker, recorder: Recorder,
-          roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions, received: list[int]) -> None:
+          roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions, received: list[int],
+          absorbed: deque[float]) -> None:
     started = time.monotonic()
     while True:
         try:
@@ -183,6 +187,8 @@ def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, wor
             recorder.record(t, message, "player")
             roll.note("player", message, t)
             commands += session.on_event(message, t)
+            if message[0] & 0xE0 == 0x80:  # a note on or off: the session holds it now
+                absorbed.append(time.monotonic() - t)
         now = time.monotonic()
         commands += session.on_tick(now)
         for command in commands:

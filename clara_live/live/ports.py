@@ -1,0 +1,294 @@
+"""MIDI ports over python-rtmidi: the only module that imports rtmidi.
+
+Input is read by a dedicated thread that polls `get_message()` and timestamps each message on
+arrival (seconds, `time.monotonic()`); rtmidi's own callbacks are never used, because under GIL
+pressure from other Python threads they were measured to lose and reorder messages, while a polling
+reader kept 1000 of 1000 in order. Output goes through `OutputPort.send`, which takes a lock so any
+thread may send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import rtmidi
+
+from clara_live.errors import ClaraError, InputError
+
+API_NAMES = ("auto", "alsa", "jack", "coremidi", "winmm")
+_APIS = {
+    "alsa": rtmidi.API_LINUX_ALSA,
+    "jack": rtmidi.API_UNIX_JACK,
+    "coremidi": rtmidi.API_MACOSX_CORE,
+    "winmm": rtmidi.API_WINDOWS_MM,
+}
+_LABELS = {api: name for name, api in _APIS.items()}
+_AUTO = {"darwin": ("coremidi", "jack"), "win32": ("winmm",)}  # elsewhere ("alsa", "jack")
+_ALSA_SEQ = "/dev/snd/seq"
+Sink = Callable[[list[int], float], None]
+
+
+class MidiSystemError(ClaraError):
+    """No usable MIDI system (not compiled into python-rtmidi, or not running); the message says how to get one."""
+
+
+def api_label(api: int) -> str:
+    """The short name of an rtmidi API constant ("jack", "alsa", ...), for messages."""
+    return _LABELS.get(api) or rtmidi.get_api_name(api)
+
+
+def _helper_name(role: str) -> str:
+    """A short-lived client's name. It carries the pid because libjack binds each client's socket at
+    /dev/shm/jack_<client>_<uid>_0 whatever the server: same-named clients of two servers collide."""
+    return f"clara-{role}-{os.getpid()}"
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence file descriptor 2 for a moment: libjack and alsa-lib print to it when a probe fails."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _why_unusable(api: int) -> str | None:
+    """None when a client of api can be created now, else the one-line reason it cannot."""
+    if api not in rtmidi.get_compiled_api():
+        compiled = ", ".join(api_label(a) for a in rtmidi.get_compiled_api())
+        return f"it is not compiled into python-rtmidi (compiled: {compiled})"
+    if api == rtmidi.API_LINUX_ALSA and not os.path.exists(_ALSA_SEQ):
+        return f"{_ALSA_SEQ} is missing (load the ALSA sequencer: modprobe snd-seq)"
+    try:
+        # creating a client connects to the server; rtmidi never starts a JACK server itself
+        _client(rtmidi.MidiIn, api, _helper_name("probe")).delete()
+    except MidiSystemError as err:
+        if api == rtmidi.API_UNIX_JACK:
+            server = os.environ.get("JACK_DEFAULT_SERVER", "default")
+            return f"no JACK server {server!r} answers; start a JACK server: jackd -d dummy &"
+        return str(err.__cause__ or err)
+    return None
+
+
+def resolve_api(name: str) -> int:
+    """The rtmidi API constant for a name in API_NAMES, checked to be usable right now.
+
+    "auto" picks ALSA on Linux when its sequencer works, else a running JACK server; CoreMIDI on
+    macOS; WinMM on Windows. Raises MidiSystemError when the chosen system is not usable.
+    """
+    if name not in API_NAMES:
+        raise ClaraError(f"unknown MIDI system {name!r}: choose one of {', '.join(API_NAMES)}")
+    if name != "auto":
+        why = _why_unusable(_APIS[name])
+        if why:
+            raise MidiSystemError(f"MIDI system {name} is not usable: {why}")
+        return _APIS[name]
+    reasons = []
+    for candidate in _AUTO.get(sys.platform, ("alsa", "jack")):
+        why = _why_unusable(_APIS[candidate])
+        if why is None:
+            return _APIS[candidate]
+        reasons.append(f"{candidate}: {why}")
+    raise MidiSystemError(f"no MIDI system found ({'; '.join(reasons)})")
+
+
+def _client(cls: type, api: int, client: str) -> rtmidi.MidiIn | rtmidi.MidiOut:
+    try:
+        with _quiet_stderr():
+            return cls(api, client)
+    except rtmidi.RtMidiError as err:
+        raise MidiSystemError(f"MIDI system {api_label(api)} is not usable: {err}") from err
+
+
+def _port_names(cls: type, api: int) -> list[str]:
+    """The ports a client of cls sees: sources for MidiIn, destinations for MidiOut (~35 ms each on JACK)."""
+    midi = _client(cls, api, _helper_name("list"))
+    try:
+        return midi.get_ports()
+    finally:
+        midi.delete()
+
+
+def list_ports(api: int) -> tuple[list[str], list[str]]:
+    """The names of the ports one can read from (inputs) and write to (outputs), in index order."""
+    return _port_names(rtmidi.MidiIn, api), _port_names(rtmidi.MidiOut, api)
+
+
+def _numbered(names: list[str]) -> str:
+    return ", ".join(f"{i}: {n}" for i, n in enumerate(names)) or "there are none"
+
+
+def find_port(names: list[str], spec: str, kind: str) -> int:
+    """The index in names of the port spec names: the exact name, else a case-insensitive exact name,
+    else a decimal index, else a unique case-insensitive substring. kind ("input"/"output") is for messages.
+    """
+    if spec in names:
+        return names.index(spec)
+    lowered = [n.lower() for n in names]
+    if spec.lower() in lowered:
+        return lowered.index(spec.lower())
+    if spec.isascii() and spec.isdigit():
+        if int(spec) < len(names):
+            return int(spec)
+        raise InputError(f"MIDI {kind} port index {spec} is out of range; available: {_numbered(names)}")
+    hits = [i for i, n in enumerate(lowered) if spec.lower() in n]
+    if len(hits) == 1:
+        return hits[0]
+    if hits:
+        matches = ", ".join(repr(names[i]) for i in hits)
+        raise InputError(f"MIDI {kind} port {spec!r} is ambiguous: it matches {matches}; give more of the name")
+    raise InputError(f"no MIDI {kind} port matches {spec!r}; available: {_numbered(names)}")
+
+
+def _virtual_name(api: int, kind: str, virtual: str, client: str) -> str:
+    """The full name others see for our virtual port ("clara:Clara In" on JACK, "clara:Clara In 128:0" on
+    ALSA), found by listing; JACK renames a second client "clara" to "clara-01", so it cannot be assumed.
+    """
+    seen_by_others = _port_names(rtmidi.MidiOut if kind == "input" else rtmidi.MidiIn, api)
+    pattern = re.compile(rf"(^|:){re.escape(virtual)}( \d+:\d+)?$")
+    hits = [n for n in seen_by_others if pattern.search(n)]
+    return hits[0] if len(hits) == 1 else f"{client}:{virtual}"
+
+
+def _open(cls: type, api: int, spec: str | None, virtual: str | None, client: str, kind: str) -> tuple:
+    """A client of cls with one port opened (spec via find_port, or a virtual one), and that port's name."""
+    if (spec is None) == (virtual is None):
+        raise ValueError("give exactly one of spec (an existing port) or virtual (a port to create)")
+    midi = _client(cls, api, client)
+    try:
+        if virtual is not None:
+            midi.open_virtual_port(virtual)
+            return midi, _virtual_name(api, kind, virtual, client)
+        names = midi.get_ports()
+        index = find_port(names, spec, kind)
+        midi.open_port(index, kind)
+        return midi, names[index]
+    except rtmidi.RtMidiError as err:
+        midi.delete()
+        raise ClaraError(f"cannot open MIDI {kind} port {spec or virtual!r}: {err}") from None
+    except BaseException:
+        midi.delete()
+        raise
+
+
+class InputPort:
+    """An open MIDI input whose reader thread hands each message to sink(message, t) as it arrives.
+
+    message is the raw bytes as a list of ints; t is when the reader took it (seconds, time.monotonic()).
+    MIDI clock (0xF8) and start/continue/stop (0xFA/0xFB/0xFC) are delivered; active sensing and sysex
+    are dropped. sink runs on the reader thread and must return quickly and not raise. Without a sink,
+    messages wait in a queue read with get().
+    """
+
+    def __init__(self, api: int, spec: str | None = None, virtual: str | None = None, client: str = "clara",
+                 sink: Sink | None = None, poll_interval: float = 0.0002):
+        self._midi, self.name = _open(rtmidi.MidiIn, api, spec, virtual, client, "input")
+        self._midi.ignore_types(sysex=True, timing=False, active_sense=True)
+        self._queue: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
+        self._sink = sink or (lambda message, t: self._queue.put((message, t)))
+        self._poll_interval = poll_interval
+        self._stop = threading.Event()
+        self._closed = False
+        self._thread = threading.Thread(target=self._read, name=f"clara-midi-in {self.name}", daemon=True)
+        self._thread.start()
+
+    def _read(self) -> None:
+        get, sink, now, stop = self._midi.get_message, self._sink, time.monotonic, self._stop
+        while not stop.is_set():
+            event = get()
+            if event is None:
+                time.sleep(self._poll_interval)
+                continue
+            sink(event[0], now())
+
+    def get(self, timeout: float = 0.0) -> tuple[list[int], float] | None:
+        """The next (message, t) from the queue, waiting up to timeout seconds; None if none came."""
+        try:
+            return self._queue.get(timeout=timeout) if timeout > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """Stop and join the reader thread, then close the port; safe to call again."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        self._thread.join()
+        self._midi.close_port()
+        self._midi.delete()  # a virtual port only disappears when its client is deleted
+
+    def __enter__(self) -> InputPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class OutputPort:
+    """An open MIDI output; send() may be called from any thread.
+
+    On JACK, rtmidi queues each message in a 16 KiB ring buffer that the server drains every cycle; if
+    the server stops, nothing in rtmidi says so, and once the buffer fills (~2,300 three-byte messages)
+    send() never returns. close() then gives up on the port after CLOSE_TIMEOUT rather than hang too.
+    """
+
+    CLOSE_TIMEOUT = 1.0  # seconds close() waits for a send in progress
+
+    def __init__(self, api: int, spec: str | None = None, virtual: str | None = None, client: str = "clara"):
+        self._midi, self.name = _open(rtmidi.MidiOut, api, spec, virtual, client, "output")
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def send(self, message: Sequence[int]) -> None:
+        """Send one MIDI message (its raw bytes) now; raises ClaraError if the port is closed or lost."""
+        with self._lock:
+            if self._closed:
+                raise ClaraError(f"output port {self.name} is closed")
+            try:
+                self._midi.send_message(message)
+            except rtmidi.RtMidiError as err:
+                raise ClaraError(f"output port {self.name}: {err}; the port was lost") from None
+
+    def close(self) -> None:
+        """Close the port; safe to call again."""
+        if not self._lock.acquire(timeout=self.CLOSE_TIMEOUT):
+            self._closed = True  # a send is stuck in rtmidi; deleting the client under it would crash
+            return
+        try:
+            if not self._closed:
+                self._closed = True
+                self._midi.close_port()
+                self._midi.delete()
+        finally:
+            self._lock.release()
+
+    def __enter__(self) -> OutputPort:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def describe_ports(api: int) -> str:
+    """The text `clara ports` prints: the MIDI system, then the numbered inputs and outputs."""
+    inputs, outputs = list_ports(api)
+    lines = [f"MIDI system: {api_label(api)}"]
+    for title, names in (("inputs", inputs), ("outputs", outputs)):
+        lines.append(f"{title}:")
+        lines.extend(f"  {i}: {n}" for i, n in enumerate(names))
+        if not names:
+            lines.append("  (none)")
+    return "\n".join(lines)

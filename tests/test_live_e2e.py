@@ -1,0 +1,245 @@
+"""`clara live` end to end over real MIDI plumbing: a JACK server with the dummy driver,
+`clara live --virtual` as its own process, and this test as the player and the listener.
+
+Timing tolerances allow for a loaded 2-core CI machine; the latency figures themselves are
+measured by benchmarks/live_latency.py.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+from conftest import REPO
+from jack_fixture import jack_server  # noqa: F401
+
+from clara_live.live import ports
+
+BPM = 120.0
+BEAT = 60.0 / BPM
+GRID_TOLERANCE = 0.015  # seconds: a JACK period is 1.3 ms; the rest is scheduling on a busy machine
+NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
+
+
+class Live:
+    """`clara live` in its own process, its log lines collected as they come."""
+
+    def __init__(self, tmp_path: Path, *extra: str) -> None:
+        self.save_dir = tmp_path / "sessions"
+        command = [sys.executable, "-m", "clara_live", "live", "--midi-api", "jack", "--virtual", "--no-ui",
+                   "--mode", "call-response", "--bpm", str(BPM), "--seed", "7", "--save-dir", str(self.save_dir),
+                   *extra]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.wait_for("clara live ready", 60)
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                pytest.fail(f"clara live exited {self.proc.returncode}:\n" + "\n".join(self.lines))
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} from clara live in {timeout} s:\n" + "\n".join(self.lines))
+            time.sleep(0.01)
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=30)
+        self._reader.join(timeout=5)
+        return code
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Studio:
+    """The player (an output into 'Clara In') and the listener (an input from 'Clara Out')."""
+
+    def __init__(self) -> None:
+        api = ports.resolve_api("jack")
+        self.heard: list[tuple[float, list[int]]] = []
+        self.listener = ports.InputPort(api, spec="Clara Out", client="listener",
+                                        sink=lambda m, t: self.heard.append((t, m)))
+        self.player = ports.OutputPort(api, spec="Clara In", client="player")
+
+    def play(self, pitches: list[int], start: float, length: float = 0.45, velocity: int = 90) -> float:
+        """One note per beat from `start` (monotonic); returns the last release time."""
+        released = start
+        for k, pitch in enumerate(pitches):
+            _sleep_until(start + k * BEAT)
+            self.player.send([NOTE_ON, pitch, velocity])
+            _sleep_until(start + k * BEAT + length)
+            self.player.send([NOTE_OFF, pitch, 0])
+            released = time.monotonic()
+        return released
+
+    def clara(self, after: float = 0.0, channel: int = 0) -> list[tuple[float, list[int]]]:
+        return [(t, m) for t, m in list(self.heard) if t >= after and m[0] & 0x0F == channel and m[0] < 0xF0]
+
+    def close(self) -> None:
+        self.listener.close()
+        self.player.close()
+
+
+def _sleep_until(t: float) -> None:
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(min(left, 0.002))
+
+
+def _wait_quiet(studio: Studio, quiet: float, timeout: float) -> None:
+    """Until Clara has played something and then nothing for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if studio.heard and time.monotonic() - studio.heard[-1][0] > quiet:
+            return
+        time.sleep(0.05)
+    pytest.fail("Clara never played, or never fell silent")
+
+
+def _unpaired(messages: list[tuple[float, list[int]]]) -> list[tuple[int, int]]:
+    """Notes left on: note-ons without a later note-off (an all-notes-off closes a channel)."""
+    sounding: set[tuple[int, int]] = set()
+    for _, m in messages:
+        kind, channel = m[0] & 0xF0, m[0] & 0x0F
+        if kind == NOTE_ON and m[2] > 0:
+            assert (channel, m[1]) not in sounding, f"note {m[1]} struck twice without a note-off: {messages}"
+            sounding.add((channel, m[1]))
+        elif kind in (NOTE_ON, NOTE_OFF):
+            sounding.discard((channel, m[1]))
+        elif kind == CONTROL and m[1] == 123:
+            sounding = {s for s in sounding if s[0] != channel}
+    return sorted(sounding)
+
+
+@pytest.fixture
+def studio(jack_server, tmp_path):  # noqa: F811 - the fixture's name
+    live = Live(tmp_path)
+    studio = Studio()
+    time.sleep(0.3)  # let JACK connect the ports
+    yield live, studio
+    studio.close()
+    live.kill()
+
+
+def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio):
+    live, studio = studio
+    start = time.monotonic() + 0.2
+    released = studio.play([60, 64, 67, 72, 67, 64, 60, 55], start)  # 8 beats
+    phrase_end = released + BEAT  # live.silence_beats = 1
+    live.wait_for("phrase end", 10)
+    _wait_quiet(studio, quiet=1.5, timeout=20)
+    answer = studio.clara()
+    onsets = [t for t, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+    assert onsets, "Clara did not answer:\n" + "\n".join(live.lines)
+    first = onsets[0]
+    assert first > phrase_end - GRID_TOLERANCE, "Clara began before the phrase ended"
+    assert first < phrase_end + BEAT + 0.1, "Clara's answer is not on the next beat after the phrase end"
+    for t in onsets:  # every onset on the step grid of the player's tempo, and the first on a beat
+        steps = (t - start) / BEAT * 12
+        assert abs(steps - round(steps)) * BEAT / 12 < GRID_TOLERANCE
+    beats = (first - start) / BEAT
+    assert abs(beats - round(beats)) * BEAT < GRID_TOLERANCE, f"answer began {beats:.3f} beats in"
+    # about as long as the call: 8 beats
+    offs = [t for t, m in answer if m[0] & 0xF0 in (NOTE_OFF, NOTE_ON)]
+    assert 4 * BEAT <= max(offs) - first <= 8 * BEAT + GRID_TOLERANCE
+    assert _unpaired(answer) == []
+    assert all(m[2] == 90 for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0)  # the player's velocity
+    # SIGTERM while silent: only the panic follows
+    before = len(studio.heard)
+    assert live.terminate() == 0
+    time.sleep(0.2)
+    after = [m for _, m in studio.heard[before:]]
+    assert after and all(m[0] & 0xF0 == CONTROL and m[1] == 123 for m in after), after
+    saved = list(live.save_dir.glob("*.mid"))
+    assert len(saved) == 1
+    midi = mido.MidiFile(saved[0])
+    names = [t.name for t in midi.tracks]
+    assert "Player" in names and "Clara" in names
+    player = midi.tracks[names.index("Player")]
+    assert sum(1 for m in player if m.type == "note_on" and m.velocity > 0) == 8
+
+
+def test_the_player_interrupts_clara_and_sigterm_mid_answer_sends_only_the_panic(studio):
+    live, studio = studio
+    start = time.monotonic() + 0.2
+    studio.play([60, 62, 64, 65, 67, 69, 71, 72], start)
+    live.wait_for("phrase end", 10)
+    deadline = time.monotonic() + 5
+    while not studio.clara() and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(1.1)  # Clara is two beats into her answer
+    interrupt = time.monotonic()
+    studio.player.send([NOTE_ON, 48, 80])
+    time.sleep(0.5)
+    late = [(t, m) for t, m in studio.clara(after=interrupt + 0.03) if m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+    assert not late, f"Clara went on playing after the player came in: {late}"
+    assert _unpaired(studio.clara()) == []
+    # a new phrase, and SIGTERM in the middle of the answer
+    studio.player.send([NOTE_OFF, 48, 0])
+    start = time.monotonic() + 0.1
+    studio.play([67, 65, 64, 62], start)
+    live.wait_for("Clara answers", 10)
+    deadline = time.monotonic() + 5
+    while not studio.clara(after=start + 4 * BEAT) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(0.3)
+    sounding = _unpaired(studio.clara())
+    before = len(studio.heard)
+    assert live.terminate() == 0
+    time.sleep(0.2)
+    after = [m for _, m in studio.heard[before:]]
+    kinds = {(m[0] & 0xF0, m[1]) if m[0] & 0xF0 == CONTROL else (m[0] & 0xF0,) for m in after}
+    assert kinds <= {(NOTE_OFF,), (CONTROL, 123)}, f"after SIGTERM: {after}"
+    closed = {(m[0] & 0x0F, m[1]) for m in after if m[0] & 0xF0 == NOTE_OFF}
+    assert set(sounding) <= closed
+    assert _unpaired(studio.clara()) == []
+
+
+def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(jack_server, tmp_path):  # noqa: F811
+    live = Live(tmp_path, "--passthrough")
+    studio = Studio()
+    try:
+        time.sleep(0.3)
+        start = time.monotonic() + 0.2
+        studio.play([60, 64, 67, 72], start)
+        live.wait_for("Clara answers", 10)
+        deadline = time.monotonic() + 5
+        while not studio.clara() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        # 1,000 messages at 1,000 per second on channel 2: note pairs, each one distinct
+        sent = []
+        for i in range(500):
+            pitch, velocity = 36 + i % 48, 1 + (i // 48) % 120
+            sent += [[NOTE_ON | 1, pitch, velocity], [NOTE_OFF | 1, pitch, 0]]
+        t0 = time.monotonic()
+        for k, message in enumerate(sent):
+            _sleep_until(t0 + k * 0.001)
+            studio.player.send(message)
+        time.sleep(1.0)
+        assert live.proc.poll() is None
+        assert live.terminate() == 0
+        received = [line for line in live.lines if line.startswith("session:")]
+        assert received and f"session: {8 + len(sent)} messages in" in received[0], received
+        echoed = [m for _, m in studio.clara(channel=1) if m[0] & 0xF0 in (NOTE_ON, NOTE_OFF)]  # not the panic
+        assert len(echoed) == len(sent), f"{len(echoed)} of {len(sent)} came back"
+        assert echoed == sent  # complete and in order
+        assert _unpaired([(t, m) for t, m in studio.heard if m[0] < 0xF0]) == []
+    finally:
+        studio.close()
+        live.kill()
