@@ -192,6 +192,7 @@ class LiveConfig:
 
     mode: str = "call-response"  # call-response | suggest
     midi_api: str = "auto"  # auto | alsa | jack | coremidi | winmm
+    client_name: str = "clara"  # the MIDI client's name (ports show as "clara:Clara In")
     bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another
     silence_beats: float = 1.0  # a phrase ends after this much silence with no key and no sustain pedal held
     trigger_cc: int = 67  # pressing this controller (>= 64) ends the phrase at once; -1 = none (67: soft pedal)
@@ -223,6 +224,7 @@ class LiveConfig:
         _check(self.midi_api in ("auto", "alsa", "jack", "coremidi", "winmm"), "live.midi_api",
                "must be auto, alsa, jack, coremidi or winmm")
         _check(20.0 <= self.bpm <= 300.0, "live.bpm", "must be 20..300")
+        _check(bool(self.client_name.strip()), "live.client_name", "must not be empty")
         _check(self.silence_beats > 0, "live.silence_beats", "must be positive")
         for name in ("trigger_cc", "tap_cc", "cc_temperature", "cc_top_k", "cc_random_freq"):
             _check(-1 <= getattr(self, name) <= 127, f"live.{name}", "must be a controller 0..127 or -1 (none)")

@@ -35,7 +35,9 @@ class Live:
         self.save_dir = tmp_path / "sessions"
         command = [sys.executable, "-m", "clara_live", "live", "--midi-api", "jack", "--virtual", "--no-ui",
                    "--mode", "call-response", "--bpm", str(BPM), "--seed", "7", "--save-dir", str(self.save_dir),
-                   *extra]
+                   # libjack names a client's socket by client name alone: xdist workers, each with its
+                   # own server, must not both have a client called "clara"
+                   "--set", f"live.client_name=clara-{os.getpid()}", *extra]
         self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                      cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
@@ -74,9 +76,9 @@ class Studio:
     def __init__(self) -> None:
         api = ports.resolve_api("jack")
         self.heard: list[tuple[float, list[int]]] = []
-        self.listener = ports.InputPort(api, spec="Clara Out", client="listener",
+        self.listener = ports.InputPort(api, spec="Clara Out", client=f"listener-{os.getpid()}",
                                         sink=lambda m, t: self.heard.append((t, m)))
-        self.player = ports.OutputPort(api, spec="Clara In", client="player")
+        self.player = ports.OutputPort(api, spec="Clara In", client=f"player-{os.getpid()}")
 
     def play(self, pitches: list[int], start: float, length: float = 0.45, velocity: int = 90) -> float:
         """One note per beat from `start` (monotonic); returns the last release time."""

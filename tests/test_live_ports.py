@@ -36,7 +36,7 @@ ALSA_SEQ = "/dev/snd/seq"
 # libjack names a client's socket after the client whatever the server, so the two xdist workers (each
 # with its own server) must not open same-named clients at once
 CLARA, TESTER = f"clara-{os.getpid()}", f"tester-{os.getpid()}"
-NAMES = ["system:midi_capture_1", "clara:Clara Out", "clara-01:Clara Out 2", "tester:keys"]
+NAMES = ["system:midi_capture_1", "clara:Clara Out", "clara-01:Clara Out 2", "tester:keys", "tester:keys 2"]
 
 
 def _wait_for(condition, timeout: float = 5.0) -> bool:
@@ -97,11 +97,11 @@ def _await_queue_route(out: OutputPort, inp: InputPort) -> None:
 
 @pytest.mark.parametrize(("spec", "index"), [
     ("clara:Clara Out", 1),        # exact
-    ("CLARA:clara out", 1),        # exact but for case, although it is also a substring of index 2
+    ("TESTER:KEYS", 3),            # exact but for case, though also a substring of index 4
     ("3", 3),                      # decimal index
-    ("keys", 3),                   # unique substring
-    ("MIDI_CAPTURE", 0),           # substring, any case
+    ("MIDI_CAPTURE", 0),           # unique substring, any case
     ("out 2", 2),
+    ("keys 2", 4),
 ])
 def test_find_port_matches(spec, index):
     assert find_port(NAMES, spec, "input") == index

@@ -99,9 +99,10 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
     sys.setswitchinterval(SWITCH_INTERVAL)  # a note must not wait 5 ms for a busy thread to yield
     with contextlib.ExitStack() as stack:
         if options.virtual and options.input is None:
-            inport = ports.InputPort(api, virtual="Clara In", sink=lambda m, t: events.put((m, t)))
+            inport = ports.InputPort(api, virtual="Clara In", client=live.client_name,
+                                     sink=lambda m, t: events.put((m, t)))
         else:
-            inport = ports.InputPort(api, spec=options.input or _keyboard(api),
+            inport = ports.InputPort(api, spec=options.input or _keyboard(api), client=live.client_name,
                                      sink=lambda m, t: events.put((m, t)))
         stack.callback(inport.close)
         output = _output(options, config, api)
@@ -262,5 +263,5 @@ def _output(options: LiveOptions, config: Config, api: int):
             driver, settings = "jack", {"audio.jack.autoconnect": "1"}
         return FluidSynthOutput(config.live.soundfont, audio_driver=driver, extra_settings=settings)
     if options.output is not None:
-        return ports.OutputPort(api, spec=options.output)
-    return ports.OutputPort(api, virtual="Clara Out")
+        return ports.OutputPort(api, spec=options.output, client=config.live.client_name)
+    return ports.OutputPort(api, virtual="Clara Out", client=config.live.client_name)

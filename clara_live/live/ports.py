@@ -1,10 +1,8 @@
 """MIDI ports over python-rtmidi: the only module that imports rtmidi.
 
-Input is read by a dedicated thread that polls `get_message()` and timestamps each message on
-arrival (seconds, `time.monotonic()`); rtmidi's own callbacks are never used, because under GIL
-pressure from other Python threads they were measured to lose and reorder messages, while a polling
-reader kept 1000 of 1000 in order. Output goes through `OutputPort.send`, which takes a lock so any
-thread may send.
+Input is read by a dedicated thread that polls `get_message()` and timestamps each message on arrival
+(seconds, `time.monotonic()`). rtmidi's callbacks are never used: under GIL pressure from other Python
+threads they lost and reordered messages, where a polling reader kept 1000 of 1000 in order.
 """
 
 from __future__ import annotations
@@ -23,15 +21,12 @@ import rtmidi
 from clara_live.errors import ClaraError, InputError
 
 API_NAMES = ("auto", "alsa", "jack", "coremidi", "winmm")
-_APIS = {
-    "alsa": rtmidi.API_LINUX_ALSA,
-    "jack": rtmidi.API_UNIX_JACK,
-    "coremidi": rtmidi.API_MACOSX_CORE,
-    "winmm": rtmidi.API_WINDOWS_MM,
-}
+_APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK,
+         "coremidi": rtmidi.API_MACOSX_CORE, "winmm": rtmidi.API_WINDOWS_MM}
 _LABELS = {api: name for name, api in _APIS.items()}
 _AUTO = {"darwin": ("coremidi", "jack"), "win32": ("winmm",)}  # elsewhere ("alsa", "jack")
 _ALSA_SEQ = "/dev/snd/seq"
+_JACK_SETTLE = 0.05  # seconds to wait before unregistering a JACK port, see _release
 Sink = Callable[[list[int], float], None]
 
 
@@ -86,8 +81,7 @@ def resolve_api(name: str) -> int:
     """The rtmidi API constant for a name in API_NAMES, checked to be usable right now.
 
     "auto" picks ALSA on Linux when its sequencer works, else a running JACK server; CoreMIDI on
-    macOS; WinMM on Windows. Raises MidiSystemError when the chosen system is not usable.
-    """
+    macOS; WinMM on Windows. Raises MidiSystemError when the chosen system is not usable."""
     if name not in API_NAMES:
         raise ClaraError(f"unknown MIDI system {name!r}: choose one of {', '.join(API_NAMES)}")
     if name != "auto":
@@ -132,8 +126,7 @@ def _numbered(names: list[str]) -> str:
 
 def find_port(names: list[str], spec: str, kind: str) -> int:
     """The index in names of the port spec names: the exact name, else a case-insensitive exact name,
-    else a decimal index, else a unique case-insensitive substring. kind ("input"/"output") is for messages.
-    """
+    else a decimal index, else a unique case-insensitive substring. kind ("input"/"output") is for messages."""
     if spec in names:
         return names.index(spec)
     lowered = [n.lower() for n in names]
@@ -154,8 +147,7 @@ def find_port(names: list[str], spec: str, kind: str) -> int:
 
 def _virtual_name(api: int, kind: str, virtual: str, client: str) -> str:
     """The full name others see for our virtual port ("clara:Clara In" on JACK, "clara:Clara In 128:0" on
-    ALSA), found by listing; JACK renames a second client "clara" to "clara-01", so it cannot be assumed.
-    """
+    ALSA), looked up: JACK renames a second client "clara" to "clara-01"."""
     seen_by_others = _port_names(rtmidi.MidiOut if kind == "input" else rtmidi.MidiIn, api)
     pattern = re.compile(rf"(^|:){re.escape(virtual)}( \d+:\d+)?$")
     hits = [n for n in seen_by_others if pattern.search(n)]
@@ -183,14 +175,25 @@ def _open(cls: type, api: int, spec: str | None, virtual: str | None, client: st
         raise
 
 
+def _release(midi: rtmidi.MidiIn | rtmidi.MidiOut) -> None:
+    """Close the port and delete the client (a virtual port only disappears with its client).
+
+    libjack walks a client's port list on its notification thread without a lock (jackaudio/jack2#216):
+    unregistering a port while it handles a graph change made just before (closing the other port, say)
+    crashed the process here in about one of 100 back-to-back closes; waiting first, in none of 600."""
+    if midi.get_current_api() == rtmidi.API_UNIX_JACK:
+        time.sleep(_JACK_SETTLE)
+    midi.close_port()
+    midi.delete()
+
+
 class InputPort:
     """An open MIDI input whose reader thread hands each message to sink(message, t) as it arrives.
 
     message is the raw bytes as a list of ints; t is when the reader took it (seconds, time.monotonic()).
     MIDI clock (0xF8) and start/continue/stop (0xFA/0xFB/0xFC) are delivered; active sensing and sysex
     are dropped. sink runs on the reader thread and must return quickly and not raise. Without a sink,
-    messages wait in a queue read with get().
-    """
+    messages wait in a queue read with get()."""
 
     def __init__(self, api: int, spec: str | None = None, virtual: str | None = None, client: str = "clara",
                  sink: Sink | None = None, poll_interval: float = 0.0002):
@@ -227,8 +230,7 @@ class InputPort:
         self._closed = True
         self._stop.set()
         self._thread.join()
-        self._midi.close_port()
-        self._midi.delete()  # a virtual port only disappears when its client is deleted
+        _release(self._midi)
 
     def __enter__(self) -> InputPort:
         return self
@@ -242,8 +244,7 @@ class OutputPort:
 
     On JACK, rtmidi queues each message in a 16 KiB ring buffer that the server drains every cycle; if
     the server stops, nothing in rtmidi says so, and once the buffer fills (~2,300 three-byte messages)
-    send() never returns. close() then gives up on the port after CLOSE_TIMEOUT rather than hang too.
-    """
+    send() never returns. close() then gives up on the port after CLOSE_TIMEOUT rather than hang too."""
 
     CLOSE_TIMEOUT = 1.0  # seconds close() waits for a send in progress
 
@@ -270,8 +271,7 @@ class OutputPort:
         try:
             if not self._closed:
                 self._closed = True
-                self._midi.close_port()
-                self._midi.delete()
+                _release(self._midi)
         finally:
             self._lock.release()
 
