@@ -20,7 +20,8 @@ Both measurements 1-2 come from `clara live --stats FILE`; the timestamps are ta
 `clara live` on one monotonic clock. Run it on a quiet machine: JACK's dummy driver runs
 without real-time priority here, so other load shows up as xruns and late wake-ups.
 
-    python benchmarks/live_latency.py [--model DIR] [--rounds N] [--bpm BPM] [--period FRAMES] [--json FILE]
+    python benchmarks/live_latency.py [--model DIR] [--rounds N] [--bpm BPM] [--period FRAMES]
+                                      [--json FILE]
 """
 
 from __future__ import annotations

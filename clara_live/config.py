@@ -214,7 +214,6 @@ class LiveConfig:
     cc_top_k: int = 22
     cc_random_freq: int = 23
     lookahead: float = 0.5  # seconds Clara generates ahead of what she plays
-    keep_warm: float = 0.002  # seconds between throwaway model steps that keep it in cache while idle; 0 = none
     sessions_dir: str = "clara-sessions"  # every session is saved here as MIDI ("" = not saved)
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # --synth
     audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI)
@@ -235,7 +234,6 @@ class LiveConfig:
         _check(self.velocity_window >= 1, "live.velocity_window", "must be at least 1")
         _check(0 <= self.metronome_note <= 126, "live.metronome_note", "must be 0..126")
         _check(self.lookahead > 0, "live.lookahead", "must be positive")
-        _check(self.keep_warm >= 0, "live.keep_warm", "must be 0 (off) or a positive interval in seconds")
 
 
 @dataclass(frozen=True)

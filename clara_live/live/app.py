@@ -121,7 +121,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 roll.note("clara", event.message, at)
 
         scheduler = Scheduler(output, on_sent=sent)
-        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead, warm=live.keep_warm)
+        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead)
         worker.start()
         logs: deque[str] = deque(maxlen=6)
 

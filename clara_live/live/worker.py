@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
-import torch
 
 from clara_live.codec.tokens import Kind
 from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
@@ -27,7 +26,6 @@ from clara_live.sampling.sampler import Sampler, Snapshot
 from clara_live.sampling.search import first_steps
 
 _ON, _OFF = KINDS.index(Kind.ON), KINDS.index(Kind.OFF)
-KEEP_WARM = 30.0  # seconds after the last command that the worker keeps the model warm
 
 
 class Played(NamedTuple):
@@ -51,7 +49,7 @@ class Worker:
     """
 
     def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, warm: float = 0.0) -> None:
+                 clock: Callable[[], float] = time.monotonic) -> None:
         if sampler.vocab.codec.encoding != "notewise":
             raise ValueError("the live worker needs a notewise model")
         self.sampler = sampler
@@ -59,10 +57,6 @@ class Worker:
         self.lookahead = lookahead
         self.clock = clock
         self._busy = False
-        self.warm = warm  # seconds between keep-warm steps while idle; 0 = none
-        self._last_command = clock()
-        self._scratch = sampler.engine.init_hidden(1)
-        self._scratch_ids = torch.zeros(1, 1, dtype=torch.long, device=sampler.engine.device)
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.latencies: deque[float] = deque(maxlen=2000)
         self.fed = 0  # player tokens fed
@@ -95,24 +89,10 @@ class Worker:
 
     # --- the loop ------------------------------------------------------------------------
 
-    def _next(self) -> object:
-        """The next command; while waiting for one, a throwaway model step every `warm`
-        seconds keeps the weights in the CPU's caches (on a shared machine a cold step took
-        three times as long), for KEEP_WARM seconds after the last real command."""
-        if self._pending:
-            return self._pending.pop(0)
-        while self.warm and self.clock() - self._last_command < KEEP_WARM:
-            try:
-                return self.commands.get(timeout=self.warm)
-            except queue.Empty:
-                self.sampler.engine(self._scratch_ids, self._scratch)  # result and state discarded
-        return self.commands.get()
-
     def _run(self) -> None:
         try:
             while True:
-                command = self._next()
-                self._last_command = self.clock()
+                command = self._pending.pop(0) if self._pending else self.commands.get()
                 self._busy = True
                 try:
                     if not self.handle(command):
