@@ -119,7 +119,7 @@ def _find_soundfont(soundfont: str | Path | None) -> Path:
         candidates, named = list(SOUNDFONTS), False
     for path in candidates:
         if path.is_file():
-            _check_soundfont(path)
+            check_soundfont(path)
             return path
     if named:
         raise InputError(f"{candidates[0]}: soundfont not found")
@@ -127,7 +127,7 @@ def _find_soundfont(soundfont: str | Path | None) -> Path:
     raise InputError(f"{tried}: no soundfont found (install one: {INSTALL_HINT}, or set ${SOUNDFONT_ENV})")
 
 
-def _check_soundfont(path: Path) -> None:
+def check_soundfont(path: Path) -> None:
     """Checked here: FluidSynth quietly renders with its default soundfont when it cannot load one."""
     try:
         with path.open("rb") as handle:

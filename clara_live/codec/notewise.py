@@ -15,6 +15,17 @@ from clara_live.config import CodecConfig
 from clara_live.music.notes import StepNote
 
 
+def wait_tokens(steps: int, limit: int) -> list[str]:
+    """The waits that move a stream on by `steps` (none for 0 or less): the longest wait
+    repeated, then the rest, as the encoder writes a silence."""
+    if steps <= 0:
+        return []
+    tokens = [f"wait{limit}"] * (steps // limit)
+    if steps % limit:
+        tokens.append(f"wait{steps % limit}")
+    return tokens
+
+
 class NotewiseCodec:
     def __init__(self, config: CodecConfig) -> None:
         self.config = config
@@ -32,11 +43,8 @@ class NotewiseCodec:
         tokens: list[str] = []
         now = 0
         for step, on, family, index in events:
-            gap = step - now
-            if gap:
-                tokens.extend([f"wait{limit}"] * (gap // limit))
-                if gap % limit:
-                    tokens.append(f"wait{gap % limit}")
+            if step > now:
+                tokens += wait_tokens(step - now, limit)
                 now = step
             tokens.append(f"{family}{index}" if on else f"end{family}{index}")
         return tokens

@@ -20,6 +20,7 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
@@ -333,11 +334,7 @@ class Session:
         return tokens
 
     def _waits(self, step: int) -> list[str]:
-        limit = self.codec.wait_limit
-        gap = step - self.now
-        tokens = [f"wait{limit}"] * (gap // limit) if gap > 0 else []
-        if gap > 0 and gap % limit:
-            tokens.append(f"wait{gap % limit}")
+        tokens = wait_tokens(step - self.now, self.codec.wait_limit)
         self.now = max(self.now, step)
         return tokens
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clara_live.errors import ClaraError
+from clara_live.render import check_soundfont
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
@@ -55,7 +56,7 @@ class FluidSynthOutput:
     def __init__(self, soundfont: str | Path | None = None, audio_driver: str | None = None,
                  gain: float = 0.5, extra_settings: dict[str, str] | None = None):
         sf2 = Path(soundfont) if soundfont is not None else DEFAULT_SOUNDFONT
-        _check_soundfont(sf2)
+        check_soundfont(sf2)
         if not 0 <= gain <= 10:
             raise ClaraError(f"synth gain {gain}: outside FluidSynth's range 0 to 10")
         exe = shutil.which("fluidsynth")
@@ -199,16 +200,6 @@ def shell_command(message: Sequence[int]) -> str | None:
     if kind == PROGRAM:
         return f"prog {channel} {message[1]}\n"
     return f"pitch_bend {channel} {message[1] | message[2] << 7}\n"  # 0..16383, 8192 = centre
-
-
-def _check_soundfont(path: Path) -> None:
-    try:
-        with path.open("rb") as handle:
-            head = handle.read(12)
-    except OSError as exc:
-        raise ClaraError(f"{path}: cannot read soundfont ({exc.strerror or exc.__class__.__name__})") from None
-    if head[:4] != b"RIFF" or head[8:12] != b"sfbk":
-        raise ClaraError(f"{path}: not a SoundFont (.sf2/.sf3) file")
 
 
 def _drain(proc: subprocess.Popen, log: deque[str], ready: threading.Event) -> None:

@@ -8,7 +8,6 @@ the model to what Clara actually played before it. The I/O threads never wait fo
 
 from __future__ import annotations
 
-import dataclasses
 import queue
 import threading
 import time
@@ -18,6 +17,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import Kind
 from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
 from clara_live.live.session import Answer, Feed, Sampling, Stop
@@ -63,8 +63,9 @@ class Worker:
         self.error: BaseException | None = None
         self._played: Played | None = None
         self._pending: list = []  # commands read while an answer was being sampled
+        self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
-            sampler.feed([f"wait{sampler.vocab.codec.wait_limit}"])  # the model needs one token to predict from
+            sampler.feed([f"wait{self.limit}"])  # the model needs one token to predict from
         self.base = self.state.now  # the session's step 0 is the model's step `base`
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
 
@@ -126,7 +127,7 @@ class Worker:
     def _answer(self, answer: Answer) -> None:
         sampler = self.sampler
         self._played = played = Played(answer, sampler.snapshot(), self.state.now, [])
-        lead = self._waits(answer.start_step + self.base - self.state.now)
+        lead = wait_tokens(answer.start_step + self.base - self.state.now, self.limit)
         sampler.feed(lead)
         played.tokens.extend(lead)
         state = self.state  # the same object until the answer ends (only a stop restores)
@@ -196,18 +197,6 @@ class Worker:
         cut = stop.step + self.base - played.start
         heard = first_steps(played.tokens, max(cut, 0), sampler)
         sampler.feed(heard)
-        sampler.feed(self._waits(stop.step + self.base - self.state.now))
+        sampler.feed(wait_tokens(stop.step + self.base - self.state.now, self.limit))
         closes = self.state.close_all()
         sampler.feed_ids(closes)
-
-    def _waits(self, steps: int) -> list[str]:
-        limit = self.sampler.vocab.codec.wait_limit
-        waits = [f"wait{limit}"] * (steps // limit) if steps > 0 else []
-        if steps > 0 and steps % limit:
-            waits.append(f"wait{steps % limit}")
-        return waits
-
-
-def with_sampling(sampler: Sampler, **changes: object) -> None:
-    """Change sampling settings of a running sampler (tests, the CLI's flags)."""
-    sampler.sampling = dataclasses.replace(sampler.sampling, **changes)
