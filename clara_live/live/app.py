@@ -30,6 +30,7 @@ from clara_live.live.scheduler import NOTE_OFF, NOTE_ON, Event, Scheduler
 from clara_live.live.session import Answer, Feed, Log, Sampling, Send, Session, Stop
 
 TICK = 0.002  # seconds between the session's clock ticks when no event comes
+FRAME = 0.05  # seconds between terminal view frames
 SWITCH_INTERVAL = 0.0005  # seconds a thread may hold the GIL while another waits (Python's default: 5 ms)
 
 
@@ -176,7 +177,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
 def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, worker, recorder: Recorder,
           roll: Roll, log, logs: deque[str], view, ports_line: str, options: LiveOptions, received: list[int],
           absorbed: deque[float]) -> None:
-    started = time.monotonic()
+    started = next_frame = time.monotonic()
     while True:
         try:
             message, t = events.get(timeout=TICK)
@@ -199,8 +200,9 @@ def _loop(session: Session, events: queue.SimpleQueue, scheduler: Scheduler, wor
             raise ClaraError(f"output: {scheduler.error}")
         if worker.error is not None:
             raise ClaraError(f"model: {worker.error}")
-        if view is not None:
+        if view is not None and now >= next_frame:  # the view's state is built only when a frame is due
             view.draw(_view_state(session, worker, roll, now, logs, ports_line))
+            next_frame = now + FRAME
         if options.duration is not None and now - started >= options.duration:
             return
 
