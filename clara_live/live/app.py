@@ -148,29 +148,29 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                   absorbed)
         except (KeyboardInterrupt, _Stopped):
             log("stopping")
-        finally:
+        finally:  # whatever ended the session: silence first, then keep what was played
             signal.signal(signal.SIGTERM, previous)
             scheduler.panic()
             worker.close()
             if view is not None:
                 view.close()
-        end = time.monotonic()
-        summary = (f"session: {received[0]} messages in, {recorder.notes('player')} notes from you, "
-                   f"{recorder.notes('clara')} from Clara, {session.answers} answers")
-        if worker.latencies:
-            ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
-            summary += f"; note in -> model updated p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms"
-        print(summary, file=out, flush=True)
-        if options.stats is not None:
-            from clara_live.atomic import write_text
+            end = time.monotonic()
+            summary = (f"session: {received[0]} messages in, {recorder.notes('player')} notes from you, "
+                       f"{recorder.notes('clara')} from Clara, {session.answers} answers")
+            if worker.latencies:
+                ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
+                summary += f"; note in -> model updated p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms"
+            print(summary, file=out, flush=True)
+            if options.stats is not None:
+                from clara_live.atomic import write_text
 
-            write_text(options.stats, json.dumps({
-                "session_ms": [x * 1000 for x in absorbed], "model_ms": [x * 1000 for x in worker.latencies],
-                "send_late_ms": [x * 1000 for x in jitter],
-                "received": received[0], "answers": session.answers}))
-        if options.save and live.sessions_dir:
-            path = recorder.save(live.sessions_dir, end)
-            print(f"session saved: {path}", file=out, flush=True)
+                write_text(options.stats, json.dumps({
+                    "session_ms": [x * 1000 for x in absorbed], "model_ms": [x * 1000 for x in worker.latencies],
+                    "send_late_ms": [x * 1000 for x in jitter],
+                    "received": received[0], "answers": session.answers}))
+            if options.save and live.sessions_dir:
+                path = recorder.save(live.sessions_dir, end)
+                print(f"session saved: {path}", file=out, flush=True)
     return 0
 
 
