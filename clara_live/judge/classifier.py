@@ -1,0 +1,87 @@
+"""A classifier over the token stream: the AWD-LSTM's encoder with a concat-pooling head.
+
+The encoder is the generator's own (embedding and LSTM layers, initialised from a shipped
+model's weights: what it learnt about music transfers); the head reads the last layer's
+outputs pooled three ways — the last real step, the mean and the max over the window's
+real steps (padding masked) — concatenated, as ULMFiT's classifier does (Howard & Ruder
+2018). A piece's prediction averages its windows' probabilities (`piece_probabilities`).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clara_live.config import ModelConfig
+from clara_live.model.awd_lstm import AWDLSTM
+from clara_live.model.locked_dropout import LockedDropout
+
+
+class Classifier(nn.Module):
+    def __init__(self, vocab_size: int, config: ModelConfig, classes: int, head_hidden: int = 128,
+                 head_dropout: float = 0.3) -> None:
+        super().__init__()
+        self.config = config
+        self.classes = classes
+        self.encoder = AWDLSTM(vocab_size, config)  # its decoder is unused (and tied: no extra weights)
+        width = self.encoder.decoder.in_features
+        self.head = nn.Sequential(
+            nn.LayerNorm(3 * width),
+            nn.Dropout(head_dropout),
+            nn.Linear(3 * width, head_hidden),
+            nn.ReLU(),
+            nn.Dropout(head_dropout),
+            nn.Linear(head_hidden, classes),
+        )
+        self.drop = LockedDropout()
+
+    @classmethod
+    def from_generator(cls, generator: AWDLSTM, classes: int, **head: object) -> Classifier:
+        """A classifier whose encoder starts from a trained generator's weights."""
+        model = cls(generator.vocab_size, generator.config, classes, **head)
+        model.encoder.load_state_dict(generator.state_dict())
+        return model
+
+    def encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (batch, time) -> the last layer's outputs (batch, time, width), from a zero state."""
+        enc, cfg = self.encoder, self.config
+        x = enc.embed(tokens) if not self.training else _embedding_dropout(enc, tokens)
+        x = self.drop(x, cfg.dropout_input)
+        hidden = enc.init_hidden(tokens.size(0), tokens.device)
+        for i, (layer, state) in enumerate(zip(enc.layers, hidden, strict=True)):
+            x, _ = layer(x, state)
+            if i < len(enc.layers) - 1:
+                x = self.drop(x, cfg.dropout_hidden)
+        return x
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """tokens (batch, time), right-padded; lengths (batch,) real steps (>= 1) -> logits (batch, classes)."""
+        out = self.encode(tokens)  # (B, T, W)
+        return self.head(pool(out, lengths))
+
+
+def pool(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(batch, time, width) outputs -> (batch, 3 * width): last real step, mean and max over real steps."""
+    steps = torch.arange(out.size(1), device=out.device)
+    real = (steps[None, :] < lengths[:, None]).unsqueeze(-1)  # (B, T, 1)
+    last = out[torch.arange(out.size(0), device=out.device), lengths - 1]  # (B, W)
+    mean = (out * real).sum(1) / lengths[:, None].to(out.dtype)
+    peak = out.masked_fill(~real, float("-inf")).amax(1)
+    return torch.cat([last, mean, peak], dim=-1)
+
+
+def _embedding_dropout(encoder: AWDLSTM, tokens: torch.Tensor) -> torch.Tensor:
+    from clara_live.model.embedding_dropout import embedding_dropout
+
+    return embedding_dropout(encoder.embed, tokens, encoder.config.dropout_emb)
+
+
+def piece_probabilities(logits: torch.Tensor, pieces: torch.Tensor, count: int) -> torch.Tensor:
+    """Window logits (windows, classes) and each window's piece index -> (count, classes): the mean
+    of each piece's window probabilities (a piece with no window gets a uniform row)."""
+    probs = F.softmax(logits.float(), dim=-1)
+    total = torch.zeros(count, probs.size(1)).index_add_(0, pieces, probs)
+    windows = torch.zeros(count).index_add_(0, pieces, torch.ones(len(pieces)))
+    uniform = torch.full_like(total, 1.0 / probs.size(1))
+    return torch.where(windows[:, None] > 0, total / windows.clamp(min=1)[:, None], uniform)
