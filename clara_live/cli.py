@@ -128,10 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds")
     p.add_argument("--stats", metavar="FILE.json", help="write latency measurements at the end (benchmarks)")
     p.set_defaults(run=_cmd_live)
+
+    judge = commands.add_parser("judge", help="the judges: which composer, human or generated")
+    judges = judge.add_subparsers(dest="judge_command", required=True, metavar="JUDGE_COMMAND")
+    p = judges.add_parser("train-composer", parents=[common], help="train the composer classifier")
+    p.add_argument("--corpus", required=True, nargs="+", metavar="DIR", help="folders of pieces, one per composer")
+    p.add_argument("--out", required=True, metavar="DIR", help="the judge folder to write")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="generator whose encoder starts it")
+    p.add_argument("--epochs", type=_positive_int, default=8, metavar="N")
+    p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
+    p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K", help="windows per piece per epoch")
+    p.set_defaults(run=_cmd_train_composer)
+    p = judges.add_parser("composer", parents=[common], help="the three likeliest composers of each file")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="MIDI or score files")
+    p.add_argument("--judge", default=str(DEFAULT_COMPOSER), metavar="DIR", help="a composer judge (%(default)s)")
+    p.add_argument("--json", action="store_true", help="a JSON list of {file, top: [[composer, probability]...]}")
+    p.set_defaults(run=_cmd_composer)
     return parser
 
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-notewise"
+DEFAULT_COMPOSER = DEFAULT_MODEL.parent / "composer"
 
 
 def _positive_int(text: str) -> int:
@@ -328,6 +345,48 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
     options = LiveOptions(Path(args.model), args.input, args.output, args.virtual, args.synth, ui,
                           not args.no_save, args.duration, Path(args.stats) if args.stats else None)
     return run_live(options, config)
+
+
+def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
+    from training.composer import train_composer
+
+    metrics = train_composer(args.corpus, args.out, args.model, epochs=args.epochs, window=args.window,
+                             per_piece=args.per_piece)
+    line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
+    if metrics["major_top1"] is not None:
+        line += (f"; {len(metrics['major_composers'])} composers with >= 10 pieces ({metrics['major_test_pieces']} "
+                 f"test pieces): top-1 {metrics['major_top1']:.1%}, top-3 {metrics['major_top3']:.1%}")
+    print(f"{line}; judge in {args.out}")
+    return 0
+
+
+def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    from clara_live.judge.pieces import encode_file
+    from clara_live.judge.store import load_judge
+    from training.judge import predict_pieces
+
+    judge = load_judge(args.judge, kind="composer")
+    results, failed = [], 0
+    for source in args.inputs:
+        try:
+            ids = encode_file(source, judge.codec, judge.vocabulary)
+        except ClaraError as exc:
+            failed += 1
+            print(f"clara: error: {exc}", file=sys.stderr)
+            continue
+        probs = predict_pieces(judge.model, [ids], judge.window, judge.stride)[0]
+        top = probs.topk(min(3, len(judge.classes)))
+        results.append({"file": source, "top": [[judge.classes[i], round(float(p), 4)]
+                                                for p, i in zip(top.values.tolist(), top.indices.tolist(),
+                                                                strict=True)]})
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            print(f"{r['file']}: " + ", ".join(f"{c} {p:.0%}" for c, p in r["top"]))
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

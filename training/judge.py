@@ -20,9 +20,12 @@ from clara_live.judge.data import pad_batch, windows
 
 
 def train_judge(model: Classifier, pieces: Sequence[np.ndarray], labels: Sequence[int], *, window: int = 256,
-                epochs: int = 4, lr: float = 1e-3, batch_size: int = 16, seed: int = 0,
-                log: Callable[[str], None] | None = None) -> list[float]:
-    """Train in place; returns the mean training loss of each epoch."""
+                epochs: int = 4, lr: float = 1e-3, batch_size: int = 16, seed: int = 0, per_piece: int = 0,
+                log: Callable[[str], None] | None = None,
+                after_epoch: Callable[[int], None] | None = None) -> list[float]:
+    """Train in place; returns the mean training loss of each epoch. per_piece > 0 draws that many
+    windows from each piece per epoch (long pieces no longer outweigh short ones); 0 takes them all.
+    after_epoch(epoch) runs after each (validation, keeping the best)."""
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     counts = np.bincount(np.asarray(labels), minlength=model.classes).astype(float)
@@ -31,7 +34,7 @@ def train_judge(model: Classifier, pieces: Sequence[np.ndarray], labels: Sequenc
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     history = []
     for epoch in range(epochs):
-        batch = _epoch_windows(pieces, labels, window, rng)
+        batch = _epoch_windows(pieces, labels, window, rng, per_piece)
         model.train()
         losses = []
         for start in range(0, len(batch), batch_size):
@@ -47,13 +50,19 @@ def train_judge(model: Classifier, pieces: Sequence[np.ndarray], labels: Sequenc
         history.append(float(np.mean(losses)) if losses else math.nan)
         if log:
             log(f"epoch {epoch + 1}/{epochs}: {len(batch)} windows, train loss {history[-1]:.4f}")
+        if after_epoch:
+            after_epoch(epoch)
     return history
 
 
 def _epoch_windows(pieces: Sequence[np.ndarray], labels: Sequence[int], window: int,
-                   rng: np.random.Generator) -> list[tuple[np.ndarray, int]]:
+                   rng: np.random.Generator, per_piece: int = 0) -> list[tuple[np.ndarray, int]]:
     out = []
     for ids, label in zip(pieces, labels, strict=True):
+        if per_piece:
+            starts = rng.integers(0, max(1, len(ids) - window + 1), size=per_piece)
+            out += [(ids[s:s + window], label) for s in starts.tolist()]
+            continue
         offset = int(rng.integers(0, window)) if len(ids) > window else 0
         for start, end in windows(len(ids) - offset, window, window):
             out.append((ids[offset + start:offset + end], label))

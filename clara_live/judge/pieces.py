@@ -12,7 +12,7 @@ import numpy as np
 from clara_live.codec import make_codec, to_steps
 from clara_live.config import CodecConfig
 from clara_live.corpus import find_sources
-from clara_live.errors import ClaraError
+from clara_live.errors import ClaraError, InputError
 from clara_live.model.evaluate import token_ids
 from clara_live.music.read import read_music
 
@@ -27,19 +27,25 @@ class LabelledPiece(NamedTuple):
 def load_labelled(specs: Iterable[str], codec: CodecConfig, vocabulary: list[str]) -> tuple[list[LabelledPiece],
                                                                                                list[str]]:
     """(pieces, problems): each readable file with at least two tokens, and one line per file left out."""
-    encoder = make_codec(codec)
-    index = {t: i for i, t in enumerate(vocabulary)}
-    unknown = "<unk>" if "<unk>" in index else None
     pieces, problems = [], []
     for source in find_sources(specs):
         try:
-            tokens = encoder.encode(to_steps(read_music(source.location, codec.sustain_pedal), codec))
-            ids = token_ids(tokens, index, unknown, source.location)
-        except (ClaraError, ValueError) as exc:
+            ids = encode_file(source.location, codec, vocabulary)
+        except ClaraError as exc:
             problems.append(str(exc))
-            continue
-        if len(ids) < 2:
-            problems.append(f"{source.location}: no notes")
             continue
         pieces.append(LabelledPiece(source.key, source.composer, ids, source.location))
     return pieces, problems
+
+
+def encode_file(source: str, codec: CodecConfig, vocabulary: list[str]) -> np.ndarray:
+    """One file's token ids in a model's vocabulary; InputError names the file and the reason."""
+    tokens = make_codec(codec).encode(to_steps(read_music(source, codec.sustain_pedal), codec))
+    index = {t: i for i, t in enumerate(vocabulary)}
+    try:
+        ids = token_ids(tokens, index, "<unk>" if "<unk>" in index else None, source)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    if len(ids) < 2:
+        raise InputError(f"{source}: no notes to judge")
+    return ids

@@ -85,7 +85,14 @@ def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, lis
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
     """Load a model folder for inference (eval mode) on device."""
     model_config, codec, vocabulary, info = read_model_config(folder)
-    path = Path(folder) / WEIGHTS
+    model = AWDLSTM(len(vocabulary), model_config)
+    load_weights(model, Path(folder) / WEIGHTS)
+    return LoadedModel(model.to(device).eval(), codec, vocabulary, info)
+
+
+def load_weights(model: torch.nn.Module, path: Path, config_name: str = CONFIG) -> None:
+    """Fill model from a plain state dict of tensors, read with weights_only=True (never unpickling
+    code); ModelError names the file and why it does not fit."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -94,10 +101,8 @@ def load_model(folder: str | Path, device: str | torch.device = "cpu") -> Loaded
         raise ModelError(f"{path}: not a readable weights file ({exc.__class__.__name__})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: not a state dict of tensors")
-    model = AWDLSTM(len(vocabulary), model_config)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[1:2] or [str(exc)[:200]]
-        raise ModelError(f"{path}: weights do not fit config.json ({first[0].strip()})") from None
-    return LoadedModel(model.to(device).eval(), codec, vocabulary, info)
+        raise ModelError(f"{path}: weights do not fit {config_name} ({first[0].strip()})") from None

@@ -1,0 +1,75 @@
+"""A judge is a folder: `weights.pt` (a plain state dict, read with weights_only=True) and
+`judge.json` (what it judges, its classes, its encoder's architecture, codec and vocabulary,
+its window, and what training measured)."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from clara_live.atomic import write_bytes, write_text
+from clara_live.config import CodecConfig, ConfigError, from_dict
+from clara_live.judge.classifier import Classifier
+from clara_live.model.store import WEIGHTS, ModelError, load_weights
+
+CONFIG = "judge.json"
+FORMAT = "clara-judge"
+VERSION = 1
+KINDS = ("composer", "critic")
+
+
+class LoadedJudge(NamedTuple):
+    model: Classifier
+    kind: str  # composer | critic
+    classes: list[str]
+    codec: CodecConfig
+    vocabulary: list[str]
+    window: int
+    stride: int
+    info: dict
+
+
+def save_judge(folder: str | Path, judge: LoadedJudge) -> None:
+    """Weights, then judge.json (so a folder with a judge.json is whole), each written atomically."""
+    folder = Path(folder)
+    buffer = io.BytesIO()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in judge.model.state_dict().items()}, buffer)
+    write_bytes(folder / WEIGHTS, buffer.getvalue())
+    head = judge.model.head
+    meta = {"format": FORMAT, "version": VERSION, "kind": judge.kind, "classes": judge.classes,
+            "model": dataclasses.asdict(judge.model.config), "codec": dataclasses.asdict(judge.codec),
+            "vocabulary": judge.vocabulary, "window": judge.window, "stride": judge.stride,
+            "head_hidden": head[2].out_features, "info": judge.info}
+    write_text(folder / CONFIG, json.dumps(meta, indent=1) + "\n")
+
+
+def load_judge(folder: str | Path, kind: str | None = None) -> LoadedJudge:
+    """Load a judge folder in eval mode; ModelError names the file and the reason."""
+    path = Path(folder) / CONFIG
+    if not Path(folder).is_dir():
+        raise ModelError(f"{folder}: no such judge folder")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing (a judge folder holds {CONFIG} and {WEIGHTS})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise ModelError(f"{path}: not a Clara judge (format {FORMAT!r}, version {VERSION})")
+    if meta.get("kind") not in KINDS or (kind is not None and meta["kind"] != kind):
+        raise ModelError(f"{path}: a {meta.get('kind')!r} judge, not a {kind or ' or '.join(KINDS)} judge")
+    try:
+        config = from_dict({"model": meta.get("model"), "codec": meta.get("codec")}, str(path))
+        classes, vocabulary = list(meta["classes"]), list(meta["vocabulary"])
+        window, stride, hidden = int(meta["window"]), int(meta["stride"]), int(meta["head_hidden"])
+    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        raise ModelError(f"{path}: incomplete or invalid ({exc})") from None
+    model = Classifier(len(vocabulary), config.model, len(classes), head_hidden=hidden)
+    load_weights(model, Path(folder) / WEIGHTS, CONFIG)
+    return LoadedJudge(model.eval(), meta["kind"], classes, config.codec, vocabulary, window, stride,
+                       meta.get("info") or {})

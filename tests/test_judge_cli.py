@@ -1,0 +1,70 @@
+"""`clara judge train-composer` and `clara judge composer` end to end on a tiny corpus: the judge
+folder is written and loads, the split never shares a piece, the JSON is well formed, and a bad
+file gets one line while the others are still judged."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from clara_live.cli import main
+from clara_live.judge.store import load_judge
+from clara_live.model import ModelError
+
+COMPOSERS = ("Bach", "Chopin", "Mozart")
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory, shared):
+    corpus = tmp_path_factory.mktemp("corpus")
+    for composer in COMPOSERS:
+        (corpus / composer).mkdir()
+        for source in sorted((shared / "corpus" / "piano-midi-de" / composer).glob("*.mid"))[:3]:
+            shutil.copy(source, corpus / composer / source.name)
+    out = tmp_path_factory.mktemp("judge") / "composer"
+    code = main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(out), "--epochs", "1",
+                 "--window", "32", "--per-piece", "1"])
+    assert code == 0
+    return corpus, out
+
+
+def test_training_writes_a_judge_that_loads(tiny_judge):
+    corpus, out = tiny_judge
+    judge = load_judge(out, kind="composer")
+    assert judge.classes == list(COMPOSERS) and judge.window == 32
+    split = judge.info["split"]
+    assert sorted(split) == sorted(f"{c}/{p.name}" for c in COMPOSERS for p in (corpus / c).glob("*.mid"))
+    assert {s for s in split.values()} <= {"train", "valid", "test"}
+    assert (out / "confusion.png").stat().st_size > 1000
+    metrics = judge.info["metrics"]
+    assert 0.0 <= metrics["top1"] <= metrics["top3"] <= 1.0
+    with pytest.raises(ModelError, match="composer"):
+        load_judge(out, kind="critic")
+
+
+def test_composer_json_is_well_formed_and_a_bad_file_is_one_line(tiny_judge, tmp_path, capsys):
+    corpus, out = tiny_judge
+    good = sorted((corpus / "Bach").glob("*.mid"))[0]
+    bad = tmp_path / "broken.mid"
+    bad.write_bytes(b"MThd nonsense")
+    capsys.readouterr()
+    code = main(["judge", "composer", str(good), str(bad), "--judge", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1
+    errors = captured.err.strip().splitlines()
+    assert len(errors) == 1 and "broken.mid" in errors[0]
+    results = json.loads(captured.out)
+    assert [r["file"] for r in results] == [str(good)]
+    top = results[0]["top"]
+    assert len(top) == 3 and {c for c, _ in top} == set(COMPOSERS)
+    probabilities = [p for _, p in top]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1, abs=1e-3)
+
+
+def test_a_missing_judge_is_one_line(tmp_path, capsys, shared):
+    code = main(["judge", "composer", str(next((shared / "midi" / "maestro").glob("*.mid"))),
+                 "--judge", str(tmp_path / "nothing")])
+    assert code == 1
+    assert "no such judge folder" in capsys.readouterr().err
