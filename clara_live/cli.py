@@ -139,6 +139,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
     p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K", help="windows per piece per epoch")
     p.set_defaults(run=_cmd_train_composer)
+    p = judges.add_parser("train-critic", parents=[common], help="train the critic: human or generated")
+    p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="GEN_DIR", help="the generator to judge")
+    p.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
+                   help="the generator's corpus folders (its held-out pieces are the human side)")
+    p.add_argument("--out", required=True, metavar="DIR", help="the judge folder to write")
+    p.add_argument("--generations", type=_positive_int, default=480, metavar="N")
+    p.add_argument("--epochs", type=_positive_int, default=6, metavar="N")
+    p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
+    p.set_defaults(run=_cmd_train_critic)
+    p = judges.add_parser("critic", parents=[common], help="the probability that each file is human-composed")
+    p.add_argument("inputs", nargs="+", metavar="FILE", help="MIDI or score files")
+    p.add_argument("--judge", default=str(DEFAULT_CRITIC), metavar="DIR", help="a critic (%(default)s)")
+    p.add_argument("--json", action="store_true", help="a JSON list of {file, human}")
+    p.set_defaults(run=_cmd_critic)
     p = judges.add_parser("composer", parents=[common], help="the three likeliest composers of each file")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="MIDI or score files")
     p.add_argument("--judge", default=str(DEFAULT_COMPOSER), metavar="DIR", help="a composer judge (%(default)s)")
@@ -149,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-notewise"
 DEFAULT_COMPOSER = DEFAULT_MODEL.parent / "composer"
+DEFAULT_CRITIC = DEFAULT_MODEL.parent / "critic"
 
 
 def _positive_int(text: str) -> int:
@@ -360,14 +375,23 @@ def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
-    import json
+def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
+    from training.critic import train_critic
 
+    metrics = train_critic(args.corpus, args.out, args.model, count=args.generations, window=args.window,
+                           epochs=args.epochs)
+    print(f"test ROC AUC {metrics['test_auc']:.3f} over {metrics['test_items']} pieces and generations; "
+          f"judge in {args.out}")
+    return 0
+
+
+def _judged(args: argparse.Namespace, kind: str):
+    """(file, piece probabilities) for each readable input; each bad one reported in one line."""
     from clara_live.judge.pieces import encode_file
     from clara_live.judge.store import load_judge
     from training.judge import predict_pieces
 
-    judge = load_judge(args.judge, kind="composer")
+    judge = load_judge(args.judge, kind=kind)
     results, failed = [], 0
     for source in args.inputs:
         try:
@@ -376,7 +400,30 @@ def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)
             continue
-        probs = predict_pieces(judge.model, [ids], judge.window, judge.stride)[0]
+        results.append((source, predict_pieces(judge.model, [ids], judge.window, judge.stride)[0]))
+    return judge, results, failed
+
+
+def _cmd_critic(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    judge, judged, failed = _judged(args, "critic")
+    results = [{"file": source, "human": round(float(probs[judge.classes.index("human")]), 4)}
+               for source, probs in judged]
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            print(f"{r['file']}: human {r['human']:.0%}")
+    return 1 if failed else 0
+
+
+def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    judge, judged, failed = _judged(args, "composer")
+    results = []
+    for source, probs in judged:
         top = probs.topk(min(3, len(judge.classes)))
         results.append({"file": source, "top": [[judge.classes[i], round(float(p), 4)]
                                                 for p, i in zip(top.values.tolist(), top.indices.tolist(),

@@ -1,0 +1,73 @@
+"""The critic on a tiny setup: generations are keyed by seed and setting, human pieces are only
+those the generator never trained on, no piece or generation is on two sides, ROC AUC is the
+rank statistic, and `clara judge critic --json` is well formed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from clara_live.cli import main
+from clara_live.config import CorpusConfig
+from clara_live.corpus import split_of
+from clara_live.judge.store import load_judge
+from training.critic import auc, generations
+
+GENERATOR = REPO / "trained_models" / "clara-notewise"
+
+
+def test_auc_is_the_rank_statistic():
+    scores = np.array([0.9, 0.8, 0.3, 0.7, 0.1, 0.3])
+    positive = np.array([True, True, True, False, False, False])
+    pairs = [(p, n) for p in scores[positive] for n in scores[~positive]]
+    expected = np.mean([1.0 if p > n else 0.5 if p == n else 0.0 for p, n in pairs])
+    assert auc(scores, positive) == pytest.approx(expected)
+    assert auc(np.array([1.0, 0.0]), np.array([True, False])) == 1.0
+    assert np.isnan(auc(np.array([1.0]), np.array([True])))
+
+
+def test_generations_are_distinct_keyed_and_sized():
+    made = generations(GENERATOR, count=6, tokens=40, burn_in=8, batch=3)
+    keys = [k for k, _ in made]
+    assert len(set(keys)) == 6 and all(k.startswith("generated/seed") for k in keys)
+    assert all(len(ids) == 40 for _, ids in made)
+    assert "-T0.8-k5-rf0.25" in keys[0] and "-T0.8-k5-rf0.5" in keys[3]  # settings change per batch
+
+
+@pytest.fixture(scope="module")
+def tiny_critic(tmp_path_factory, shared):
+    corpus = tmp_path_factory.mktemp("corpus")
+    for composer in ("Bach", "Chopin", "Mozart", "Schumann"):
+        (corpus / composer).mkdir()
+        for source in sorted((shared / "corpus" / "piano-midi-de" / composer).glob("*.mid")):
+            if split_of(f"{composer}/{source.name}", CorpusConfig()) != "train":
+                shutil.copy(source, corpus / composer / source.name)
+    out = tmp_path_factory.mktemp("judge") / "critic"
+    assert main(["judge", "train-critic", "--model", str(GENERATOR), "--corpus", str(corpus), "--out", str(out),
+                 "--generations", "16", "--epochs", "1", "--window", "48"]) == 0
+    return corpus, out
+
+
+def test_the_critic_split_never_shares_a_piece_or_a_generation(tiny_critic):
+    corpus, out = tiny_critic
+    judge = load_judge(out, kind="critic")
+    split = judge.info["split"]
+    human = [k for k in split if not k.startswith("generated/")]
+    assert human and all(split_of(k, CorpusConfig()) != "train" for k in human)
+    assert sum(k.startswith("generated/") for k in split) == 16
+    assert set(split.values()) <= {"train", "valid", "test"}  # a dict: each item on exactly one side
+    assert 0.0 <= judge.info["metrics"]["test_auc"] <= 1.0 or np.isnan(judge.info["metrics"]["test_auc"])
+
+
+def test_critic_json(tiny_critic, capsys):
+    corpus, out = tiny_critic
+    files = sorted(corpus.glob("*/*.mid"))[:2]
+    capsys.readouterr()
+    assert main(["judge", "critic", *map(str, files), "--judge", str(out), "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["file"] for r in results] == [str(f) for f in files]
+    assert all(0.0 <= r["human"] <= 1.0 for r in results)
