@@ -153,6 +153,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--judge", default=str(DEFAULT_CRITIC), metavar="DIR", help="a critic (%(default)s)")
     p.add_argument("--json", action="store_true", help="a JSON list of {file, human}")
     p.set_defaults(run=_cmd_critic)
+    p = judges.add_parser("score", parents=[common], help="Inception-like score and novelty of a folder of pieces")
+    p.add_argument("folder", metavar="GEN_DIR", help="a folder of generated MIDI files")
+    p.add_argument("--composer", default=str(DEFAULT_COMPOSER), metavar="DIR", help="composer judge (%(default)s)")
+    p.add_argument("--critic", default=str(DEFAULT_CRITIC), metavar="DIR", help="critic (%(default)s)")
+    p.add_argument("--json", action="store_true", help="one JSON object")
+    p.set_defaults(run=_cmd_score)
     p = judges.add_parser("composer", parents=[common], help="the three likeliest composers of each file")
     p.add_argument("inputs", nargs="+", metavar="FILE", help="MIDI or score files")
     p.add_argument("--judge", default=str(DEFAULT_COMPOSER), metavar="DIR", help="a composer judge (%(default)s)")
@@ -385,15 +391,15 @@ def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
-def _judged(args: argparse.Namespace, kind: str):
+def _judged(args: argparse.Namespace, kind: str, folder: str | None = None, inputs: Sequence[str] | None = None):
     """(file, piece probabilities) for each readable input; each bad one reported in one line."""
     from clara_live.judge.pieces import encode_file
     from clara_live.judge.store import load_judge
     from training.judge import predict_pieces
 
-    judge = load_judge(args.judge, kind=kind)
+    judge = load_judge(folder or args.judge, kind=kind)
     results, failed = [], 0
-    for source in args.inputs:
+    for source in args.inputs if inputs is None else inputs:
         try:
             ids = encode_file(source, judge.codec, judge.vocabulary)
         except ClaraError as exc:
@@ -415,6 +421,38 @@ def _cmd_critic(args: argparse.Namespace, config: Config) -> int:
     else:
         for r in results:
             print(f"{r['file']}: human {r['human']:.0%}")
+    return 1 if failed else 0
+
+
+def _cmd_score(args: argparse.Namespace, config: Config) -> int:
+    import json
+
+    import torch
+
+    from clara_live.music.read import READABLE_SUFFIXES
+    from training.score import inception_score, novel
+
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder")
+    files = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in READABLE_SUFFIXES)
+    if not files:
+        raise InputError(f"{folder}: no MIDI or score files")
+    composer, by_composer, failed = _judged(args, "composer", args.composer, files)
+    critic, by_critic, _ = _judged(args, "critic", args.critic, [f for f, _ in by_composer])
+    probs = torch.stack([p for _, p in by_composer])
+    human = torch.stack([p[critic.classes.index("human")] for _, p in by_critic])
+    fresh = [by_composer[i][0] for i in novel(human, probs)]
+    result = {"files": len(by_composer), "inception_score": inception_score(probs),
+              "composers": len(composer.classes), "human_mean": float(human.mean()), "novel": fresh}
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{result['files']} pieces: Inception-like score {result['inception_score']:.2f} (1 to "
+              f"{result['composers']}); the critic's mean P(human) {result['human_mean']:.2f}; "
+              f"{len(fresh)} novel (human-sounding, no composer claims them)")
+        for name in fresh:
+            print(f"  novel: {name}")
     return 1 if failed else 0
 
 

@@ -71,3 +71,28 @@ def test_critic_json(tiny_critic, capsys):
     results = json.loads(capsys.readouterr().out)
     assert [r["file"] for r in results] == [str(f) for f in files]
     assert all(0.0 <= r["human"] <= 1.0 for r in results)
+
+
+def test_score_a_folder_of_generations(tiny_critic, tmp_path, capsys):
+    from clara_live.codec import make_codec
+    from clara_live.model import load_model
+    from clara_live.music.midi_io import steps_to_midi, write_midi
+
+    corpus, critic = tiny_critic
+    composer = tmp_path / "composer"
+    assert main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(composer), "--epochs", "1",
+                 "--window", "48", "--per-piece", "1"]) == 0
+    loaded = load_model(GENERATOR)
+    codec = make_codec(loaded.codec)
+    gen_dir = tmp_path / "generated"
+    for key, ids in generations(GENERATOR, count=3, tokens=120, burn_in=8, batch=3):
+        notes = codec.decode([loaded.vocabulary[i] for i in ids])
+        write_midi(steps_to_midi(notes, loaded.codec.sample_freq), gen_dir / f"{key.split('/')[1]}.mid")
+    capsys.readouterr()
+    assert main(["judge", "score", str(gen_dir), "--composer", str(composer), "--critic", str(critic), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    classes = len(load_judge(composer).classes)
+    assert result["files"] == 3 and result["composers"] == classes >= 2
+    assert 1.0 - 1e-9 <= result["inception_score"] <= classes + 1e-9
+    assert 0.0 <= result["human_mean"] <= 1.0 and isinstance(result["novel"], list)
+    assert main(["judge", "score", str(tmp_path / "nowhere")]) == 1

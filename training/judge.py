@@ -59,8 +59,8 @@ def _epoch_windows(pieces: Sequence[np.ndarray], labels: Sequence[int], window: 
                    rng: np.random.Generator, per_piece: int = 0) -> list[tuple[np.ndarray, int]]:
     out = []
     for ids, label in zip(pieces, labels, strict=True):
-        if per_piece:
-            starts = rng.integers(0, max(1, len(ids) - window + 1), size=per_piece)
+        if per_piece:  # a piece no longer than a window is that one window
+            starts = rng.integers(0, max(1, len(ids) - window + 1), size=per_piece if len(ids) > window else 1)
             out += [(ids[s:s + window], label) for s in starts.tolist()]
             continue
         offset = int(rng.integers(0, window)) if len(ids) > window else 0
