@@ -92,6 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     search.add_argument("--candidates", type=_positive_int, default=1, metavar="K",
                         help="generate K candidates batched and keep the model's favourite")
     search.add_argument("--form", choices=["aab"], help="aab: a phrase, its repeat, and a departure from its middle")
+    p.add_argument("--rank", choices=["model", "critic"], default="model",
+                   help="how --candidates picks: the model's likelihood, or the critic's P(human)")
+    p.add_argument("--critic", default=str(DEFAULT_CRITIC), metavar="DIR", help="critic for --rank critic")
     p.add_argument("--only-continuation", action="store_true", help="write Clara's notes without the prompt")
     p.add_argument("--wav", metavar="OUT.wav", help="also render through FluidSynth with a General MIDI soundfont")
     p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")
@@ -326,7 +329,13 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     loaded = load_model(args.model)
     piece = read_music(args.prompt, loaded.codec.sustain_pedal) if args.prompt else None  # as the model was trained
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
-    request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form)
+    scorer = None
+    if args.rank == "critic":
+        from clara_live.judge.rank import critic_scorer
+        from clara_live.judge.store import load_judge
+
+        scorer = critic_scorer(load_judge(args.critic, kind="critic"))
+    request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form, scorer)
     result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())
     sf = loaded.codec.sample_freq
     write_midi(to_midi(result, sf, loaded.codec.violin_low, args.only_continuation), args.out)

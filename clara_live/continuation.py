@@ -19,7 +19,7 @@ from clara_live.model.store import LoadedModel
 from clara_live.music.midi_io import steps_to_midi
 from clara_live.music.notes import Piece, StepNote
 from clara_live.sampling.sampler import Sampler
-from clara_live.sampling.search import aab, beam_search, best_of, generate
+from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
 VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes
 
@@ -30,6 +30,7 @@ class Request(NamedTuple):
     beam: int = 1
     candidates: int = 1
     form: str | None = None  # None or "aab"
+    scorer: Scorer | None = None  # how best-of-K ranks its candidates (None: the model's own likelihood)
 
 
 class Continuation(NamedTuple):
@@ -96,7 +97,8 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     elif request.beam > 1:
         tokens, _ = beam_search(sampler, request.beam, max_tokens, steps, progress)
     elif request.candidates > 1:
-        tokens, _ = best_of(sampler, request.candidates, max_tokens, steps, progress=progress)
+        tokens, _ = best_of(sampler, request.candidates, max_tokens, steps, scorer=request.scorer or model_score,
+                            progress=progress)
     else:
         tokens = generate(sampler, max_tokens, steps, progress=progress)[0]
     velocity = _velocity(notes, codec_config.velocity)

@@ -96,3 +96,34 @@ def test_score_a_folder_of_generations(tiny_critic, tmp_path, capsys):
     assert 1.0 - 1e-9 <= result["inception_score"] <= classes + 1e-9
     assert 0.0 <= result["human_mean"] <= 1.0 and isinstance(result["novel"], list)
     assert main(["judge", "score", str(tmp_path / "nowhere")]) == 1
+
+
+def test_best_of_k_keeps_the_candidate_the_critic_likes_best(tiny_critic, tmp_path, shared):
+    from clara_live.config import load_config
+    from clara_live.engine import build_engine
+    from clara_live.judge.rank import critic_scorer
+    from clara_live.model import load_model
+    from clara_live.sampling.sampler import Sampler
+    from clara_live.sampling.search import best_of
+
+    _, critic_dir = tiny_critic
+    scorer = critic_scorer(load_judge(critic_dir, kind="critic"))
+    loaded = load_model(GENERATOR)
+    config = load_config()
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                      config.sampling, seed=5)
+    sampler.feed(["wait25", "p30", "wait12", "endp30"])
+    expanded = sampler.snapshot()
+    tokens, scores = best_of(sampler, 4, max_tokens=60, scorer=scorer)
+    assert scores.shape == (4,) and ((scores >= 0) & (scores <= 1)).all()
+    sampler.restore(expanded)  # the same candidates again, scored independently
+    from clara_live.sampling.search import generate
+    sampler.expand(4)
+    again = generate(sampler, max_tokens=60)
+    assert tokens == again[int(np.argmax(scores))]
+    assert np.allclose(scorer(again, np.zeros(4)), scores)
+    out = tmp_path / "ranked.mid"
+    prompt = next((shared / "midi" / "maestro").glob("*.mid"))
+    assert main(["continue", str(prompt), "-o", str(out), "--tokens", "40", "--candidates", "3", "--rank", "critic",
+                 "--critic", str(critic_dir), "--seed", "1"]) == 0
+    assert out.stat().st_size > 100
