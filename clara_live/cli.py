@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k")
     p.add_argument("--random-freq", type=float, metavar="F", help="sampling.random_freq")
     p.add_argument("--seed", type=int, metavar="S", help="sampling.seed")
+    p.add_argument("--candidates", type=_positive_int, metavar="K",
+                   help="sample K answers at once and play the critic's pick (live.candidates)")
+    p.add_argument("--critic", metavar="DIR", help="the critic for --candidates (live.critic)")
     p.add_argument("--save-dir", metavar="DIR", help="where the session is saved as MIDI (live.sessions_dir)")
     p.add_argument("--no-save", action="store_true", help="do not save the session")
     p.add_argument("--no-ui", action="store_true", help="plain log lines instead of the terminal view")
@@ -197,7 +200,8 @@ def _config(args: argparse.Namespace) -> Config:
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
                       ("seed", "sampling.seed"), ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
-                      ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir")):
+                      ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir"),
+                      ("candidates", "live.candidates"), ("critic", "live.critic")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")

@@ -214,6 +214,8 @@ class LiveConfig:
     cc_top_k: int = 22
     cc_random_freq: int = 23
     lookahead: float = 0.5  # seconds Clara generates ahead of what she plays
+    candidates: int = 1  # > 1: sample this many answers at once and play the critic's pick (fewer if time is short)
+    critic: str = "trained_models/critic"  # the critic for candidates > 1 (relative to the repository)
     sessions_dir: str = "clara-sessions"  # every session is saved here as MIDI ("" = not saved)
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # --synth
     audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI)
@@ -234,6 +236,7 @@ class LiveConfig:
         _check(self.velocity_window >= 1, "live.velocity_window", "must be at least 1")
         _check(0 <= self.metronome_note <= 126, "live.metronome_note", "must be 0..126")
         _check(self.lookahead > 0, "live.lookahead", "must be positive")
+        _check(self.candidates >= 1, "live.candidates", "must be at least 1")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO
@@ -159,3 +160,31 @@ def test_sampling_changes_apply_to_the_next_tokens(loaded):
     worker.handle(Sampling(changed))
     assert worker.sampler.sampling.top_k == 1 and worker.state.polyphony == 2
     assert torch.isfinite(worker.sampler.logits).all()
+
+
+def test_best_of_k_plays_the_scorer_s_pick_and_falls_back_when_time_is_short(loaded):
+    seen = []
+
+    def most_notes(sequences, mean_logprob):  # a stand-in for the critic: the busiest candidate wins
+        seen.append(sequences)
+        return np.array([sum(t.startswith("p") for t in seq) for seq in sequences], dtype=float)
+
+    sent = []
+    clock = Clock(0.0)
+    worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=clock,
+                    candidates=4, scorer=most_notes)
+    worker.handle(Feed(PHRASE, 80, 0.0))
+    grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
+    worker.handle(_answer(grid, start=48, steps=48))  # due 10.5 s from now: time for four
+    assert worker.chosen == [4] and len(seen) == 1 and len(seen[0]) == 4
+    winner = max(seen[0], key=lambda seq: sum(t.startswith("p") for t in seq))
+    pitches = [int(t[1:]) + loaded.codec.low_pitch for t in winner if t.startswith("p")]
+    assert [m[1] for _, m, *_ in sent if m[0] & 0xF0 == NOTE_ON] == pitches
+    assert worker.state.now == worker.base + 48 + 48 and not worker.state.sounding.any()
+
+    sent.clear()
+    clock.t = grid.time_of(96) + 10.0  # the next answer is due at once: no time to choose
+    late = Grid(anchor_time=clock.t, anchor_step=96.0, bpm=120.0, sample_freq=12)
+    worker.handle(Answer(id=2, start_step=96, steps=24, grid=late, velocity=70, channel=0))
+    assert worker.chosen == [4, 1] and len(seen) == 1  # streamed, unjudged
+    assert sent and worker.state.now == worker.base + 120

@@ -122,7 +122,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 roll.note("clara", event.message, at)
 
         scheduler = Scheduler(output, on_sent=sent)
-        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead)
+        worker = Worker(sampler, scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
+                        scorer=_critic(live) if live.candidates > 1 else None)
         worker.start()
         logs: deque[str] = deque(maxlen=6)
 
@@ -232,6 +233,18 @@ def _view_state(session: Session, worker, roll: Roll, now: float, logs: deque[st
                      tempo_source=session.tempo_source, beat_phase=(step / session.sf) % 1.0,
                      temperature=cfg.temperature, top_k=cfg.top_k, random_freq=cfg.random_freq, latency_ms=latency,
                      notes=roll.notes(now), log=tuple(logs), ports=ports_line)
+
+
+def _critic(live):
+    """The critic's scorer for best-of-K answers; the critic path is relative to the repository."""
+    from clara_live.config import DEFAULT_CONFIG_PATH
+    from clara_live.judge.rank import critic_scorer
+    from clara_live.judge.store import load_judge
+
+    folder = Path(live.critic)
+    if not folder.is_absolute():
+        folder = DEFAULT_CONFIG_PATH.parent / folder
+    return critic_scorer(load_judge(folder, kind="critic"))
 
 
 def _terminate(signum, frame) -> None:  # noqa: ARG001 - signal handler signature

@@ -23,9 +23,10 @@ from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
 from clara_live.live.session import Answer, Feed, Sampling, Stop
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
-from clara_live.sampling.search import first_steps
+from clara_live.sampling.search import Scorer, best_of, first_steps
 
-_ON, _OFF = KINDS.index(Kind.ON), KINDS.index(Kind.OFF)
+_ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
+CHOICE_MARGIN = 0.03  # seconds kept free between choosing a best-of-K answer and its first note
 
 
 class Played(NamedTuple):
@@ -49,7 +50,8 @@ class Worker:
     """
 
     def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None
+                 ) -> None:
         if sampler.vocab.codec.encoding != "notewise":
             raise ValueError("the live worker needs a notewise model")
         self.sampler = sampler
@@ -57,6 +59,12 @@ class Worker:
         self.lookahead = lookahead
         self.clock = clock
         self._busy = False
+        self.candidates, self.scorer = candidates, scorer  # best-of-K answers, ranked by the scorer (the critic)
+        self.chosen: list[int] = []  # how many candidates each answer could afford
+        self.tokens_per_step = 0.5  # running estimate, for the cost of an answer before it is sampled
+        self.judge_cost = 0.005  # seconds per judged candidate, measured as answers are judged
+        self._step_costs: dict[int, float] = {}
+        self._last_judge = 0.0
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.latencies: deque[float] = deque(maxlen=2000)
         self.fed = 0  # player tokens fed
@@ -130,27 +138,80 @@ class Worker:
         lead = wait_tokens(answer.start_step + self.base - self.state.now, self.limit)
         sampler.feed(lead)
         played.tokens.extend(lead)
+        if self.scorer is not None and self.candidates > 1:
+            k = self._affordable(answer)
+            self.chosen.append(k)
+            if k > 1:
+                self._best_of(answer, k)
+                return
         state = self.state  # the same object until the answer ends (only a stop restores)
         end = answer.end_step + self.base
         state.horizon = end
         state.begin_with_a_note()
+        sampling, sampled = 0.0, 0
         try:
             while state.now < end:
                 if not self._between_tokens(answer):
                     return  # stopped
+                started = self.clock()
                 ids = sampler.choose()
                 finishing = state.now_after(int(ids[0])) >= end
                 step = state.now
                 sampler.advance(ids, score=False)
+                sampling, sampled = sampling + self.clock() - started, sampled + 1
                 self._play(int(ids[0]), step, answer)
                 if finishing:
                     break
         finally:
             state.horizon = None
+            if sampled:  # what one stream costs, for choosing how many candidates fit next time
+                self._step_costs[1] = sampling / sampled
+                self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * sampled / max(1, answer.steps)
         for token_id in state.close_all():
             step = self.state.now
             sampler.advance(np.array([token_id]), score=False)
             self._play(token_id, step, answer)
+
+    def _affordable(self, answer: Answer) -> int:
+        """The most candidates (K, K/2, ... 2, else 1) whose sampling and judging fit before the
+        answer is due, from measured costs: seconds per batched step and per judged candidate."""
+        budget = answer.start_time - self.clock() - CHOICE_MARGIN
+        tokens = answer.steps * self.tokens_per_step
+        k = self.candidates
+        while k > 1:
+            if tokens * self.step_cost(k) + k * self.judge_cost <= budget:
+                return k
+            k //= 2
+        return 1
+
+    def step_cost(self, k: int) -> float:
+        """Seconds per batched sampler step of k streams: measured, else one stream's times a guess."""
+        return self._step_costs.get(k, self._step_costs.get(1, 0.001) * (1 + 0.15 * (k - 1)))
+
+    def _best_of(self, answer: Answer, k: int) -> None:
+        """Sample k candidates at once, keep the scorer's favourite and play it whole."""
+        sampler = self.sampler
+        for state in sampler.states:
+            state.begin_with_a_note()
+        started = self.clock()
+        tokens, _ = best_of(sampler, k, steps=answer.steps, scorer=self._judge_timed)
+        sampled = self.clock() - started - self._last_judge
+        self._step_costs[k] = sampled / max(1, len(tokens))  # per step of the batch (the winner's length: rough)
+        self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * len(tokens) / max(1, answer.steps)
+        vocab = sampler.vocab
+        step = answer.start_step + self.base
+        for text in tokens:
+            token_id = vocab.index[text]
+            self._play(token_id, step, answer)
+            if vocab.kind[token_id] == _WAIT:
+                step += int(vocab.value[token_id])
+
+    def _judge_timed(self, sequences: list[list[str]], mean_logprob: np.ndarray) -> np.ndarray:
+        started = self.clock()
+        scores = self.scorer(sequences, mean_logprob)
+        self._last_judge = self.clock() - started
+        self.judge_cost = 0.5 * self.judge_cost + 0.5 * self._last_judge / max(1, len(sequences))
+        return scores
 
     def _between_tokens(self, answer: Answer) -> bool:
         """Take commands that came in; wait while far enough ahead. False once stopped."""
