@@ -68,3 +68,21 @@ def test_a_missing_judge_is_one_line(tmp_path, capsys, shared):
                  "--judge", str(tmp_path / "nothing")])
     assert code == 1
     assert "no such judge folder" in capsys.readouterr().err
+
+
+def test_a_judge_stored_in_half_precision_judges_alike(tiny_judge, tmp_path):
+    import torch
+
+    from clara_live.judge.store import save_judge
+    from training.judge import predict_pieces
+
+    corpus, out = tiny_judge
+    full = load_judge(out)
+    save_judge(tmp_path / "half", full, half=True)
+    half = load_judge(tmp_path / "half")
+    assert (tmp_path / "half" / "weights.pt").stat().st_size < 0.6 * (out / "weights.pt").stat().st_size
+    assert half.classes == full.classes and half.info == full.info
+    ids = [torch.arange(2, 120) % len(full.vocabulary)]
+    a = predict_pieces(full.model, [i.numpy() for i in ids], full.window, full.stride)
+    b = predict_pieces(half.model, [i.numpy() for i in ids], half.window, half.stride)
+    assert torch.allclose(a, b, atol=2e-3)

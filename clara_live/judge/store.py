@@ -34,11 +34,15 @@ class LoadedJudge(NamedTuple):
     info: dict
 
 
-def save_judge(folder: str | Path, judge: LoadedJudge) -> None:
-    """Weights, then judge.json (so a folder with a judge.json is whole), each written atomically."""
+def save_judge(folder: str | Path, judge: LoadedJudge, half: bool = False) -> None:
+    """Weights, then judge.json (so a folder with a judge.json is whole), each written atomically.
+    half: store floating-point weights as float16 (half the size; loading casts them back)."""
     folder = Path(folder)
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in judge.model.state_dict().items()}, buffer)
+    state = {k: v.detach().cpu().contiguous() for k, v in judge.model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    torch.save(state, buffer)
     write_bytes(folder / WEIGHTS, buffer.getvalue())
     head = judge.model.head
     meta = {"format": FORMAT, "version": VERSION, "kind": judge.kind, "classes": judge.classes,
