@@ -59,3 +59,21 @@ def test_chordwise_model_predicts_real_music_far_better_than_chance(chordwise):
     result = score(chordwise.model, [token_ids(tokens, index, "<unk>", "maestro_2")])
     assert result["nll"] < 0.6 * math.log(len(chordwise.vocabulary))
     assert result["accuracy"] > 0.1  # chance is 1 in 20,752
+
+
+def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
+    """Human pieces from the critic's own test split against generations with seeds it never saw."""
+    import numpy as np
+
+    from clara_live.judge.pieces import encode_file
+    from clara_live.judge.store import load_judge
+    from training.critic import generations
+    from training.judge import predict_pieces
+
+    critic = load_judge(MODELS / "critic", kind="critic")
+    tests = sorted(k for k, v in critic.info["split"].items() if v == "test" and not k.startswith("generated/"))
+    human = [encode_file(str(shared / "corpus" / "piano-midi-de" / k), critic.codec, critic.vocabulary)
+             for k in tests[:4]]
+    made = [ids for _, ids in generations(MODELS / "clara-notewise", 8, 256, seed=10_000, batch=8)]
+    p = predict_pieces(critic.model, human + made, critic.window, critic.stride)[:, 1].numpy()
+    assert np.mean(p[:4]) > 0.5 > np.mean(p[4:])
