@@ -124,6 +124,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
         scheduler = Scheduler(output, on_sent=sent)
         worker = Worker(sampler, scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
                         scorer=_critic(live) if live.candidates > 1 else None)
+        if live.candidates > 1:
+            worker.calibrate()  # what a best-of-K choice costs here, before the first is due
         worker.start()
         logs: deque[str] = deque(maxlen=6)
 
@@ -161,6 +163,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
             if worker.latencies:
                 ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
                 summary += f"; note in -> model updated p50 {ms[0]:.2f} ms, p99 {ms[1]:.2f} ms"
+            if worker.chosen:
+                summary += f"; candidates per answer {worker.chosen}"
             print(summary, file=out, flush=True)
             if options.stats is not None:
                 from clara_live.atomic import write_text
@@ -168,7 +172,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 write_text(options.stats, json.dumps({
                     "session_ms": [x * 1000 for x in absorbed], "model_ms": [x * 1000 for x in worker.latencies],
                     "send_late_ms": [x * 1000 for x in jitter],
-                    "received": received[0], "answers": session.answers}))
+                    "received": received[0], "answers": session.answers, "candidates": worker.chosen,
+                    "choice_ms": [[a * 1000, b * 1000] for a, b in worker.choices]}))
             if options.save and live.sessions_dir:
                 path = recorder.save(live.sessions_dir, end)
                 print(f"session saved: {path}", file=out, flush=True)

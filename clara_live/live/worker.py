@@ -27,6 +27,7 @@ from clara_live.sampling.search import Scorer, best_of, first_steps
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
 CHOICE_MARGIN = 0.03  # seconds kept free between choosing a best-of-K answer and its first note
+SAFETY = 1.5  # the estimate of a choice's cost is multiplied by this before it is compared with the time left
 
 
 class Played(NamedTuple):
@@ -61,8 +62,9 @@ class Worker:
         self._busy = False
         self.candidates, self.scorer = candidates, scorer  # best-of-K answers, ranked by the scorer (the critic)
         self.chosen: list[int] = []  # how many candidates each answer could afford
-        self.tokens_per_step = 0.5  # running estimate, for the cost of an answer before it is sampled
-        self.judge_cost = 0.005  # seconds per judged candidate, measured as answers are judged
+        self.choices: list[tuple[float, float]] = []  # per best-of-K answer: (seconds taken, seconds there were)
+        self.tokens_per_step = 1.0  # running estimate of an answer's density (cautious until answers are seen)
+        self.judge_cost = 0.0005  # seconds per judged candidate token, measured (calibrate, then each choice)
         self._step_costs: dict[int, float] = {}
         self._last_judge = 0.0
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
@@ -142,7 +144,10 @@ class Worker:
             k = self._affordable(answer)
             self.chosen.append(k)
             if k > 1:
+                started = self.clock()
                 self._best_of(answer, k)
+                # (seconds the choice took, seconds it had): the choice must fit before the answer is due
+                self.choices.append((self.clock() - started, answer.start_time - started))
                 return
         state = self.state  # the same object until the answer ends (only a stop restores)
         end = answer.end_step + self.base
@@ -179,10 +184,30 @@ class Worker:
         tokens = answer.steps * self.tokens_per_step
         k = self.candidates
         while k > 1:
-            if tokens * self.step_cost(k) + k * self.judge_cost <= budget:
+            if SAFETY * tokens * (self.step_cost(k) + k * self.judge_cost) <= budget:
                 return k
             k //= 2
         return 1
+
+    def calibrate(self, tokens: int = 64, steps: int = 8) -> None:
+        """Measure what a choice costs before the first one is due: batched sampler steps for each
+        K tried, and the scorer per candidate token; the sampler is left exactly as it was."""
+        sampler = self.sampler
+        before = sampler.snapshot()
+        k = self.candidates
+        while k >= 1:
+            sampler.expand(k)
+            started = self.clock()
+            for _ in range(steps):
+                sampler.step()
+            self._step_costs[k] = (self.clock() - started) / steps
+            sampler.restore(before)
+            k = k // 2 if k > 2 else k - 1
+        if self.scorer is not None:
+            sample = [[f"wait{self.limit}"] * tokens] * self.candidates
+            started = self.clock()
+            self.scorer(sample, np.zeros(self.candidates))
+            self.judge_cost = (self.clock() - started) / (self.candidates * tokens)
 
     def step_cost(self, k: int) -> float:
         """Seconds per batched sampler step of k streams: measured, else one stream's times a guess."""
@@ -210,7 +235,8 @@ class Worker:
         started = self.clock()
         scores = self.scorer(sequences, mean_logprob)
         self._last_judge = self.clock() - started
-        self.judge_cost = 0.5 * self.judge_cost + 0.5 * self._last_judge / max(1, len(sequences))
+        judged = max(1, sum(len(seq) for seq in sequences))
+        self.judge_cost = 0.5 * self.judge_cost + 0.5 * self._last_judge / judged
         return scores
 
     def _between_tokens(self, answer: Answer) -> bool:
