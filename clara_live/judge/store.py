@@ -15,7 +15,7 @@ import torch
 from clara_live.atomic import write_bytes, write_text
 from clara_live.config import CodecConfig, ConfigError, from_dict
 from clara_live.judge.classifier import Classifier
-from clara_live.model.store import WEIGHTS, ModelError, load_weights
+from clara_live.model.store import WEIGHTS, ModelError, load_weights, read_folder_json
 
 CONFIG = "judge.json"
 FORMAT = "clara-judge"
@@ -55,14 +55,7 @@ def save_judge(folder: str | Path, judge: LoadedJudge, half: bool = False) -> No
 def load_judge(folder: str | Path, kind: str | None = None) -> LoadedJudge:
     """Load a judge folder in eval mode; ModelError names the file and the reason."""
     path = Path(folder) / CONFIG
-    if not Path(folder).is_dir():
-        raise ModelError(f"{folder}: no such judge folder")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path}: missing (a judge folder holds {CONFIG} and {WEIGHTS})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    meta = read_folder_json(folder, CONFIG, "judge")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ModelError(f"{path}: not a Clara judge (format {FORMAT!r}, version {VERSION})")
     if meta.get("kind") not in KINDS or (kind is not None and meta["kind"] != kind):

@@ -59,14 +59,7 @@ def save_model(folder: str | Path, model: AWDLSTM, codec: CodecConfig, vocabular
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, list[str], dict]:
     """The config.json of a model folder, checked."""
     path = Path(folder) / CONFIG
-    if not Path(folder).is_dir():
-        raise ModelError(f"{folder}: no such model folder")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ModelError(f"{path}: missing (a model folder holds {CONFIG} and {WEIGHTS})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
+    meta = read_folder_json(folder, CONFIG, "model")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a Clara model config (format is not {FORMAT!r})")
     if meta.get("version") != VERSION:
@@ -80,6 +73,19 @@ def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, lis
             or len(set(vocabulary)) != len(vocabulary):
         raise ModelError(f"{path}: vocabulary must be a non-empty list of distinct strings")
     return config.model, config.codec, vocabulary, typing.cast(dict, meta.get("info") or {})
+
+
+def read_folder_json(folder: str | Path, name: str, what: str) -> object:
+    """The JSON file `name` of a model-like folder; ModelError names the file and the reason."""
+    path = Path(folder) / name
+    if not Path(folder).is_dir():
+        raise ModelError(f"{folder}: no such {what} folder")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelError(f"{path}: missing (a {what} folder holds {name} and {WEIGHTS})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc.__class__.__name__})") from None
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
