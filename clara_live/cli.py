@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_positive_int, default=8, metavar="N")
     p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
     p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K", help="windows per piece per epoch")
+    p.add_argument("--lr", type=_positive_float, default=1e-3, metavar="LR", help="AdamW learning rate")
     p.set_defaults(run=_cmd_train_composer)
     p = judges.add_parser("train-critic", parents=[common], help="train the critic: human or generated")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="GEN_DIR", help="the generator to judge")
@@ -385,7 +386,7 @@ def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
     from training.composer import train_composer
 
     metrics = train_composer(args.corpus, args.out, args.model, epochs=args.epochs, window=args.window,
-                             per_piece=args.per_piece)
+                             per_piece=args.per_piece, lr=args.lr)
     line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
     if metrics["major_top1"] is not None:
         line += (f"; {len(metrics['major_composers'])} composers with >= 10 pieces ({metrics['major_test_pieces']} "
