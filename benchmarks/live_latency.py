@@ -11,7 +11,9 @@ What it measures, over --rounds call-and-response rounds at --bpm:
 3. Answer onset against the beat, heard at the listener: each answer's first note against the
    beat grid of the player's phrase (its first note is beat 0), in ms; this includes the JACK
    transport both ways.
-4. The baseline in the same run: a bare loopback through the same JACK server (a player port
+4. Feeding a note in-process (no JACK), back to back and after 50 ms idle: what the model's
+   absorb is made of. With --candidates K, the costs `clara live` calibrates at start.
+5. The baseline in the same run: a bare loopback through the same JACK server (a player port
    wired straight to a listener port, no Clara in between) — the transport's own latency, the
    floor every figure above stands on.
 
@@ -139,7 +141,32 @@ def session(api: int, model: str, rounds: int, bpm: float, workdir: Path, candid
             "answer_onset_error_ms": {**_percentiles([abs(e) for e in onset_errors]),
                                       "mean_signed": float(np.mean(onset_errors)) if onset_errors else None},
             "answers": measured["answers"], "rounds": rounds, "candidates": measured["candidates"],
-            "choice_ms": measured["choice_ms"]}
+            "choice_ms": measured["choice_ms"], "calibration": measured["calibration"]}
+
+
+def feed_cost(model: str, feeds: int = 100) -> dict:
+    """In-process, no JACK: feeding a note (a wait and the note) back to back, and after 50 ms
+    idle (the case of a player's notes), in ms: what the model's absorb is made of."""
+    from clara_live.config import load_config
+    from clara_live.engine import build_engine
+    from clara_live.model import load_model
+    from clara_live.sampling.sampler import Sampler
+
+    loaded, config = load_model(model), load_config()
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                      config.sampling, seed=0)
+    sampler.feed(["wait3"])
+    out = {}
+    for name, gap in (("back_to_back", 0.0), ("after_50ms_idle", 0.05)):
+        times = []
+        for _ in range(feeds):
+            if gap:
+                time.sleep(gap)
+            started = time.perf_counter()
+            sampler.feed(["wait3", "p30"])
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = _percentiles(times)
+    return out
 
 
 def main() -> int:
@@ -160,7 +187,8 @@ def main() -> int:
         api = ports.resolve_api("jack")
         with tempfile.TemporaryDirectory() as workdir:
             result = {"loopback_ms": loopback(api),
-                      **session(api, args.model, args.rounds, args.bpm, Path(workdir), args.candidates)}
+                      **session(api, args.model, args.rounds, args.bpm, Path(workdir), args.candidates),
+                      "feed_ms": feed_cost(args.model)}
     finally:
         jack.terminate()
         jack.wait()
@@ -169,6 +197,12 @@ def main() -> int:
     for key in ("loopback_ms", "absorb_session_ms", "absorb_model_ms", "send_late_ms", "answer_onset_error_ms"):
         r = result[key]
         print(f"{key:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  max {r['max']:7.3f}")
+    for name, r in result["feed_ms"].items():
+        print(f"{'feed ' + name:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  (in-process)")
+    if result["calibration"]:
+        costs = ", ".join(f"K={k} {v:.2f}" for k, v in result["calibration"]["step_cost_ms"].items())
+        print(f"calibrated at start: batched step ms {costs}; critic "
+              f"{result['calibration']['judge_ms_per_token']:.3f} ms per candidate token")
     if result["choice_ms"]:
         taken = np.array([a for a, _ in result["choice_ms"]])
         spare = np.array([b - a for a, b in result["choice_ms"]])

@@ -41,14 +41,14 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
     loaded = load_model(generator_dir)
     config = load_config()
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
+    engine = build_engine(loaded.model, config.inference)  # once: quantising it is the slow part
     out = []
     for start in range(0, count, batch):
         k = min(batch, count - start)
         temperature, top_k, random_freq = SETTINGS[(start // batch) % len(SETTINGS)]
         sampling = dataclasses.replace(config.sampling, temperature=temperature, top_k=top_k,
                                        random_freq=random_freq)
-        sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, sampling,
-                          seed=seed + start)
+        sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed + start)
         sampler.feed([f"wait{loaded.codec.wait_limit}"] if loaded.codec.encoding == "notewise" else
                      [t for t in loaded.vocabulary if "rest0" in t][:1])
         sampler.expand(k)

@@ -124,8 +124,11 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
         scheduler = Scheduler(output, on_sent=sent)
         worker = Worker(sampler, scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
                         scorer=_critic(live) if live.candidates > 1 else None)
+        calibration = {}
         if live.candidates > 1:
             worker.calibrate()  # what a best-of-K choice costs here, before the first is due
+            calibration = {"step_cost_ms": {k: v * 1000 for k, v in sorted(worker.step_costs.items())},
+                           "judge_ms_per_token": worker.judge_cost * 1000}
         worker.start()
         logs: deque[str] = deque(maxlen=6)
 
@@ -173,7 +176,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                     "session_ms": [x * 1000 for x in absorbed], "model_ms": [x * 1000 for x in worker.latencies],
                     "send_late_ms": [x * 1000 for x in jitter],
                     "received": received[0], "answers": session.answers, "candidates": worker.chosen,
-                    "choice_ms": [[a * 1000, b * 1000] for a, b in worker.choices]}))
+                    "choice_ms": [[a * 1000, b * 1000] for a, b in worker.choices], "calibration": calibration}))
             if options.save and live.sessions_dir:
                 path = recorder.save(live.sessions_dir, end)
                 print(f"session saved: {path}", file=out, flush=True)

@@ -65,7 +65,7 @@ class Worker:
         self.choices: list[tuple[float, float]] = []  # per best-of-K answer: (seconds taken, seconds there were)
         self.tokens_per_step = 1.0  # running estimate of an answer's density (cautious until answers are seen)
         self.judge_cost = 0.0005  # seconds per judged candidate token, measured (calibrate, then each choice)
-        self._step_costs: dict[int, float] = {}
+        self.step_costs: dict[int, float] = {}
         self._last_judge = 0.0
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -170,7 +170,7 @@ class Worker:
         finally:
             state.horizon = None
             if sampled:  # what one stream costs, for choosing how many candidates fit next time
-                self._step_costs[1] = sampling / sampled
+                self.step_costs[1] = sampling / sampled
                 self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * sampled / max(1, answer.steps)
         for token_id in state.close_all():
             step = self.state.now
@@ -200,7 +200,7 @@ class Worker:
             started = self.clock()
             for _ in range(steps):
                 sampler.step()
-            self._step_costs[k] = (self.clock() - started) / steps
+            self.step_costs[k] = (self.clock() - started) / steps
             sampler.restore(before)
             k = k // 2 if k > 2 else k - 1
         if self.scorer is not None:
@@ -211,7 +211,7 @@ class Worker:
 
     def step_cost(self, k: int) -> float:
         """Seconds per batched sampler step of k streams: measured, else one stream's times a guess."""
-        return self._step_costs.get(k, self._step_costs.get(1, 0.001) * (1 + 0.15 * (k - 1)))
+        return self.step_costs.get(k, self.step_costs.get(1, 0.001) * (1 + 0.15 * (k - 1)))
 
     def _best_of(self, answer: Answer, k: int) -> None:
         """Sample k candidates at once, keep the scorer's favourite and play it whole."""
@@ -221,7 +221,7 @@ class Worker:
         started = self.clock()
         tokens, _ = best_of(sampler, k, steps=answer.steps, scorer=self._judge_timed)
         sampled = self.clock() - started - self._last_judge
-        self._step_costs[k] = sampled / max(1, len(tokens))  # per step of the batch (the winner's length: rough)
+        self.step_costs[k] = sampled / max(1, len(tokens))  # per step of the batch (the winner's length: rough)
         self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * len(tokens) / max(1, answer.steps)
         vocab = sampler.vocab
         step = answer.start_step + self.base
