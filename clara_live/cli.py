@@ -141,10 +141,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, nargs="+", metavar="DIR", help="folders of pieces, one per composer")
     p.add_argument("--out", required=True, metavar="DIR", help="the judge folder to write")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="generator whose encoder starts it")
-    p.add_argument("--epochs", type=_positive_int, default=8, metavar="N")
-    p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
-    p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K", help="windows per piece per epoch")
-    p.add_argument("--lr", type=_positive_float, default=1e-3, metavar="LR", help="AdamW learning rate")
+    p.add_argument("--head-epochs", type=_positive_int, default=40, metavar="N",
+                   help="epochs of the head alone on the frozen encoder's features (%(default)s)")
+    p.add_argument("--epochs", type=_natural_int, default=0, metavar="N",
+                   help="then epochs of end-to-end fine-tuning (%(default)s)")
+    p.add_argument("--window", type=_positive_int, default=1024, metavar="TOKENS", help="(%(default)s)")
+    p.add_argument("--transpose", type=_natural_int, default=1, metavar="SEMITONES",
+                   help="also train on copies moved -N..+N semitones (%(default)s; notewise only)")
+    p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K",
+                   help="windows per piece per fine-tuning epoch")
+    p.add_argument("--head-lr", type=_positive_float, default=1e-3, metavar="LR", help="the head's AdamW rate")
+    p.add_argument("--lr", type=_positive_float, default=1e-4, metavar="LR", help="the fine-tuning AdamW rate")
     p.set_defaults(run=_cmd_train_composer)
     p = judges.add_parser("train-critic", parents=[common], help="train the critic: human or generated")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="GEN_DIR", help="the generator to judge")
@@ -183,6 +190,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
+def _natural_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
     return value
 
 
@@ -385,8 +399,9 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
 def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
     from training.composer import train_composer
 
-    metrics = train_composer(args.corpus, args.out, args.model, epochs=args.epochs, window=args.window,
-                             per_piece=args.per_piece, lr=args.lr)
+    metrics = train_composer(args.corpus, args.out, args.model, head_epochs=args.head_epochs, epochs=args.epochs,
+                             window=args.window, transpose=args.transpose, per_piece=args.per_piece,
+                             head_lr=args.head_lr, lr=args.lr)
     line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
     if metrics["major_top1"] is not None:
         line += (f"; {len(metrics['major_composers'])} composers with >= 10 pieces ({metrics['major_test_pieces']} "

@@ -24,8 +24,8 @@ def tiny_judge(tmp_path_factory, shared):
         for source in sorted((shared / "corpus" / "piano-midi-de" / composer).glob("*.mid"))[:3]:
             shutil.copy(source, corpus / composer / source.name)
     out = tmp_path_factory.mktemp("judge") / "composer"
-    code = main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(out), "--epochs", "1",
-                 "--window", "32", "--per-piece", "1"])
+    code = main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(out), "--head-epochs", "3",
+                 "--epochs", "1", "--window", "32", "--per-piece", "1", "--transpose", "1"])
     assert code == 0
     return corpus, out
 
@@ -40,6 +40,9 @@ def test_training_writes_a_judge_that_loads(tiny_judge):
     assert (out / "confusion.png").stat().st_size > 1000
     metrics = judge.info["metrics"]
     assert 0.0 <= metrics["top1"] <= metrics["top3"] <= 1.0
+    assert len(metrics["head_loss"]) == 3 and len(metrics["train_loss"]) == 1  # both stages ran
+    assert judge.model.pool_layers == "all" and judge.model.norm == "standard"
+    assert judge.model.head[0].std.ne(1).any()  # the standardisation was fitted and saved
     with pytest.raises(ModelError, match="composer"):
         load_judge(out, kind="critic")
 
@@ -61,6 +64,16 @@ def test_composer_json_is_well_formed_and_a_bad_file_is_one_line(tiny_judge, tmp
     assert len(top) == 3 and {c for c, _ in top} == set(COMPOSERS)
     probabilities = [p for _, p in top]
     assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) == pytest.approx(1, abs=1e-3)
+
+
+def test_one_composer_is_refused_in_one_line(tmp_path, capsys, shared):
+    (tmp_path / "Bach").mkdir()
+    for source in sorted((shared / "corpus" / "piano-midi-de" / "Bach").glob("*.mid"))[:2]:
+        shutil.copy(source, tmp_path / "Bach" / source.name)
+    code = main(["judge", "train-composer", "--corpus", str(tmp_path), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "at least two composers" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_judge_is_one_line(tmp_path, capsys, shared):

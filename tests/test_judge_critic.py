@@ -80,8 +80,8 @@ def test_score_a_folder_of_generations(tiny_critic, tmp_path, capsys):
 
     corpus, critic = tiny_critic
     composer = tmp_path / "composer"
-    assert main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(composer), "--epochs", "1",
-                 "--window", "48", "--per-piece", "1"]) == 0
+    assert main(["judge", "train-composer", "--corpus", str(corpus), "--out", str(composer), "--head-epochs", "2",
+                 "--window", "48"]) == 0
     loaded = load_model(GENERATOR)
     codec = make_codec(loaded.codec)
     gen_dir = tmp_path / "generated"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
+import numpy as np
 import pytest
 import torch
 
 from clara_live.config import ModelConfig
 from clara_live.judge.classifier import Classifier, piece_probabilities, pool
-from clara_live.judge.data import pad_batch, split_pieces, windows
+from clara_live.judge.data import pad_batch, split_pieces, transpose_ids, transposition_table, windows
 from clara_live.model import AWDLSTM
 
 TINY = ModelConfig(emb_size=16, hidden_size=24, num_layers=2)
@@ -33,7 +34,7 @@ def test_the_encoder_is_the_generator():
     tokens = torch.randint(0, 40, (2, 7))
     logits, _ = generator(tokens, generator.init_hidden(2))
     with torch.no_grad():
-        assert torch.allclose(generator.decoder(clf.encode(tokens)), logits, atol=1e-6)
+        assert torch.allclose(generator.decoder(clf.encode(tokens)[-1]), logits, atol=1e-6)
 
 
 def test_padding_does_not_change_a_window_s_logits():
@@ -98,3 +99,30 @@ def test_windows_cover_the_sequence(length, size, stride):
     assert covered == set(range(length))
     if length > size:
         assert spans[-1][1] == length
+
+
+def test_transposition_moves_notes_and_drops_those_off_the_keyboard_whole():
+    vocabulary = ["wait1", "wait2", "p0", "p1", "p2", "endp0", "endp1", "endp2", "<unk>"]
+    ids = np.array([vocabulary.index(t) for t in ["p0", "p2", "wait1", "endp0", "endp2", "wait2", "p1", "endp1"]])
+    up = transpose_ids(ids, transposition_table(vocabulary, 1))
+    assert [vocabulary[i] for i in up] == ["p1", "wait1", "endp1", "wait2", "p2", "endp2"]
+    down = transpose_ids(ids, transposition_table(vocabulary, -2))
+    assert [vocabulary[i] for i in down] == ["p0", "wait1", "endp0", "wait2"]
+    assert np.array_equal(transpose_ids(ids, transposition_table(vocabulary, 0)), ids)
+
+
+def test_an_all_layer_standardised_head_saves_and_loads(tmp_path):
+    from clara_live.codec import make_codec
+    from clara_live.config import CodecConfig
+    from clara_live.judge.store import LoadedJudge, load_judge, save_judge
+
+    torch.manual_seed(3)
+    vocabulary = make_codec(CodecConfig()).vocabulary()
+    clf = Classifier(len(vocabulary), TINY, classes=3, head_hidden=0, pool_layers="all", norm="standard")
+    clf.head[0].fit(torch.randn(50, clf.features) * 3 + 1)
+    save_judge(tmp_path, LoadedJudge(clf, "composer", ["a", "b", "c"], CodecConfig(), vocabulary, 16, 8, {}))
+    loaded = load_judge(tmp_path, kind="composer").model
+    assert (loaded.pool_layers, loaded.norm, loaded.head_hidden) == ("all", "standard", 0)
+    tokens, lengths = pad_batch([[5, 6, 7, 8], [9, 10]])
+    with torch.no_grad():
+        assert torch.allclose(loaded(tokens, lengths), clf.eval()(tokens, lengths), atol=1e-6)

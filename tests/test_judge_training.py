@@ -13,7 +13,8 @@ from clara_live.config import CodecConfig, ModelConfig
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces
 from clara_live.judge.pieces import load_labelled
-from training.judge import confusion, predict_pieces, top_k_accuracy, train_judge
+from training.judge import (confusion, head_probabilities, log_loss, predict_pieces, top_k_accuracy, train_head,
+                            train_judge, window_features)
 
 TINY = ModelConfig(emb_size=16, hidden_size=24, num_layers=2, dropout_emb=0.0, dropout_input=0.0,
                    dropout_hidden=0.0, dropout_output=0.0, weight_drop=0.0)
@@ -61,3 +62,31 @@ def test_training_learns_a_label_the_tokens_carry():
     assert top_k_accuracy(probs, labels, 2) == 1.0
     matrix = confusion(probs, labels, 2)
     assert matrix.sum() == len(test) and np.trace(matrix) == len(test)
+
+
+def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
+    """The composer's first stage: features computed once, only the head trained; pieces of
+    very different lengths and unbalanced classes still come out right."""
+    rng = np.random.default_rng(1)
+    torch.manual_seed(1)
+    model = Classifier(40, TINY, classes=2, head_hidden=0, pool_layers="all", norm="standard")
+    encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+
+    def piece(label: int, length: int) -> np.ndarray:
+        return rng.integers(1 + 20 * label, 19 + 20 * label, size=length)
+
+    train = [(piece(0, int(rng.integers(60, 400))), 0) for _ in range(9)] + [(piece(1, 70), 1) for _ in range(3)]
+    test = [(piece(0, 120), 0), (piece(1, 300), 1), (piece(1, 90), 1)]
+    features = [[window_features(model, ids, 32, 16)] for ids, _ in train]
+    assert features[0][0].shape[1] == model.features == 3 * (24 + 16)  # every layer, pooled three ways
+    history = train_head(model, features, [y for _, y in train], epochs=30, lr=1e-2, batch_size=16)
+    assert history[-1] < history[0]
+    assert all(torch.equal(v, encoder_before[k]) for k, v in model.encoder.state_dict().items())
+    stacked = torch.cat([f[0] for f in features])
+    assert torch.allclose(model.head[0].mean, stacked.mean(0), atol=1e-5)
+    labels = [y for _, y in test]
+    cached = head_probabilities(model, [window_features(model, ids, 32, 16) for ids, _ in test])
+    direct = predict_pieces(model, [ids for ids, _ in test], window=32, stride=16)
+    assert torch.allclose(cached, direct, atol=1e-5)  # the cached features are the model's own
+    assert top_k_accuracy(direct, labels, 1) == 1.0
+    assert log_loss(direct, labels) < log_loss(torch.full_like(direct, 0.5), labels)

@@ -1,61 +1,96 @@
 """Train the composer classifier: `clara judge train-composer`.
 
 The generator's encoder learns to name a passage's composer: labelled pieces from a corpus
-folder (composer = folder), split by piece and stratified by composer, windows drawn afresh
-each epoch, the best epoch on the valid split kept, and the test split reported at the piece
-level (a piece's windows averaged): top-1 and top-3, for all composers and for those with at
-least `min_pieces` pieces, with confusion-matrix PNGs.
+folder (composer = folder), split by piece and stratified by composer. Training follows
+ULMFiT's order. First the head alone, on features of the frozen encoder: every window's
+pooled outputs of all three layers, computed once (for the training pieces also moved by
+-transpose..+transpose semitones, so a composer is not learnt as a set of keys), then as many
+head epochs as it needs; the epoch with the lowest piece-level log loss on the valid split is
+kept. Then, optionally (`epochs` > 0), the whole network fine-tuned end to end at a low rate,
+again keeping the best valid epoch. The test split is reported at the piece level (a piece's
+windows averaged): top-1 and top-3, for all composers and for those with at least
+`min_pieces` pieces, with confusion-matrix PNGs.
+
+Why not fine-tune from the start: on piano-midi.de (200-odd training pieces) eight epochs of
+end-to-end training reached 23 % top-1 on the 12 largest composers; the frozen encoder's
+features with a linear head reached 46 % (last layer, 256-token windows), 54 % (all layers),
+60 % (all layers, 1,024-token windows) in 5-fold cross-validation of the train and valid pieces.
 """
 
 from __future__ import annotations
 
 import copy
+import math
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
-from clara_live.judge.data import split_pieces
+from clara_live.judge.data import split_pieces, transpose_ids, transposition_table
 from clara_live.judge.pieces import load_labelled
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
-from training.judge import confusion, predict_pieces, top_k_accuracy, train_judge
+from training.judge import (confusion, head_probabilities, log_loss, predict_pieces, top_k_accuracy, train_head,
+                            train_judge, window_features)
 
 
-def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *, epochs: int = 8, window: int = 256,
-                   stride: int = 128, per_piece: int = 4, lr: float = 1e-3, batch_size: int = 16, seed: int = 0,
+def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *, head_epochs: int = 40,
+                   epochs: int = 0, window: int = 1024, stride: int | None = None, transpose: int = 1,
+                   head_lr: float = 1e-3, lr: float = 1e-4, per_piece: int = 4, batch_size: int = 16, seed: int = 0,
                    min_pieces: int = 10, log: Callable[[str], None] = print) -> dict:
+    began = time.monotonic()
     loaded = load_model(generator)
+    if transpose and loaded.codec.encoding != "notewise":
+        raise InputError(f"{generator}: transposed copies need a notewise model (give --transpose 0)")
+    stride = stride or max(1, window // 2)
     pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
     for problem in problems:
         log(f"skipped: {problem}")
     classes = sorted({p.label for p in pieces})
     if len(classes) < 2:
-        raise ValueError(f"{', '.join(corpus)}: a composer classifier needs at least two composers (folders)")
+        raise InputError(f"{', '.join(corpus)}: a composer classifier needs at least two composers (folders)")
     split = split_pieces([(p.key, p.label) for p in pieces])
     part = {name: [p for p in pieces if split[p.key] == name] for name in ("train", "valid", "test")}
     log(f"{len(pieces)} pieces by {len(classes)} composers: " +
         ", ".join(f"{name} {len(ps)}" for name, ps in part.items()))
-    model = Classifier.from_generator(loaded.model, len(classes))
+    model = Classifier.from_generator(loaded.model, len(classes), head_hidden=0, head_dropout=0.5,
+                                      pool_layers="all", norm="standard")
     label = {c: i for i, c in enumerate(classes)}
+    train_labels = [label[p.label] for p in part["train"]]
     valid_ids = [p.ids for p in part["valid"]]
     valid_labels = [label[p.label] for p in part["valid"]]
-    best = {"top1": -1.0, "state": None, "epoch": 0}
 
-    def validate(epoch: int) -> None:
+    shifts = [0] + [s for s in range(-transpose, transpose + 1) if s]
+    tables = {s: transposition_table(loaded.vocabulary, s) for s in shifts if s}
+    log(f"features of {len(part['train'])} training pieces x {len(shifts)} transpositions, windows of {window} "
+        f"every {stride} tokens")
+    train_features = [[window_features(model, p.ids if s == 0 else transpose_ids(p.ids, tables[s]), window, stride)
+                       for s in shifts] for p in part["train"]]
+    valid_features = [window_features(model, ids, window, stride) for ids in valid_ids]
+    best = {"loss": math.inf, "top1": math.nan, "state": None, "stage": "", "epoch": 0}
+
+    def keep_if_best(stage: str, epoch: int, probs) -> None:
         if not valid_ids:  # too few pieces for a valid split: the last epoch is kept
-            best.update(state=copy.deepcopy(model.state_dict()), epoch=epoch + 1)
+            best.update(state=copy.deepcopy(model.state_dict()), stage=stage, epoch=epoch + 1)
             return
-        probs = predict_pieces(model, valid_ids, window, stride)
-        top1 = top_k_accuracy(probs, valid_labels, 1)
-        log(f"  valid piece top-1 {top1:.3f}")
-        if top1 > best["top1"]:
-            best.update(top1=top1, state=copy.deepcopy(model.state_dict()), epoch=epoch + 1)
+        loss, top1 = log_loss(probs, valid_labels), top_k_accuracy(probs, valid_labels, 1)
+        log(f"  valid piece log loss {loss:.3f}, top-1 {top1:.3f}")
+        if loss < best["loss"]:
+            best.update(loss=loss, top1=top1, state=copy.deepcopy(model.state_dict()), stage=stage, epoch=epoch + 1)
 
-    history = train_judge(model, [p.ids for p in part["train"]], [label[p.label] for p in part["train"]],
-                          window=window, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                          per_piece=per_piece, log=log, after_epoch=validate)
+    head_history = train_head(model, train_features, train_labels, epochs=head_epochs, lr=head_lr, seed=seed,
+                              log=log, after_epoch=lambda e: keep_if_best("head", e,
+                                                                          head_probabilities(model, valid_features)))
     model.load_state_dict(best["state"])
+    history = []
+    if epochs:
+        history = train_judge(model, [p.ids for p in part["train"]], train_labels, window=window, epochs=epochs,
+                              lr=lr, batch_size=batch_size, seed=seed, per_piece=per_piece, log=log,
+                              after_epoch=lambda e: keep_if_best("fine-tune", e,
+                                                                 predict_pieces(model, valid_ids, window, stride)))
+        model.load_state_dict(best["state"])
     counts = Counter(p.label for p in pieces)
     major = [c for c in classes if counts[c] >= min_pieces]
     test_labels = [label[p.label] for p in part["test"]]
@@ -69,11 +104,15 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
         "top3": top_k_accuracy(probs, test_labels, 3), "major_composers": major, "major_test_pieces": len(keep),
         "major_top1": top_k_accuracy(sub, sub_labels, 1) if measured else None,
         "major_top3": top_k_accuracy(sub, sub_labels, 3) if measured else None,
-        "best_epoch": best["epoch"], "valid_top1": best["top1"], "train_loss": history,
+        "best_stage": best["stage"], "best_epoch": best["epoch"],
+        "valid_log_loss": None if math.isinf(best["loss"]) else best["loss"],
+        "valid_top1": None if math.isnan(best["top1"]) else best["top1"],
+        "head_loss": head_history, "train_loss": history, "minutes": (time.monotonic() - began) / 60,
     }
     out = Path(out)
-    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "epochs": epochs,
-            "per_piece": per_piece, "split": {p.key: split[p.key] for p in pieces}, "skipped": problems}
+    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "head_epochs": head_epochs,
+            "epochs": epochs, "transpose": transpose, "per_piece": per_piece,
+            "split": {p.key: split[p.key] for p in pieces}, "skipped": problems}
     save_judge(out, LoadedJudge(model, "composer", classes, loaded.codec, loaded.vocabulary, window, stride, info))
     _draw_confusion(confusion(probs, test_labels, len(classes)), classes, out / "confusion.png",
                     f"composer, test pieces (top-1 {metrics['top1']:.0%})")

@@ -1,9 +1,15 @@
 """Training and evaluating a judge (composer classifier or critic) on labelled pieces.
 
-Each epoch cuts every training piece into windows at a fresh random offset (so the model sees
-each piece from new angles without repeating a window), shuffles them, and minimises a
-class-weighted cross-entropy (labels are unbalanced: 48 Chopin pieces, 3 of Borodin). A piece
-is judged by the mean probability of its windows.
+Two ways to train:
+- `train_judge`, end to end (the critic): each epoch cuts every training piece into windows at
+  a fresh random offset (so the model sees each piece from new angles without repeating a
+  window), shuffles them, and minimises a class-weighted cross-entropy (labels are unbalanced:
+  43 Chopin pieces, 1 of Sinding).
+- `train_head`, on a frozen encoder (the composer, ULMFiT's first stage): every window's pooled
+  features are computed once (`window_features`), then only the head is trained on them, for
+  as many epochs as it needs at almost no cost. Each piece counts once whatever its length,
+  and each composer as much as any other.
+A piece is judged by the mean probability of its windows.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from clara_live.judge.classifier import Classifier, piece_probabilities
+from clara_live.judge.classifier import Classifier, Standardize, piece_probabilities
 from clara_live.judge.data import pad_batch, windows
 
 
@@ -68,6 +74,81 @@ def _epoch_windows(pieces: Sequence[np.ndarray], labels: Sequence[int], window: 
             out.append((ids[offset + start:offset + end], label))
     order = rng.permutation(len(out))
     return [out[i] for i in order]
+
+
+@torch.no_grad()
+def window_features(model: Classifier, ids: np.ndarray, window: int, stride: int,
+                    batch_size: int = 32) -> torch.Tensor:
+    """(windows, features): the head's input for each window of a piece, the encoder in eval mode."""
+    model.eval()
+    spans = [ids[s:e] for s, e in windows(len(ids), window, stride)]
+    out = [model.pooled(*pad_batch(spans[i:i + batch_size])) for i in range(0, len(spans), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, model.features)
+
+
+def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], labels: Sequence[int], *,
+               epochs: int = 40, lr: float = 1e-3, weight_decay: float = 1e-2, batch_size: int = 256,
+               seed: int = 0, log: Callable[[str], None] | None = None,
+               after_epoch: Callable[[int], None] | None = None) -> list[float]:
+    """Train model.head in place on fixed features: features[i] holds piece i's versions (say its
+    transpositions), each a (windows, features) tensor. A window weighs 1 / (its version's windows
+    x the piece's versions) x its class's weight, so every piece and every class count alike.
+    A `Standardize` head is fitted to the training windows first. Returns each epoch's mean loss."""
+    rng = torch.Generator().manual_seed(seed)
+    rows, targets, weights = [], [], []
+    for versions, label in zip(features, labels, strict=True):
+        versions = [v for v in versions if len(v)]
+        for version in versions:
+            rows.append(version)
+            targets += [label] * len(version)
+            weights += [1.0 / (len(version) * len(versions))] * len(version)
+    if not rows:
+        raise ValueError("no training windows")
+    x, y, w = torch.cat(rows).float(), torch.tensor(targets), torch.tensor(weights)
+    per_class = torch.zeros(model.classes).index_add_(0, y, w)
+    w = w / per_class[y]
+    w = w / w.mean()
+    if isinstance(model.head[0], Standardize):
+        model.head[0].fit(x)
+    opt = torch.optim.AdamW(model.head.parameters(), lr=lr, weight_decay=weight_decay)
+    history = []
+    for epoch in range(epochs):
+        model.head.train()
+        order = torch.randperm(len(x), generator=rng)
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            rows_ = order[start:start + batch_size]
+            loss = (F.cross_entropy(model.head(x[rows_]), y[rows_], reduction="none") * w[rows_]).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(rows_)
+        history.append(total / len(x))
+        model.head.eval()
+        if log:
+            log(f"head epoch {epoch + 1}/{epochs}: {len(x)} windows, train loss {history[-1]:.4f}")
+        if after_epoch:
+            after_epoch(epoch)
+    return history
+
+
+@torch.no_grad()
+def head_probabilities(model: Classifier, features: Sequence[torch.Tensor]) -> torch.Tensor:
+    """(pieces, classes): each piece's mean window probability, from its cached features."""
+    model.eval()
+    out = torch.full((len(features), model.classes), 1.0 / model.classes)
+    for i, rows in enumerate(features):
+        if len(rows):
+            out[i] = F.softmax(model.head(rows.float()), dim=-1).mean(0)
+    return out
+
+
+def log_loss(probs: torch.Tensor, labels: Sequence[int]) -> float:
+    """Mean negative log probability of the true labels (smoother than accuracy on a small split)."""
+    if len(labels) == 0:
+        return math.nan
+    picked = probs[torch.arange(len(labels)), torch.as_tensor(labels)]
+    return float(-picked.clamp(min=1e-9).log().mean())
 
 
 @torch.no_grad()

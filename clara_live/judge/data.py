@@ -10,9 +10,11 @@ has some in every split and a file keeps its split from run to run.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
 
@@ -64,3 +66,27 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.T
     for row, seq in enumerate(sequences):
         tokens[row, :len(seq)] = torch.as_tensor(list(seq), dtype=torch.long)
     return tokens, torch.tensor([len(s) for s in sequences], dtype=torch.long)
+
+
+def transposition_table(vocabulary: Sequence[str], semitones: int) -> np.ndarray:
+    """A notewise vocabulary's token ids -> the ids of the same tokens moved by `semitones`
+    (pN and endpN to pN+s and endpN+s; waits and the rest unchanged); -1 where the moved pitch
+    falls outside the vocabulary. Only for notewise vocabularies (a chordwise token is a whole
+    chord: the caller refuses those)."""
+    index = {token: i for i, token in enumerate(vocabulary)}
+    table = np.empty(len(vocabulary), dtype=np.int64)
+    for i, token in enumerate(vocabulary):
+        match = _NOTE.fullmatch(token)
+        moved = token if match is None else f"{match[1]}{int(match[2]) + semitones}"
+        table[i] = index.get(moved, -1)
+    return table
+
+
+def transpose_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A piece's token ids moved through a `transposition_table`; a note moved out of range is
+    dropped with its end (both its tokens map to -1), as the keyboard would not have it."""
+    moved = table[ids]
+    return moved[moved >= 0]
+
+
+_NOTE = re.compile(r"(endp|p|endv|v)(\d+)")

@@ -44,11 +44,12 @@ def save_judge(folder: str | Path, judge: LoadedJudge, half: bool = False) -> No
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     torch.save(state, buffer)
     write_bytes(folder / WEIGHTS, buffer.getvalue())
-    head = judge.model.head
+    model = judge.model
     meta = {"format": FORMAT, "version": VERSION, "kind": judge.kind, "classes": judge.classes,
             "model": dataclasses.asdict(judge.model.config), "codec": dataclasses.asdict(judge.codec),
             "vocabulary": judge.vocabulary, "window": judge.window, "stride": judge.stride,
-            "head_hidden": head[2].out_features, "info": judge.info}
+            "head_hidden": model.head_hidden, "pool_layers": model.pool_layers, "norm": model.norm,
+            "info": judge.info}
     write_text(folder / CONFIG, json.dumps(meta, indent=1) + "\n")
 
 
@@ -64,9 +65,11 @@ def load_judge(folder: str | Path, kind: str | None = None) -> LoadedJudge:
         config = from_dict({"model": meta.get("model"), "codec": meta.get("codec")}, str(path))
         classes, vocabulary = list(meta["classes"]), list(meta["vocabulary"])
         window, stride, hidden = int(meta["window"]), int(meta["stride"]), int(meta["head_hidden"])
+        # judges written before the head had a choice are last-layer, LayerNorm ones
+        model = Classifier(len(vocabulary), config.model, len(classes), head_hidden=hidden,
+                           pool_layers=meta.get("pool_layers", "last"), norm=meta.get("norm", "layer"))
     except (ConfigError, KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: incomplete or invalid ({exc})") from None
-    model = Classifier(len(vocabulary), config.model, len(classes), head_hidden=hidden)
     load_weights(model, Path(folder) / WEIGHTS, CONFIG)
     return LoadedJudge(model.eval(), meta["kind"], classes, config.codec, vocabulary, window, stride,
                        meta.get("info") or {})
