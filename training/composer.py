@@ -32,8 +32,16 @@ from clara_live.judge.data import split_pieces, transpose_ids, transposition_tab
 from clara_live.judge.pieces import load_labelled
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
-from training.judge import (confusion, head_probabilities, log_loss, predict_pieces, top_k_accuracy, train_head,
-                            train_judge, window_features)
+from training.judge import (
+    confusion,
+    head_probabilities,
+    log_loss,
+    predict_pieces,
+    top_k_accuracy,
+    train_head,
+    train_judge,
+    window_features,
+)
 
 
 def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *, head_epochs: int = 40,

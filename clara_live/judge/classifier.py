@@ -27,7 +27,6 @@ from clara_live.config import ModelConfig
 from clara_live.model.awd_lstm import AWDLSTM
 from clara_live.model.locked_dropout import LockedDropout
 
-
 POOL_LAYERS = ("last", "all")
 NORMS = ("layer", "standard")
 
