@@ -146,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=_natural_int, default=0, metavar="N",
                    help="then epochs of end-to-end fine-tuning (%(default)s)")
     p.add_argument("--window", type=_positive_int, default=1024, metavar="TOKENS", help="(%(default)s)")
-    p.add_argument("--transpose", type=_natural_int, default=1, metavar="SEMITONES",
+    p.add_argument("--transpose", type=_natural_int, default=0, metavar="SEMITONES",
                    help="also train on copies moved -N..+N semitones (%(default)s; notewise only)")
     p.add_argument("--per-piece", type=_positive_int, default=4, metavar="K",
                    help="windows per piece per fine-tuning epoch")

@@ -36,12 +36,13 @@ class LoadedJudge(NamedTuple):
 
 def save_judge(folder: str | Path, judge: LoadedJudge, half: bool = False) -> None:
     """Weights, then judge.json (so a folder with a judge.json is whole), each written atomically.
-    half: store floating-point weights as float16 (half the size; loading casts them back)."""
+    half: store the parameters as float16 (half the size; loading casts them back)."""
     folder = Path(folder)
     buffer = io.BytesIO()
     state = {k: v.detach().cpu().contiguous() for k, v in judge.model.state_dict().items()}
-    if half:
-        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    if half:  # parameters only: buffers (a Standardize's statistics) keep their precision
+        params = {name for name, _ in judge.model.named_parameters()}
+        state = {k: v.half() if k in params and v.is_floating_point() else v for k, v in state.items()}
     torch.save(state, buffer)
     write_bytes(folder / WEIGHTS, buffer.getvalue())
     model = judge.model
