@@ -4,11 +4,12 @@ The generator's encoder learns to name a passage's composer: labelled pieces fro
 folder (composer = folder), split by piece and stratified by composer. Training follows
 ULMFiT's order. First the head alone, on features of the frozen encoder: every window's
 pooled outputs of all three layers, computed once (with `transpose` N, for the training
-pieces also moved by -N..+N semitones), then as many head epochs as it needs; the epoch with the lowest piece-level log loss on the valid split is
-kept. Then, optionally (`epochs` > 0), the whole network fine-tuned end to end at a low rate,
-again keeping the best valid epoch. The test split is reported at the piece level (a piece's
-windows averaged): top-1 and top-3, for all composers and for those with at least
-`min_pieces` pieces, with confusion-matrix PNGs.
+pieces also moved by -N..+N semitones), then as many head epochs as it needs; the epoch
+with the lowest piece-level log loss on the valid split is kept. Then, optionally
+(`epochs` > 0), the whole network fine-tuned end to end at a low rate, again keeping the
+best valid epoch. The test split is reported at the piece level (a piece's windows
+averaged): top-1 and top-3, for all composers and for those with at least `min_pieces`
+pieces, with confusion-matrix PNGs.
 
 Why not fine-tune from the start: on piano-midi.de (200-odd training pieces) eight epochs of
 end-to-end training reached 23 % top-1 on the 12 largest composers; the frozen encoder's
