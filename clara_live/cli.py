@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="windows per piece per fine-tuning epoch")
     p.add_argument("--head-lr", type=_positive_float, default=1e-3, metavar="LR", help="the head's AdamW rate")
     p.add_argument("--lr", type=_positive_float, default=1e-4, metavar="LR", help="the fine-tuning AdamW rate")
+    p.add_argument("--seed", type=int, default=0, help="(%(default)s)")
     p.set_defaults(run=_cmd_train_composer)
     p = judges.add_parser("train-critic", parents=[common], help="train the critic: human or generated")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="GEN_DIR", help="the generator to judge")
@@ -401,7 +402,7 @@ def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
 
     metrics = train_composer(args.corpus, args.out, args.model, head_epochs=args.head_epochs, epochs=args.epochs,
                              window=args.window, transpose=args.transpose, per_piece=args.per_piece,
-                             head_lr=args.head_lr, lr=args.lr)
+                             head_lr=args.head_lr, lr=args.lr, seed=args.seed)
     line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
     if metrics["major_top1"] is not None:
         line += (f"; {len(metrics['major_composers'])} composers with >= 10 pieces ({metrics['major_test_pieces']} "

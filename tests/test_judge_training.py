@@ -74,11 +74,12 @@ def test_training_learns_a_label_the_tokens_carry():
 
 def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
     """The composer's first stage: features computed once, only the head trained; pieces of
-    very different lengths and unbalanced classes still come out right."""
+    very different lengths and unbalanced classes still come out right; a seed repeats a run."""
     rng = np.random.default_rng(1)
     torch.manual_seed(1)
     model = Classifier(40, TINY, classes=2, head_hidden=0, pool_layers="all", norm="standard")
     encoder_before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    before_training = {k: v.clone() for k, v in model.state_dict().items()}
 
     def piece(label: int, length: int) -> np.ndarray:
         return rng.integers(1 + 20 * label, 19 + 20 * label, size=length)
@@ -98,3 +99,7 @@ def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
     assert torch.allclose(cached, direct, atol=1e-5)  # the cached features are the model's own
     assert top_k_accuracy(direct, labels, 1) == 1.0
     assert log_loss(direct, labels) < log_loss(torch.full_like(direct, 0.5), labels)
+    again = Classifier(40, TINY, classes=2, head_hidden=0, pool_layers="all", norm="standard")
+    again.load_state_dict(before_training)
+    assert train_head(again, features, [y for _, y in train], epochs=30, lr=1e-2, batch_size=16) == history
+    assert all(torch.equal(a, b) for a, b in zip(again.head.parameters(), model.head.parameters(), strict=True))

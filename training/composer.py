@@ -28,6 +28,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces, transpose_ids, transposition_table
@@ -65,6 +67,7 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     part = {name: [p for p in pieces if split[p.key] == name] for name in ("train", "valid", "test")}
     log(f"{len(pieces)} pieces by {len(classes)} composers: " +
         ", ".join(f"{name} {len(ps)}" for name, ps in part.items()))
+    torch.manual_seed(seed)  # the head's initial weights and its dropout
     model = Classifier.from_generator(loaded.model, len(classes), head_hidden=0, head_dropout=0.5,
                                       pool_layers="all", norm="standard")
     label = {c: i for i, c in enumerate(classes)}
@@ -120,7 +123,7 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
         "head_loss": head_history, "train_loss": history, "minutes": (time.monotonic() - began) / 60,
     }
     out = Path(out)
-    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "head_epochs": head_epochs,
+    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "seed": seed, "head_epochs": head_epochs,
             "epochs": epochs, "transpose": transpose, "per_piece": per_piece,
             "split": {p.key: split[p.key] for p in pieces}, "skipped": problems}
     save_judge(out, LoadedJudge(model, "composer", classes, loaded.codec, loaded.vocabulary, window, stride, info))

@@ -95,6 +95,7 @@ def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], la
     x the piece's versions) x its class's weight, so every piece and every class count alike.
     A `Standardize` head is fitted to the training windows first. Returns each epoch's mean loss."""
     rng = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # dropout
     rows, targets, weights = [], [], []
     for versions, label in zip(features, labels, strict=True):
         versions = [v for v in versions if len(v)]
