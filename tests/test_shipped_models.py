@@ -98,8 +98,8 @@ def test_the_shipped_composer_judge_names_held_out_composers(shared):
     probs = predict_pieces(judge.model, ids, judge.window, judge.stride)
     assert torch.allclose(probs.sum(-1), torch.ones(len(tests)), atol=1e-4)
     assert len(tests) == 35
-    assert top_k_accuracy(probs, labels, 1) >= 0.4  # measured 19 of 35 (among all 26); chance is 1 in 26
-    assert top_k_accuracy(probs, labels, 3) >= 0.7  # measured 28 of 35
+    assert top_k_accuracy(probs, labels, 1) >= 0.4  # measured 20 of 35 (among all 26); chance is 1 in 26
+    assert top_k_accuracy(probs, labels, 3) >= 0.65  # measured 27 of 35
 
 
 def test_clara_judge_score_runs_on_the_shipped_judges(tmp_path, capsys):
