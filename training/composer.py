@@ -108,9 +108,7 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     major = [c for c in classes if counts[c] >= min_pieces]
     test_labels = [label[p.label] for p in part["test"]]
     probs = predict_pieces(model, [p.ids for p in part["test"]], window, stride)
-    keep = [i for i, p in enumerate(part["test"]) if p.label in major]
-    sub = probs[keep][:, [label[c] for c in major]]  # among the major composers only
-    sub_labels = [major.index(part["test"][i].label) for i in keep]
+    keep, sub, sub_labels = among(probs, [p.label for p in part["test"]], classes, major)
     measured = len(major) >= 2 and bool(keep)
     metrics = {
         "test_pieces": len(part["test"]), "top1": top_k_accuracy(probs, test_labels, 1),
@@ -133,6 +131,15 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
         _draw_confusion(confusion(sub, sub_labels, len(major)), major, out / "confusion-major.png",
                         f"{len(major)} composers with >= {min_pieces} pieces (top-1 {metrics['major_top1']:.0%})")
     return metrics
+
+
+def among(probs: torch.Tensor, truths: list[str], classes: list[str],
+          subset: list[str]) -> tuple[list[int], torch.Tensor, list[int]]:
+    """The rows whose true label is in `subset`, judged as a choice among `subset` only:
+    (their row indices, their probabilities over subset's columns, their labels' subset indices)."""
+    keep = [i for i, truth in enumerate(truths) if truth in subset]
+    sub = probs[keep][:, [classes.index(c) for c in subset]]
+    return keep, sub, [subset.index(truths[i]) for i in keep]
 
 
 def _draw_confusion(matrix, names: list[str], path: Path, title: str) -> None:

@@ -15,15 +15,15 @@ with >= 10 pieces (the issue's goal), with the counts.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections import Counter, defaultdict
 
 import torch
 
 from clara_live.judge.classifier import Classifier
-from clara_live.judge.data import split_pieces, transpose_ids, transposition_table
+from clara_live.judge.data import hash_order, split_pieces, transpose_ids, transposition_table
 from clara_live.judge.pieces import load_labelled
 from clara_live.model import load_model
+from training.composer import among
 from training.judge import head_probabilities, top_k_accuracy, train_head, window_features
 
 
@@ -32,11 +32,7 @@ def folds_of(items: list[tuple[str, str]], folds: int) -> dict[str, int]:
     by_label: dict[str, list[str]] = defaultdict(list)
     for key, label in items:
         by_label[label].append(key)
-    out = {}
-    for keys in by_label.values():
-        for i, key in enumerate(sorted(keys, key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest())):
-            out[key] = i % folds
-    return out
+    return {key: i % folds for keys in by_label.values() for i, key in enumerate(hash_order(keys))}
 
 
 def main() -> None:
@@ -85,9 +81,7 @@ def main() -> None:
                    epochs=args.head_epochs)
         probs[held] = head_probabilities(model, [features[pool[i].key][0] for i in held])
     labels = [label[p.label] for p in pool]
-    keep = [i for i, p in enumerate(pool) if p.label in major]
-    sub = probs[keep][:, [label[c] for c in major]]
-    sub_labels = [major.index(pool[i].label) for i in keep]
+    keep, sub, sub_labels = among(probs, [p.label for p in pool], classes, major)
     print(f"{args.folds}-fold CV, {len(pool)} pieces, window {args.window}, layers {args.layers}, norm {args.norm}, "
           f"hidden {args.hidden}, transpose ±{args.transpose}, {args.head_epochs} head epochs: "
           f"top-1 {top_k_accuracy(probs, labels, 1):.1%} over {len(classes)} labels; "

@@ -35,13 +35,18 @@ def split_pieces(items: Sequence[tuple[str, str]], valid_fraction: float = 0.1,
         by_label[label].append(key)
     split: dict[str, str] = {}
     for keys_of_label in by_label.values():
-        ordered = sorted(keys_of_label, key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest())
+        ordered = hash_order(keys_of_label)
         n = len(ordered)
         test = max(1, round(n * test_fraction)) if n >= 3 else 0
         valid = max(1, round(n * valid_fraction)) if n - test >= 3 else 0
         for i, key in enumerate(ordered):
             split[key] = "test" if i < test else "valid" if i < test + valid else "train"
     return split
+
+
+def hash_order(keys: Sequence[str]) -> list[str]:
+    """Keys in the order of their SHA-256: arbitrary, but the same on every machine and run."""
+    return sorted(keys, key=lambda k: hashlib.sha256(k.encode("utf-8")).hexdigest())
 
 
 def windows(length: int, size: int, stride: int) -> list[tuple[int, int]]:
