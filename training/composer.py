@@ -32,7 +32,7 @@ import torch
 
 from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
-from clara_live.judge.data import split_pieces, transpose_ids, transposition_table
+from clara_live.judge.data import split_pieces, transposed_versions
 from clara_live.judge.pieces import load_labelled
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
@@ -75,12 +75,11 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     valid_ids = [p.ids for p in part["valid"]]
     valid_labels = [label[p.label] for p in part["valid"]]
 
-    shifts = [0] + [s for s in range(-transpose, transpose + 1) if s]
-    tables = {s: transposition_table(loaded.vocabulary, s) for s in shifts if s}
-    log(f"features of {len(part['train'])} training pieces x {len(shifts)} transpositions, windows of {window} "
-        f"every {stride} tokens")
-    train_features = [[window_features(model, p.ids if s == 0 else transpose_ids(p.ids, tables[s]), window, stride)
-                       for s in shifts] for p in part["train"]]
+    log(f"features of {len(part['train'])} training pieces x {2 * transpose + 1} transpositions, windows of "
+        f"{window} every {stride} tokens")
+    train_features = [[window_features(model, version, window, stride)
+                       for version in transposed_versions(p.ids, loaded.vocabulary, transpose)]
+                      for p in part["train"]]
     valid_features = [window_features(model, ids, window, stride) for ids in valid_ids]
     best = {"loss": math.inf, "top1": math.nan, "state": None, "stage": "", "epoch": 0}
 

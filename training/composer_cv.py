@@ -20,7 +20,7 @@ from collections import Counter, defaultdict
 import torch
 
 from clara_live.judge.classifier import Classifier
-from clara_live.judge.data import hash_order, split_pieces, transpose_ids, transposition_table
+from clara_live.judge.data import hash_order, split_pieces, transposed_versions
 from clara_live.judge.pieces import load_labelled
 from clara_live.model import load_model
 from training.composer import among
@@ -68,10 +68,8 @@ def main() -> None:
 
     encoder = fresh()
     stride = max(1, args.window // 2)
-    shifts = [0] + [s for s in range(-args.transpose, args.transpose + 1) if s]
-    tables = {s: transposition_table(loaded.vocabulary, s) for s in shifts if s}
-    features = {p.key: [window_features(encoder, p.ids if s == 0 else transpose_ids(p.ids, tables[s]),
-                                        args.window, stride) for s in shifts] for p in pool}
+    features = {p.key: [window_features(encoder, version, args.window, stride)
+                        for version in transposed_versions(p.ids, loaded.vocabulary, args.transpose)] for p in pool}
     probs = torch.zeros(len(pool), len(classes))
     for f in range(args.folds):
         train = [p for p in pool if fold[p.key] != f]

@@ -137,11 +137,10 @@ def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], la
 def head_probabilities(model: Classifier, features: Sequence[torch.Tensor]) -> torch.Tensor:
     """(pieces, classes): each piece's mean window probability, from its cached features."""
     model.eval()
-    out = torch.full((len(features), model.classes), 1.0 / model.classes)
-    for i, rows in enumerate(features):
-        if len(rows):
-            out[i] = F.softmax(model.head(rows.float()), dim=-1).mean(0)
-    return out
+    if not features:
+        return torch.zeros(0, model.classes)
+    owner = torch.repeat_interleave(torch.arange(len(features)), torch.tensor([len(rows) for rows in features]))
+    return piece_probabilities(model.head(torch.cat(list(features)).float()), owner, len(features))
 
 
 def log_loss(probs: torch.Tensor, labels: Sequence[int]) -> float:

@@ -87,6 +87,12 @@ def transposition_table(vocabulary: Sequence[str], semitones: int) -> np.ndarray
     return table
 
 
+def transposed_versions(ids: np.ndarray, vocabulary: Sequence[str], semitones: int) -> list[np.ndarray]:
+    """A notewise piece as it is, then moved by each of -semitones..+semitones but 0."""
+    shifts = [s for s in range(-semitones, semitones + 1) if s]
+    return [ids] + [transpose_ids(ids, transposition_table(vocabulary, s)) for s in shifts]
+
+
 def transpose_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
     """A piece's token ids moved through a `transposition_table`; a note moved out of range is
     dropped with its end (both its tokens map to -1), as the keyboard would not have it."""
