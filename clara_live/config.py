@@ -152,6 +152,7 @@ class SamplingConfig:
     top_k: int = 5  # ... among the k likeliest (Clara's top n); 0 = no limit
     top_p: float = 1.0  # ... within the smallest set holding this much probability (nucleus); 1 = no limit
     temperature: float = 1.0  # divides the logits before a sample is drawn
+    min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
     max_note_quarters: float = 8.0  # notewise: a note held this long is closed
@@ -164,6 +165,7 @@ class SamplingConfig:
         _check(self.top_k >= 0, "sampling.top_k", "must be 0 (no limit) or more")
         _check(0.0 < self.top_p <= 1.0, "sampling.top_p", "must be in (0, 1]")
         _check(self.temperature > 0.0, "sampling.temperature", "must be positive")
+        _check(0.0 <= self.min_p < 1.0, "sampling.min_p", "must be in [0, 1)")
         _check(self.seed >= -1, "sampling.seed", "must be -1 (fresh each run) or a seed >= 0")
         _check(self.polyphony >= 1, "sampling.polyphony", "must be at least 1")
         _check(self.max_note_quarters > 0, "sampling.max_note_quarters", "must be positive")

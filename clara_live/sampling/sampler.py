@@ -150,7 +150,8 @@ class Sampler:
         """One token id per stream: Clara's truncated sampling over the allowed tokens.
 
         Each stream takes its likeliest token, or with probability random_freq draws one
-        from the distribution at `temperature`, cut to the top_k tokens and the top_p mass.
+        from the distribution at `temperature`, cut to the top_k tokens, the top_p mass and
+        the tokens at least min_p times as likely as the likeliest (Nguyen et al. 2024).
         """
         if self.logits is None:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
@@ -171,6 +172,8 @@ class Sampler:
                 mass = torch.softmax(ordered, dim=-1).cumsum(dim=-1)
                 cut = mass - torch.softmax(ordered, dim=-1) >= cfg.top_p  # keep the token that crosses top_p
                 z = z.scatter(-1, order, ordered.masked_fill(cut, float("-inf")))
+            if cfg.min_p > 0.0:  # relative to the likeliest: log p - log p_max >= log min_p
+                z = z.masked_fill(z - z.max(dim=-1, keepdim=True).values < np.log(cfg.min_p), float("-inf"))
             choice[draw] = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=self.generator).squeeze(-1)
         return choice.numpy()
 
