@@ -156,6 +156,8 @@ class SamplingConfig:
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
     max_note_quarters: float = 8.0  # notewise: a note held this long is closed
+    max_repeats: int = 3  # loop guard: an onset set struck at most this many times in a row (or as often as
+    # the music heard so far did); 0 = no guard
     prompt_tokens: int = 1024  # most tokens of a prompt fed to the model (its last whole bars)
     phrase_bars: int = 2  # form aab: length of the phrase A when no --tokens/--seconds sets it
     beats_per_bar: int = 4
@@ -169,6 +171,7 @@ class SamplingConfig:
         _check(self.seed >= -1, "sampling.seed", "must be -1 (fresh each run) or a seed >= 0")
         _check(self.polyphony >= 1, "sampling.polyphony", "must be at least 1")
         _check(self.max_note_quarters > 0, "sampling.max_note_quarters", "must be positive")
+        _check(self.max_repeats >= 0, "sampling.max_repeats", "must be 0 (no guard) or more")
         _check(self.prompt_tokens >= 1, "sampling.prompt_tokens", "must be at least 1")
         _check(self.phrase_bars >= 1, "sampling.phrase_bars", "must be at least 1")
         _check(self.beats_per_bar >= 1, "sampling.beats_per_bar", "must be at least 1")

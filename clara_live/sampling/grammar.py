@@ -6,9 +6,13 @@ codec's canonical order, so sampled music looks like the music the model was tra
 in a step, note-offs come before note-ons and each ascend by (family, pitch); no `endp`
 for a silent note or for one struck in this step (notes last at least one step); no `p`
 for a sounding note; a wait shorter than the longest never follows another wait. It also
-caps polyphony and closes a note held longer than max_note_quarters. Chordwise, the mask
+caps polyphony, closes a note held longer than max_note_quarters, and guards against loops:
+an onset set (the notes struck in one step) may not be struck more times in a row than
+`max_repeats`, or than the longest such run the stream has heard (a player who repeats a
+chord six times may hear it six times back). Chordwise, the mask
 allows only the rest token that counts the notes just struck (the encoding fixes it), the
-next family's tokens in chamber mode, chords within the polyphony cap, and never `<unk>`.
+next family's tokens in chamber mode, chords within the polyphony cap, no chord struck more
+times in a row than the same loop guard allows, and never `<unk>`.
 
 Every state offers at least one token: notewise a wait, or after a short wait an off or an
 on; chordwise the rest token.
@@ -88,11 +92,27 @@ class NotewiseState:
         self.last_on = -1  # highest key struck in this step
         self.after_short_wait = False
         self.horizon: int | None = None  # waits may not carry the stream past this step (a phrase's end)
+        self.max_repeats = sampling.max_repeats  # the loop guard; 0 = off
+        self.struck: list[int] = []  # keys struck in this step, ascending
+        self.previous: tuple[int, ...] = ()  # the last step's onset set that had any
+        self.run = 0  # how many times in a row `previous` has been struck
+        self.longest_run = 0  # the longest such run heard in this stream
 
     def copy(self) -> NotewiseState:
         new = copy.copy(self)  # the vocabulary is shared; the arrays are this stream's own
         new.sounding, new.onset, new.velocity = self.sounding.copy(), self.onset.copy(), self.velocity.copy()
+        new.struck = list(self.struck)
         return new
+
+    @property
+    def repeat_limit(self) -> int:
+        """The most times in a row an onset set may be struck (0: no limit)."""
+        return max(self.max_repeats, self.longest_run) if self.max_repeats else 0
+
+    def _looping(self) -> bool:
+        """Whether striking the previous onset set once more would pass the loop guard."""
+        limit = self.repeat_limit
+        return bool(limit) and self.run >= limit and len(self.previous) > 0
 
     def now_after(self, token_id: int) -> int:
         """The step the stream would be at after this token."""
@@ -114,7 +134,10 @@ class NotewiseState:
         if forced is not None and forced >= 0:
             mask[forced] = True
             return mask
-        if not self.after_short_wait:
+        looping = self._looping()
+        # the loop guard: the step may not close on the onset set struck `limit` times already
+        repeat = looping and tuple(self.struck) == self.previous
+        if not self.after_short_wait and not repeat:
             waits = vocab.wait_ids
             if self.horizon is not None:
                 waits = waits[vocab.value[waits] <= self.horizon - self.now]
@@ -123,7 +146,12 @@ class NotewiseState:
             offs = vocab.off_id[self.sounding & (self.onset < self.now) & (self.keys > self.last_off)]
             mask[offs[offs >= 0]] = True
         if int(self.sounding.sum()) < self.polyphony:
-            ons = vocab.on_id[~self.sounding & (self.keys > self.last_on)]
+            free = ~self.sounding & (self.keys > self.last_on)
+            n = len(self.struck)
+            if looping and n < len(self.previous) and tuple(self.struck) == self.previous[:n] \
+                    and n == len(self.previous) - 1:
+                free[self.previous[-1]] = False  # ... nor strike the key that would complete it again
+            ons = vocab.on_id[free]
             mask[ons[ons >= 0]] = True
         if not mask.any():  # only at or past the horizon with every note struck this step
             mask[vocab.wait_ids[:1]] = True
@@ -139,6 +167,7 @@ class NotewiseState:
             self.now += steps
             self.last_off = self.last_on = -1
             self.after_short_wait = steps < self.limit
+            self._close_step()
             return
         self.after_short_wait = False
         key = int(vocab.key[token_id])
@@ -150,6 +179,17 @@ class NotewiseState:
             self.onset[key] = self.now
             self.velocity[key] = velocity
             self.last_on = max(self.last_on, key)
+            self.struck.append(key)
+
+    def _close_step(self) -> None:
+        """A wait ends the step: count its onset set into the run of identical ones."""
+        if not self.struck:
+            return
+        struck = tuple(sorted(self.struck))
+        self.run = self.run + 1 if struck == self.previous else 1
+        self.previous = struck
+        self.longest_run = max(self.longest_run, self.run)
+        self.struck = []
 
     def begin_with_a_note(self) -> None:
         """Let the next token not be a wait: a phrase starts on its first note, and a phrase
@@ -181,10 +221,15 @@ class ChordwiseState:
         self.next_family = 0
         self.now = 0  # complete steps since the stream began
         self.horizon: int | None = None  # unused by the mask: every chordwise token is one step
+        self.max_repeats = sampling.max_repeats  # the loop guard, per family; 0 = off
+        self.previous = [-1] * len(vocab.families)  # each family's last chord token
+        self.run = [0] * len(vocab.families)
+        self.longest_run = 0
 
     def copy(self) -> ChordwiseState:
         new = copy.copy(self)
         new.recent = [deque(r, maxlen=r.maxlen) for r in self.recent]
+        new.previous, new.run = list(self.previous), list(self.run)
         return new
 
     def now_after(self, token_id: int) -> int:
@@ -202,6 +247,9 @@ class ChordwiseState:
         f = self.next_family
         chords = vocab.chord_ids[f]
         mask[chords[vocab.value[chords] <= self.polyphony]] = True
+        limit = max(self.max_repeats, self.longest_run) if self.max_repeats else 0
+        if limit and self.run[f] >= limit and self.previous[f] >= 0:
+            mask[self.previous[f]] = False  # the loop guard
         rest = vocab.rest_id.get((f, min(sum(self.recent[f]), self.cap)))
         if rest is not None:
             mask[rest] = True
@@ -223,6 +271,10 @@ class ChordwiseState:
                 self.recent[f].append(0)
             self._advance(len(vocab.families))
         self.recent[family].append(int(vocab.value[token_id]) if kind == _CHORD else 0)
+        if kind == _CHORD:
+            self.run[family] = self.run[family] + 1 if token_id == self.previous[family] else 1
+            self.previous[family] = int(token_id)
+            self.longest_run = max(self.longest_run, self.run[family])
         self._advance(family + 1)
 
     def _advance(self, family: int) -> None:
