@@ -161,6 +161,12 @@ class SamplingConfig:
     prompt_tokens: int = 1024  # most tokens of a prompt fed to the model (its last whole bars)
     phrase_bars: int = 2  # form aab: length of the phrase A when no --tokens/--seconds sets it
     beats_per_bar: int = 4
+    # the continuous cache (sampling/memory.py): p = (1 - lambda) p_model + lambda p_cache, where
+    # p_cache weighs the tokens that followed the last cache_size moments by exp(theta * cosine)
+    cache: bool = False
+    cache_size: int = 2000  # (output, next token) pairs remembered per stream
+    cache_theta: float = 15.0  # sharpness: how closely a past moment must resemble this one
+    cache_lambda: float = 0.4  # the cache's share of the prediction
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.random_freq <= 1.0, "sampling.random_freq", "must be in [0, 1]")
@@ -175,6 +181,9 @@ class SamplingConfig:
         _check(self.prompt_tokens >= 1, "sampling.prompt_tokens", "must be at least 1")
         _check(self.phrase_bars >= 1, "sampling.phrase_bars", "must be at least 1")
         _check(self.beats_per_bar >= 1, "sampling.beats_per_bar", "must be at least 1")
+        _check(self.cache_size >= 1, "sampling.cache_size", "must be at least 1")
+        _check(self.cache_theta >= 0.0, "sampling.cache_theta", "must be 0 or more")
+        _check(0.0 <= self.cache_lambda < 1.0, "sampling.cache_lambda", "must be in [0, 1)")
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,11 @@ from clara_live.model.weight_drop import Hidden
 
 
 class Engine(nn.Module):
-    """`forward(ids, hidden) -> (logits, hidden)` like the AWD-LSTM, for inference only."""
+    """`forward(ids, hidden) -> (logits, hidden)` like the AWD-LSTM, for inference only.
+
+    With `outputs=True` a third value is the last LSTM layer's output at every step (the
+    decoder's input; batch, time, emb), which the continuous cache keys on (sampling/memory.py).
+    """
 
     def __init__(self, model: AWDLSTM) -> None:
         super().__init__()
@@ -45,15 +49,22 @@ class Engine(nn.Module):
         return [(torch.zeros(1, batch_size, lstm.hidden_size, device=self.device),
                  torch.zeros(1, batch_size, lstm.hidden_size, device=self.device)) for lstm in self.lstms]
 
+    @property
+    def output_size(self) -> int:
+        """The width of the last layer's output (what `outputs=True` returns per step)."""
+        return self.lstms[-1].hidden_size
+
     @torch.inference_mode()
-    def forward(self, ids: torch.Tensor, hidden: list[Hidden]) -> tuple[torch.Tensor, list[Hidden]]:
-        """ids: (batch, time) -> logits (batch, time, vocab), float32 on the engine's device."""
+    def forward(self, ids: torch.Tensor, hidden: list[Hidden], outputs: bool = False):
+        """ids: (batch, time) -> logits (batch, time, vocab), float32 on the engine's device, and
+        the new hidden state; with outputs=True also the last layer's output (batch, time, emb)."""
         x = self.embed(ids)
         new_hidden = []
         for lstm, state in zip(self.lstms, hidden, strict=True):
             x, state = lstm(x, state)
             new_hidden.append(state)
-        return self.decoder(x).float(), new_hidden
+        logits = self.decoder(x).float()
+        return (logits, new_hidden, x.float()) if outputs else (logits, new_hidden)
 
 
 def resolve_device(device: str) -> torch.device:

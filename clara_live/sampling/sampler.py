@@ -5,6 +5,10 @@ together, one batched model call per token), each stream's grammar state, and a 
 random generator, so the same seed gives the same music. Tokens are fed as they happen
 (a prompt, a player's notes, Clara's own choices); the hidden state is never re-primed.
 `snapshot`/`restore` branch and rewind; `expand`/`select` fork candidates and keep some.
+
+With a memory (the continuous cache, sampling/memory.py; `sampling.cache`) every token fed
+or sampled is remembered with the model's output before it, and every prediction (log_probs,
+choose, the scores) is the model's mixed with the memory's; it rewinds and forks with the rest.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from clara_live.engine import Engine
 from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
+from clara_live.sampling.memory import Memory, MemoryState
 
 FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
 
@@ -32,12 +37,15 @@ class Snapshot(NamedTuple):
     logprob: np.ndarray
     count: np.ndarray
     rng: torch.Tensor
+    memory: MemoryState | None = None
 
 
 class Sampler:
     def __init__(self, engine: Engine, vocabulary: list[str], codec: CodecConfig, sampling: SamplingConfig,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, memory: Memory | None = None) -> None:
+        """memory: a continuous cache to use; by default the one `sampling.cache` asks for (or none)."""
         self.engine = engine
+        self.memory = memory if memory is not None else Memory.from_config(sampling)
         self.vocab = Vocabulary(vocabulary, codec)
         self.sampling = sampling
         if seed is None:
@@ -56,6 +64,8 @@ class Sampler:
         self.logprob = np.zeros(streams)  # log-probability of the sampled tokens, per stream
         self.count = np.zeros(streams, dtype=np.int64)  # sampled tokens scored, per stream
         self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
+        if self.memory is not None:
+            self.memory.reset(streams)
 
     @property
     def streams(self) -> int:
@@ -64,7 +74,8 @@ class Sampler:
     def snapshot(self) -> Snapshot:
         return Snapshot([(h.clone(), c.clone()) for h, c in self.hidden], [s.copy() for s in self.states],
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
-                        self.count.copy(), self.generator.get_state())
+                        self.count.copy(), self.generator.get_state(),
+                        None if self.memory is None else self.memory.snapshot())
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -73,6 +84,10 @@ class Sampler:
         self.logits = None if snapshot.logits is None else snapshot.logits.clone()
         self.logprob, self.count = snapshot.logprob.copy(), snapshot.count.copy()
         self.generator.set_state(snapshot.rng)
+        if self.memory is not None:
+            if snapshot.memory is None:
+                raise ValueError("this snapshot was taken without the sampler's memory")
+            self.memory.restore(snapshot.memory)
         self._masks = None
 
     def select(self, rows: Sequence[int]) -> None:
@@ -84,6 +99,8 @@ class Sampler:
         if self.logits is not None:
             self.logits = self.logits[index]
         self.logprob, self.count = self.logprob[list(rows)], self.count[list(rows)]
+        if self.memory is not None:
+            self.memory.select(rows)
         self._masks = None
 
     def expand(self, streams: int) -> None:
@@ -103,7 +120,12 @@ class Sampler:
             return
         for start in range(0, len(ids), FEED_CHUNK):
             chunk = torch.as_tensor(ids[start:start + FEED_CHUNK], dtype=torch.long, device=self.engine.device)
-            logits, self.hidden = self.engine(chunk.expand(self.streams, -1), self.hidden)
+            chunk = chunk.expand(self.streams, -1)
+            if self.memory is None:
+                logits, self.hidden = self.engine(chunk, self.hidden)
+            else:
+                logits, self.hidden, outputs = self.engine(chunk, self.hidden, outputs=True)
+                self.memory.feed(outputs, chunk.cpu())
             self.logits = logits[:, -1].cpu()
         for state in self.states:
             for i in ids:
@@ -119,7 +141,11 @@ class Sampler:
             self.logprob[on] += lp[on]
             self.count[on] += 1
         x = torch.as_tensor(ids, device=self.engine.device).view(-1, 1)
-        logits, hidden = self.engine(x, self.hidden)
+        if self.memory is None:
+            logits, hidden = self.engine(x, self.hidden)
+        else:
+            logits, hidden, outputs = self.engine(x, self.hidden, outputs=True)
+            self.memory.feed(outputs, ids.reshape(-1, 1), active)
         logits = logits[:, -1].cpu()
         if active is None or active.all():
             self.hidden, self.logits = hidden, logits
@@ -140,11 +166,24 @@ class Sampler:
         return torch.from_numpy(np.stack([s.allowed() for s in self.states]))
 
     def log_probs(self, masks: torch.Tensor | None = None) -> torch.Tensor:
-        """(streams, vocab) log-probabilities of the next token under the grammar mask."""
+        """(streams, vocab) log-probabilities of the next token under the grammar mask (with a
+        memory: the model's mixed with the memory's, the disallowed tokens' share given back)."""
         if self.logits is None:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
-        logits = self.logits.masked_fill(~(self.masks() if masks is None else masks), float("-inf"))
-        return torch.log_softmax(logits, dim=-1)
+        allowed = self.masks() if masks is None else masks
+        mixed = self._mixed(allowed)
+        return mixed if mixed is not None else torch.log_softmax(self.logits.masked_fill(~allowed, float("-inf")), -1)
+
+    def _mixed(self, allowed: torch.Tensor) -> torch.Tensor | None:
+        """The memory's mix of the masked prediction, renormalised over the allowed tokens; None
+        without a memory or while it changes nothing (λ = 0, nothing remembered yet)."""
+        if self.memory is None:
+            return None
+        log_probs = torch.log_softmax(self.logits.masked_fill(~allowed, float("-inf")), dim=-1)
+        mixed = self.memory.mix(log_probs)
+        if mixed is log_probs:
+            return None
+        return torch.log_softmax(mixed.masked_fill(~allowed, float("-inf")), dim=-1)
 
     def choose(self, greedy: bool = False) -> np.ndarray:
         """One token id per stream: Clara's truncated sampling over the allowed tokens.
@@ -157,7 +196,9 @@ class Sampler:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
         cfg = self.sampling
         self._masks = self.masks()  # advance() scores the choice under the same masks
-        logits = self.logits.masked_fill(~self._masks, float("-inf"))
+        logits = self._mixed(self._masks)  # with a memory, the mixed log-probabilities serve as logits
+        if logits is None:
+            logits = self.logits.masked_fill(~self._masks, float("-inf"))
         choice = logits.argmax(dim=-1)
         if greedy or cfg.random_freq == 0.0:
             return choice.numpy()
