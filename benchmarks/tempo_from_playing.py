@@ -1,0 +1,158 @@
+"""Tempo from the playing: clara_live.live.beat on the openings of ASAP's performances.
+
+What it measures: for each performance in ../shared/corpus/asap (metadata.csv), the note
+onsets of its first 10 seconds (from its first note; the performance MIDI's quarter notes are
+converted to seconds by its tempo, checked to be a single tempo) go to `estimate_tempo` with
+the first guess 100 bpm, as `clara live --bpm 100` would. The reference is the annotation file's
+beats (`*_annotations.txt`, one line a beat) in the same 10 seconds: 60 / their median
+inter-beat interval. Three or more annotated beats are needed, else the performance is skipped
+(and counted).
+- Acc1: the estimate within 4 % of the reference; Acc2: within 4 % of the reference times 1, 2,
+  1/2, 3 or 1/3 (the usual octave-tolerant accuracy of MIREX tempo estimation).
+- An estimate of None (too little evidence) counts as the first guess, which the live session
+  then keeps.
+- Beat phase: where Acc1 holds, the median distance from each annotated beat to the nearest
+  estimated beat, in beats (0 on the beat, 0.5 between two beats); the median over performances.
+- Baseline: always the first guess, 100 bpm.
+Splits by work, from training/heldout.py (`asap_splits`): the method's constants were tuned on
+the train and valid works only; test is reported once, and all together.
+
+Run it from the repository root:
+    python benchmarks/tempo_from_playing.py
+    python benchmarks/tempo_from_playing.py --json out/tempo_from_playing.json --seconds 10
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clara_live.live.beat import TempoEstimate, estimate_tempo  # noqa: E402
+from training.heldout import CORPUS, asap_splits, asap_work  # noqa: E402
+
+ROOT = CORPUS / "asap"
+FIRST_GUESS = 100.0
+TOLERANCE = 0.04
+OCTAVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)
+GOALS = {"acc1": 0.80, "acc2": 0.95}
+
+
+def opening(midi: Path, annotations: Path, seconds: float) -> tuple[list[float], list[int], list[float]] | None:
+    """(onsets, velocities, annotated beats) of a performance's first `seconds` from its first
+    note, all in seconds from that note; None for a file with more than one tempo."""
+    data = midi.read_bytes()
+    if len(symusic.Score.from_midi(data, ttype="tick").tempos) > 1:
+        return None
+    score = symusic.Score.from_midi(data, ttype="second")
+    notes = sorted((float(n.time), int(n.velocity)) for track in score.tracks for n in track.notes)
+    if not notes:
+        return None
+    first = notes[0][0]
+    window = [(t - first, v) for t, v in notes if t < first + seconds]
+    beats = []
+    for line in annotations.read_text().splitlines():
+        if line.strip():
+            b = float(line.split("\t")[0]) - first
+            if -1e-6 <= b <= seconds:
+                beats.append(b)
+    return [t for t, _ in window], [v for _, v in window], beats
+
+
+def phase_error(estimate: TempoEstimate, beats: list[float], reference_bpm: float) -> float:
+    """Median distance from the annotated beats to the nearest estimated beat, in reference beats."""
+    b = np.asarray(beats)
+    offset = (b - estimate.beat_time) / estimate.period
+    distance = np.abs(offset - np.round(offset)) * estimate.period
+    return float(np.median(distance) * reference_bpm / 60.0)
+
+
+def hit(bpm: float, reference: float, octaves: tuple[float, ...]) -> bool:
+    return any(abs(bpm / (reference * m) - 1.0) <= TOLERANCE for m in octaves)
+
+
+def measure(seconds: float) -> tuple[list[dict], dict]:
+    splits = asap_splits()
+    with open(ROOT / "metadata.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    results, skipped = [], {"several_tempi": 0, "few_beats": 0}
+    for row in rows:
+        found = opening(ROOT / row["midi_performance"], ROOT / row["performance_annotations"], seconds)
+        if found is None:
+            skipped["several_tempi"] += 1
+            continue
+        onsets, velocities, beats = found
+        if len(beats) < 3:
+            skipped["few_beats"] += 1
+            continue
+        reference = 60.0 / statistics.median(np.diff(beats))
+        started = time.perf_counter()
+        estimate = estimate_tempo(onsets, velocities, prior_bpm=FIRST_GUESS)
+        seconds_taken = time.perf_counter() - started
+        bpm = estimate.bpm if estimate is not None else FIRST_GUESS
+        acc1 = hit(bpm, reference, (1.0,))
+        results.append({
+            "performance": row["midi_performance"], "split": splits[asap_work(row["folder"])],
+            "reference_bpm": round(reference, 2), "estimate_bpm": round(bpm, 2),
+            "confidence": None if estimate is None else round(estimate.confidence, 3),
+            "acc1": acc1, "acc2": hit(bpm, reference, OCTAVES),
+            "baseline_acc1": hit(FIRST_GUESS, reference, (1.0,)),
+            "baseline_acc2": hit(FIRST_GUESS, reference, OCTAVES),
+            "phase_error": phase_error(estimate, beats, reference) if estimate is not None and acc1 else None,
+            "ms": seconds_taken * 1000})
+    return results, skipped
+
+
+def summary(results: list[dict]) -> dict:
+    if not results:
+        return {"performances": 0}
+    phases = [r["phase_error"] for r in results if r["phase_error"] is not None]
+    return {"performances": len(results),
+            "acc1": float(np.mean([r["acc1"] for r in results])),
+            "acc2": float(np.mean([r["acc2"] for r in results])),
+            "baseline_acc1": float(np.mean([r["baseline_acc1"] for r in results])),
+            "baseline_acc2": float(np.mean([r["baseline_acc2"] for r in results])),
+            "no_estimate": sum(r["confidence"] is None for r in results),
+            "phase_error_beats": float(np.median(phases)) if phases else None,
+            "ms_median": float(np.median([r["ms"] for r in results]))}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each opening (default 10)")
+    parser.add_argument("--json", type=Path, help="write the per-performance results and the table here")
+    args = parser.parse_args(argv)
+    results, skipped = measure(args.seconds)
+    groups = {"train+valid": [r for r in results if r["split"] in ("train", "valid")],
+              "test": [r for r in results if r["split"] == "test"], "all": results}
+    table = {name: summary(rows) for name, rows in groups.items()}
+    print(f"tempo from the playing: first {args.seconds:g} s of each ASAP performance, first guess "
+          f"{FIRST_GUESS:g} bpm; skipped {skipped}")
+    print(f"{'split':<12}{'perf':>6}{'Acc1':>8}{'Acc2':>8}{'base1':>8}{'base2':>8}{'none':>6}{'phase':>8}"
+          f"{'ms':>7}")
+    for name, s in table.items():
+        if not s["performances"]:
+            continue
+        phase = "-" if s["phase_error_beats"] is None else f"{s['phase_error_beats']:.3f}"
+        print(f"{name:<12}{s['performances']:>6}{s['acc1']:>8.1%}{s['acc2']:>8.1%}{s['baseline_acc1']:>8.1%}"
+              f"{s['baseline_acc2']:>8.1%}{s['no_estimate']:>6}{phase:>8}{s['ms_median']:>7.1f}")
+    print(f"goals: Acc1 >= {GOALS['acc1']:.0%}, Acc2 >= {GOALS['acc2']:.0%} (phase: median beats off, "
+          "where Acc1 holds; base: always the first guess)")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"seconds": args.seconds, "first_guess": FIRST_GUESS, "goals": GOALS,
+                                         "skipped": skipped, "table": table, "results": results}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
