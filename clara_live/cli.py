@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-freq", type=float, metavar="F",
                    help="sampling.random_freq: how often a token is sampled rather than the likeliest taken")
     p.add_argument("--seed", type=int, metavar="S", help="sampling.seed: the same seed gives the same music")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="sampling.cache: the continuous cache, a memory of the music so far")
     search = p.add_mutually_exclusive_group()
     search.add_argument("--beam", type=_positive_int, default=1, metavar="B", help="beam search of width B")
     search.add_argument("--candidates", type=_positive_int, default=1, metavar="K",
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k")
     p.add_argument("--random-freq", type=float, metavar="F", help="sampling.random_freq")
     p.add_argument("--seed", type=int, metavar="S", help="sampling.seed")
+    p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
+                   help="sampling.cache: the continuous cache, a memory of the session")
     p.add_argument("--candidates", type=_positive_int, metavar="K",
                    help="sample K answers at once and play the critic's pick (live.candidates)")
     p.add_argument("--critic", metavar="DIR", help="the critic for --candidates (live.critic)")
@@ -214,7 +218,8 @@ def _config(args: argparse.Namespace) -> Config:
                       ("chamber", "codec.chamber"), ("workers", "corpus.workers"),
                       ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
-                      ("seed", "sampling.seed"), ("midi_api", "live.midi_api"), ("mode", "live.mode"),
+                      ("seed", "sampling.seed"), ("cache", "sampling.cache"),
+                      ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir"),
                       ("candidates", "live.candidates"), ("critic", "live.critic")):
