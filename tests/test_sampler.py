@@ -506,3 +506,29 @@ def test_int8_engine_agrees_with_fp32_on_held_out_music(shipped):
           f"largest fp32 logit gap to the int8 choice {worst:.3f}")
     assert rate >= 0.98
     assert worst < 0.5  # where they disagree, fp32 itself found the two all but tied
+
+
+# --- with the continuous cache (sampling/memory.py; more in tests/test_memory.py) ----------
+
+CACHED_STRESS = SamplingConfig(random_freq=1.0, temperature=3.0, top_k=0, polyphony=4, max_note_quarters=1.0,
+                               cache=True, cache_size=32, cache_theta=10.0, cache_lambda=0.5)
+
+
+def test_searches_keep_the_grammar_and_their_scores_with_the_cache(tmp_path):
+    engine = tiny_engine(NW_VOCAB, seed=1, bias=PROFILES["notes"])
+    for seed in range(4):
+        s = sampler(engine, CACHED_STRESS, seed=seed)
+        assert s.memory is not None
+        out = generate(s, max_tokens=100)[0]  # past cache_size: the ring wraps
+        check_notewise(NW_PROMPT, out, CACHED_STRESS, tmp_path)
+        assert not s.states[0].sounding.any()
+    s = sampler(engine, CACHED_STRESS, seed=5)
+    winner, scores = best_of(s, 4, max_tokens=30)
+    check_notewise(NW_PROMPT, winner, CACHED_STRESS, tmp_path)
+    fresh = sampler(engine, CACHED_STRESS, prompt=NW_PROMPT + winner)  # the memory forked, then kept the winner
+    torch.testing.assert_close(s.log_probs(), fresh.log_probs(), atol=1e-5, rtol=1e-5)
+    s = sampler(engine, CACHED_STRESS, seed=6)
+    out = aab(s, 24)
+    assert wait_steps(out) == 72
+    heard = sampler(engine, CACHED_STRESS, prompt=NW_PROMPT + out)
+    torch.testing.assert_close(s.log_probs(), heard.log_probs(), atol=1e-5, rtol=1e-5)
