@@ -148,10 +148,10 @@ class TrainingConfig:
 class SamplingConfig:
     """How the next token is chosen, and the rules that keep sampled music playable."""
 
-    random_freq: float = 0.5  # Clara's truncated sampling: the top token, or with this probability a sample
-    top_k: int = 5  # ... among the k likeliest (Clara's top n); 0 = no limit
+    random_freq: float = 1.0  # Clara's truncated sampling: the top token, or with this probability a sample
+    top_k: int = 0  # ... among the k likeliest (Clara's top n); 0 = no limit
     top_p: float = 1.0  # ... within the smallest set holding this much probability (nucleus); 1 = no limit
-    temperature: float = 1.0  # divides the logits before a sample is drawn
+    temperature: float = 0.9  # divides the logits before a sample is drawn
     min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
@@ -207,7 +207,8 @@ class LiveConfig:
     mode: str = "call-response"  # call-response | suggest
     midi_api: str = "auto"  # auto | alsa | jack | coremidi | winmm
     client_name: str = "clara"  # the MIDI client's name (ports show as "clara:Clara In")
-    bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another
+    bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another (the first guess of tempo_from_playing)
+    tempo_from_playing: bool = True  # hear each phrase's tempo and beat, re-quantise it and answer at it
     silence_beats: float = 1.0  # a phrase ends after this much silence with no key and no sustain pedal held
     trigger_cc: int = 67  # pressing this controller (>= 64) ends the phrase at once; -1 = none (67: soft pedal)
     suggest_bars: int = 2  # suggest: how long Clara continues

@@ -24,6 +24,8 @@ from clara_live.live.session import (
     Command,
     Feed,
     Log,
+    Mark,
+    Refeed,
     Sampling,
     Send,
     Session,
@@ -109,12 +111,26 @@ def waits(steps: int, limit: int) -> list[str]:
 
 def player_stream(log: list[tuple[float, Command]], limit: int, now: float = -math.inf) -> tuple[list[str], int]:
     """Lay the Feeds on the worker's timeline: after an Answer the stream stands at its end
-    step, or at the Stop's step when one stops it. A Feed while an answer is due or sounding
-    (not stopped first) would desynchronise the session and the worker, so it fails here."""
+    step, or at the Stop's step when one stops it; a Refeed replaces what was fed since the last
+    Mark. A Feed while an answer is due or sounding (not stopped first) would desynchronise the
+    session and the worker, so it fails here."""
     tokens: list[str] = []
-    position, answer = 0, None
+    position, answer, mark = 0, None, None
     for t, command in log:
-        if isinstance(command, Answer):
+        if isinstance(command, Mark | Feed) and answer is not None:
+            assert t >= answer.end_time - 1e-9, f"{command} at {t - T0:.3f} s during answer {answer}"
+            tokens += waits(answer.end_step - position, limit)
+            position, answer = answer.end_step, None
+        if isinstance(command, Mark):
+            mark = (len(tokens), position)  # the worker keeps its model here
+        elif isinstance(command, Refeed):
+            assert mark is not None and answer is None, "a Refeed with no phrase marked"
+            del tokens[mark[0]:]
+            position = mark[1]
+            for feed in command.feeds:
+                tokens += feed.tokens
+                position += sum(int(x[4:]) for x in feed.tokens if x.startswith("wait"))
+        elif isinstance(command, Answer):
             assert answer is None, "a second answer before the first was over"
             answer = command
         elif isinstance(command, Stop):
@@ -123,10 +139,6 @@ def player_stream(log: list[tuple[float, Command]], limit: int, now: float = -ma
             tokens += waits(command.step - position, limit)
             position, answer = command.step, None
         elif isinstance(command, Feed):
-            if answer is not None:
-                assert t >= answer.end_time - 1e-9, f"Feed {command.tokens} at {t - T0:.3f} s during answer {answer}"
-                tokens += waits(answer.end_step - position, limit)
-                position, answer = answer.end_step, None
             tokens += command.tokens
             position += sum(int(x[4:]) for x in command.tokens if x.startswith("wait"))
     if answer is not None and now >= answer.end_time:
@@ -267,7 +279,7 @@ def test_a_half_beat_short_call_still_counts_as_its_beats():
 
 
 def test_feed_tokens_decode_to_the_played_notes_quantised_and_folded():
-    rig = Rig()
+    rig = Rig("live.tempo_from_playing=false")  # the quantiser at a fixed tempo (the tempo heard: below)
     s = lambda t: round((t - T1) / STEP)  # noqa: E731 (steps from the first note)
     events = [
         (T1, 60, 70, T1 + 0.58),  # (on, key, velocity, off)
@@ -331,7 +343,7 @@ _times = st.tuples(st.integers(0, 300), st.integers(1, 150))  # (onset, length) 
                                                                    max_size=len(keys)))))
 def test_any_phrase_decodes_to_its_notes_quantised(notes):
     keys, times = notes
-    rig = Rig(tick=0.005)
+    rig = Rig("live.tempo_from_playing=false", tick=0.005)  # the quantiser at a fixed tempo
     end = T1 + 5.0
     events = [(T1, [0x90, 33, 80]), (end, [0x80, 33, 0])]
     expected = [(0, round((end - T1) / STEP), 33)]
@@ -534,8 +546,8 @@ def test_a_note_during_clara_s_answer_stops_it_and_the_stream_goes_on_from_the_s
     position = rig.stream()[1]
     out = rig.on(72, t, velocity=90)
     kinds = [type(c) for c in out]
-    assert kinds == [Stop, Log, Feed]
-    stop, feed = out[0], out[2]
+    assert kinds == [Stop, Log, Mark, Feed]  # the mark: the next phrase begins here
+    stop, feed = out[0], out[3]
     assert stop.id == answer.id and stop.time == t
     assert position <= stop.step <= answer.end_step
     assert stop.step == round(answer.grid.step_at(t))
@@ -581,8 +593,8 @@ def test_an_answer_left_alone_finishes_and_the_next_phrase_waits_from_its_end():
     rig.tick_to(answer.end_time + TICK)
     assert rig.session.turn == "listening" and rig.session.now == answer.end_step
     out = rig.on(62, answer.end_time + 0.5)
-    assert [type(c) for c in out] == [Feed]  # nothing to stop
-    assert out[0].tokens == ("wait12", "p29")  # from end_step to the nearest beat
+    assert [type(c) for c in out] == [Mark, Feed]  # nothing to stop
+    assert out[1].tokens == ("wait12", "p29")  # from end_step to the nearest beat
     rig.off(62, answer.end_time + 0.8)
     rig.tick_to(answer.end_time + 3.0)
     assert decoded(rig)[-1] == (answer.end_step + 12, answer.end_step + 18, 62)

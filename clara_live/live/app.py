@@ -27,7 +27,7 @@ from clara_live.config import Config
 from clara_live.errors import ClaraError
 from clara_live.live.recorder import Recorder
 from clara_live.live.scheduler import NOTE_OFF, NOTE_ON, Event, Scheduler
-from clara_live.live.session import Answer, Feed, Log, Sampling, Send, Session, Stop
+from clara_live.live.session import Answer, Feed, Log, Mark, Refeed, Sampling, Send, Session, Stop
 
 TICK = 0.002  # seconds between the session's clock ticks when no event comes
 FRAME = 0.05  # seconds between terminal view frames
@@ -222,7 +222,7 @@ def _dispatch(command, scheduler: Scheduler, worker, log) -> None:
     elif isinstance(command, Stop):
         scheduler.cancel(command.id, command.time)  # silence first, then rewind the model
         worker.submit(command)
-    elif isinstance(command, Feed | Answer | Sampling):
+    elif isinstance(command, Feed | Mark | Refeed | Answer | Sampling):
         worker.submit(command)
     elif isinstance(command, Log):
         log(command.text)

@@ -38,13 +38,13 @@ SIGMA = 0.025  # seconds: the width of an event's pulse in the onset-strength si
 HOP = 0.005  # seconds: the onset-strength signal's resolution
 PRIOR_OCTAVES = 1.0  # the tempo prior's standard deviation, in octaves around the first guess
 DENSITY = 2.0  # events per beat the density term is centred on ...
-DENSITY_OCTAVES = 1.0  # ... and its standard deviation, in octaves
+DENSITY_OCTAVES = 2.0  # ... and its standard deviation, in octaves
 GAMMA = 2.0  # the comb score's exponent against the priors (higher: the periodicity counts more)
 ACCENT = 0.5  # how much the accent evidence counts when settling octave errors
 COMB = (1.0, 0.5, 0.33, 0.25)  # weights of the autocorrelation at P, 2P, 3P, 4P
 MIN_EVENTS = 4  # fewer events than this: no estimate
 MIN_BEATS = 2.0  # a candidate period must fit this many times into the phrase
-MIN_CONFIDENCE = 0.3  # below this the estimate is not worth a tempo change
+MIN_CONFIDENCE = 0.5  # below this the estimate is not worth a tempo change
 STEPS_PER_OCTAVE = 96  # resolution of the period search (about 0.7 % a step)
 OCTAVES = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
 

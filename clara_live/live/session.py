@@ -11,6 +11,14 @@ folded into its range, the sustain pedal holding released notes as corpus prepro
 does), and when a phrase ends. The model worker keeps the same token timeline: the session
 sends it the player's tokens as they happen and asks it for answers by step; after an
 answer, or an interrupted one, both agree where the stream stands (`Stop.step`).
+
+Tempo from the playing (`live.tempo_from_playing`, unless a tap or an incoming MIDI clock set
+the tempo): a phrase's first note sends `Mark` (the worker remembers its model there) and the
+session keeps the phrase's raw events and its token writer's state at that point. At the
+phrase's end it estimates the tempo and beat phase from the onsets (clara_live.live.beat, the
+current tempo as the first guess), runs the events through the token writer again on that
+grid, and when that quantises them differently sends `Refeed`: the worker rewinds to the
+mark and reads the re-quantised phrase instead. The answer follows the new grid.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ from typing import NamedTuple
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
+from clara_live.live.beat import estimate_tempo
 from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
@@ -81,6 +90,17 @@ class Stop(NamedTuple):
     time: float
 
 
+class Mark(NamedTuple):
+    """A phrase begins: the worker remembers its model here, before the phrase's first tokens."""
+
+
+class Refeed(NamedTuple):
+    """The phrase since the last Mark, quantised again (on the tempo heard in it): the worker
+    returns to the mark and feeds these instead of what it was fed since."""
+
+    feeds: tuple[Feed, ...]
+
+
 class Sampling(NamedTuple):
     config: SamplingConfig
 
@@ -89,13 +109,25 @@ class Log(NamedTuple):
     text: str
 
 
-Command = Send | Feed | Answer | Stop | Sampling | Log
+Command = Send | Feed | Mark | Refeed | Answer | Stop | Sampling | Log
 
 
 @dataclasses.dataclass
 class _Phrase:
     start_step: int
     last_step: int
+
+
+class _Writer(NamedTuple):
+    """The token writer's state (what re-quantising a phrase starts again from)."""
+
+    now: int
+    sounding: dict[int, int]
+    held_by: dict[int, set[int]]
+    pending_offs: dict[int, int]
+    pedal: bool
+    grid: Grid
+    phrase: _Phrase | None
 
 
 class Session:
@@ -127,6 +159,9 @@ class Session:
         self._last_click = -math.inf  # metronome: time of the last click scheduled
         self._last_clock = -math.inf  # clock out: time of the last tick scheduled
         self._started = False
+        self._mark: _Writer | None = None  # the writer at the phrase's start, while its tempo is to be heard
+        self._events: list[tuple[str, int, int, float]] = []  # the phrase's (kind, key or value, velocity, time)
+        self._fed: list[str] = []  # the tokens fed since the mark
 
     # --- what the outside reads ----------------------------------------------------------
 
@@ -190,7 +225,12 @@ class Session:
         self.last_activity = t
         self.velocities.append(velocity)
         if self.phrase is None:
-            self._begin_phrase(t)
+            out += self._begin_phrase(t)
+        self._record("on", key, velocity, t)
+        out += self._feed(self._write_on(key, t), velocity, t)
+        return out
+
+    def _write_on(self, key: int, t: float) -> list[str]:
         step = self._step(t)
         if self.phrase is None:
             self.phrase = _Phrase(step, step)
@@ -207,31 +247,56 @@ class Session:
             self.pending_offs.pop(pitch, None)
             self.sounding[pitch] = step
             tokens.append(f"p{pitch - self.codec.low_pitch}")
-        out.append(Feed(tuple(tokens), velocity, t))
-        return out
+        return tokens
 
-    def _begin_phrase(self, t: float) -> None:
+    def _begin_phrase(self, t: float) -> list[Command]:
         """A phrase's first note falls on a beat (the grid's phase follows the player, unless
-        a MIDI clock leads), and the silence before it is fed as at most a bar."""
+        a MIDI clock leads), and the silence before it is fed as at most a bar. When its tempo
+        is to be heard, the writer's state here is kept and the worker marks its model."""
+        out: list[Command] = []
+        if self._hears_tempo(t):
+            self._mark = self._save()
+            self._events, self._fed = [], []
+            out.append(Mark())
         if self.clock.leads(t):
-            return
+            return out
         bar = self.beats_per_bar * self.sf
         beat = round(self.grid.step_at(t) / self.sf) * self.sf
         first = next_beat(self.now, self.sf)  # not self.now: after a Stop mid-beat the note would be off the beat
         target = min(max(beat, first), first + bar)
         self.grid = self.grid.pinned(t, target)
+        return out
+
+    def _hears_tempo(self, t: float) -> bool:
+        return self.live.tempo_from_playing and self.tempo_source not in ("tap", "clock") and not self.clock.leads(t)
+
+    def _record(self, kind: str, key: int, velocity: int, t: float) -> None:
+        if self._mark is not None:
+            self._events.append((kind, key, velocity, t))
+
+    def _feed(self, tokens: list[str], velocity: int, t: float | None) -> list[Command]:
+        """The tokens as a Feed (none if empty), kept while the phrase may be quantised again."""
+        if not tokens:
+            return []
+        if self._mark is not None:
+            self._fed += tokens
+        return [Feed(tuple(tokens), velocity, t)]
 
     def _note_off(self, key: int, t: float) -> list[Command]:
         if key == self.live.tap_note:
             return []
         self.keys.discard(key)
         self.last_activity = t
+        self._record("off", key, 0, t)
+        return self._feed(self._write_off(key, t), 0, t)
+
+    def _write_off(self, key: int, t: float) -> list[str]:
         pitch = fold(key, self.codec.low_pitch, self.codec.high_pitch)
         holders = self.held_by.get(pitch, set())
         holders.discard(key)
         if holders or pitch not in self.sounding or (self.pedal and self.codec.sustain_pedal):
             return []  # still held by another key folded onto it, not ours, or held by the pedal
-        return self._release([pitch], self._step(t), t)
+        return self._release([pitch], self._step(t))
 
     def _control(self, number: int, value: int, t: float) -> list[Command]:
         previous = self._controls.get(number, 0)
@@ -239,13 +304,9 @@ class Session:
         pressed = value >= 64 > previous
         live = self.live
         if number == SUSTAIN:
-            self.pedal = value >= 64
             self.last_activity = t
-            if not self.pedal and self.codec.sustain_pedal:
-                released = [p for p in self.sounding if not self.held_by.get(p)]
-                # nothing to release, no tokens: during an answer the worker's stream is hers
-                return self._release(released, self._step(t), t) if released else []
-            return []
+            self._record("pedal", value, 0, t)
+            return self._feed(self._write_pedal(value >= 64, t), 0, t)
         if number == live.trigger_cc and pressed:
             if self.answer is None and self.phrase is not None:
                 return self._end_phrase(t, "trigger")
@@ -269,6 +330,14 @@ class Session:
             return []
         self.sampling = cfg
         return [Sampling(cfg), Log(text)]
+
+    def _write_pedal(self, down: bool, t: float) -> list[str]:
+        self.pedal = down
+        if not self.pedal and self.codec.sustain_pedal:
+            released = [p for p in self.sounding if not self.held_by.get(p)]
+            # nothing to release, no tokens: during an answer the worker's stream is hers
+            return self._release(released, self._step(t)) if released else []
+        return []
 
     def _is_tap(self, message: list[int] | tuple[int, ...]) -> bool:
         kind = message[0] & 0xF0
@@ -338,7 +407,7 @@ class Session:
         self.now = max(self.now, step)
         return tokens
 
-    def _release(self, pitches: list[int], step: int, t: float) -> list[Command]:
+    def _release(self, pitches: list[int], step: int) -> list[str]:
         """Close these sounding notes at step; one that began at step closes a step later
         (a note lasts at least one step)."""
         if self.phrase is not None and pitches:
@@ -352,13 +421,23 @@ class Session:
                 del self.sounding[pitch]
                 closing.append(f"endp{pitch - self.codec.low_pitch}")
         tokens += closing
-        return [Feed(tuple(tokens), 0, t)] if tokens else []
+        return tokens
 
     def _flush_offs(self, step: int) -> list[Command]:
         if not self.pending_offs or min(self.pending_offs.values()) > step:
             return []
-        tokens = self._advance(min(self.pending_offs.values()))
-        return [Feed(tuple(tokens), 0, None)] if tokens else []
+        return self._feed(self._advance(min(self.pending_offs.values())), 0, None)
+
+    def _save(self) -> _Writer:
+        return _Writer(self.now, dict(self.sounding), {p: set(k) for p, k in self.held_by.items()},
+                       dict(self.pending_offs), self.pedal, self.grid,
+                       None if self.phrase is None else dataclasses.replace(self.phrase))
+
+    def _load(self, writer: _Writer) -> None:
+        self.now, self.pedal, self.grid = writer.now, writer.pedal, writer.grid
+        self.sounding, self.pending_offs = dict(writer.sounding), dict(writer.pending_offs)
+        self.held_by = {p: set(k) for p, k in writer.held_by.items()}
+        self.phrase = None if writer.phrase is None else dataclasses.replace(writer.phrase)
 
     # --- turns ------------------------------------------------------------------------------
 
@@ -367,18 +446,37 @@ class Session:
             return False
         return t - self.last_activity >= self.live.silence_beats * self.beat_seconds
 
-    def _end_phrase(self, t: float, why: str) -> list[Command]:
-        """The player's phrase is over: close what still sounds and give Clara her turn."""
+    def _close_phrase(self, t: float) -> tuple[_Phrase, int, list[str]]:
+        """Close what still sounds at the phrase's end: (the phrase, its end step, the tokens)."""
         phrase, self.phrase = self.phrase, None
         assert phrase is not None
-        out: list[Command] = []
         step = self._step(t)
         pending = self._advance(max([step, *self.pending_offs.values()]))
         closing = [f"endp{p - self.codec.low_pitch}" for p in sorted(self.sounding)]
         self.sounding.clear()
         self.held_by.clear()  # keys still down (a trigger) no longer sound in the stream
-        if pending or closing:
-            out.append(Feed(tuple(pending + closing), 0, None))
+        return phrase, step, pending + closing
+
+    def _end_phrase(self, t: float, why: str) -> list[Command]:
+        """The player's phrase is over: close what still sounds, hear its tempo (re-quantising
+        it if that moves its notes) and give Clara her turn."""
+        mark, self._mark = self._mark, None
+        out: list[Command] = []
+        phrase, step, tokens = self._close_phrase(t)
+        heard = None
+        if mark is not None and self._hears_tempo(t):
+            heard = self._requantise(mark, t, self._fed + tokens, phrase, step)
+        if heard is None:
+            if tokens:
+                out.append(Feed(tuple(tokens), 0, None))
+            source = ""
+        else:
+            phrase, step, feeds = heard
+            if feeds:
+                out.append(Refeed(feeds))
+            self.tempo_source = "playing"
+            source = " (from your playing)"
+        self._events, self._fed = [], []
         start = next_beat(max(self.grid.step_at(t + MIN_LEAD), self.now), self.sf)
         if self.live.mode == "suggest":
             beats = self.live.suggest_bars * self.beats_per_bar
@@ -388,8 +486,48 @@ class Session:
         self.answers += 1
         self.answer = Answer(self.answers, start, beats * self.sf, self.grid, self.velocity, self.live.channel - 1)
         out.append(self.answer)
-        out.append(Log(f"phrase end ({why}): Clara answers {beats} beats at {self.grid.bpm:.1f} bpm"))
+        out.append(Log(f"phrase end ({why}): Clara answers {beats} beats at {self.grid.bpm:.1f} bpm{source}"))
         return out
+
+    def _requantise(self, mark: _Writer, t: float, fed: list[str], phrase: _Phrase, step: int
+                    ) -> tuple[_Phrase, int, tuple[Feed, ...]] | None:
+        """The phrase heard at its own tempo: None when the tempo is unclear (the session keeps
+        its grid); else the phrase, its end step and the Feeds that replace what was fed since
+        the mark (none when the new grid quantises it exactly as the old one did: then the old
+        grid stays). The writer's state is left at the phrase's end either way."""
+        onsets = [(te, velocity) for kind, _, velocity, te in self._events if kind == "on"]
+        if not onsets:
+            return None
+        estimate = estimate_tempo([te for te, _ in onsets], [v for _, v in onsets], prior_bpm=self.grid.bpm)
+        if estimate is None:
+            return None
+        after = self._save()
+        # the new grid: the estimated beats on the session's beats, the phrase's first note
+        # about where it was (a beat at least after the mark, a pickup before its beat)
+        sf, period = self.sf, estimate.period
+        first = onsets[0][0]
+        q = round((first - estimate.beat_time) / period * sf)  # steps from the estimate's beat
+        before, offset = divmod(q, sf)  # the beat at or before the first note, and the steps after it
+        beat_step = max(next_beat(mark.now, sf), phrase.start_step - (sf if offset else 0))
+        grid = Grid(estimate.beat_time + before * period, float(beat_step), estimate.bpm, sf)
+        self._load(mark._replace(grid=grid))
+        feeds: list[Feed] = []
+        for kind, key, velocity, te in self._events:
+            if kind == "on":
+                tokens = self._write_on(key, te)
+            elif kind == "off":
+                tokens = self._write_off(key, te)
+            else:
+                tokens = self._write_pedal(key >= 64, te)
+            if tokens:
+                feeds.append(Feed(tuple(tokens), velocity, None))
+        new_phrase, new_step, tokens = self._close_phrase(t)
+        if tokens:
+            feeds.append(Feed(tuple(tokens), 0, None))
+        if [x for f in feeds for x in f.tokens] == fed:
+            self._load(after)  # the same notes on the same steps: the grid the player heard stays
+            return phrase, step, ()
+        return new_phrase, new_step, tuple(feeds)
 
     def _interrupt(self, t: float) -> list[Command]:
         answer, self.answer = self.answer, None

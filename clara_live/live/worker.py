@@ -3,7 +3,9 @@
 It takes the session's commands in order: the player's tokens are fed the moment they
 arrive (the hidden state is never re-primed), an answer is sampled a token at a time a
 little ahead of when it sounds and its notes handed to the scheduler, and a stop rewinds
-the model to what Clara actually played before it. The I/O threads never wait for it.
+the model to what Clara actually played before it. A phrase's mark keeps the model at its
+start, and a refeed (the phrase quantised again on the tempo heard in it) returns there and
+reads it anew. The I/O threads never wait for it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import Kind
 from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
-from clara_live.live.session import Answer, Feed, Sampling, Stop
+from clara_live.live.session import Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 from clara_live.sampling.search import Scorer, best_of, first_steps
@@ -73,6 +75,8 @@ class Worker:
         self.error: BaseException | None = None
         self._played: Played | None = None
         self._pending: list = []  # commands read while an answer was being sampled
+        self._mark: Snapshot | None = None  # the model at the current phrase's start
+        self.refed = 0  # phrases fed again, re-quantised
         self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
             sampler.feed([f"wait{self.limit}"])  # the model needs one token to predict from
@@ -82,7 +86,7 @@ class Worker:
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, command: Feed | Answer | Stop | Sampling) -> None:
+    def submit(self, command: Feed | Mark | Refeed | Answer | Stop | Sampling) -> None:
         self.commands.put(command)
 
     def close(self, timeout: float = 2.0) -> None:
@@ -123,6 +127,11 @@ class Worker:
             self.fed += len(command.tokens)
             if command.time is not None:
                 self.latencies.append(self.clock() - command.time)
+        elif isinstance(command, Mark):
+            self._played = None  # the answer is over: the phrase begins where the stream stands
+            self._mark = self.sampler.snapshot()
+        elif isinstance(command, Refeed):
+            self._refeed(command)
         elif isinstance(command, Sampling):
             self.sampler.sampling = command.config
             self.state.polyphony = command.config.polyphony
@@ -131,6 +140,16 @@ class Worker:
         elif isinstance(command, Answer):
             self._answer(command)
         return True
+
+    def _refeed(self, refeed: Refeed) -> None:
+        """Back to the phrase's mark, then its tokens as quantised again (velocities kept)."""
+        if self._mark is None:
+            raise RuntimeError("a refeed with no mark: the session and the model would disagree")
+        self.sampler.restore(self._mark)
+        for feed in refeed.feeds:
+            self.sampler.feed(feed.tokens, feed.velocity)
+            self.fed += len(feed.tokens)
+        self.refed += 1
 
     # --- answers ---------------------------------------------------------------------------
 
