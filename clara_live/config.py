@@ -148,10 +148,10 @@ class TrainingConfig:
 class SamplingConfig:
     """How the next token is chosen, and the rules that keep sampled music playable."""
 
-    random_freq: float = 1.0  # Clara's truncated sampling: the top token, or with this probability a sample
-    top_k: int = 0  # ... among the k likeliest (Clara's top n); 0 = no limit
+    random_freq: float = 0.5  # Clara's truncated sampling: the top token, or with this probability a sample
+    top_k: int = 5  # ... among the k likeliest (Clara's top n); 0 = no limit
     top_p: float = 1.0  # ... within the smallest set holding this much probability (nucleus); 1 = no limit
-    temperature: float = 0.9  # divides the logits before a sample is drawn
+    temperature: float = 1.0  # divides the logits before a sample is drawn
     min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
