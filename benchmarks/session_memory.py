@@ -17,11 +17,14 @@ What it measures, for a model folder (the shipped notewise model by default):
      tokens; each segment is scored, then the fp32 weights take one gradient step on it
      (RMS-normalised or plain SGD) and decay back towards the trained ones by --decay;
    - dynamic+cache: both, the cache keyed on the adapting model's outputs.
+   With --dynamic-every N the two dynamic rows cover every N-th piece, marked [sub], beside the
+   model and the cache on the same pieces.
    The model's pure prediction is scored (no grammar mask), as `clara evaluate` does.
-3. --tune: the cache's θ, λ and N and dynamic evaluation's learning rate, chosen on the
-   VALID split only: the setting whose smaller relative gain per note over the two corpora is
-   largest (it must help both the sequenced corpus and the performances). Test is reported once,
-   with the chosen settings.
+3. --tune: the cache's θ, λ and N and dynamic evaluation's step and learning rate, chosen on
+   the VALID split only: the setting whose smaller relative gain per note over the two corpora
+   is largest (it must help both the sequenced corpus and the performances); dynamic evaluation
+   is tuned on every --tune-every-th valid piece, for time. Test is reported once, with the
+   chosen settings (the defaults are the ones this chose).
 4. Cost: one Sampler step (choose, then advance) on the int8 engine with one CPU thread, with
    and without the cache (full, after --cost-prompt tokens), at 1 and --k streams; blocks of the
    two alternate so background load falls on both alike. p50, p99 and mean in ms.
@@ -240,8 +243,11 @@ def tune_cache(passes: dict[str, list], sets: dict[str, list[np.ndarray]], is_no
     return CacheSetting(best["size"], best["theta"], best["lambda"]), grid
 
 
-def tune_dynamic(model: AWDLSTM, sets: dict[str, list[np.ndarray]], is_note: np.ndarray, base: dict,
-                 segment: int, decay: float, log: list[str]) -> tuple[DynamicSetting, list[dict]]:
+def tune_dynamic(model: AWDLSTM, engine: Engine, sets: dict[str, list[np.ndarray]], is_note: np.ndarray,
+                 segment: int, decay: float, every: int, log: list[str]) -> tuple[DynamicSetting, list[dict]]:
+    """The learning rate on every `every`-th valid piece (dynamic evaluation is slow on a CPU)."""
+    sets = {c: s[::every] for c, s in sets.items()}
+    base = {c: totals([lp for lp, _ in model_pass(engine, sets[c])], sets[c], is_note) for c in sets}
     grid, best = [], None
     for method, rates in GRID_LR.items():
         for lr in rates:
@@ -260,7 +266,8 @@ def tune_dynamic(model: AWDLSTM, sets: dict[str, list[np.ndarray]], is_note: np.
 
 
 def evaluate_split(loaded: LoadedModel, engines: dict[str, Engine], sets: dict[str, list[np.ndarray]],
-                   is_note: np.ndarray, cache: CacheSetting, dynamic: DynamicSetting | None) -> dict:
+                   is_note: np.ndarray, cache: CacheSetting, dynamic: DynamicSetting | None,
+                   dynamic_every: int = 1) -> dict:
     out = {}
     for corpus, sequences in sets.items():
         row = {"pieces": len(sequences)}
@@ -273,19 +280,27 @@ def evaluate_split(loaded: LoadedModel, engines: dict[str, Engine], sets: dict[s
         row["cache_int8"] = totals([cache_target_log_probs(h, torch.as_tensor(s), lp, cache.size, cache.theta,
                                                            cache.lam)
                                     for (lp, h), s in zip(int8, sequences, strict=True)], sequences, is_note)
-        if dynamic is not None:
+        row["gain_note_pct"] = {"cache": gain(row["model"], row["cache"]),
+                                "cache_int8": gain(row["model_int8"], row["cache_int8"])}
+        if dynamic is not None:  # on every dynamic_every-th piece, against the model on those pieces
+            subset = sequences[::dynamic_every]
+            row["dynamic_pieces"] = len(subset)
+            row["model_subset"] = totals([lp for lp, _ in fp32[::dynamic_every]], subset, is_note)
             started = time.perf_counter()
-            passes = [dynamic_pass(loaded.model, s, dynamic) for s in sequences]
+            passes = [dynamic_pass(loaded.model, s, dynamic) for s in subset]
             seconds = time.perf_counter() - started
-            row["dynamic"] = totals([lp for lp, _ in passes], sequences, is_note)
+            row["dynamic"] = totals([lp for lp, _ in passes], subset, is_note)
             row["dynamic"]["ms_per_segment"] = 1000 * seconds / sum(
-                math.ceil((len(s) - 1) / dynamic.segment) for s in sequences)
+                math.ceil((len(s) - 1) / dynamic.segment) for s in subset)
             row["dynamic_cache"] = totals([cache_target_log_probs(h, torch.as_tensor(s), lp, cache.size, cache.theta,
                                                                   cache.lam)
-                                           for (lp, h), s in zip(passes, sequences, strict=True)], sequences, is_note)
-        row["gain_note_pct"] = {k: gain(row["model"], row[k]) for k in row
-                                if isinstance(row[k], dict) and "nll_note" in row[k] and k != "model"}
-        row["gain_note_pct"]["cache_int8"] = gain(row["model_int8"], row["cache_int8"])
+                                           for (lp, h), s in zip(passes, subset, strict=True)], subset, is_note)
+            row["cache_subset"] = totals([cache_target_log_probs(h, torch.as_tensor(s), lp, cache.size, cache.theta,
+                                                                 cache.lam)
+                                          for (lp, h), s in zip(fp32[::dynamic_every], subset, strict=True)],
+                                         subset, is_note)
+            for key in ("dynamic", "dynamic_cache", "cache_subset"):
+                row["gain_note_pct"][key] = gain(row["model_subset"], row[key])
         out[corpus] = row
     return out
 
@@ -328,7 +343,8 @@ def step_cost(loaded: LoadedModel, cache: CacheSetting, prompt: np.ndarray, step
 # --- the report ----------------------------------------------------------------------------------------
 
 ROWS = (("model", "model (fp32)"), ("cache", "cache"), ("model_int8", "model (int8)"), ("cache_int8", "cache (int8)"),
-        ("dynamic", "dynamic eval"), ("dynamic_cache", "dynamic + cache"))
+        ("model_subset", "model [sub]"), ("cache_subset", "cache [sub]"), ("dynamic", "dynamic [sub]"),
+        ("dynamic_cache", "dyn+cache [sub]"))
 
 
 def table(results: dict) -> str:
@@ -341,7 +357,8 @@ def table(results: dict) -> str:
                     continue
                 r = row[key]
                 change = "" if key.startswith("model") else f"{-row['gain_note_pct'][key]:+.1f} %"
-                lines.append(f"{split:6} {corpus:14} {row['pieces']:6d} {r['notes']:6d} {name:16} "
+                count = row["dynamic_pieces"] if key.endswith("subset") or key.startswith("dynamic") else row["pieces"]
+                lines.append(f"{split:6} {corpus:14} {count:6d} {r['notes']:6d} {name:16} "
                              f"{r['nll_token']:10.4f} {r['nll_note']:9.4f} {change:>8}")
     return "\n".join(lines)
 
@@ -360,7 +377,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--segment", type=int, default=128, help="dynamic evaluation's segment, in tokens")
     parser.add_argument("--decay", type=float, default=0.0, help="per step, back towards the trained weights")
     parser.add_argument("--tune", action="store_true", help="choose the cache and dynamic settings on valid first")
+    parser.add_argument("--tune-every", type=int, default=4,
+                        help="--tune: dynamic evaluation on every N-th valid piece")
     parser.add_argument("--no-dynamic", action="store_true")
+    parser.add_argument("--dynamic-every", type=int, default=1,
+                        help="dynamic evaluation on every N-th piece only (it is slow on a CPU); [sub] rows")
     parser.add_argument("--cost-steps", type=int, default=1000, help="timed Sampler steps per variant (0: none)")
     parser.add_argument("--cost-prompt", type=int, default=2500, help="tokens fed before timing (fills the cache)")
     parser.add_argument("--k", type=int, default=8, help="streams for the batched cost")
@@ -392,15 +413,15 @@ def main(argv: list[str] | None = None) -> int:
         report["cache_grid"] = cache_grid
         print(f"cache chosen on valid: N={cache.size} θ={cache.theta:g} λ={cache.lam:g}", file=sys.stderr)
         if dynamic is not None:
-            base = {c: totals([lp for lp, _ in passes[c]], valid[c], is_note) for c in CORPORA}
-            dynamic, dynamic_grid = tune_dynamic(loaded.model, valid, is_note, base, args.segment, args.decay, log)
+            dynamic, dynamic_grid = tune_dynamic(loaded.model, engines["fp32"], valid, is_note, args.segment,
+                                                 args.decay, args.tune_every, log)
             report["dynamic_grid"] = dynamic_grid
     report["cache"] = dataclasses.asdict(cache)
     report["dynamic"] = None if dynamic is None else dataclasses.asdict(dynamic)
     results = {}
     for split in splits:
         started = time.perf_counter()
-        results[split] = evaluate_split(loaded, engines, data[split], is_note, cache, dynamic)
+        results[split] = evaluate_split(loaded, engines, data[split], is_note, cache, dynamic, args.dynamic_every)
         print(f"{split}: {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     report["results"] = results
     if args.cost_steps:

@@ -66,7 +66,8 @@ class Memory:
         self.filled = torch.zeros(streams, dtype=torch.long)
         self.pos = torch.zeros(streams, dtype=torch.long)
         self.has_query = torch.zeros(streams, dtype=torch.bool)
-        self._dist: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        self._even: tuple[int, int, bool] | None = (0, 0, False)
+        self._dist: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
 
     @property
     def streams(self) -> int:
@@ -79,17 +80,25 @@ class Memory:
         """Return exactly to a snapshot (the sampler rewinds the model and its memory together)."""
         (self.keys, self.values, self.filled, self.pos, self.query,
          self.has_query) = (None if t is None else t.clone() for t in state)
-        self._dist = None
+        self._settle()
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep these streams, in this order (a row may repeat: that forks it)."""
         index = torch.as_tensor(list(rows), dtype=torch.long)
         (self.keys, self.values, self.filled, self.pos, self.query,
          self.has_query) = (None if t is None else t[index] for t in self._tensors())
-        self._dist = None
+        self._settle()
 
     def _tensors(self) -> MemoryState:
         return MemoryState(self.keys, self.values, self.filled, self.pos, self.query, self.has_query)
+
+    def _settle(self) -> None:
+        """Note whether every stream holds as many pairs at the same slot (the usual case: streams
+        forked from one history and advanced together), which lets feed and mix take plain slices."""
+        self._dist = None
+        filled, pos, has = int(self.filled[0]), int(self.pos[0]), bool(self.has_query[0])
+        even = bool((self.filled == filled).all() and (self.pos == pos).all() and (self.has_query == has).all())
+        self._even = (filled, pos, has) if even else None
 
     # --- feeding ---------------------------------------------------------------------
 
@@ -107,6 +116,11 @@ class Memory:
             self.keys = torch.zeros(self.streams, self.size, dim)
             self.values = torch.zeros(self.streams, self.size, dtype=torch.long)
             self.query = torch.zeros(self.streams, dim)
+        if active is not None and bool(np.all(active)):
+            active = None
+        if active is None and self._even is not None:
+            self._feed_even(F.normalize(outputs, dim=-1), ids)
+            return
         rows = torch.arange(self.streams) if active is None else \
             torch.nonzero(torch.as_tensor(np.asarray(active), dtype=torch.bool)).view(-1)
         if not len(rows):
@@ -123,6 +137,37 @@ class Memory:
             return
         self.query[rows] = unit[:, -1]
         self.has_query[rows] = True
+        self._settle()
+
+    def _feed_even(self, unit: torch.Tensor, ids: torch.Tensor) -> None:
+        """feed() for every stream when all stand alike: slices at one slot, no gathers."""
+        filled, pos, has = self._even
+        if has and unit.size(1) == 1:  # one token: the pending query and the token make one pair
+            self.keys[:, pos] = self.query
+            self.values[:, pos] = ids[:, 0]
+            count = 1
+        else:
+            keys = torch.cat([self.query[:, None], unit[:, :-1]], dim=1) if has else unit[:, :-1]
+            values = ids if has else ids[:, 1:]
+            count = keys.size(1)
+            if count > self.size:  # only the last `size` pairs survive
+                keys, values = keys[:, -self.size:], values[:, -self.size:]
+                start = (pos + count - self.size) % self.size
+            else:
+                start = pos
+            first = min(keys.size(1), self.size - start)
+            self.keys[:, start:start + first] = keys[:, :first]
+            self.values[:, start:start + first] = values[:, :first]
+            rest = keys.size(1) - first
+            if rest:
+                self.keys[:, :rest] = keys[:, first:]
+                self.values[:, :rest] = values[:, first:]
+        filled, pos = min(filled + count, self.size), (pos + count) % self.size
+        self.filled.fill_(filled)
+        self.pos.fill_(pos)
+        self.query = unit[:, -1].contiguous()
+        self.has_query.fill_(True)
+        self._even = (filled, pos, True)
         self._dist = None
 
     def record(self, keys: torch.Tensor, next_ids: torch.Tensor, rows: torch.Tensor | None = None) -> None:
@@ -141,36 +186,54 @@ class Memory:
         self.values[rows[:, None], slots] = next_ids
         self.pos[rows] = (self.pos[rows] + count) % self.size
         self.filled[rows] = torch.clamp(self.filled[rows] + count, max=self.size)
-        self._dist = None
+        self._settle()
 
     # --- predicting ------------------------------------------------------------------
 
     def distribution(self, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """p_cache (streams, vocab) for the next token, and which streams have one (a query and
         at least one pair); rows without one are zero."""
+        p, has = self._distribution(vocab_size)
+        if has is None:
+            has = torch.full((self.streams,), self._even[0] > 0 and self._even[2])
+        return p, has
+
+    def _distribution(self, vocab_size: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(p_cache, which streams have one); None for `which` when all streams alike."""
         if self._dist is not None and self._dist[0] == vocab_size:
             return self._dist[1], self._dist[2]
-        has = self.has_query & (self.filled > 0)
         p = torch.zeros(self.streams, vocab_size)
-        if self.keys is not None and bool(has.any()):
-            n = int(self.filled.max())
-            scores = torch.bmm(self.keys[:, :n], self.query[:, :, None]).squeeze(-1) * self.theta
-            scores = scores.masked_fill(torch.arange(n) >= self.filled[:, None], float("-inf"))
-            weights = torch.softmax(scores, dim=-1).masked_fill(~has[:, None], 0.0)  # (no pairs: NaN -> 0)
-            p.scatter_add_(1, self.values[:, :n], weights)
+        if self._even is not None:
+            n, has = self._even[0], None
+            if n and self._even[2]:
+                scores = torch.bmm(self.keys[:, :n], self.query[:, :, None]).squeeze(-1)
+                p.scatter_add_(1, self.values[:, :n], torch.softmax(scores * self.theta, dim=-1))
+        else:
+            has = self.has_query & (self.filled > 0)
+            if self.keys is not None and bool(has.any()):
+                n = int(self.filled.max())
+                scores = torch.bmm(self.keys[:, :n], self.query[:, :, None]).squeeze(-1) * self.theta
+                scores = scores.masked_fill(torch.arange(n) >= self.filled[:, None], float("-inf"))
+                weights = torch.softmax(scores, dim=-1).masked_fill(~has[:, None], 0.0)  # (no pairs: NaN -> 0)
+                p.scatter_add_(1, self.values[:, :n], weights)
         self._dist = (vocab_size, p, has)
         return p, has
 
+    def empty(self) -> bool:
+        """Nothing to mix in for any stream yet."""
+        if self._even is not None:
+            return not (self._even[0] and self._even[2])
+        return not bool((self.has_query & (self.filled > 0)).any())
+
     def mix(self, log_probs: torch.Tensor) -> torch.Tensor:
         """log((1 - λ) p_model + λ p_cache) for the model's log-probabilities (streams, vocab);
-        streams with nothing in memory keep the model's."""
-        if self.lam == 0.0:
+        streams with nothing in memory keep the model's (and with λ = 0 or nothing yet, this
+        returns `log_probs` itself)."""
+        if self.lam == 0.0 or self.empty():
             return log_probs
-        p_cache, has = self.distribution(log_probs.size(-1))
-        if not bool(has.any()):
-            return log_probs
+        p_cache, has = self._distribution(log_probs.size(-1))
         mixed = torch.logaddexp(log_probs + math.log1p(-self.lam), torch.log(p_cache) + math.log(self.lam))
-        return torch.where(has[:, None], mixed, log_probs)
+        return mixed if has is None else torch.where(has[:, None], mixed, log_probs)
 
 
 def _only(row: int, streams: int) -> np.ndarray:

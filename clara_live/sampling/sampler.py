@@ -64,6 +64,7 @@ class Sampler:
         self.logprob = np.zeros(streams)  # log-probability of the sampled tokens, per stream
         self.count = np.zeros(streams, dtype=np.int64)  # sampled tokens scored, per stream
         self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
+        self._masks_mixed: torch.Tensor | None = None  # ... and the memory's mix under them
         if self.memory is not None:
             self.memory.reset(streams)
 
@@ -88,7 +89,7 @@ class Sampler:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
             self.memory.restore(snapshot.memory)
-        self._masks = None
+        self._masks = self._masks_mixed = None
 
     def select(self, rows: Sequence[int]) -> None:
         """Keep these streams, in this order (a row may repeat: that forks it)."""
@@ -101,7 +102,7 @@ class Sampler:
         self.logprob, self.count = self.logprob[list(rows)], self.count[list(rows)]
         if self.memory is not None:
             self.memory.select(rows)
-        self._masks = None
+        self._masks = self._masks_mixed = None
 
     def expand(self, streams: int) -> None:
         """Fork stream 0 into `streams` identical streams (candidates)."""
@@ -130,7 +131,7 @@ class Sampler:
         for state in self.states:
             for i in ids:
                 state.update(int(i), velocity)
-        self._masks = None
+        self._masks = self._masks_mixed = None
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
         """Feed one token per stream; streams where `active` is False stay exactly as they are."""
@@ -158,7 +159,7 @@ class Sampler:
         for row, state in enumerate(self.states):
             if active is None or active[row]:
                 state.update(int(ids[row]))
-        self._masks = None
+        self._masks = self._masks_mixed = None
 
     # --- choosing --------------------------------------------------------------------
 
@@ -179,11 +180,16 @@ class Sampler:
         without a memory or while it changes nothing (λ = 0, nothing remembered yet)."""
         if self.memory is None:
             return None
+        if allowed is self._masks and self._masks_mixed is not None:  # choose() mixed, advance() scores
+            return self._masks_mixed
         log_probs = torch.log_softmax(self.logits.masked_fill(~allowed, float("-inf")), dim=-1)
         mixed = self.memory.mix(log_probs)
         if mixed is log_probs:
             return None
-        return torch.log_softmax(mixed.masked_fill(~allowed, float("-inf")), dim=-1)
+        mixed = torch.log_softmax(mixed.masked_fill(~allowed, float("-inf")), dim=-1)
+        if allowed is self._masks:
+            self._masks_mixed = mixed
+        return mixed
 
     def choose(self, greedy: bool = False) -> np.ndarray:
         """One token id per stream: Clara's truncated sampling over the allowed tokens.
@@ -196,6 +202,7 @@ class Sampler:
             raise RuntimeError("the sampler has no prediction yet: feed it at least one token")
         cfg = self.sampling
         self._masks = self.masks()  # advance() scores the choice under the same masks
+        self._masks_mixed = None
         logits = self._mixed(self._masks)  # with a memory, the mixed log-probabilities serve as logits
         if logits is None:
             logits = self.logits.masked_fill(~self._masks, float("-inf"))
