@@ -6,7 +6,8 @@ codec's canonical order, so sampled music looks like the music the model was tra
 in a step, note-offs come before note-ons and each ascend by (family, pitch); no `endp`
 for a silent note or for one struck in this step (notes last at least one step); no `p`
 for a sounding note; a wait shorter than the longest never follows another wait. It also
-caps polyphony, closes a note held longer than max_note_quarters, and guards against loops:
+caps polyphony, closes a note held longer than max_note_quarters, strikes no note in the
+last sixteenth before a phrase's end (it would be cut off at once), and guards against loops:
 an onset set (the notes struck in one step) may not be struck more times in a row than
 `max_repeats`, or than the longest such run the stream has heard (a player who repeats a
 chord six times may hear it six times back). Chordwise, the mask
@@ -92,6 +93,7 @@ class NotewiseState:
         self.last_on = -1  # highest key struck in this step
         self.after_short_wait = False
         self.horizon: int | None = None  # waits may not carry the stream past this step (a phrase's end)
+        self.tail = max(1, vocab.codec.sample_freq // 4)  # no note begins this close to the horizon
         self.max_repeats = sampling.max_repeats  # the loop guard; 0 = off
         self.struck: list[int] = []  # keys struck in this step, ascending
         self.previous: tuple[int, ...] = ()  # the last step's onset set that had any
@@ -152,7 +154,9 @@ class NotewiseState:
                     and n == len(self.previous) - 1:
                 free[self.previous[-1]] = False  # ... nor strike the key that would complete it again
             ons = vocab.on_id[free]
-            mask[ons[ons >= 0]] = True
+            # no note struck just to be cut off at the phrase's end, unless nothing else may come
+            if not (self.horizon is not None and self.horizon - self.now < self.tail and mask.any()):
+                mask[ons[ons >= 0]] = True
         if not mask.any():  # only at or past the horizon with every note struck this step
             mask[vocab.wait_ids[:1]] = True
         return mask
