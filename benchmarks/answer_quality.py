@@ -77,6 +77,8 @@ SETTINGS: dict[str, dict] = {
     "sample": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0, "max_repeats": 0},
     "sample+guard": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0},
     "t0.9": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 0.9},
+    "t0.85": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 0.85},
+    "t0.95": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 0.95},
     "t0.8": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 0.8},
     "minp0.05": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.05, "temperature": 1.0},
     "minp0.1": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.1, "temperature": 1.0},
@@ -327,6 +329,8 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
     from clara_live.live.worker import Worker
 
     config = sampling_for(config, setting)
+    # the answer as long as the call (the default caps it at max_answer_bars), so it meets the reference's length
+    config = dataclasses.replace(config, live=dataclasses.replace(config.live, max_answer_bars=64))
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
     now = [0.0]
     sent: list[tuple[float, tuple[int, ...]]] = []
@@ -449,8 +453,9 @@ def draw_examples(prompts: list[Prompt], examples: dict[str, list], folder: Path
                 return [StepNote(round((n.start + offset) / per), max(round((n.end + offset) / per),
                                  round((n.start + offset) / per) + 1), n.pitch, n.velocity) for n in ns]
 
+            after = span + max([n.end for n in notes] + [0.0]) + p.beat  # the real music after a beat's gap
             parts = [("prompt", steps(p.notes, 0.0)), (f"Clara ({name}, {path})", steps(notes, span)),
-                     ("real continuation", steps(p.reference, span + p.seconds + p.beat))]
+                     ("real continuation", steps(p.reference, after))]
             safe = name.replace("/", "_")
             draw_piano_roll(parts, sf, folder / f"{path}-{safe}-{i}.png", bpm=60.0 / p.beat,
                             title=f"{p.name}: prompt, Clara ({name}), then the real continuation")

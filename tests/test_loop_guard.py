@@ -142,3 +142,12 @@ def test_beam_search_and_best_of_keep_the_guard(loaded):
     sampler.feed(PROMPT)
     tokens, _ = best_of(sampler, 4, steps=12 * 8)
     assert _longest_run(PROMPT + tokens) <= 3
+
+
+def test_no_note_begins_in_the_last_sixteenth_before_the_phrase_end():
+    state = _state(["wait25"])  # the longest wait: another wait may follow
+    state.horizon = state.now + 2
+    assert not any(t.startswith("p") for t in _allowed(state))
+    assert "wait2" in _allowed(state)
+    state.horizon = state.now + 12
+    assert "p30" in _allowed(state)
