@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -889,3 +890,177 @@ def test_a_staccato_note_with_the_trigger_in_its_step_still_lasts_a_step():
     rig.tick_to(T1 + 3.0)
     first = round(rig.session.grid.step_at(T1))
     assert decoded(rig) == [(first, first + 1, 60)]
+
+
+# --- (13) the tempo heard in the playing -------------------------------------------------------
+
+MELODY = [0, 1, 2, 2.5, 3, 4, 5, 6, 6.5, 7]  # in beats: quarters and a pair of eighths, 8 beats long
+
+
+def _played(rig: Rig, bpm: float, first: float = T1, beats=MELODY, jitter: float = 0.01, seed: int = 0,
+            key: int = 60) -> list[float]:
+    """A legato melody at bpm with human timing jitter; its onset times."""
+    rng = np.random.default_rng(seed)
+    period = 60.0 / bpm
+    onsets = [first + b * period + (rng.normal(0, jitter) if k else 0.0) for k, b in enumerate(beats)]
+    ends = [*onsets[1:], onsets[-1] + period]
+    for k, (on, end) in enumerate(zip(onsets, ends, strict=True)):
+        rig.on(key + k % 12, on)
+        rig.off(key + k % 12, end - 0.03)
+    return onsets
+
+
+def test_a_phrase_at_84_bpm_is_answered_at_84_on_the_player_s_beats():
+    rig = Rig()  # --bpm 100, the first guess
+    onsets = _played(rig, 84.0)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(t_end, answer)] = rig.answers()
+    assert answer.grid.bpm == pytest.approx(84.0, rel=0.02)
+    assert rig.session.tempo_source == "playing" and rig.session.grid == answer.grid
+    [log] = [c.text for c in rig.commands if isinstance(c, Log)]
+    assert log == f"phrase end (silence): Clara answers 8 beats at {answer.grid.bpm:.1f} bpm (from your playing)"
+    # the phrase was fed on the 100-bpm grid as it came, then again on the new one
+    marks = [t for t, c in rig.log if isinstance(c, Mark)]
+    refeeds = [(t, c) for t, c in rig.log if isinstance(c, Refeed)]
+    assert marks == [T1] and len(refeeds) == 1 and refeeds[0][0] == t_end
+    kinds = [type(c) for t, c in rig.log if t == t_end]
+    assert kinds == [Refeed, Answer, Log]
+    # the notes the model now holds lie on the 84-bpm grid: each onset on its beat or half beat
+    notes = decoded(rig)
+    first = notes[0][0]
+    assert [n[0] - first for n in notes] == [round(b * 12) for b in MELODY]
+    assert rig.stream()[1] == rig.session.now  # the session and the worker agree where the stream is
+    # the answer is about as long as the call and starts on one of the player's beats
+    assert answer.steps == 8 * 12 and answer.start_step % 12 == 0
+    k = (answer.start_time - T1) * 84.0 / 60.0
+    assert abs(k - round(k)) < 0.1
+    assert answer.start_time >= t_end + MIN_LEAD - 1e-9
+
+
+def test_on_the_100_bpm_grid_the_same_phrase_lands_off_the_beats():
+    # the test above could not pass by chance: with the tempo not heard, the notes drift off the grid
+    rig = Rig("live.tempo_from_playing=false")
+    onsets = _played(rig, 84.0)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(_, answer)] = rig.answers()
+    assert answer.grid.bpm == 100.0 and not [c for c in rig.commands if isinstance(c, Mark | Refeed)]
+    notes = decoded(rig)
+    assert [n[0] - notes[0][0] for n in notes] != [round(b * 12) for b in MELODY]
+    assert "from your playing" not in [c.text for c in rig.commands if isinstance(c, Log)][0]
+
+
+def test_a_phrase_at_the_session_tempo_is_not_fed_again():
+    rig = Rig()
+    onsets = _played(rig, 100.0, jitter=0.005)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(_, answer)] = rig.answers()
+    assert answer.grid.bpm == 100.0  # the same steps: the grid the player heard stays
+    assert not [c for c in rig.commands if isinstance(c, Refeed)]
+    assert rig.session.tempo_source == "playing"
+    decoded(rig)
+
+
+def test_the_next_phrase_starts_from_the_tempo_heard_and_the_stream_stays_in_step():
+    rig = Rig()
+    onsets = _played(rig, 84.0)
+    rig.tick_to(onsets[-1] + 2.0)
+    [(_, answer)] = rig.answers()
+    t = answer.start_time + 1.0  # the player comes in during Clara's answer, now at 90 bpm
+    second = _played(rig, 90.0, first=t, seed=1, key=64)
+    rig.tick_to(second[-1] + 3.0)
+    answers = rig.answers()
+    assert len(answers) == 2 and answers[1][1].grid.bpm == pytest.approx(90.0, rel=0.02)
+    assert any(isinstance(c, Stop) for c in rig.commands)
+    notes = decoded(rig)
+    assert len(notes) == 2 * len(MELODY)
+    assert rig.stream()[1] == rig.session.now
+
+
+def test_a_tap_tempo_wins_over_the_tempo_heard():
+    rig = Rig("live.tap_cc=80")
+    for k in range(4):
+        rig.cc(80, 127, T0 + 0.2 + k * 0.5)  # 120 bpm
+        rig.cc(80, 0, T0 + 0.3 + k * 0.5)
+    onsets = _played(rig, 84.0, first=T0 + 3.0)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(_, answer)] = rig.answers()
+    assert answer.grid.bpm == pytest.approx(120.0) and rig.session.tempo_source == "tap"
+    assert not [c for c in rig.commands if isinstance(c, Mark | Refeed)]
+
+
+def test_a_midi_clock_wins_over_the_tempo_heard():
+    tick = 60.0 / 90.0 / 24
+    events = [(T0 + 0.5, [START])] + [(T0 + 0.5 + i * tick, [CLOCK]) for i in range(24 * 14)]
+    period = 60.0 / 84.0
+    for k, b in enumerate(MELODY):  # the melody at 84 bpm, under the clock's 90
+        events += [(T1 + b * period, [0x90, 60 + k, 80]), (T1 + b * period + 0.3, [0x80, 60 + k, 0])]
+    rig = Rig()
+    rig.play(events)
+    rig.tick_to(rig.t + 0.01)
+    answers = rig.answers()
+    assert answers and answers[0][1].grid.bpm == pytest.approx(90.0, abs=0.5)
+    assert rig.session.tempo_source == "clock"
+    assert not [c for c in rig.commands if isinstance(c, Refeed)]
+
+
+@pytest.mark.parametrize("case", ["one note", "chords", "pedal", "30 bpm", "300 bpm", "thousand"])
+def test_bad_phrases_never_crash_and_keep_the_tempo_when_unsure(case):
+    rig = Rig()
+    if case == "one note":
+        rig.on(60, T1)
+        rig.off(60, T1 + 0.4)
+    elif case == "chords":  # two long chords
+        for at in (T1, T1 + 2.0):
+            for key in (60, 64, 67):
+                rig.on(key, at + 0.005 * (key - 60))
+            for key in (60, 64, 67):
+                rig.off(key, at + 1.9)
+    elif case == "pedal":  # the sustain pedal held throughout, notes at 84 bpm under it
+        rig.cc(64, 127, T1 - 0.5)
+        _played(rig, 84.0)
+        rig.cc(64, 0, rig.t + 0.5)
+    elif case == "30 bpm":
+        _played(rig, 30.0, beats=[0, 1, 2, 3, 3.5, 4])
+    elif case == "300 bpm":
+        _played(rig, 300.0, beats=list(range(32)), jitter=0.003)
+    else:  # a thousand notes, a sixteenth at 120 bpm each, two keys at a time
+        for k in range(500):
+            at = T1 + k * 0.125
+            rig.on(48 + k % 24, at)
+            rig.on(72 + k % 12, at + 0.002)
+            rig.off(48 + k % 24, at + 0.1)
+            rig.off(72 + k % 12, at + 0.1)
+    rig.tick_to(rig.t + 6.0)
+    [(_, answer)] = rig.answers()
+    assert 20.0 <= answer.grid.bpm <= 300.0 and answer.steps >= 12
+    if case in ("one note", "chords"):
+        assert answer.grid.bpm == 100.0 and rig.session.tempo_source == "bpm"  # unsure: the tempo stays
+        assert not [c for c in rig.commands if isinstance(c, Refeed)]
+    if case == "pedal":
+        assert answer.grid.bpm == pytest.approx(84.0, rel=0.02)
+    if case == "30 bpm":
+        assert answer.grid.bpm == pytest.approx(30.0, rel=0.03) or answer.grid.bpm == pytest.approx(60.0, rel=0.03)
+    if case == "300 bpm":
+        # a note every 0.2 s is as much 100 bpm in triplets, and lies on the 100-bpm grid already
+        assert answer.grid.bpm in (pytest.approx(300.0, rel=0.02), pytest.approx(150.0, rel=0.02), 100.0)
+    decoded(rig)
+    assert rig.stream()[1] == rig.session.now
+
+
+@settings(max_examples=40)
+@given(_keys.flatmap(lambda keys: st.tuples(st.just(keys), st.lists(_times, min_size=len(keys),
+                                                                   max_size=len(keys)))))
+def test_any_phrase_heard_at_its_tempo_still_decodes_to_its_notes(notes):
+    # whatever tempo is heard, the re-quantised phrase is a strict stream of the same notes
+    keys, times = notes
+    rig = Rig(tick=0.005)
+    events = []
+    for key, (onset, length) in zip(keys, times, strict=True):
+        on = T1 + (10 * onset + 3) / 1000
+        events += [(on, [0x90, key, 64]), (on + 10 * length / 1000, [0x80, key, 0])]
+    rig.play(events)
+    rig.tick_to(rig.t + 4.0)
+    assert len(rig.answers()) >= 1
+    got = decoded(rig)
+    assert sorted(p for _, _, p in got) == sorted(keys)
+    assert rig.stream()[1] == rig.session.now

@@ -235,3 +235,11 @@ def test_terminal_view_survives_a_closed_stream_and_refuses_zero_fps() -> None:
     view.close()  # the restore cannot be written; it must not raise
     with pytest.raises(ValueError):
         TerminalView(io.StringIO(), fps=0)
+
+
+def test_a_tempo_heard_in_the_playing_says_so_with_the_answer_s_log() -> None:
+    log = ("phrase end (silence): Clara answers 8 beats at 84.0 bpm (from your playing)",)
+    lines = frame(tempo_source="playing", bpm=84.0, log=log)
+    assert "84.0 bpm (from your playing)" in visible(lines[1])
+    assert "Clara answers 8 beats at 84.0 bpm" in visible(lines[-1])
+    assert "84.0 bpm (from your playing)" in plain(state(tempo_source="playing", bpm=84.0))

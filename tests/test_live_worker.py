@@ -188,3 +188,30 @@ def test_best_of_k_plays_the_scorer_s_pick_and_falls_back_when_time_is_short(loa
     worker.handle(Answer(id=2, start_step=96, steps=24, grid=late, velocity=70, channel=0))
     assert worker.chosen == [4, 1] and len(seen) == 1  # streamed, unjudged
     assert sent and worker.state.now == worker.base + 120
+
+
+def test_a_refeed_rewinds_to_the_phrase_s_mark_and_reads_the_phrase_anew(loaded):
+    """The phrase fed as it came (on the old grid), then re-quantised: the model holds exactly
+    what a fresh one fed the re-quantised phrase holds, and the stream stands where its waits say."""
+    from clara_live.live.session import Mark, Refeed
+
+    worker = Worker(_sampler(loaded), lambda *e: None)
+    worker.handle(Feed(("wait5", "p20", "wait3", "endp20"), 70, 0.0))  # an earlier phrase
+    worker.handle(Mark())
+    worker.handle(Feed(("wait12", "p27"), 80, 1.0))
+    worker.handle(Feed(("wait10", "endp27", "p31"), 90, 1.5))
+    worker.handle(Feed(("wait7", "endp31"), 0, None))
+    moved = (Feed(("wait12", "p27"), 80, None), Feed(("wait12", "endp27", "p31"), 90, None),
+             Feed(("wait12", "endp31"), 0, None))
+    worker.handle(Refeed(moved))
+    reference = _sampler(loaded)
+    reference.feed([f"wait{loaded.codec.wait_limit}", "wait5", "p20", "wait3", "endp20"], 70)
+    for feed in moved:
+        reference.feed(feed.tokens, feed.velocity)
+    assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
+    assert worker.state.now == worker.base + 8 + 36 and not worker.state.sounding.any()
+    assert worker.refed == 1
+    # and a refeed with no mark is an error, not a silent desynchronisation
+    fresh = Worker(_sampler(loaded), lambda *e: None)
+    with pytest.raises(RuntimeError, match="no mark"):
+        fresh.handle(Refeed(moved))

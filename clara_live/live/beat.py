@@ -233,4 +233,5 @@ def _confidence(t: np.ndarray, w: np.ndarray, period: float, phase: float, stren
     aligned = float(np.sum(w * (d <= max(2 * SIGMA, 0.1 * period))) / np.sum(w))
     beats = span / period
     length = min(1.0, (beats - 1.0) / 3.0) if beats > 1 else 0.0
-    return float(max(0.0, min(1.0, strength)) ** 0.5 * aligned * length) ** (1 / 2)
+    count = min(1.0, (len(t) - 2) / 6)  # a handful of notes fits some grid by chance
+    return float(max(0.0, min(1.0, strength)) ** 0.5 * aligned * length * count) ** (1 / 2)

@@ -474,6 +474,8 @@ class Session:
             phrase, step, feeds = heard
             if feeds:
                 out.append(Refeed(feeds))
+            elif tokens:  # quantised as it was fed: only its end to close
+                out.append(Feed(tuple(tokens), 0, None))
             self.tempo_source = "playing"
             source = " (from your playing)"
         self._events, self._fed = [], []

@@ -53,7 +53,7 @@ class ViewState:
     mode: str  # "call-response" | "suggest"
     turn: str  # "listening" | "waiting" (phrase ended, Clara about to answer) | "clara"
     bpm: float
-    tempo_source: str  # "bpm" | "tap" | "clock"
+    tempo_source: str  # "bpm" | "tap" | "clock" | "playing" (heard in the last phrase)
     beat_phase: float  # 0..1 position inside the current beat
     temperature: float
     top_k: int
@@ -70,7 +70,8 @@ def _clean(text: str) -> str:
 
 
 def _tempo(state: ViewState) -> str:
-    return f"{state.bpm:.1f} bpm ({state.tempo_source})"
+    source = "from your playing" if state.tempo_source == "playing" else state.tempo_source
+    return f"{state.bpm:.1f} bpm ({source})"
 
 
 def _sampling(state: ViewState) -> str:

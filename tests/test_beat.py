@@ -1,0 +1,124 @@
+"""Tempo and beat phase from a phrase's onsets (clara_live.live.beat): synthetic phrases with
+human timing jitter, seeded, so each test is exact and repeatable."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from clara_live.live.beat import TempoEstimate, estimate_tempo, events
+from clara_live.live.tempo import MAX_BPM, MIN_BPM
+
+# a simple melody in beats: quarters, a pair of eighths, a half note (its onsets only)
+MELODY = [0, 1, 2, 2.5, 3, 4, 6, 7, 7.5, 8, 9, 10, 10.5, 11, 12, 14]
+
+
+def played(bpm: float, beats=MELODY, jitter: float = 0.012, seed: int = 0, start: float = 50.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return start + np.asarray(beats) * 60.0 / bpm + rng.normal(0.0, jitter, len(beats))
+
+
+def phase_off(estimate: TempoEstimate, beat: float, bpm: float) -> float:
+    """How far (in beats) the estimate's beats are from the beat at time `beat`."""
+    k = (estimate.beat_time - beat) * bpm / 60.0
+    return abs(k - round(k))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed):
+    onsets = played(84.0, seed=seed)
+    estimate = estimate_tempo(onsets, prior_bpm=100.0)
+    assert estimate is not None and estimate.confidence >= 0.5
+    assert estimate.bpm == pytest.approx(84.0, rel=0.02)
+    assert phase_off(estimate, 50.0, 84.0) < 0.06  # the beats are the melody's beats
+    assert abs(estimate.beat_time - onsets[0]) < 0.1  # the beat given is the one by the first note
+
+
+@pytest.mark.parametrize(("bpm", "prior"),
+                         [(120.0, 100.0), (120.0, 150.0), (72.0, 100.0), (72.0, 60.0), (160.0, 150.0)])
+def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior):
+    # its eighth notes make 2x a candidate and its half notes 1/2: the comb and the prior pick the beat
+    estimate = estimate_tempo(played(bpm, seed=1), prior_bpm=prior)
+    assert estimate is not None
+    assert estimate.bpm == pytest.approx(bpm, rel=0.02)
+
+
+def test_the_prior_settles_a_pulse_that_fits_two_levels_alike():
+    # one note a beat at 120 bpm is as much 60 bpm with eighth notes: the first guess decides
+    onsets = played(120.0, beats=list(range(12)), jitter=0.005)
+    assert estimate_tempo(onsets, prior_bpm=110.0).bpm == pytest.approx(120.0, rel=0.02)
+    assert estimate_tempo(onsets, prior_bpm=55.0).bpm == pytest.approx(60.0, rel=0.02)
+
+
+def test_a_pickup_does_not_move_the_beat():
+    # an upbeat half a beat before the first downbeat, then quarters: the beats are the quarters'
+    beats = [-0.5, *range(0, 12)]
+    onsets = played(90.0, beats=beats, jitter=0.008)
+    estimate = estimate_tempo(onsets, prior_bpm=100.0)
+    assert estimate.bpm == pytest.approx(90.0, rel=0.02)
+    assert phase_off(estimate, 50.0, 90.0) < 0.06
+    assert phase_off(estimate, onsets[0], 90.0) > 0.4  # the pickup itself is off the beat
+
+
+def test_loud_chords_on_the_beats_carry_the_phase():
+    # a chord on every beat and single soft notes between them: the beats are the chords
+    bpm, period = 100.0, 0.6
+    onsets, velocities = [], []
+    for k in range(10):
+        onsets += [10 + k * period] * 3 + [10 + (k + 0.5) * period]
+        velocities += [100, 100, 100, 40]
+    estimate = estimate_tempo(onsets, velocities, prior_bpm=100.0)
+    assert estimate.bpm == pytest.approx(bpm, rel=0.02)
+    assert phase_off(estimate, 10.0, bpm) < 0.05
+
+
+@pytest.mark.parametrize("bpm", [30.0, 300.0])
+def test_phrases_at_the_ends_of_the_range(bpm):
+    beats = list(range(5)) if bpm < 60 else list(range(24))  # 8 s at 30 bpm, under 5 s at 300
+    estimate = estimate_tempo(played(bpm, beats=beats, jitter=0.004), prior_bpm=bpm)
+    assert estimate is not None
+    assert estimate.bpm == pytest.approx(bpm, rel=0.02)
+    for prior in (MIN_BPM, 100.0, MAX_BPM):
+        other = estimate_tempo(played(bpm, beats=beats, jitter=0.004), prior_bpm=prior)
+        assert other is None or MIN_BPM <= other.bpm <= MAX_BPM
+
+
+@pytest.mark.parametrize("onsets", [
+    [],
+    [1.0],
+    [1.0, 1.6],  # two notes: an interval, not a tempo
+    [1.0, 1.6, 2.2],  # three: still too few
+    [1.0, 1.01, 1.02, 1.03, 1.04],  # one chord, however many notes
+    [1.0, 1.01, 1.02, 4.0, 4.01, 4.02],  # two sustained chords
+    [2.0] * 8,
+    [math.nan, 1.0, math.inf, 2.0],
+])
+def test_too_little_evidence_gives_no_estimate(onsets):
+    assert estimate_tempo(onsets, prior_bpm=100.0) is None
+
+
+def test_bad_priors_and_velocities_do_not_crash():
+    onsets = played(84.0)
+    assert estimate_tempo(onsets, prior_bpm=math.nan) is None
+    assert estimate_tempo(onsets, prior_bpm=0.0) is None
+    estimate = estimate_tempo(onsets, [0] * len(onsets), prior_bpm=1000.0)  # clamped to MAX_BPM
+    assert estimate is None or MIN_BPM <= estimate.bpm <= MAX_BPM
+
+
+def test_random_onsets_are_rarely_confident():
+    rng = np.random.default_rng(7)
+    heard = sum(estimate_tempo(np.sort(rng.uniform(0, 4, 5)), prior_bpm=100.0) is not None for _ in range(50))
+    assert heard <= 15, heard  # five scattered notes are mostly no tempo at all
+
+
+def test_events_merge_chords_and_weigh_them():
+    times, weights = events([1.0, 1.02, 1.04, 2.0], [64, 64, 64, 64])
+    assert times.tolist() == pytest.approx([1.02, 2.0])
+    assert weights.tolist() == pytest.approx([math.sqrt(3), 1.0])
+
+
+def test_an_estimate_lists_its_beats():
+    estimate = TempoEstimate(120.0, 10.0, 1.0)
+    assert estimate.beats(9.0, 11.0).tolist() == pytest.approx([9.0, 9.5, 10.0, 10.5, 11.0])
