@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clara_live import __version__
-from clara_live.config import Config, load_config
+from clara_live.config import SAMPLING_PRESETS, Config, load_config
 from clara_live.errors import ClaraError, InputError
 
 
@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-freq", type=float, metavar="F",
                    help="sampling.random_freq: how often a token is sampled rather than the likeliest taken")
     p.add_argument("--seed", type=int, metavar="S", help="sampling.seed: the same seed gives the same music")
+    p.add_argument("--preset", choices=sorted(SAMPLING_PRESETS), help="a named sampling rule (clara: Clara's "
+                   "original, the likeliest token or half the time one of the top 5); flags still win")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the music so far")
     search = p.add_mutually_exclusive_group()
@@ -127,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k")
     p.add_argument("--random-freq", type=float, metavar="F", help="sampling.random_freq")
     p.add_argument("--seed", type=int, metavar="S", help="sampling.seed")
+    p.add_argument("--preset", choices=sorted(SAMPLING_PRESETS), help="a named sampling rule (clara: Clara's "
+                   "original, the likeliest token or half the time one of the top 5); flags still win")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the session")
     p.add_argument("--candidates", type=_positive_int, metavar="K",
@@ -213,7 +217,8 @@ def _positive_float(text: str) -> float:
 
 
 def _config(args: argparse.Namespace) -> Config:
-    overrides = list(args.overrides)
+    preset = SAMPLING_PRESETS.get(getattr(args, "preset", None) or "", {})
+    overrides = [f"sampling.{k}={v}" for k, v in preset.items()] + list(args.overrides)
     for flag, key in (("encoding", "codec.encoding"), ("sample_freq", "codec.sample_freq"),
                       ("chamber", "codec.chamber"), ("workers", "corpus.workers"),
                       ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),

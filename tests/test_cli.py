@@ -103,3 +103,17 @@ def test_console_script_runs_as_a_process(tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip().count("\n") == 0 and "none.txt" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_sampling_preset_sets_its_rule_and_flags_still_win():
+    from clara_live.cli import _config, build_parser
+    from clara_live.config import SAMPLING_PRESETS, load_config
+
+    parser = build_parser()
+    default = _config(parser.parse_args(["continue", str(MAESTRO), "-o", "x.mid"])).sampling
+    assert default == load_config().sampling
+    assert {k: getattr(default, k) for k in SAMPLING_PRESETS["default"]} == SAMPLING_PRESETS["default"]
+    clara = _config(parser.parse_args(["continue", str(MAESTRO), "-o", "x.mid", "--preset", "clara"])).sampling
+    assert (clara.random_freq, clara.top_k, clara.temperature) == (0.5, 5, 1.0)
+    mixed = _config(parser.parse_args(["live", "--preset", "clara", "--top-k", "8"])).sampling
+    assert (mixed.random_freq, mixed.top_k) == (0.5, 8)
