@@ -70,7 +70,7 @@ CHUNK = 256
 GRID_THETA = (5.0, 10.0, 15.0, 20.0, 30.0)
 GRID_LAMBDA = (0.1, 0.2, 0.3, 0.4, 0.5)
 GRID_SIZE = (500, 1000, 2000)
-GRID_LR = {"rms": (1e-4, 3e-4, 1e-3), "sgd": (0.03, 0.1, 0.3)}
+GRID_LR = {"rms": (3e-4, 1e-3, 3e-3), "sgd": (0.1, 0.3, 1.0)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -373,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-theta", type=float, default=defaults.cache_theta)
     parser.add_argument("--cache-lambda", type=float, default=defaults.cache_lambda)
     parser.add_argument("--method", choices=["rms", "sgd"], default="rms", help="dynamic evaluation's step")
-    parser.add_argument("--lr", type=float, default=3e-4, help="dynamic evaluation's learning rate")
+    parser.add_argument("--lr", type=float, default=1e-3, help="dynamic evaluation's learning rate")
     parser.add_argument("--segment", type=int, default=128, help="dynamic evaluation's segment, in tokens")
     parser.add_argument("--decay", type=float, default=0.0, help="per step, back towards the trained weights")
     parser.add_argument("--tune", action="store_true", help="choose the cache and dynamic settings on valid first")
