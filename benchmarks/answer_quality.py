@@ -36,10 +36,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
@@ -205,7 +203,7 @@ def _sounding(notes: list[Timed], length: float) -> tuple[float, float]:
 
 def melody_trigrams(sets: list[tuple[float, frozenset[int]]]) -> set[tuple[int, int, int]]:
     top = [max(s) for _, s in sets]
-    steps = [b - a for a, b in zip(top, top[1:])]
+    steps = [b - a for a, b in zip(top, top[1:], strict=False)]
     return {tuple(steps[i:i + 3]) for i in range(len(steps) - 2)}
 
 
@@ -397,8 +395,8 @@ def run(args: argparse.Namespace) -> dict:
     real = [measure(p.reference, p.notes, p.seconds, p.beat) for p in prompts]
     results: dict[str, dict] = {"real": {"rows": real}}
     shift = [prompts[(i + len(prompts) // 2) % len(prompts)] for i in range(len(prompts))]
-    results["another piece"] = {"rows": [
-        measure(_clip(o.reference, p.seconds), p.notes, p.seconds, p.beat) for p, o in zip(prompts, shift)]}
+    results["another piece"] = {"rows": [measure(_clip(o.reference, p.seconds), p.notes, p.seconds, p.beat)
+                                         for p, o in zip(prompts, shift, strict=True)]}
     results["copy the prompt"] = {"rows": [
         measure(_clip(p.notes, p.seconds), p.notes, p.seconds, p.beat) for p in prompts]}
     nll, count = 0.0, 0
@@ -426,7 +424,7 @@ def run(args: argparse.Namespace) -> dict:
         if tempi:
             results[name]["bpm"] = float(np.median(tempi))
         print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    for name, r in results.items():
+    for r in results.values():
         r["median"] = summarise(r["rows"])
         r["distance"] = distance(r["rows"], real)
     report = {"split": args.split, "path": args.path, "prompts": [p.name for p in prompts],
@@ -448,8 +446,7 @@ def draw_examples(prompts: list[Prompt], examples: dict[str, list], folder: Path
             p = prompts[i]
             span = prompt_span(p)
 
-            def steps(ns: list[Timed], offset: float) -> list[StepNote]:
-                per = p.beat / sf
+            def steps(ns: list[Timed], offset: float, per: float = p.beat / sf) -> list[StepNote]:
                 return [StepNote(round((n.start + offset) / per), max(round((n.end + offset) / per),
                                  round((n.start + offset) / per) + 1), n.pitch, n.velocity) for n in ns]
 
