@@ -20,6 +20,7 @@ from clara_live.config import CodecConfig, load_config
 from clara_live.live.session import (
     CLOCK,
     MIN_LEAD,
+    REFEED_LEAD,
     START,
     Answer,
     Command,
@@ -934,7 +935,7 @@ def test_a_phrase_at_84_bpm_is_answered_at_84_on_the_player_s_beats():
     assert answer.steps == 8 * 12 and answer.start_step % 12 == 0
     k = (answer.start_time - T1) * 84.0 / 60.0
     assert abs(k - round(k)) < 0.1
-    assert answer.start_time >= t_end + MIN_LEAD - 1e-9
+    assert answer.start_time >= t_end + REFEED_LEAD - 1e-9  # time for the model to re-read the phrase
 
 
 def test_on_the_100_bpm_grid_the_same_phrase_lands_off_the_beats():

@@ -38,6 +38,7 @@ NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
 SUSTAIN = 64
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
+REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (a 300-token refeed took 50-100 ms)
 
 
 class Send(NamedTuple):
@@ -479,7 +480,8 @@ class Session:
             self.tempo_source = "playing"
             source = " (from your playing)"
         self._events, self._fed = [], []
-        start = next_beat(max(self.grid.step_at(t + MIN_LEAD), self.now), self.sf)
+        lead = REFEED_LEAD if out and isinstance(out[0], Refeed) else MIN_LEAD
+        start = next_beat(max(self.grid.step_at(t + lead), self.now), self.sf)
         if self.live.mode == "suggest":
             beats = self.live.suggest_bars * self.beats_per_bar
         else:
