@@ -12,7 +12,10 @@ What it measures, over --rounds call-and-response rounds at --bpm:
    beat grid of the player's phrase (its first note is beat 0), in ms; this includes the JACK
    transport both ways.
 4. Feeding a note in-process (no JACK), back to back and after 50 ms idle: what the model's
-   absorb is made of. With --candidates K, the costs `clara live` calibrates at start.
+   absorb is made of; and re-reading a phrase at its end (the worker's Refeed when the tempo
+   heard in it re-quantises it: 300 tokens, about 10 s of playing) in one model call, against
+   one call per note as it was first fed. With --candidates K, the costs `clara live`
+   calibrates at start. `--in-process` measures only these, with no JACK.
 5. The baseline in the same run: a bare loopback through the same JACK server (a player port
    wired straight to a listener port, no Clara in between) — the transport's own latency, the
    floor every figure above stands on.
@@ -23,7 +26,7 @@ Both measurements 1-2 come from `clara live --stats FILE`; the timestamps are ta
 without real-time priority here, so other load shows up as xruns and late wake-ups.
 
     python benchmarks/live_latency.py [--model DIR] [--rounds N] [--bpm BPM] [--period FRAMES]
-                                      [--candidates K] [--json FILE]
+                                      [--candidates K] [--json FILE] [--in-process]
 """
 
 from __future__ import annotations
@@ -166,7 +169,24 @@ def feed_cost(model: str, feeds: int = 100) -> dict:
             sampler.feed(["wait3", "p30"])
             times.append((time.perf_counter() - started) * 1000)
         out[name] = _percentiles(times)
+    phrase = ["wait6", "p30", "wait6", "endp30", "p34", "wait6", "endp34"] * 43  # 301 tokens, 86 notes
+    mark = sampler.snapshot()
+    for name, chunks in (("refeed_one_call", [phrase]), ("refeed_per_note", [phrase[i:i + 3] for i in
+                                                                             range(0, len(phrase), 3)])):
+        times = []
+        for _ in range(20):
+            started = time.perf_counter()
+            sampler.restore(mark)
+            for chunk in chunks:
+                sampler.feed(chunk)
+            times.append((time.perf_counter() - started) * 1000)
+        out[name] = _percentiles(times)
     return out
+
+
+def _print_feeds(feeds: dict) -> None:
+    for name, r in feeds.items():
+        print(f"{'feed ' + name:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  (in-process)")
 
 
 def main() -> int:
@@ -177,7 +197,11 @@ def main() -> int:
     parser.add_argument("--period", type=int, default=64, help="JACK frames per period (64 = 1.3 ms at 48 kHz)")
     parser.add_argument("--json", metavar="FILE")
     parser.add_argument("--candidates", type=int, default=1, help="best-of-K answers chosen by the critic")
+    parser.add_argument("--in-process", action="store_true", help="only the in-process feed costs (no JACK)")
     args = parser.parse_args()
+    if args.in_process:
+        _print_feeds(feed_cost(args.model))
+        return 0
     if shutil.which("jackd") is None:
         raise SystemExit("jackd not found: apt-get install jackd2")
     name = f"clara-bench-{os.getpid()}"
@@ -197,8 +221,7 @@ def main() -> int:
     for key in ("loopback_ms", "absorb_session_ms", "absorb_model_ms", "send_late_ms", "answer_onset_error_ms"):
         r = result[key]
         print(f"{key:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  max {r['max']:7.3f}")
-    for name, r in result["feed_ms"].items():
-        print(f"{'feed ' + name:24s} n {r['n']:5d}  p50 {r['p50']:7.3f}  p99 {r['p99']:7.3f}  (in-process)")
+    _print_feeds(result["feed_ms"])
     if result["calibration"]:
         costs = ", ".join(f"K={k} {v:.2f}" for k, v in result["calibration"]["step_cost_ms"].items())
         print(f"calibrated at start: batched step ms {costs}; critic "

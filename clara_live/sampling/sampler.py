@@ -112,13 +112,15 @@ class Sampler:
 
     # --- feeding ---------------------------------------------------------------------
 
-    def feed(self, tokens: Sequence[str], velocity: int = 0) -> None:
-        """Feed the same tokens to every stream (a prompt, or what the player just played)."""
+    def feed(self, tokens: Sequence[str], velocity: int | Sequence[int] = 0) -> None:
+        """Feed the same tokens to every stream (a prompt, or what the player just played);
+        `velocity` is the notes' velocity, or one per token."""
         self.feed_ids(token_ids(tokens, self.vocab.index, None, "fed tokens").tolist(), velocity)
 
-    def feed_ids(self, ids: Sequence[int], velocity: int = 0) -> None:
+    def feed_ids(self, ids: Sequence[int], velocity: int | Sequence[int] = 0) -> None:
         if not len(ids):
             return
+        velocities = [velocity] * len(ids) if isinstance(velocity, int) else list(velocity)
         for start in range(0, len(ids), FEED_CHUNK):
             chunk = torch.as_tensor(ids[start:start + FEED_CHUNK], dtype=torch.long, device=self.engine.device)
             chunk = chunk.expand(self.streams, -1)
@@ -129,8 +131,8 @@ class Sampler:
                 self.memory.feed(outputs, chunk.cpu())
             self.logits = logits[:, -1].cpu()
         for state in self.states:
-            for i in ids:
-                state.update(int(i), velocity)
+            for i, v in zip(ids, velocities, strict=True):
+                state.update(int(i), v)
         self._masks = self._masks_mixed = None
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
