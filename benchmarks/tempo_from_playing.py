@@ -25,7 +25,6 @@ Run it from the repository root:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import statistics
 import sys
@@ -38,7 +37,7 @@ import symusic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.live.beat import TempoEstimate, estimate_tempo  # noqa: E402
-from training.heldout import CORPUS, asap_splits, asap_work  # noqa: E402
+from training.heldout import CORPUS, asap_rows, asap_splits, asap_work  # noqa: E402
 
 ROOT = CORPUS / "asap"
 FIRST_GUESS = 100.0
@@ -82,8 +81,7 @@ def hit(bpm: float, reference: float, octaves: tuple[float, ...]) -> bool:
 
 def measure(seconds: float) -> tuple[list[dict], dict]:
     splits = asap_splits()
-    with open(ROOT / "metadata.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = asap_rows(ROOT)
     results, skipped = [], {"several_tempi": 0, "few_beats": 0}
     for row in rows:
         found = opening(ROOT / row["midi_performance"], ROOT / row["performance_annotations"], seconds)

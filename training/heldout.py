@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from clara_live.config import CorpusConfig
-from clara_live.corpus import split_of
+from clara_live.corpus import find_sources, split_of
 from clara_live.errors import InputError
 from clara_live.music.midi_io import read_midi
 
@@ -52,11 +52,10 @@ def overlap(a: Counter, b: Counter) -> float:
 
 
 def piano_midi_de(split: str, root: Path = CORPUS / "piano-midi-de") -> list[Item]:
-    """The piano-midi.de pieces of a split, exactly as `clara corpus` split them."""
+    """The piano-midi.de pieces of a split, exactly as `clara corpus` found and split them."""
     config = CorpusConfig()
-    files = sorted(p for p in root.rglob("*.mid") if p.is_file())
-    return [Item("piano-midi-de", f.relative_to(root).as_posix(), f, f.parent.name) for f in files
-            if split_of(f.relative_to(root).as_posix(), config) == split]
+    return [Item("piano-midi-de", s.key, Path(s.location), s.composer) for s in find_sources([str(root)])
+            if split_of(s.key, config) == split]
 
 
 def asap_work(folder: str) -> str:
@@ -67,14 +66,13 @@ def asap_work(folder: str) -> str:
 def asap_splits(root: Path = CORPUS / "asap", piano_root: Path = CORPUS / "piano-midi-de") -> dict[str, str]:
     """Every ASAP work's split: its piano-midi.de twin's, else its own hash."""
     config = CorpusConfig()
-    rows = _asap_rows(root)
+    rows = asap_rows(root)
     works = sorted({asap_work(r["folder"]) for r in rows})
     score_of = {asap_work(r["folder"]): root / r["midi_score"] for r in rows}
-    piano = sorted(p for p in piano_root.rglob("*.mid") if p.is_file())
-    by_composer: dict[str, list[tuple[Path, Counter]]] = {}
-    for p in piano:
+    by_composer: dict[str, list[tuple[str, Counter]]] = {}
+    for source in find_sources([str(piano_root)]):
         try:
-            by_composer.setdefault(p.parent.name, []).append((p, fingerprint(p)))
+            by_composer.setdefault(source.composer, []).append((source.key, fingerprint(Path(source.location))))
         except InputError:
             continue
     splits = {}
@@ -88,30 +86,16 @@ def asap_splits(root: Path = CORPUS / "asap", piano_root: Path = CORPUS / "piano
         best = max(((overlap(mine, fp), p) for p, fp in by_composer.get(composer, [])),
                    default=(0.0, None), key=lambda x: x[0])
         if best[0] >= SAME_WORK:
-            split = split_of(best[1].relative_to(piano_root).as_posix(), config)
+            split = split_of(best[1], config)
         splits[work] = split
     return splits
-
-
-def twins(root: Path = CORPUS / "asap", piano_root: Path = CORPUS / "piano-midi-de") -> dict[str, str]:
-    """ASAP work -> the piano-midi.de file it was matched to (for the record)."""
-    rows = _asap_rows(root)
-    out = {}
-    piano = [(p, fingerprint(p)) for p in sorted(piano_root.rglob("*.mid"))]
-    for work in sorted({asap_work(r["folder"]) for r in rows}):
-        score = root / next(r["midi_score"] for r in rows if asap_work(r["folder"]) == work)
-        mine = fingerprint(score)
-        for p, fp in piano:
-            if p.parent.name == work.split("/")[0] and overlap(mine, fp) >= SAME_WORK:
-                out[work] = p.relative_to(piano_root).as_posix()
-    return out
 
 
 def asap(split: str, root: Path = CORPUS / "asap", per_work: int = 1) -> list[Item]:
     """Performances of the ASAP works in a split, `per_work` of each (0 = all), sorted."""
     splits = asap_splits(root)
     items: dict[str, list[Item]] = {}
-    for r in _asap_rows(root):
+    for r in asap_rows(root):
         work = asap_work(r["folder"])
         if splits.get(work) == split:
             items.setdefault(work, []).append(Item("asap", work, root / r["midi_performance"], r["composer"]))
@@ -122,6 +106,8 @@ def asap(split: str, root: Path = CORPUS / "asap", per_work: int = 1) -> list[It
     return out
 
 
-def _asap_rows(root: Path) -> list[dict[str, str]]:
+def asap_rows(root: Path = CORPUS / "asap") -> list[dict[str, str]]:
+    """ASAP's metadata.csv: a row per performance (composer, folder, midi_score, midi_performance,
+    performance_annotations, ...)."""
     with open(root / "metadata.csv", newline="") as f:
         return list(csv.DictReader(f))
