@@ -48,10 +48,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.codec import make_codec, to_steps  # noqa: E402
 from clara_live.config import Config, load_config  # noqa: E402
-from clara_live.continuation import Request, continue_piece, prompt_context  # noqa: E402
+from clara_live.continuation import Request, continue_piece  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.errors import InputError  # noqa: E402
+from clara_live.live.session import Answer, Log, Send, Session  # noqa: E402
+from clara_live.live.worker import Worker  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
+from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.midi_io import read_midi  # noqa: E402
 from clara_live.music.notes import Note, Piece, StepNote  # noqa: E402
 from clara_live.sampling.sampler import Sampler  # noqa: E402
@@ -104,18 +107,18 @@ class Prompt(NamedTuple):
     pedal: list[tuple[float, float]]  # sustain pedal intervals, seconds
     reference: list[Timed]  # the real continuation, seconds from the cut
     beat: float  # seconds per quarter note
+    span: float  # the prompt's length, seconds (it ends at the cut)
     seconds: float  # the reference's length
 
 
 # --- prompts ------------------------------------------------------------------------------
 
 
-def _pedals(path: Path, tpq: float) -> list[tuple[float, float]]:
+def _pedals(path: Path) -> list[tuple[float, float]]:
+    """The sustain pedal's intervals, in quarter notes (read_midi applies them but does not return them)."""
     score = symusic.Score.from_midi(path.read_bytes(), ttype="tick")
-    out = []
-    for track in score.tracks:
-        out += [(p.time / tpq, (p.time + p.duration) / tpq) for p in track.pedals]
-    return sorted(out)
+    tpq = float(score.ticks_per_quarter)
+    return sorted((p.time / tpq, (p.time + p.duration) / tpq) for track in score.tracks for p in track.pedals)
 
 
 def make_prompt(item: heldout.Item, prompt_seconds: float, seconds: float, where: float = 0.35) -> Prompt | None:
@@ -131,7 +134,6 @@ def make_prompt(item: heldout.Item, prompt_seconds: float, seconds: float, where
     wanted = max(span_p, min(where * starts[-1], starts[-1] - span_c))
     cut = float(starts[np.argmin(np.abs(starts - wanted))])
     begin = cut - span_p
-    tpq = float(symusic.Score.from_midi(item.path.read_bytes(), ttype="tick").ticks_per_quarter)
 
     def window(notes: list[Note], lo: float, hi: float) -> list[Timed]:
         return [Timed((n.start - lo) * beat, (min(n.end, hi) - lo) * beat, n.pitch, n.velocity)
@@ -140,10 +142,10 @@ def make_prompt(item: heldout.Item, prompt_seconds: float, seconds: float, where
     prompt_notes = [n._replace(start=n.start - begin, end=min(n.end, cut) - begin)
                     for n in pedalled.notes if begin <= n.start < cut]
     pedal = [((max(a, begin) - begin) * beat, (min(b, cut) - begin) * beat)
-             for a, b in _pedals(item.path, tpq) if b > begin and a < cut]
+             for a, b in _pedals(item.path) if b > begin and a < cut]
     return Prompt(f"{item.corpus}:{item.work}", Piece(prompt_notes, pedalled.bpm, str(item.path)),
                   window(pedalled.notes, begin, cut), window(raw.notes, begin, cut), pedal,
-                  window(pedalled.notes, cut, cut + span_c), beat, seconds)
+                  window(pedalled.notes, cut, cut + span_c), beat, prompt_seconds, seconds)
 
 
 def load_prompts(split: str, prompt_seconds: float, seconds: float, limit: int = 0) -> list[Prompt]:
@@ -274,37 +276,20 @@ def offline(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed:
             for n in result.continuation]
 
 
-def _prompt_end_steps(prompt: Prompt, sf: int) -> float:
-    """The cut, in steps of the prompt's grid (the prompt is exactly prompt_seconds long)."""
-    return round(prompt_span(prompt) / prompt.beat * sf)
-
-
-def prompt_span(prompt: Prompt) -> float:
-    return PROMPT_SECONDS[0]
-
-
-PROMPT_SECONDS = [12.0]
-
-
 def nll_of_reference(loaded, engine, prompt: Prompt) -> tuple[float, int]:
     """Sum of the model's NLL (nats) of the real continuation's tokens given the prompt, and the count."""
     import torch
 
-    codec_config = loaded.codec
-    codec = make_codec(codec_config)
-    sf = codec_config.sample_freq
-    notes = list(to_steps(prompt.piece, codec_config))
-    cut = _prompt_end_steps(prompt, sf)
-    ref = [StepNote(round(n.start / prompt.beat * sf) + cut, max(round(n.end / prompt.beat * sf) + cut,
-                    round(n.start / prompt.beat * sf) + cut + 1), _fold(n.pitch, codec_config), n.velocity)
-           for n in prompt.reference]
-    context, _ = prompt_context(notes, codec, 1024, 4 * sf)
-    whole = codec.encode(notes + ref)
-    prompt_tokens = codec.encode(notes)
+    codec = make_codec(loaded.codec)
+    cut = prompt.span / prompt.beat  # quarters
+    reference = [Note(cut + n.start / prompt.beat, cut + n.end / prompt.beat, n.pitch, n.velocity)
+                 for n in prompt.reference]
+    prompt_tokens = codec.encode(to_steps(prompt.piece, loaded.codec))
+    whole = codec.encode(to_steps(prompt.piece._replace(notes=prompt.piece.notes + reference), loaded.codec))
     if whole[:len(prompt_tokens)] != prompt_tokens:
         return 0.0, 0  # the continuation changed how the prompt's last step is written: skip
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    ids = torch.as_tensor([index[t] for t in whole], dtype=torch.long)
+    ids = torch.as_tensor(token_ids(whole, index, None, prompt.name))
     logits, _ = engine(ids[None], engine.init_hidden(1))
     logp = torch.log_softmax(logits[0, :-1], dim=-1)
     targets = ids[1:]
@@ -312,20 +297,11 @@ def nll_of_reference(loaded, engine, prompt: Prompt) -> tuple[float, int]:
     return float(picked.sum()), len(picked)
 
 
-def _fold(pitch: int, codec) -> int:
-    from clara_live.codec.steps import fold
-
-    return fold(pitch, codec.low_pitch, codec.high_pitch)
-
-
 def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: int, tick: float = 0.002
          ) -> tuple[list[Timed], float, float]:
     """Clara's answer when the prompt is played into `clara live`'s session and worker.
 
     Returns her notes (seconds from the prompt's end), the answer's length and its tempo."""
-    from clara_live.live.session import Log, Send, Session
-    from clara_live.live.worker import Worker
-
     config = sampling_for(config, setting)
     # the answer as long as the call (the default caps it at max_answer_bars), so it meets the reference's length
     config = dataclasses.replace(config, live=dataclasses.replace(config.live, max_answer_bars=64))
@@ -340,7 +316,7 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
     events += [(t0 + max(n.end, n.start + 0.01), (0x80, n.pitch, 0)) for n in prompt.keys]
     events += [(t0 + a, (0xB0, 64, 127)) for a, _ in prompt.pedal] + [(t0 + b, (0xB0, 64, 0)) for _, b in prompt.pedal]
     events.sort(key=lambda e: (e[0], e[1][0] != 0x80))  # at one time: offs first
-    end_of_call = t0 + prompt_span(prompt)
+    end_of_call = t0 + prompt.span
     answered = None
     i = 0
     t = 0.0
@@ -356,7 +332,7 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
         for command in commands:
             if isinstance(command, Send | Log):
                 continue
-            if answered is None and type(command).__name__ == "Answer":
+            if answered is None and isinstance(command, Answer):
                 answered = command
             worker.handle(command)
         if answered is not None and t > answered.end_time + 0.05:
@@ -385,7 +361,6 @@ def _clip(notes: list[Timed], length: float) -> list[Timed]:
 
 
 def run(args: argparse.Namespace) -> dict:
-    PROMPT_SECONDS[0] = args.prompt_seconds
     config = load_config(overrides=args.set)
     loaded = load_model(args.model)
     engine = build_engine(loaded.model, config.inference)
@@ -444,7 +419,7 @@ def draw_examples(prompts: list[Prompt], examples: dict[str, list], folder: Path
     for name, takes in examples.items():
         for i, notes in enumerate(takes):
             p = prompts[i]
-            span = prompt_span(p)
+            span = p.span
 
             def steps(ns: list[Timed], offset: float, per: float = p.beat / sf) -> list[StepNote]:
                 return [StepNote(round((n.start + offset) / per), max(round((n.end + offset) / per),

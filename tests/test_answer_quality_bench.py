@@ -67,8 +67,8 @@ def test_prompts_come_from_held_out_works_only(shared):
     train = {f"piano-midi-de:{i.work}" for i in heldout.piano_midi_de("train")}
     assert prompts and all(p.name in valid and p.name not in train for p in prompts)
     for p in prompts:
-        assert max(n.start for n in p.notes) < 6.0 <= 6.0 + 1e-6
-        assert all(0.0 <= n.start < 6.0 for n in p.reference)
+        assert p.span == 6.0 and all(0.0 <= n.start < 6.0 for n in p.notes)  # 6 s before the cut ...
+        assert all(0.0 <= n.start < 6.0 for n in p.reference)  # ... and the real 6 s after it
 
 
 def test_an_asap_work_in_piano_midi_de_takes_that_pieces_split(shared):
