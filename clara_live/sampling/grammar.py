@@ -108,8 +108,7 @@ class NotewiseState:
 
     @property
     def repeat_limit(self) -> int:
-        """The most times in a row an onset set may be struck (0: no limit)."""
-        return max(self.max_repeats, self.longest_run) if self.max_repeats else 0
+        return repeat_limit(self.max_repeats, self.longest_run)
 
     def _looping(self) -> bool:
         """Whether striking the previous onset set once more would pass the loop guard."""
@@ -149,9 +148,7 @@ class NotewiseState:
             mask[offs[offs >= 0]] = True
         if int(self.sounding.sum()) < self.polyphony:
             free = ~self.sounding & (self.keys > self.last_on)
-            n = len(self.struck)
-            if looping and n < len(self.previous) and tuple(self.struck) == self.previous[:n] \
-                    and n == len(self.previous) - 1:
+            if looping and tuple(self.struck) == self.previous[:-1]:
                 free[self.previous[-1]] = False  # ... nor strike the key that would complete it again
             ons = vocab.on_id[free]
             # no note struck just to be cut off at the phrase's end, unless nothing else may come
@@ -251,7 +248,7 @@ class ChordwiseState:
         f = self.next_family
         chords = vocab.chord_ids[f]
         mask[chords[vocab.value[chords] <= self.polyphony]] = True
-        limit = max(self.max_repeats, self.longest_run) if self.max_repeats else 0
+        limit = repeat_limit(self.max_repeats, self.longest_run)
         if limit and self.run[f] >= limit and self.previous[f] >= 0:
             mask[self.previous[f]] = False  # the loop guard
         rest = vocab.rest_id.get((f, min(sum(self.recent[f]), self.cap)))
@@ -293,6 +290,12 @@ class ChordwiseState:
 
     def close_all(self) -> list[int]:
         return []
+
+
+def repeat_limit(max_repeats: int, longest_run: int) -> int:
+    """The loop guard: the most times in a row a note, chord or onset set may be struck, the
+    configured limit or the longest run the stream has heard (0: no guard)."""
+    return max(max_repeats, longest_run) if max_repeats else 0
 
 
 def new_state(vocab: Vocabulary, sampling: SamplingConfig) -> NotewiseState | ChordwiseState:
