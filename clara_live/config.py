@@ -17,14 +17,6 @@ import yaml
 from clara_live.errors import ClaraError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
-# Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any
-# flag or --set given with it still wins. The defaults (config.yaml) are what answer_quality measured
-# closest to real music; "clara" is Clara's original rule: the likeliest token, or half the time a
-# draw from the top 5.
-SAMPLING_PRESETS: dict[str, dict[str, float | int]] = {
-    "default": {"random_freq": 1.0, "top_k": 0, "top_p": 1.0, "min_p": 0.0, "temperature": 0.9},
-    "clara": {"random_freq": 0.5, "top_k": 5, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0},
-}
 
 
 class ConfigError(ClaraError):
@@ -192,6 +184,17 @@ class SamplingConfig:
         _check(self.cache_size >= 1, "sampling.cache_size", "must be at least 1")
         _check(self.cache_theta >= 0.0, "sampling.cache_theta", "must be 0 or more")
         _check(0.0 <= self.cache_lambda < 1.0, "sampling.cache_lambda", "must be in [0, 1)")
+
+
+# Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any
+# flag or --set given with it still wins. "default" is SamplingConfig's own choice (what
+# benchmarks/answer_quality.py measured closest to real music); "clara" is Clara's original rule:
+# the likeliest token, or half the time a draw from the top 5.
+_CHOICE = ("random_freq", "top_k", "top_p", "min_p", "temperature")
+SAMPLING_PRESETS: dict[str, dict[str, float | int]] = {
+    "default": {f.name: f.default for f in dataclasses.fields(SamplingConfig) if f.name in _CHOICE},
+    "clara": {"random_freq": 0.5, "top_k": 5, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0},
+}
 
 
 @dataclass(frozen=True)
