@@ -211,3 +211,32 @@ def step_notes(config: CodecConfig, max_start: int = 120, max_length: int = 70) 
         st.integers(0, max_start), st.integers(1, max_length), st.integers(config.low_pitch, config.high_pitch),
         st.integers(1, 127), st.sampled_from(families))
     return st.lists(note, max_size=40)
+
+
+@pytest.fixture(scope="module")
+def torch_settings_restored():
+    """build_engine sets torch's thread count and turns oneDNN off for the process: put them back
+    after the module (use it with `pytestmark = pytest.mark.usefixtures("torch_settings_restored")`)."""
+    import torch
+
+    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
+    yield
+    torch.set_num_threads(threads)
+    torch.backends.mkldnn.enabled = mkldnn
+
+
+def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=None):
+    """A random tiny AWD-LSTM (16/32x2) as an fp32 engine; bias(token) -> decoder bias steers what it wants."""
+    import torch
+
+    from clara_live.config import InferenceConfig, ModelConfig
+    from clara_live.engine import build_engine
+    from clara_live.model import AWDLSTM
+
+    torch.manual_seed(seed)
+    model = AWDLSTM(len(vocab), ModelConfig(emb_size=16, hidden_size=32, num_layers=2)).eval()
+    with torch.no_grad():
+        model.embed.weight.mul_(sharpness)  # tied to the decoder: larger weights, peakier predictions
+        if bias is not None:
+            model.decoder.bias.copy_(torch.tensor([float(bias(t)) for t in vocab]))
+    return build_engine(model, InferenceConfig(device="cpu", precision="fp32"))

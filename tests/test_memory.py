@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import load_benchmark
+from conftest import load_benchmark, tiny_engine
 
 from clara_live.codec import make_codec
-from clara_live.config import CodecConfig, ConfigError, InferenceConfig, ModelConfig, SamplingConfig
+from clara_live.config import CodecConfig, ConfigError, InferenceConfig, SamplingConfig
 from clara_live.engine import Engine, build_engine
-from clara_live.model import AWDLSTM, load_model
+from clara_live.model import load_model
 from clara_live.music.notes import StepNote
 from clara_live.sampling.memory import Memory
 from clara_live.sampling.sampler import Sampler
@@ -32,19 +32,7 @@ CACHED = SamplingConfig(random_freq=1.0, top_k=0, seed=0, cache=True, cache_size
                         cache_lambda=0.5)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_settings():
-    """build_engine sets torch's thread count and turns oneDNN off for the process: put them back."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
-def tiny_engine(seed: int = 0) -> Engine:
-    torch.manual_seed(seed)
-    model = AWDLSTM(len(VOCAB), ModelConfig(emb_size=16, hidden_size=32, num_layers=2)).eval()
-    return build_engine(model, InferenceConfig(device="cpu", precision="fp32"))
+pytestmark = pytest.mark.usefixtures("torch_settings_restored")
 
 
 def fed(engine: Engine, sampling: SamplingConfig = CACHED, prompt: list[str] | None = None,
@@ -141,7 +129,7 @@ def test_bad_settings_are_refused():
 # --- inside the sampler ----------------------------------------------------------------------
 
 def test_lambda_zero_is_the_model_exactly():
-    engine = tiny_engine()
+    engine = tiny_engine(VOCAB)
     plain = fed(engine, FREE)
     zero = fed(engine, FREE, memory=Memory(64, 5.0, 0.0))
     for _ in range(30):
@@ -154,7 +142,7 @@ def test_lambda_zero_is_the_model_exactly():
 
 
 def test_the_config_switch_gives_the_sampler_its_memory():
-    engine = tiny_engine()
+    engine = tiny_engine(VOCAB)
     assert fed(engine, FREE).memory is None
     s = fed(engine, CACHED)
     assert isinstance(s.memory, Memory) and s.memory.filled.tolist() == [len(PROMPT) - 1]
@@ -163,7 +151,7 @@ def test_the_config_switch_gives_the_sampler_its_memory():
 
 
 def test_sampler_scores_are_the_mixed_distribution_under_the_grammar():
-    engine = tiny_engine(2)
+    engine = tiny_engine(VOCAB, 2)
     s = fed(engine)
     generate(s, max_tokens=20)
     mask = s.masks()
@@ -176,7 +164,7 @@ def test_sampler_scores_are_the_mixed_distribution_under_the_grammar():
 
 
 def test_restore_replays_exactly_with_the_cache():
-    s = fed(tiny_engine(3))
+    s = fed(tiny_engine(VOCAB, 3))
     s.expand(3)
     snap = s.snapshot()
     first = generate(s, max_tokens=60)  # past cache_size: the ring has wrapped
@@ -190,7 +178,7 @@ def test_restore_replays_exactly_with_the_cache():
 
 
 def test_batched_streams_equal_separate_samplers_with_the_cache():
-    engine = tiny_engine(4)
+    engine = tiny_engine(VOCAB, 4)
     batch = fed(engine)
     batch.expand(3)
     singles = [fed(engine) for _ in range(3)]
@@ -211,7 +199,7 @@ def test_batched_streams_equal_separate_samplers_with_the_cache():
 
 
 def test_beam_search_reports_the_mixed_score():
-    engine = tiny_engine(5)
+    engine = tiny_engine(VOCAB, 5)
     s = fed(engine)
     origin = s.snapshot()
     tokens, score = beam_search(s, 3, max_tokens=12)

@@ -13,13 +13,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import MAESTRO_FILES, SHARED, pairing_errors
+from conftest import MAESTRO_FILES, SHARED, pairing_errors, tiny_engine
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.tokens import UNK, Grammar, Kind
-from clara_live.config import CodecConfig, InferenceConfig, ModelConfig, SamplingConfig
+from clara_live.config import CodecConfig, InferenceConfig, SamplingConfig
 from clara_live.engine import Engine, build_engine
-from clara_live.model import AWDLSTM, load_model
+from clara_live.model import load_model
 from clara_live.music.midi_io import steps_to_midi, write_midi
 from clara_live.music.notes import StepNote
 from clara_live.music.read import read_music
@@ -27,7 +27,6 @@ from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import aab, beam_search, best_of, generate
 
 SHIPPED = Path(__file__).resolve().parents[1] / "trained_models" / "clara-notewise"
-TINY = ModelConfig(emb_size=16, hidden_size=32, num_layers=2)
 FP32 = InferenceConfig(device="cpu", precision="fp32")
 
 NOTEWISE = CodecConfig()
@@ -57,24 +56,7 @@ CW_PROMPT = [chord("p", 24, 28, 31), "vrest0"]
 CW_STRESS = SamplingConfig(random_freq=1.0, temperature=3.0, top_k=0, polyphony=3)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _torch_settings():
-    """build_engine sets torch's thread count and turns oneDNN off for the process: put them back."""
-    threads, mkldnn = torch.get_num_threads(), torch.backends.mkldnn.enabled
-    yield
-    torch.set_num_threads(threads)
-    torch.backends.mkldnn.enabled = mkldnn
-
-
-def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=None) -> Engine:
-    """A random tiny model as an fp32 engine; bias(token) -> decoder bias steers what it wants."""
-    torch.manual_seed(seed)
-    model = AWDLSTM(len(vocab), TINY).eval()
-    with torch.no_grad():
-        model.embed.weight.mul_(sharpness)  # tied to the decoder: larger weights, peakier predictions
-        if bias is not None:
-            model.decoder.bias.copy_(torch.tensor([float(bias(t)) for t in vocab]))
-    return build_engine(model, FP32)
+pytestmark = pytest.mark.usefixtures("torch_settings_restored")
 
 
 def sampler(engine: Engine, sampling: SamplingConfig = STRESS, seed: int | None = 0,
