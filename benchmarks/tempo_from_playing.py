@@ -143,6 +143,11 @@ def main(argv: list[str] | None = None) -> int:
         phase = "-" if s["phase_error_beats"] is None else f"{s['phase_error_beats']:.3f}"
         print(f"{name:<12}{s['performances']:>6}{s['acc1']:>8.1%}{s['acc2']:>8.1%}{s['baseline_acc1']:>8.1%}"
               f"{s['baseline_acc2']:>8.1%}{s['no_estimate']:>6}{phase:>8}{s['ms_median']:>7.1f}")
+    reference = np.array([r["reference_bpm"] for r in results])
+    near = float(np.mean(np.abs(np.log2(reference / FIRST_GUESS)) <= 0.5)) if len(reference) else 0.0
+    if len(reference):
+        print(f"annotated tempi {reference.min():.0f}-{reference.max():.0f} bpm; {near:.0%} within a factor "
+              f"sqrt(2) of the first guess")
     print(f"goals: Acc1 >= {GOALS['acc1']:.0%}, Acc2 >= {GOALS['acc2']:.0%} (phase: median beats off, "
           "where Acc1 holds; base: always the first guess)")
     if args.json is not None:
