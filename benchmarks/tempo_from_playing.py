@@ -14,6 +14,8 @@ inter-beat interval. Three or more annotated beats are needed, else the performa
 - Beat phase: where Acc1 holds, the median distance from each annotated beat to the nearest
   estimated beat, in beats (0 on the beat, 0.5 between two beats); the median over performances.
 - Baseline: always the first guess, 100 bpm.
+- Misses: the Acc1 misses by kind (an octave, a 3:2, no estimate, other); the annotated tempi
+  outside MIN_BPM..MAX_BPM, which no estimate can reach.
 Splits by work, from training/heldout.py (`asap_splits`): the method's constants were tuned on
 the train and valid works only; test is reported once, and all together.
 
@@ -37,6 +39,7 @@ import symusic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.live.beat import TempoEstimate, estimate_tempo  # noqa: E402
+from clara_live.live.tempo import MAX_BPM, MIN_BPM  # noqa: E402
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work  # noqa: E402
 
 ROOT = CORPUS / "asap"
@@ -121,7 +124,26 @@ def summary(results: list[dict]) -> dict:
             "baseline_acc2": float(np.mean([r["baseline_acc2"] for r in results])),
             "no_estimate": sum(r["confidence"] is None for r in results),
             "phase_error_beats": float(np.median(phases)) if phases else None,
-            "ms_median": float(np.median([r["ms"] for r in results]))}
+            "ms_median": float(np.median([r["ms"] for r in results])),
+            "ms_max": float(np.max([r["ms"] for r in results]))}
+
+
+def misses(results: list[dict]) -> dict[str, int]:
+    """The Acc1 misses by the ratio of estimate to reference: an octave (x2, x1/2, x3, x1/3), a
+    3:2 or 2:3 (duple heard as triple, or the reverse), no estimate, or anything else."""
+    out = {"octave": 0, "3:2 or 2:3": 0, "none": 0, "other": 0}
+    for r in results:
+        if r["acc1"]:
+            continue
+        if r["confidence"] is None:
+            out["none"] += 1
+        elif r["acc2"]:
+            out["octave"] += 1
+        elif hit(r["estimate_bpm"], r["reference_bpm"], (1.5, 2 / 3)):
+            out["3:2 or 2:3"] += 1
+        else:
+            out["other"] += 1
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,20 +152,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="write the per-performance results and the table here")
     args = parser.parse_args(argv)
     results, skipped = measure(args.seconds)
-    groups = {"train+valid": [r for r in results if r["split"] in ("train", "valid")],
+    groups = {"train": [r for r in results if r["split"] == "train"],
+              "valid": [r for r in results if r["split"] == "valid"],
+              "train+valid": [r for r in results if r["split"] in ("train", "valid")],
               "test": [r for r in results if r["split"] == "test"], "all": results}
     table = {name: summary(rows) for name, rows in groups.items()}
     print(f"tempo from the playing: first {args.seconds:g} s of each ASAP performance, first guess "
           f"{FIRST_GUESS:g} bpm; skipped {skipped}")
     print(f"{'split':<12}{'perf':>6}{'Acc1':>8}{'Acc2':>8}{'base1':>8}{'base2':>8}{'none':>6}{'phase':>8}"
-          f"{'ms':>7}")
+          f"{'ms':>7}{'max':>7}")
     for name, s in table.items():
         if not s["performances"]:
             continue
         phase = "-" if s["phase_error_beats"] is None else f"{s['phase_error_beats']:.3f}"
         print(f"{name:<12}{s['performances']:>6}{s['acc1']:>8.1%}{s['acc2']:>8.1%}{s['baseline_acc1']:>8.1%}"
-              f"{s['baseline_acc2']:>8.1%}{s['no_estimate']:>6}{phase:>8}{s['ms_median']:>7.1f}")
+              f"{s['baseline_acc2']:>8.1%}{s['no_estimate']:>6}{phase:>8}{s['ms_median']:>7.1f}{s['ms_max']:>7.1f}")
     reference = np.array([r["reference_bpm"] for r in results])
+    for name in ("train+valid", "test"):
+        print(f"{name} Acc1 misses: {misses(groups[name])}")
+    outside = int(np.sum((reference < MIN_BPM * (1 - TOLERANCE)) | (reference > MAX_BPM * (1 + TOLERANCE))))
+    print(f"{outside} annotated tempi outside {MIN_BPM:g}-{MAX_BPM:g} bpm (out of any estimate's reach)")
     near = float(np.mean(np.abs(np.log2(reference / FIRST_GUESS)) <= 0.5)) if len(reference) else 0.0
     if len(reference):
         print(f"annotated tempi {reference.min():.0f}-{reference.max():.0f} bpm; {near:.0%} within a factor "
