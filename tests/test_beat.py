@@ -122,3 +122,43 @@ def test_events_merge_chords_and_weigh_them():
 def test_an_estimate_lists_its_beats():
     estimate = TempoEstimate(120.0, 10.0, 1.0)
     assert estimate.beats(9.0, 11.0).tolist() == pytest.approx([9.0, 9.5, 10.0, 10.5, 11.0])
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_melody_with_rubato_is_heard_at_its_median_tempo(seed):
+    # about 89 bpm, each beat 6 % longer or shorter in a slow swing (a phrase's rubato); the
+    # benchmark's Acc1 asks for 4 % of 60 / the median beat
+    rng = np.random.default_rng(seed)
+    periods = 60.0 / 90.0 * (1 + 0.06 * np.sin(np.arange(16) * 2 * np.pi / 12))
+    beat_times = np.r_[0.0, np.cumsum(periods)]
+    melody = [0, 1, 2, 2.5, 3, 4, 5, 6, 6.5, 7, 8, 9, 10, 10.5, 11, 12, 13, 14]
+    onsets = np.interp(melody, np.arange(len(beat_times)), beat_times) + rng.normal(0.0, 0.01, len(melody))
+    estimate = estimate_tempo(onsets, prior_bpm=100.0)
+    assert estimate is not None
+    assert estimate.bpm == pytest.approx(60.0 / np.median(periods), rel=0.04)
+
+
+def eighths(accented: tuple[int, ...], seed: int = 0) -> tuple[list[float], list[int]]:
+    """Four bars of running eighths at 240 eighths a minute, loud on the bar's `accented` eighths."""
+    rng = np.random.default_rng(seed)
+    onsets = [k * 0.25 + float(rng.normal(0.0, 0.005)) for k in range(24)]
+    return onsets, [100 if k % 6 in accented else 50 for k in range(24)]
+
+
+@pytest.mark.parametrize("prior", [60.0, 80.0, 100.0])
+def test_six_eight_is_heard_in_dotted_quarters(prior):
+    estimate = estimate_tempo(*eighths((0, 3)), prior_bpm=prior)
+    assert estimate.bpm == pytest.approx(80.0, rel=0.02)  # 6/8: two beats of three eighths
+
+
+@pytest.mark.parametrize("prior", [100.0, 120.0])
+def test_three_four_is_heard_in_quarters(prior):
+    estimate = estimate_tempo(*eighths((0, 2, 4)), prior_bpm=prior)
+    assert estimate.bpm == pytest.approx(120.0, rel=0.02)  # 3/4: three beats of two eighths
+
+
+@pytest.mark.xfail(strict=True, reason="octave errors are settled among x1/3..x3 of the strongest period; "
+                   "a 3:2 error (3/4 heard as 6/8) is not among them (see BENCHMARKS, tempo from the playing)")
+def test_three_four_with_a_first_guess_near_its_dotted_half_beat():
+    estimate = estimate_tempo(*eighths((0, 2, 4)), prior_bpm=80.0)
+    assert estimate.bpm == pytest.approx(120.0, rel=0.02)
