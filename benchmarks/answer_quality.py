@@ -67,6 +67,7 @@ FLOORS = {"pc_cosine": 0.05, "drift": 1.0, "range": 2.0, "density": 0.1, "polyph
           "loop_share": 0.05, "distinct": 2.0, "ioi_entropy": 0.1, "silence": 0.05, "motif_reuse": 0.05}
 CHORD_SPREAD = 0.035  # seconds: onsets this close are one onset set (a performed chord is spread)
 LOOP = 4  # a run of this many identical onset sets is a loop
+SEED_STRIDE = 100_000  # --seeds: take k of prompt i has seed --seed + SEED_STRIDE * k + i
 
 # Named settings: sampling overrides (config keys) and how the continuation is searched.
 SETTINGS: dict[str, dict] = {
@@ -383,17 +384,19 @@ def run(args: argparse.Namespace) -> dict:
         setting = SETTINGS[name]
         started = time.perf_counter()
         rows, lengths, tempi = [], [], []
-        for i, p in enumerate(prompts):
-            if args.path == "live":
-                notes, length, bpm = live(loaded, engine, config, p, setting, args.seed + i)
-                tempi.append(bpm)
-            else:
-                notes, length = offline(loaded, engine, config, p, setting, args.seed + i), p.seconds
-            notes = _clip(notes, length)
-            rows.append(measure(notes, p.notes, length, p.beat))
-            lengths.append(length)
-            if i < args.examples:
-                examples.setdefault(name, []).append(notes)
+        for take in range(args.seeds):
+            for i, p in enumerate(prompts):
+                seed = args.seed + SEED_STRIDE * take + i
+                if args.path == "live":
+                    notes, length, bpm = live(loaded, engine, config, p, setting, seed)
+                    tempi.append(bpm)
+                else:
+                    notes, length = offline(loaded, engine, config, p, setting, seed), p.seconds
+                notes = _clip(notes, length)
+                rows.append(measure(notes, p.notes, length, p.beat))
+                lengths.append(length)
+                if take == 0 and i < args.examples:
+                    examples.setdefault(name, []).append(notes)
         results[name] = {"rows": rows, "seconds": time.perf_counter() - started,
                          "answer_seconds": float(np.median(lengths))}
         if tempi:
@@ -403,7 +406,7 @@ def run(args: argparse.Namespace) -> dict:
         r["median"] = summarise(r["rows"])
         r["distance"] = distance(r["rows"], real)
     report = {"split": args.split, "path": args.path, "prompts": [p.name for p in prompts],
-              "prompt_seconds": args.prompt_seconds, "seconds": args.seconds,
+              "prompt_seconds": args.prompt_seconds, "seconds": args.seconds, "seeds": args.seeds,
               "reference_nll_per_token": nll / max(count, 1), "reference_tokens": count,
               "config": dataclasses.asdict(config.sampling),
               "results": {k: {kk: vv for kk, vv in v.items() if kk != "rows" or args.rows} for k, v in results.items()}}
@@ -454,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")
     parser.add_argument("--seed", type=int, default=1000)
+    parser.add_argument("--seeds", type=int, default=1, help="continuations per prompt (take k of prompt i: "
+                        f"seed + {SEED_STRIDE} k + i), medians over all of them: steadier than one take")
     parser.add_argument("--examples", type=int, default=3, help="piano rolls of the first N prompts per setting")
     parser.add_argument("--png", metavar="DIR", help="write the example piano rolls here")
     parser.add_argument("--json", metavar="PATH")

@@ -90,3 +90,13 @@ def test_both_paths_run_end_to_end(shared, tmp_path, path):
     assert result["median"]["distinct"] > 0  # Clara played
     assert report["reference_tokens"] > 0
     assert (tmp_path / f"{path}-default-0.png").stat().st_size > 1000
+
+
+def test_seeds_take_every_prompt_that_many_times_with_its_own_seed(shared, tmp_path):
+    out = tmp_path / "report.json"
+    assert bench.main(["--limit", "2", "--settings", "default", "--seeds", "2", "--prompt-seconds", "6",
+                       "--seconds", "6", "--json", str(out), "--rows"]) == 0
+    report = json.loads(out.read_text())
+    rows = report["results"]["default"]["rows"]
+    assert report["seeds"] == 2 and len(rows) == 4 and len(report["results"]["real"]["rows"]) == 2
+    assert rows[:2] != rows[2:]  # a second take of the same prompts is another continuation

@@ -250,6 +250,20 @@ def test_the_phrase_end_closes_its_notes_and_logs_then_the_turn_is_clara_s():
     assert len(rig.answers()) == 1 and rig.session.turn == "listening"
 
 
+def test_the_pause_that_ends_a_phrase_is_not_fed_and_the_answer_goes_on_from_the_last_note_s_beat():
+    """The stream stops where the call's last note ends (the silence that ended the phrase is
+    not written); the answer says the model goes on into it from the next beat of the stream."""
+    rig = Rig()
+    last = call(rig, 3)  # three beats from step 24 (the first note), the last released a step before 60
+    rig.tick_to(last + 2 * BEAT)
+    [(_, answer)] = rig.answers()
+    tokens, position = rig.stream()
+    assert position == 60 and tokens[-1] == "endp29"  # no wait after the last note's end
+    assert answer.from_step == 60 < answer.start_step
+    assert answer.start_time - last >= BEAT  # the player still hears a pause: a beat, then the next beat
+    assert decoded(rig)[-1] == (48, 60, 62)
+
+
 @pytest.mark.parametrize(("overrides", "beats", "expected"), [
     (("live.mode=suggest",), 4, 8),
     (("live.mode=suggest",), 1, 8),

@@ -227,3 +227,46 @@ def test_a_refeed_rewinds_to_the_phrase_s_mark_and_reads_the_phrase_anew(loaded)
     fresh = Worker(_sampler(loaded), lambda *e: None)
     with pytest.raises(RuntimeError, match="no mark"):
         fresh.handle(Refeed(moved))
+
+
+def test_the_pause_before_an_answer_is_not_fed_yet_the_answer_keeps_its_time(loaded):
+    """from_step: the model goes straight from the phrase (ended at step 36) into the answer
+    (due at step 72, after the pause that ended the phrase): it reads no silence, holds exactly
+    what a model fed the phrase and then the answer from step 36 holds, and still plays on the
+    answer's grid from step 72; the session's later steps map onto the stream after it."""
+    grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
+    answer = Answer(id=1, start_step=72, steps=48, grid=grid, velocity=70, channel=0, from_step=36)
+    sent = []
+    worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=Clock())
+    worker.handle(Feed(PHRASE, 80, 0.0))
+    base = worker.base
+    worker.handle(answer)
+    assert worker.base == base - 36
+    tokens = worker._played.tokens
+    assert not tokens[0].startswith("wait")  # straight on from the phrase's end
+    reference = _sampler(loaded)
+    reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE, *tokens])
+    assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
+    assert worker.state.now == worker.base + answer.end_step
+    ons = [t for t, msg, *_ in sent if msg[0] & 0xF0 == NOTE_ON]
+    assert ons and min(ons) == pytest.approx(answer.start_time)
+    assert all(answer.start_time - 1e-9 <= t <= answer.end_time + 1e-9 for t, *_ in sent)
+    worker.handle(Feed(("wait12", "p40"), 90, 20.0))  # the player again, a beat after her answer
+    assert worker.state.now == worker.base + answer.end_step + 12
+
+
+def test_a_stop_before_the_answer_began_gives_the_pause_back(loaded):
+    """Stopped while she waits to begin (the player plays again at step 60), the stream holds the
+    phrase and the real silence up to the stop, as the listener heard it."""
+    grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
+    answer = Answer(id=1, start_step=72, steps=48, grid=grid, velocity=70, channel=0, from_step=36)
+    worker = Worker(_sampler(loaded), lambda *e: None, lookahead=0.0, clock=Clock(0.0))
+    worker.handle(Feed(PHRASE, 80, 0.0))
+    base = worker.base
+    worker.submit(Stop(1, 60, 11.0))  # read while the answer waits for its time
+    worker.handle(answer)
+    assert worker.base == base
+    reference = _sampler(loaded)
+    reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE, "wait24"])
+    assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
+    assert worker.state.now == base + 60

@@ -10,7 +10,9 @@ pedals are held, the player's notes as notewise tokens (quantised to the model's
 folded into its range, the sustain pedal holding released notes as corpus preprocessing
 does), and when a phrase ends. The model worker keeps the same token timeline: the session
 sends it the player's tokens as they happen and asks it for answers by step; after an
-answer, or an interrupted one, both agree where the stream stands (`Stop.step`).
+answer, or an interrupted one, both agree where the stream stands (`Stop.step`). The pause
+that ends a phrase is not written: the model goes on from the phrase's last beat straight into
+the answer (`Answer.from_step`), which still sounds at its time.
 
 Tempo from the playing (`live.tempo_from_playing`, unless a tap or an incoming MIDI clock set
 the tempo): a phrase's first note sends `Mark` (the worker remembers its model there) and the
@@ -61,7 +63,13 @@ class Feed(NamedTuple):
 
 
 class Answer(NamedTuple):
-    """Clara's turn: from start_step (a beat) for `steps` steps, timed by `grid`."""
+    """Clara's turn: from start_step (a beat) for `steps` steps, timed by `grid`.
+
+    `from_step` (a beat, at most start_step) is where the model's stream goes straight on into
+    the answer: the silence between the phrase's end and the answer (the pause that ended the
+    phrase, the lead) is not fed, as the music Clara learned from goes on without it (a
+    continuation after a beat of fed silence measured as far from real music as another
+    piece's: BENCHMARKS.md, answer quality). None: the stream runs on to start_step."""
 
     id: int
     start_step: int
@@ -69,6 +77,7 @@ class Answer(NamedTuple):
     grid: Grid
     velocity: int
     channel: int  # 0-based
+    from_step: int | None = None
 
     @property
     def end_step(self) -> int:
@@ -449,11 +458,14 @@ class Session:
         return t - self.last_activity >= self.live.silence_beats * self.beat_seconds
 
     def _close_phrase(self, t: float) -> tuple[_Phrase, int, list[str]]:
-        """Close what still sounds at the phrase's end: (the phrase, its end step, the tokens)."""
+        """Close what still sounds at the phrase's end: (the phrase, its end step, the tokens).
+        The stream moves on to where its last note ends, not to t: the silence that ended the
+        phrase is not written (a key still held, at a trigger, is closed at t)."""
         phrase, self.phrase = self.phrase, None
         assert phrase is not None
         step = self._step(t)
-        pending = self._advance(max([step, *self.pending_offs.values()]))
+        held = [p for p in self.sounding if p not in self.pending_offs]
+        pending = self._advance(step if held else max([self.now, phrase.last_step, *self.pending_offs.values()]))
         closing = [f"endp{p - self.codec.low_pitch}" for p in sorted(self.sounding)]
         self.sounding.clear()
         self.held_by.clear()  # keys still down (a trigger) no longer sound in the stream
@@ -486,7 +498,8 @@ class Session:
             call = max(phrase.last_step, step if why == "trigger" else phrase.last_step) - phrase.start_step
             beats = min(max(1, math.ceil(call / self.sf - 0.25)), self.live.max_answer_bars * self.beats_per_bar)
         self.answers += 1
-        self.answer = Answer(self.answers, start, beats * self.sf, self.grid, self.velocity, self.live.channel - 1)
+        self.answer = Answer(self.answers, start, beats * self.sf, self.grid, self.velocity, self.live.channel - 1,
+                             from_step=next_beat(self.now, self.sf))
         out.append(self.answer)
         out.append(Log(f"phrase end ({why}): Clara answers {beats} beats at {self.grid.bpm:.1f} bpm{source}"))
         return out

@@ -39,6 +39,7 @@ class Played(NamedTuple):
     before: Snapshot
     start: int  # the model's step when the answer began (its lead wait included)
     tokens: list[str]
+    base: int  # the worker's base before the answer (the silence it skipped is given back if she is stopped first)
 
 
 class _Quit(NamedTuple):
@@ -155,7 +156,9 @@ class Worker:
 
     def _answer(self, answer: Answer) -> None:
         sampler = self.sampler
-        self._played = played = Played(answer, sampler.snapshot(), self.state.now, [])
+        self._played = played = Played(answer, sampler.snapshot(), self.state.now, [], self.base)
+        if answer.from_step is not None:  # the stream goes on from there into the answer: the pause is skipped
+            self.base -= answer.start_step - max(answer.from_step, self.state.now - self.base)
         lead = wait_tokens(answer.start_step + self.base - self.state.now, self.limit)
         sampler.feed(lead)
         played.tokens.extend(lead)
@@ -300,6 +303,8 @@ class Worker:
             return  # finished and superseded already
         sampler = self.sampler
         sampler.restore(played.before)
+        if stop.step < played.answer.start_step:  # stopped before she began: the pause was heard after all
+            self.base = played.base
         cut = stop.step + self.base - played.start
         heard = first_steps(played.tokens, max(cut, 0), sampler)
         sampler.feed(heard)
