@@ -349,7 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
-    from clara_live.continuation import Request, continue_piece, to_midi
+    from clara_live.continuation import Request, alone, continue_piece, to_midi
     from clara_live.engine import build_engine
     from clara_live.model import load_model
     from clara_live.music.midi_io import write_midi
@@ -368,7 +368,8 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form, scorer)
     result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())
     sf = loaded.codec.sample_freq
-    write_midi(to_midi(result, sf, loaded.codec.violin_low, args.only_continuation), args.out)
+    bar_steps = config.sampling.beats_per_bar * sf
+    write_midi(to_midi(result, sf, loaded.codec.violin_low, args.only_continuation, bar_steps), args.out)
     seconds = max((n.end for n in result.continuation), default=0) - min(
         (n.start for n in result.continuation), default=0)
     print(f"{args.prompt or '(no prompt)'} -> {args.out}: {len(result.continuation)} notes in "
@@ -377,7 +378,7 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     if args.png:
         from clara_live.render import draw_piano_roll
 
-        parts = [("Clara", result.continuation)]
+        parts = [("Clara", alone(result.continuation, bar_steps) if args.only_continuation else result.continuation)]
         if result.prompt and not args.only_continuation:
             parts.insert(0, ("prompt", result.prompt))
         draw_piano_roll(parts, sf, args.png, bpm=result.bpm, beats_per_bar=config.sampling.beats_per_bar,

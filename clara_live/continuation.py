@@ -123,9 +123,24 @@ def _velocity(notes: list[StepNote], default: int) -> int:
     return int(np.clip(round(np.mean([n.velocity for n in recent])), 1, 127))
 
 
-def to_midi(result: Continuation, sample_freq: int, violin_low: int, only_continuation: bool) -> mido.MidiFile:
-    """A type-1 MIDI file: the prompt's tracks, then Clara's on channels of her own."""
-    clara = steps_to_midi(result.continuation, sample_freq, result.bpm, violin_low)
+def alone(notes: list[StepNote], bar_steps: int) -> list[StepNote]:
+    """The continuation on its own: moved back by whole bars to begin in the first (it kept the
+    prompt's timeline, so alone it would start after the prompt's length of silence)."""
+    if not notes:
+        return notes
+    shift = min(n.start for n in notes) // bar_steps * bar_steps
+    return [n._replace(start=n.start - shift, end=n.end - shift) for n in notes]
+
+
+def to_midi(result: Continuation, sample_freq: int, violin_low: int, only_continuation: bool,
+            bar_steps: int = 0) -> mido.MidiFile:
+    """A type-1 MIDI file: the prompt's tracks, then Clara's on channels of her own; or hers
+    alone (`only_continuation`), from the first bar she plays in (bars of `bar_steps`, default 4 beats)."""
+    if only_continuation:
+        clara = steps_to_midi(alone(result.continuation, bar_steps or 4 * sample_freq), sample_freq, result.bpm,
+                              violin_low)
+    else:
+        clara = steps_to_midi(result.continuation, sample_freq, result.bpm, violin_low)
     if only_continuation or not result.prompt:
         for track in clara.tracks[1:]:
             _label(track, "Clara", 0)

@@ -155,3 +155,20 @@ def test_foreign_model_folder_is_refused(tmp_path, capsys):
     (tmp_path / "m" / "config.json").write_text("{}")
     assert main(["continue", "-o", str(tmp_path / "o.mid"), "--model", str(tmp_path / "m")]) == 1
     assert "config.json" in capsys.readouterr().err
+
+
+def test_only_the_continuation_begins_in_its_first_bar_and_keeps_its_place_in_the_bar(tmp_path):
+    """Alone, Clara's part starts in bar 1 (not after the prompt's length of silence), moved by
+    whole bars, so each note keeps its place in the bar and its distance from the others."""
+    whole, alone = tmp_path / "whole.mid", tmp_path / "alone.mid"
+    base = ["continue", str(_prompt()), "--tokens", "120", "--seed", "3"]
+    assert main([*base, "-o", str(whole)]) == 0
+    assert main([*base, "-o", str(alone), "--only-continuation", "--png", str(tmp_path / "alone.png")]) == 0
+    theirs = [n for name, notes in _tracks(whole).items() if name.startswith("Clara") for n in notes]
+    hers = [n for notes in _tracks(alone).values() for n in notes]
+    bar = mido.MidiFile(str(alone)).ticks_per_beat * 4
+    assert hers and min(t for t, _, _ in hers) < bar <= min(t for t, _, _ in theirs)
+    shift = min(t for t, _, _ in theirs) - min(t for t, _, _ in hers)
+    assert shift % bar == 0
+    assert sorted((t + shift, pitch) for t, _, pitch in hers) == sorted((t, pitch) for t, _, pitch in theirs)
+    assert (tmp_path / "alone.png").stat().st_size > 1000
