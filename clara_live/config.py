@@ -128,7 +128,7 @@ class TrainingConfig:
     log_every: int = 50  # steps between train-loss lines in metrics.jsonl
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # mixed precision (bf16) on CUDA
+    precision: str = "auto"  # auto (bf16 where the GPU or CPU has native bf16, else fp32) | fp32 | bf16
     max_steps: int = 0  # stop after this many steps in all (0: run every epoch)
     eval_tokens: int = 0  # cap on validation tokens per evaluation (0: the whole split)
 
@@ -141,6 +141,8 @@ class TrainingConfig:
         _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be at least 1")
         _check(self.log_every >= 1, "training.log_every", "must be at least 1")
         _check(self.device in ("auto", "cpu", "cuda"), "training.device", "must be auto, cpu or cuda")
+        _check(self.precision in ("auto", "fp32", "bf16"), "training.precision",
+               f"must be auto, fp32 or bf16, not {self.precision!r}")
         _check(self.max_steps >= 0 and self.eval_tokens >= 0, "training.max_steps", "must be 0 or more")
 
 

@@ -145,3 +145,61 @@ def test_distributed_two_processes_match_one(corpus, tmp_path):
     assert two.info["world_size"] == 2
     assert two.info["valid"]["nll"] == pytest.approx(load_model(tmp_path / "one" / "model").info["valid"]["nll"],
                                                      rel=1e-4)
+
+
+def _train_losses(out: Path) -> list[float]:
+    return [r["train_loss"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines())
+            if "train_loss" in r]
+
+
+def test_bf16_autocast_on_cpu_learns_and_keeps_fp32_weights(corpus, tmp_path, capfd):
+    decoded = {True: set(), False: set()}  # the decoder's output dtypes, in training steps and in validation
+
+    def hook(module, inputs, output):
+        if isinstance(module, torch.nn.Linear):
+            decoded[module.training].add(output.dtype)
+
+    overrides = TINY + ["training.precision=bf16", "training.max_steps=20", "training.log_every=5",
+                        "training.lr=0.03", "training.warmup_fraction=0.02", "training.epochs=1"]
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        train(corpus, tmp_path / "run", load_config(overrides=overrides), progress=False)
+    finally:
+        handle.remove()
+    assert "training precision bf16" in capfd.readouterr().err
+    assert decoded == {True: {torch.bfloat16}, False: {torch.float32}}  # autocast in the steps only
+    losses = _train_losses(tmp_path / "run")
+    assert len(losses) == 4 and losses[-1] < losses[0] - 0.2, losses
+    loaded = load_model(tmp_path / "run" / "model")
+    assert loaded.info["precision"] == "bf16" and loaded.info["training"]["precision"] == "bf16"
+    assert {p.dtype for p in loaded.model.state_dict().values()} == {torch.float32}
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    assert {t.dtype for t in state["model"].values()} == {torch.float32}
+    assert {t.dtype for o in state["optimiser"]["state"].values() for t in o.values() if t.dim()} == {torch.float32}
+
+
+def test_bf16_resume_continues_exactly(corpus, tmp_path):
+    overrides = TINY + ["training.precision=bf16"]
+    straight = train(corpus, tmp_path / "a", load_config(overrides=overrides + ["training.max_steps=10"]),
+                     progress=False)
+    train(corpus, tmp_path / "b", load_config(overrides=overrides + ["training.max_steps=5"]), progress=False)
+    hidden = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["hidden"]
+    assert {t.dtype for layer in hidden for t in layer} == {torch.float32}
+    resumed = train(corpus, tmp_path / "b", load_config(overrides=overrides + ["training.max_steps=10"]),
+                    resume=True, progress=False)
+    assert torch.equal(_params(straight["model"]), _params(resumed["model"]))
+
+
+@pytest.mark.parametrize("chosen", [True, False])
+def test_training_steps_run_under_the_chosen_onednn_switch(corpus, tmp_path, monkeypatch, chosen):
+    import training.trainer as trainer
+    from training.hardware import Precision
+
+    monkeypatch.setattr(trainer, "choose_precision", lambda *args: Precision("fp32", chosen, "test"))
+    seen, clip = [], torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda *a, **k: seen.append(torch.backends.mkldnn.enabled) or clip(*a, **k))
+    before = torch.backends.mkldnn.enabled
+    train(corpus, tmp_path / "run", load_config(overrides=TINY + ["training.max_steps=3"]), progress=False)
+    assert seen == [chosen] * 3
+    assert torch.backends.mkldnn.enabled == before  # the process's setting is back

@@ -4,7 +4,9 @@ One readable loop built from small functions. A run folder holds `checkpoint.pt`
 optimiser, schedule, RNG, data position and hidden state, written atomically every
 checkpoint_every steps and at each epoch), `model/` (the best model on the valid split, in
 the shipped format), `metrics.jsonl` and `loss.png`. `resume` continues exactly where the
-checkpoint left off; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly.
+checkpoint left off; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly. Steps run in
+`training.precision` (training/hardware.py: auto is bf16 autocast where the GPU or CPU has
+native bf16, else fp32); weights, optimiser state and checkpoints are fp32 either way.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import math
 import os
 import platform
 import signal
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +34,7 @@ from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
 from training.data import Corpus, batchify, epoch_stream, rank_rows, sequence_lengths
+from training.hardware import Precision, choose_precision, native_bf16, onednn
 from training.plot import plot_metrics
 
 CHECKPOINT = "checkpoint.pt"
@@ -56,7 +60,6 @@ def _device(config: TrainingConfig) -> torch.device:
         local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
         return torch.device("cuda", local)
-    torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is slower than the plain CPU path here
     return torch.device("cpu")
 
 
@@ -88,12 +91,21 @@ def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLS
 def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | None = None,
           resume: bool = False, progress: bool = True) -> dict:
     """Train, returning the final metrics; rank 0 writes the run folder."""
-    out = Path(out)
     cfg = config.training
     rank, world = _world()
     if cfg.batch_size % world:
         raise ClaraError(f"training.batch_size {cfg.batch_size} does not divide among {world} processes")
     device = _device(cfg)
+    precision = choose_precision(cfg.precision, device.type, native_bf16(device))
+    if rank == 0:
+        print(precision, file=sys.stderr)
+    with onednn(precision.onednn):  # the whole run, validation too; the process's setting comes back after
+        return _fit(corpus_dir, Path(out), config, init, resume, progress, rank, world, device, precision)
+
+
+def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, resume: bool, progress: bool,
+         rank: int, world: int, device: torch.device, precision: Precision) -> dict:
+    cfg = config.training
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     corpus = Corpus(corpus_dir)
     model, vocabulary = _base_model(corpus, config, init)
@@ -121,7 +133,7 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
     codec = dataclasses.replace(config.codec, **{k: v for k, v in corpus.manifest["codec"].items()})
     info = {"corpus": str(corpus_dir), "sources": corpus.manifest.get("sources"), "training": dataclasses.asdict(cfg),
             "world_size": world, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else platform.processor() or platform.machine(), "init": init}
+            else platform.processor() or platform.machine(), "precision": precision.name, "init": init}
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -132,7 +144,7 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
     try:
         while position.epoch < cfg.epochs and (not cfg.max_steps or position.global_step < cfg.max_steps):
             hidden = _run_epoch(net, model, train_pieces, plans[position.epoch], position, hidden, optimiser,
-                                schedule, cfg, device, rank, world, out, stop, progress, total)
+                                schedule, cfg, precision, device, rank, world, out, stop, progress, total)
             if cfg.max_steps and position.global_step >= cfg.max_steps and position.step < len(plans[position.epoch]):
                 break
             valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else {}
@@ -169,15 +181,14 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
 
 
 def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Position, hidden, optimiser, schedule,
-               cfg: TrainingConfig, device: torch.device, rank: int, world: int, out: Path, stop: dict,
-               progress: bool, total: int):
+               cfg: TrainingConfig, precision: Precision, device: torch.device, rank: int, world: int, out: Path,
+               stop: dict, progress: bool, total: int):
     data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, position.epoch), cfg.batch_size), rank, world)
     offset = sum(lengths[:position.step])
     if hidden is None:
         hidden = model.init_hidden(data.size(0), device)
     bar = tqdm(total=total, initial=position.global_step, desc=f"epoch {position.epoch + 1}/{cfg.epochs}",
                unit="step", disable=not progress or rank != 0 or None)
-    amp = cfg.amp and device.type == "cuda"
     window_loss, window_tokens, window_start = 0.0, 0, time.time()
     model.train()
     for length in lengths[position.step:]:
@@ -185,8 +196,10 @@ def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Positi
         offset += length
         inputs, targets = batch[:, :-1], batch[:, 1:]
         hidden = detach(hidden)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        # autocast runs the forward's matmuls in bf16; weights, gradients, optimiser state stay fp32
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.bf16):
             logits, hidden, acts = net(inputs, hidden, activations=True)
+            hidden = [(h.float(), c.float()) for h, c in hidden]  # carried and checkpointed in fp32 under bf16 too
             loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
             # AR penalises large outputs, TAR large changes between steps (Merity et al. 2017, 4.6)
             regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
