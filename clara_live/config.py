@@ -169,6 +169,9 @@ class SamplingConfig:
     cache_size: int = 2000  # (output, next token) pairs remembered per stream
     cache_theta: float = 15.0  # sharpness: how closely a past moment must resemble this one
     cache_lambda: float = 0.4  # the cache's share of the prediction
+    # the register of what was heard (sampler.register_bias): a note more than a fifth outside the middle 80 %
+    # of the last notes fed (the player's, the prompt's) is this much less likely per octave (log odds); 0 = off
+    register_pull: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.random_freq <= 1.0, "sampling.random_freq", "must be in [0, 1]")
@@ -186,6 +189,7 @@ class SamplingConfig:
         _check(self.cache_size >= 1, "sampling.cache_size", "must be at least 1")
         _check(self.cache_theta >= 0.0, "sampling.cache_theta", "must be 0 or more")
         _check(0.0 <= self.cache_lambda < 1.0, "sampling.cache_lambda", "must be in [0, 1)")
+        _check(self.register_pull >= 0.0, "sampling.register_pull", "must be 0 (off) or more")
 
 
 # Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any

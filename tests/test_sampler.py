@@ -514,3 +514,49 @@ def test_searches_keep_the_grammar_and_their_scores_with_the_cache(tmp_path):
     assert wait_steps(out) == 72
     heard = sampler(engine, CACHED_STRESS, prompt=NW_PROMPT + out)
     torch.testing.assert_close(s.log_probs(), heard.log_probs(), atol=1e-5, rtol=1e-5)
+
+
+def test_the_register_pull_weighs_note_ons_outside_the_register_heard():
+    """Only note-ons outside the heard register (middle 80 % of the fed notes, a fifth wider) are
+    pulled, by register_pull per octave; Clara's own notes do not move the register; a snapshot
+    carries it; off, or with under four notes heard, nothing changes."""
+    engine = tiny_engine(NW_VOCAB)
+    sampler = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(register_pull=3.0), seed=1)
+    melody = NW_CODEC.encode([StepNote(6 * i, 6 * i + 6, p) for i, p in enumerate((60, 62, 64, 65, 67, 69, 67))])
+    sampler.feed(melody[:4])  # two notes: too few to tell a register
+    assert sampler.register_bias() is None
+    sampler.feed(melody[4:])
+    bias = sampler.register_bias()
+    index, low = sampler.vocab.index, NOTEWISE.low_pitch
+    bottom, top = np.percentile([60, 62, 64, 65, 67, 69, 67], [10, 90]) + (-7, 7)
+    assert bias[index[f"p{60 - low}"]] == 0 and bias[index[f"p{int(top) - low}"]] == 0
+    assert bias[index[f"p{48 - low}"]] < bias[index[f"p{52 - low}"]] < 0  # lower, less likely
+    assert float(bias[index[f"p{36 - low}"]]) == pytest.approx(-3.0 * (bottom - 36) / 12, abs=1e-4)
+    assert float(bias[index[f"p{88 - low}"]]) == pytest.approx(-3.0 * (88 - top) / 12, abs=1e-4)
+    assert bias[index[f"endp{36 - low}"]] == 0 and bias[index["wait3"]] == 0  # offs and waits are free
+    heard = sampler.heard
+    before = sampler.snapshot()
+    generate(sampler, steps=48)  # Clara's notes are not what was heard
+    assert sampler.heard == heard
+    sampler.feed(NW_CODEC.encode([StepNote(0, 6, 40)]))
+    assert sampler.heard != heard
+    sampler.restore(before)
+    assert sampler.heard == heard
+    off = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(), seed=1)
+    off.feed(melody)
+    assert off.register_bias() is None
+
+
+def test_a_strong_register_pull_keeps_sampled_notes_near_the_register_heard():
+    engine = tiny_engine(NW_VOCAB, seed=1, bias=PROFILES["notes"])
+    melody = NW_CODEC.encode([StepNote(6 * i, 6 * i + 6, 60 + (i * 5) % 12) for i in range(16)])
+    spread = {}
+    for pull in (0.0, 12.0):
+        sampler = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(register_pull=pull, temperature=1.5), seed=4)
+        sampler.feed(melody)
+        tokens = generate(sampler, steps=12 * 16)[0]
+        pitches = [int(t[1:]) + NOTEWISE.low_pitch for t in tokens if t.startswith("p")]
+        assert len(pitches) >= 20
+        bottom, top = np.percentile([60 + (i * 5) % 12 for i in range(16)], [10, 90]) + (-7, 7)
+        spread[pull] = np.mean([p < bottom - 2 or p > top + 2 for p in pitches])  # 2 semitones out: 2 nats
+    assert spread[0.0] > 0.3 and spread[12.0] < 0.05

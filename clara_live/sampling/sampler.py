@@ -24,10 +24,12 @@ from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
 from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
-from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
+from clara_live.sampling.grammar import _ON, ChordwiseState, NotewiseState, Vocabulary, new_state
 from clara_live.sampling.memory import Memory, MemoryState
 
 FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
+REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
+REGISTER_MARGIN = 7  # ... their middle 80 % widened by a fifth on either side
 
 
 class Snapshot(NamedTuple):
@@ -38,6 +40,7 @@ class Snapshot(NamedTuple):
     count: np.ndarray
     rng: torch.Tensor
     memory: MemoryState | None = None
+    heard: tuple[int, ...] = ()
 
 
 class Sampler:
@@ -52,6 +55,7 @@ class Sampler:
             seed = sampling.seed
         self.seed = seed if seed >= 0 else int.from_bytes(os.urandom(4), "little")
         self.generator = torch.Generator().manual_seed(self.seed)
+        self._register: tuple[torch.Tensor, torch.Tensor] | None = None  # (note-on mask, pitch index) per token
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -65,6 +69,7 @@ class Sampler:
         self.count = np.zeros(streams, dtype=np.int64)  # sampled tokens scored, per stream
         self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
         self._masks_mixed: torch.Tensor | None = None  # ... and the memory's mix under them
+        self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
         if self.memory is not None:
             self.memory.reset(streams)
 
@@ -76,7 +81,7 @@ class Sampler:
         return Snapshot([(h.clone(), c.clone()) for h, c in self.hidden], [s.copy() for s in self.states],
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
                         self.count.copy(), self.generator.get_state(),
-                        None if self.memory is None else self.memory.snapshot())
+                        None if self.memory is None else self.memory.snapshot(), self.heard)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -85,6 +90,7 @@ class Sampler:
         self.logits = None if snapshot.logits is None else snapshot.logits.clone()
         self.logprob, self.count = snapshot.logprob.copy(), snapshot.count.copy()
         self.generator.set_state(snapshot.rng)
+        self.heard = snapshot.heard
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -133,6 +139,9 @@ class Sampler:
         for state in self.states:
             for i, v in zip(ids, velocities, strict=True):
                 state.update(int(i), v)
+        ons = [int(self.vocab.key[i]) % self.vocab.codec.num_pitches for i in ids if self.vocab.kind[i] == _ON]
+        if ons:
+            self.heard = (*self.heard, *ons)[-REGISTER_NOTES:]
         self._masks = self._masks_mixed = None
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
@@ -208,6 +217,9 @@ class Sampler:
         logits = self._mixed(self._masks)  # with a memory, the mixed log-probabilities serve as logits
         if logits is None:
             logits = self.logits.masked_fill(~self._masks, float("-inf"))
+        bias = self.register_bias()
+        if bias is not None:
+            logits = logits + bias
         choice = logits.argmax(dim=-1)
         if greedy or cfg.random_freq == 0.0:
             return choice.numpy()
@@ -226,6 +238,23 @@ class Sampler:
                 z = z.masked_fill(z - z.max(dim=-1, keepdim=True).values < np.log(cfg.min_p), float("-inf"))
             choice[draw] = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=self.generator).squeeze(-1)
         return choice.numpy()
+
+    def register_bias(self) -> torch.Tensor | None:
+        """(vocab,) log-odds added to the note-ons when choosing (sampling.register_pull): none
+        inside the register heard (the middle 80 % of the last notes fed, a fifth wider on either
+        side), -register_pull per octave beyond it; None when off or fewer than 4 notes heard.
+        It keeps an answer where the player was; what she plays inside it is the model's."""
+        pull = self.sampling.register_pull
+        if not pull or len(self.heard) < 4:
+            return None
+        low, high = np.percentile(self.heard, [10, 90])
+        vocab = self.vocab
+        if self._register is None:
+            pitch = (vocab.key % vocab.codec.num_pitches).astype(np.float32)
+            self._register = (torch.from_numpy(vocab.kind == _ON), torch.from_numpy(pitch))
+        ons, pitch = self._register
+        outside = torch.clamp(low - REGISTER_MARGIN - pitch, min=0) + torch.clamp(pitch - high - REGISTER_MARGIN, min=0)
+        return torch.where(ons, -pull * outside / 12.0, torch.zeros_like(pitch))
 
     def step(self, active: np.ndarray | None = None, greedy: bool = False) -> list[str]:
         """Choose a token for every stream, feed it back, and return it."""
