@@ -5,8 +5,8 @@ a CPU with AMX (amx_bf16 + amx_tile) or AVX512-BF16. Elsewhere bf16 is emulated 
 slower than fp32, so `training.precision: auto` picks fp32 there. On a CPU, oneDNN
 (torch.backends.mkldnn) is what runs bf16 LSTMs and matmuls natively, so it is on under bf16;
 under fp32 it stays off, as the trainer always ran; and on a CPU without native bf16 it is off
-even under bf16, because oneDNN has no bf16 LSTM for such a CPU ("could not create a primitive
-descriptor"), while the plain path runs, slowly.
+even under bf16: on an AVX2 AMD EPYC oneDNN builds no bf16 LSTM ("could not create a primitive
+descriptor"), while the plain path runs, slowly, with autocast reaching only the decoder.
 """
 
 from __future__ import annotations
