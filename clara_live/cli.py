@@ -318,10 +318,12 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     import json
+    import math
 
     import torch
 
     from clara_live.codec import make_codec, to_steps
+    from clara_live.codec.steps import normalise
     from clara_live.model import load_model
     from clara_live.model.evaluate import score, token_ids
     from clara_live.music.read import read_music
@@ -331,19 +333,24 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     codec = make_codec(loaded.codec)
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
     unknown = "<unk>" if "<unk>" in index else None
-    sequences, failed = [], 0
+    sequences, failed, notes = [], 0, 0
     for source in args.inputs:
         try:
-            tokens = codec.encode(to_steps(read_music(source, loaded.codec.sustain_pedal), loaded.codec))
+            encoded = normalise(to_steps(read_music(source, loaded.codec.sustain_pedal), loaded.codec))
+            tokens = codec.encode(encoded)
             sequences.append(token_ids(tokens, index, unknown, source))
+            notes += len(encoded)
         except (ClaraError, ValueError) as exc:  # unreadable file, or a token the model never saw
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)
-    result = {**score(loaded.model, sequences), "files": len(sequences)}
+    result = {**score(loaded.model, sequences), "files": len(sequences), "notes": notes}
+    # bits per note: comparable across encodings (a chordwise token holds a step, a notewise one an event)
+    result["bits_per_note"] = result["nll"] * result["tokens"] / notes / math.log(2) if notes else float("nan")
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"{result['files']} files, {result['tokens']} tokens: NLL {result['nll']:.4f} nats/token, "
+        print(f"{result['files']} files, {result['notes']} notes, {result['tokens']} tokens: "
+              f"{result['bits_per_note']:.3f} bits/note, NLL {result['nll']:.4f} nats/token, "
               f"perplexity {result['perplexity']:.3f}, accuracy {result['accuracy']:.2%}")
     return 1 if failed else 0
 

@@ -117,3 +117,27 @@ def test_a_sampling_preset_sets_its_rule_and_flags_still_win():
     assert (clara.random_freq, clara.top_k, clara.temperature) == (0.5, 5, 1.0)
     mixed = _config(parser.parse_args(["live", "--preset", "clara", "--top-k", "8"])).sampling
     assert (mixed.random_freq, mixed.top_k) == (0.5, 8)
+
+
+@pytest.mark.parametrize("model", ["clara-notewise", "clara-chordwise"])
+def test_evaluate_reports_bits_per_note_from_the_notes_it_encoded(capsys, model):
+    """bits/note = NLL (nats/token) x tokens / notes / ln 2, the notes those the codec encoded:
+    comparable across encodings, though their tokens per note differ threefold."""
+    import json
+    import math
+
+    from clara_live.codec import make_codec, to_steps
+    from clara_live.codec.steps import normalise
+    from clara_live.model import load_model
+    from clara_live.music.read import read_music
+
+    repo = Path(__file__).resolve().parents[1]
+    files = sorted((repo.parent / "shared" / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:1]
+    assert main(["evaluate", "--model", str(repo / "trained_models" / model), "--json", *map(str, files)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    codec = load_model(repo / "trained_models" / model).codec
+    notes = sum(len(normalise(to_steps(read_music(f, codec.sustain_pedal), codec))) for f in files)
+    tokens = sum(len(make_codec(codec).encode(to_steps(read_music(f, codec.sustain_pedal), codec))) for f in files)
+    assert result["notes"] == notes and result["tokens"] == tokens - len(files)  # a file's first token unpredicted
+    assert result["bits_per_note"] == pytest.approx(result["nll"] * result["tokens"] / notes / math.log(2))
+    assert 0.5 < result["bits_per_note"] < 20

@@ -83,7 +83,8 @@ def test_evaluate_json_and_finetune(corpus, tmp_path, capsys):
     files = sorted((SHARED / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:2]
     assert main(["evaluate", "--model", str(out / "model"), "--json", *map(str, files)]) == 0
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"nll", "perplexity", "accuracy", "tokens", "files"} and result["files"] == 2
+    assert set(result) == {"nll", "perplexity", "accuracy", "tokens", "files", "notes", "bits_per_note"}
+    assert result["files"] == 2
     assert 0 < result["nll"] < 6 and 0 <= result["accuracy"] <= 1
     assert main(["evaluate", "--model", str(out / "model"), str(SHARED / "midi/edge/corrupted_control168.mid")]) == 1
     # a personal model starts from the base model's weights and vocabulary
