@@ -51,8 +51,8 @@ from clara_live.config import Config, load_config  # noqa: E402
 from clara_live.continuation import Request, continue_piece  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.errors import InputError  # noqa: E402
-from clara_live.live.session import Answer, Log, Send, Session  # noqa: E402
-from clara_live.live.worker import Worker  # noqa: E402
+from clara_live.live.rehearsal import first_answer  # noqa: E402
+from clara_live.live.session import Session  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
 from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.midi_io import read_midi  # noqa: E402
@@ -307,38 +307,12 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
     # the answer as long as the call (the default caps it at max_answer_bars), so it meets the reference's length
     config = dataclasses.replace(config, live=dataclasses.replace(config.live, max_answer_bars=64))
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
-    now = [0.0]
-    sent: list[tuple[float, tuple[int, ...]]] = []
-    worker = Worker(sampler, lambda t, message, *rest: sent.append((t, message)), lookahead=1e9,
-                    clock=lambda: now[0])
     t0 = 1.0
     session = Session(config.live, loaded.codec, config.sampling, 0.0, config.sampling.beats_per_bar)
     events = [(t0 + n.start, (0x90, n.pitch, n.velocity)) for n in prompt.keys]
     events += [(t0 + max(n.end, n.start + 0.01), (0x80, n.pitch, 0)) for n in prompt.keys]
     events += [(t0 + a, (0xB0, 64, 127)) for a, _ in prompt.pedal] + [(t0 + b, (0xB0, 64, 0)) for _, b in prompt.pedal]
-    events.sort(key=lambda e: (e[0], e[1][0] != 0x80))  # at one time: offs first
-    end_of_call = t0 + prompt.span
-    answered = None
-    i = 0
-    t = 0.0
-    limit = end_of_call + 60.0
-    while t < limit:
-        commands = []
-        while i < len(events) and events[i][0] <= t:
-            now[0] = events[i][0]
-            commands += session.on_event(list(events[i][1]), events[i][0])
-            i += 1
-        now[0] = t
-        commands += session.on_tick(t)
-        for command in commands:
-            if isinstance(command, Send | Log):
-                continue
-            if answered is None and isinstance(command, Answer):
-                answered = command
-            worker.handle(command)
-        if answered is not None and t > answered.end_time + 0.05:
-            break
-        t += tick
+    answered, sent = first_answer(session, sampler, events, tick=tick)
     if answered is None:
         return [], prompt.seconds, config.live.bpm
     opened: dict[int, tuple[float, int]] = {}

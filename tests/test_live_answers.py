@@ -13,8 +13,8 @@ import pytest
 
 from clara_live.config import load_config
 from clara_live.engine import build_engine
-from clara_live.live.session import Answer, Log, Send, Session
-from clara_live.live.worker import Worker
+from clara_live.live.rehearsal import first_answer
+from clara_live.live.session import Session
 from clara_live.model import load_model
 from clara_live.sampling.sampler import Sampler
 
@@ -33,30 +33,8 @@ def answer(loaded, events: list[tuple[float, tuple[int, ...]]], seed: int = 7):
     config = load_config()
     engine = build_engine(loaded.model, config.inference)
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
-    now = [0.0]
-    sent: list[tuple[float, tuple[int, ...]]] = []
-    worker = Worker(sampler, lambda t, message, *rest: sent.append((t, message)), lookahead=1e9,
-                    clock=lambda: now[0])
     session = Session(config.live, loaded.codec, config.sampling, 0.0, config.sampling.beats_per_bar)
-    events = sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 != 0x80))
-    first, i, t = None, 0, 0.0
-    while t < events[-1][0] + 30.0:
-        commands = []
-        while i < len(events) and events[i][0] <= t:
-            now[0] = events[i][0]
-            commands += session.on_event(list(events[i][1]), events[i][0])
-            i += 1
-        now[0] = t
-        commands += session.on_tick(t)
-        for command in commands:
-            if isinstance(command, Send | Log):
-                continue
-            if first is None and isinstance(command, Answer):
-                first = command
-            worker.handle(command)
-        if first is not None and t > first.end_time + 0.05:
-            break
-        t += TICK
+    first, sent = first_answer(session, sampler, events, patience=30.0, tick=TICK)
     opened: dict[int, float] = {}
     notes = []
     for at, message in sorted(sent, key=lambda e: (e[0], e[1][0] & 0xF0 == 0x90)):

@@ -1,0 +1,50 @@
+"""A live session played through on a fake clock: the session and worker `clara live` runs, fed
+a performance's MIDI messages at their times, with no port, no thread and no sleep.
+
+For measuring and testing Clara's live answers (benchmarks/answer_quality.py --path live,
+tests/test_live_answers.py): the worker runs on the caller's thread, reading the same clock,
+so what she plays is what she would play live given time enough to sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from clara_live.live.session import Answer, Log, Send, Session
+from clara_live.live.worker import Worker
+from clara_live.sampling.sampler import Sampler
+
+TICK = 0.002  # seconds between the session's ticks, as the app's loop
+
+
+def first_answer(session: Session, sampler: Sampler, events: Sequence[tuple[float, Sequence[int]]],
+                 patience: float = 60.0, tick: float = TICK) -> tuple[Answer | None, list[tuple[float, tuple]]]:
+    """Play `events` (seconds, MIDI message) into the session, ticking it every `tick` and
+    handing its commands to a worker on `sampler`, until Clara's first answer is over (or
+    `patience` seconds after the last event brought none). Returns the answer (None if there
+    was none) and what she sent: (time, message), note-offs and note-ons as scheduled."""
+    now = [0.0]
+    sent: list[tuple[float, tuple]] = []
+    worker = Worker(sampler, lambda t, message, *rest: sent.append((t, message)), lookahead=1e9,
+                    clock=lambda: now[0])
+    events = sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 != 0x80))  # at one time: offs first
+    answered, i, t = None, 0, 0.0
+    limit = (events[-1][0] if events else 0.0) + patience
+    while t < limit:
+        commands = []
+        while i < len(events) and events[i][0] <= t:
+            now[0] = events[i][0]
+            commands += session.on_event(list(events[i][1]), events[i][0])
+            i += 1
+        now[0] = t
+        commands += session.on_tick(t)
+        for command in commands:
+            if isinstance(command, Send | Log):
+                continue
+            if answered is None and isinstance(command, Answer):
+                answered = command
+            worker.handle(command)
+        if answered is not None and t > answered.end_time + 0.05:
+            break
+        t += tick
+    return answered, sent
