@@ -129,10 +129,17 @@ class TrainingConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     precision: str = "auto"  # auto (bf16 where the GPU or CPU has native bf16, else fp32) | fp32 | bf16
+    # oneDNN for fp32 on a CPU: auto (time both at the start of a fresh run, keep the faster) | on | off.
+    # Typed object because YAML reads a bare on/off as a boolean: __post_init__ makes it "on"/"off"
+    # and refuses anything else, so the value is always one of the three strings
+    onednn: object = "auto"
     max_steps: int = 0  # stop after this many steps in all (0: run every epoch)
     eval_tokens: int = 0  # cap on validation tokens per evaluation (0: the whole split)
 
     def __post_init__(self) -> None:
+        if isinstance(self.onednn, bool):
+            object.__setattr__(self, "onednn", "on" if self.onednn else "off")
+        _check(self.onednn in ("auto", "on", "off"), "training.onednn", f"must be auto, on or off, not {self.onednn!r}")
         _check(self.batch_size >= 1, "training.batch_size", "must be at least 1")
         _check(self.bptt >= 2, "training.bptt", "must be at least 2")
         _check(self.epochs >= 1, "training.epochs", "must be at least 1")

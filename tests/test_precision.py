@@ -9,7 +9,16 @@ import torch
 
 from clara_live.config import ConfigError, TrainingConfig, load_config
 from training import hardware
-from training.hardware import choose_precision, cpu_bf16, cpu_flags, cpu_model, native_bf16, onednn
+from training.hardware import (
+    choose_precision,
+    cpu_bf16,
+    cpu_flags,
+    cpu_model,
+    measured,
+    native_bf16,
+    onednn,
+    time_onednn,
+)
 
 SAPPHIRE_RAPIDS = "fpu sse2 avx2 avx512f avx512_bf16 avx512_fp16 amx_bf16 amx_tile amx_int8"
 ZEN4 = "fpu sse2 avx2 avx512f avx512bw avx512_bf16 avx512_vnni"
@@ -116,3 +125,46 @@ def test_the_config_names_a_bad_precision():
     assert str(error.value) == "training.precision: must be auto, fp32 or bf16, not 'fp16'"
     with pytest.raises(ConfigError, match=r"^training\.amp: unknown key"):  # replaced by precision
         load_config(overrides=["training.amp=true"])
+
+
+@pytest.mark.parametrize(("requested", "device", "native", "setting", "onednn", "measure"), [
+    ("fp32", "cpu", None, "auto", None, True),  # left to the trainer to measure
+    ("auto", "cpu", None, "auto", None, True),
+    ("fp32", "cpu", "amx", "on", True, False),
+    ("fp32", "cpu", None, "off", False, False),
+    ("bf16", "cpu", "amx", "off", True, False),  # bf16 keeps its rule
+    ("bf16", "cpu", None, "on", False, False),
+    ("fp32", "cuda", "cuda", "auto", None, False),  # CUDA: oneDNN is not touched
+])
+def test_training_onednn_applies_to_cpu_fp32_only(requested, device, native, setting, onednn, measure):
+    precision = choose_precision(requested, device, native, setting)
+    assert (precision.onednn, precision.measure) == (onednn, measure)
+    assert ("oneDNN to be measured" in str(precision)) == measure
+    with pytest.raises(ValueError, match="'maybe'"):
+        choose_precision(requested, device, native, "maybe")
+
+
+@pytest.mark.parametrize(("on_s", "off_s", "chosen"), [(0.5, 2.0, True), (2.0, 0.5, False), (1.0, 1.0, True)])
+def test_the_timed_switch_keeps_the_faster(on_s, off_s, chosen):
+    clock, calls = [0.0], []
+
+    def step():  # a fake step: advances a fake clock by this switch's time
+        calls.append(torch.backends.mkldnn.enabled)
+        clock[0] += on_s if torch.backends.mkldnn.enabled else off_s
+
+    before = torch.backends.mkldnn.enabled
+    assert time_onednn(step, repeats=2, clock=lambda: clock[0]) == (on_s, off_s)
+    assert calls == [True, False] * 3  # a warm-up each, then interleaved
+    assert torch.backends.mkldnn.enabled == before
+    precision = measured(choose_precision("fp32", "cpu", None, "auto"), on_s, off_s)
+    assert (precision.onednn, precision.measure) == (chosen, False)
+    assert f"measured: {on_s:.3g} s a step on, {off_s:.3g} s off" in str(precision)
+
+
+def test_the_config_names_a_bad_onednn_value():
+    assert load_config().training.onednn == "auto"
+    for value, setting in (("on", "on"), ("off", "off"), ('"on"', "on"), ("auto", "auto")):
+        assert load_config(overrides=[f"training.onednn={value}"]).training.onednn == setting
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=["training.onednn=maybe"])
+    assert str(error.value) == "training.onednn: must be auto, on or off, not 'maybe'"

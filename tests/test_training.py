@@ -24,7 +24,8 @@ from training.trainer import train
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.emb_size=8", "model.hidden_size=16", "model.num_layers=2", "training.batch_size=4",
-        "training.bptt=20", "training.checkpoint_every=5", "training.eval_tokens=2000", "training.device=cpu"]
+        "training.bptt=20", "training.checkpoint_every=5", "training.eval_tokens=2000", "training.device=cpu",
+        "training.onednn=off"]  # pinned: a measured switch may differ between the runs a test compares
 NO_DROPOUT = ["model.dropout_emb=0", "model.dropout_input=0", "model.dropout_hidden=0",
               "model.dropout_output=0", "model.weight_drop=0"]
 
@@ -204,3 +205,68 @@ def test_training_steps_run_under_the_chosen_onednn_switch(corpus, tmp_path, mon
     train(corpus, tmp_path / "run", load_config(overrides=TINY + ["training.max_steps=3"]), progress=False)
     assert seen == [chosen] * 3
     assert torch.backends.mkldnn.enabled == before  # the process's setting is back
+
+
+def _steps_onednn(monkeypatch) -> list[bool]:
+    """The oneDNN switch as each training step sees it (at gradient clipping)."""
+    seen, clip = [], torch.nn.utils.clip_grad_norm_
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_",
+                        lambda *a, **k: seen.append(torch.backends.mkldnn.enabled) or clip(*a, **k))
+    return seen
+
+
+@pytest.mark.parametrize("setting", ["on", "off"])
+def test_training_onednn_on_or_off_is_obeyed_without_measuring(corpus, tmp_path, monkeypatch, setting):
+    import training.trainer as trainer
+
+    monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: pytest.fail("measured"))
+    seen = _steps_onednn(monkeypatch)
+    overrides = TINY + ["training.max_steps=3", f"training.onednn={setting}"]
+    train(corpus, tmp_path / "run", load_config(overrides=overrides), progress=False)
+    assert seen == [setting == "on"] * 3
+    assert load_model(tmp_path / "run" / "model").info["onednn"] is (setting == "on")
+
+
+@pytest.mark.parametrize(("timings", "chosen"), [((0.1, 0.2), True), ((0.2, 0.1), False)])
+def test_auto_measures_keeps_the_faster_and_a_resumed_run_keeps_it(corpus, tmp_path, monkeypatch, capfd,
+                                                                   timings, chosen):
+    import training.trainer as trainer
+
+    auto = TINY + ["training.onednn=auto"]
+    fixed = TINY + ["training.max_steps=10", f"training.onednn={'on' if chosen else 'off'}"]
+    straight = train(corpus, tmp_path / "a", load_config(overrides=fixed), progress=False)
+    monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: timings)
+    seen = _steps_onednn(monkeypatch)
+    train(corpus, tmp_path / "b", load_config(overrides=auto + ["training.max_steps=5"]), progress=False)
+    line = f"oneDNN {'on' if chosen else 'off'} for fp32 (measured: {timings[0]} s a step on, {timings[1]} s off)"
+    assert line in capfd.readouterr().err
+    assert torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)["position"]["onednn"] is chosen
+    monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: pytest.fail("measured on resume"))
+    resumed = train(corpus, tmp_path / "b", load_config(overrides=auto + ["training.max_steps=10"]), resume=True,
+                    progress=False)
+    assert seen == [chosen] * 10
+    assert torch.equal(_params(straight["model"]), _params(resumed["model"]))  # exact, as if never stopped
+
+
+def test_timing_a_step_leaves_the_rng_weights_and_gradients_as_they_were():
+    from clara_live.config import ModelConfig
+    from clara_live.model import AWDLSTM
+    from training.trainer import _time_step
+
+    torch.manual_seed(1)
+    model = AWDLSTM(12, ModelConfig(emb_size=8, hidden_size=16, num_layers=2))
+    batch = torch.randint(0, 12, (4, 21))
+    weights, rng, calls = _params(model).clone(), torch.get_rng_state(), []
+
+    def timer(step):
+        step()  # draws dropout masks and fills gradients
+        calls.append([p.grad is not None for p in model.parameters()])
+        return 0.3, 0.4
+
+    assert _time_step(model, batch, torch.device("cpu"), timer=timer) == (0.3, 0.4)
+    assert any(calls[0])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(_params(model), weights)
+    assert all(p.grad is None for p in model.parameters())
+    _time_step(model, batch, torch.device("cpu"))  # the real timer too
+    assert torch.equal(torch.get_rng_state(), rng) and all(p.grad is None for p in model.parameters())

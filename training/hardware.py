@@ -4,16 +4,21 @@ bf16 autocast pays only where the hardware multiplies in bf16: a CUDA GPU that s
 a CPU with AMX (amx_bf16 + amx_tile) or AVX512-BF16. Elsewhere bf16 is emulated and many times
 slower than fp32, so `training.precision: auto` picks fp32 there. On a CPU, oneDNN
 (torch.backends.mkldnn) is what runs bf16 LSTMs and matmuls natively, so it is on under bf16;
-under fp32 it stays off, as the trainer always ran; and on a CPU without native bf16 it is off
-even under bf16: on an AVX2 AMD EPYC oneDNN builds no bf16 LSTM ("could not create a primitive
-descriptor"), while the plain path runs, slowly, with autocast reaching only the decoder.
+and on a CPU without native bf16 it is off even under bf16: on an AVX2 AMD EPYC oneDNN builds no
+bf16 LSTM ("could not create a primitive descriptor"), while the plain path runs, slowly, with
+autocast reaching only the decoder. Under fp32 on a CPU which is faster is the machine's: one
+2-core AMD EPYC trained the AWD-LSTM 1.8x faster with oneDNN on, another day's CPU ran a step 15x
+slower with it. So `training.onednn: auto` (the default) leaves it to be measured: the trainer
+times a few passes of the real model each way (time_onednn) and keeps the faster (measured()).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +26,7 @@ import torch
 
 CPUINFO = Path("/proc/cpuinfo")
 PRECISIONS = ("auto", "fp32", "bf16")
+ONEDNN = ("auto", "on", "off")  # training.onednn: CPU fp32 only
 
 
 def _torch_flags() -> frozenset[str]:
@@ -83,26 +89,32 @@ def native_bf16(device: torch.device) -> str | None:
 
 @dataclass(frozen=True)
 class Precision:
-    """How training steps run: autocast dtype and the oneDNN switch (None: left alone)."""
+    """How training steps run: autocast dtype and the oneDNN switch (None: left alone, or, with
+    measure, still to be measured by the trainer)."""
 
     name: str  # fp32 | bf16 (weights, optimiser state and checkpoints stay fp32 under both)
     onednn: bool | None
     reason: str
+    measure: bool = False  # CPU fp32 under training.onednn: auto, before the measurement
 
     @property
     def bf16(self) -> bool:
         return self.name == "bf16"
 
     def __str__(self) -> str:
-        onednn = "" if self.onednn is None else f", oneDNN {'on' if self.onednn else 'off'}"
+        onednn = ", oneDNN to be measured" if self.measure else \
+            "" if self.onednn is None else f", oneDNN {'on' if self.onednn else 'off'}"
         return f"training precision {self.name}{onednn} ({self.reason})"
 
 
-def choose_precision(requested: str, device_type: str, native: str | None) -> Precision:
+def choose_precision(requested: str, device_type: str, native: str | None, fp32_onednn: str = "off") -> Precision:
     """The precision for training.precision = requested on a device of this type whose native
-    bf16 is `native` (as native_bf16() reports it)."""
+    bf16 is `native` (as native_bf16() reports it). fp32_onednn (training.onednn: auto, on or
+    off) sets oneDNN for fp32 on a CPU only; auto leaves it to measure (Precision.measure)."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {requested!r}")
+    if fp32_onednn not in ONEDNN:
+        raise ValueError(f"onednn must be one of {', '.join(ONEDNN)}, not {fp32_onednn!r}")
     where = "this GPU" if device_type == "cuda" else "this CPU"
     if requested == "auto":
         name = "bf16" if native else "fp32"
@@ -112,8 +124,38 @@ def choose_precision(requested: str, device_type: str, native: str | None) -> Pr
         reason = f"as asked; {where} has native bf16 ({native})" if native else f"as asked; {where} has no native bf16"
         if name == "bf16" and not native:
             reason += ", so bf16 is emulated and slow"
-    onednn = None if device_type == "cuda" else name == "bf16" and native is not None
-    return Precision(name, onednn, reason)
+    if device_type == "cuda":
+        return Precision(name, None, reason)
+    if name == "bf16":
+        return Precision(name, native is not None, reason)
+    if fp32_onednn == "auto":
+        return Precision(name, None, reason, measure=True)
+    return Precision(name, fp32_onednn == "on", f"{reason}; oneDNN {fp32_onednn} as asked")
+
+
+def time_onednn(step: Callable[[], object], repeats: int = 2,
+                clock: Callable[[], float] = time.perf_counter) -> tuple[float, float]:
+    """(seconds a call of step takes with oneDNN on, with it off): one warm-up call each, then
+    `repeats` timed calls each, interleaved (on, off, on, off) so that a change in the machine's
+    speed falls on both; the fastest call of each. The switch is left as it was found."""
+    for enabled in (True, False):
+        with onednn(enabled):
+            step()
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for enabled in (True, False):
+            with onednn(enabled):
+                start = clock()
+                step()
+                times[enabled].append(clock() - start)
+    return min(times[True]), min(times[False])
+
+
+def measured(precision: Precision, on_s: float, off_s: float) -> Precision:
+    """precision with oneDNN set to the faster of on_s and off_s (seconds a step; on at a tie)."""
+    enabled = on_s <= off_s
+    reason = f"measured: {on_s:.3g} s a step on, {off_s:.3g} s off"
+    return dataclasses.replace(precision, onednn=enabled, measure=False, reason=reason)
 
 
 @contextlib.contextmanager

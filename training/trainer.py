@@ -6,7 +6,10 @@ checkpoint_every steps and at each epoch), `model/` (the best model on the valid
 the shipped format), `metrics.jsonl` and `loss.png`. `resume` continues exactly where the
 checkpoint left off; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly. Steps run in
 `training.precision` (training/hardware.py: auto is bf16 autocast where the GPU or CPU has
-native bf16, else fp32); weights, optimiser state and checkpoints are fp32 either way.
+native bf16, else fp32); weights, optimiser state and checkpoints are fp32 either way. Under
+fp32 on a CPU, `training.onednn: auto` times the real model's step with oneDNN on and off at the
+start of a fresh run and keeps the faster (_settle_onednn); the checkpoint records the choice, so
+a resumed run keeps it without measuring.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
 from training.data import Corpus, batchify, epoch_stream, rank_rows, sequence_lengths
-from training.hardware import Precision, choose_precision, native_bf16, onednn
+from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
 from training.plot import plot_metrics
 
 CHECKPOINT = "checkpoint.pt"
@@ -51,6 +54,7 @@ class Position:
     step: int = 0  # batches done in this epoch
     global_step: int = 0
     best_valid: float = math.inf
+    onednn: bool | None = None  # the run's oneDNN switch (None: left alone); --resume keeps it
 
 
 def _device(config: TrainingConfig) -> torch.device:
@@ -96,10 +100,11 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
     if cfg.batch_size % world:
         raise ClaraError(f"training.batch_size {cfg.batch_size} does not divide among {world} processes")
     device = _device(cfg)
-    precision = choose_precision(cfg.precision, device.type, native_bf16(device))
+    precision = choose_precision(cfg.precision, device.type, native_bf16(device), cfg.onednn)
     if rank == 0:
         print(precision, file=sys.stderr)
-    with onednn(precision.onednn):  # the whole run, validation too; the process's setting comes back after
+    # the whole run, validation too; the process's setting comes back after (a measured switch is set in _fit)
+    with onednn(precision.onednn):
         return _fit(corpus_dir, Path(out), config, init, resume, progress, rank, world, device, precision)
 
 
@@ -127,13 +132,19 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
         position, hidden = _load_checkpoint(out / CHECKPOINT, model, optimiser, schedule, device, rank, world)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
+    precision = _settle_onednn(precision, model, train_pieces, plans[0][0], position if resume else None,
+                               cfg, device, rank, world)
+    if precision.onednn is not None:
+        torch.backends.mkldnn.enabled = precision.onednn  # train()'s onednn() block restores it after
+    position.onednn = precision.onednn
     net = DistributedDataParallel(model) if world > 1 else model
     if not resume:
         torch.manual_seed(cfg.seed * 1000 + rank)  # each rank its own dropout masks
     codec = dataclasses.replace(config.codec, **{k: v for k, v in corpus.manifest["codec"].items()})
     info = {"corpus": str(corpus_dir), "sources": corpus.manifest.get("sources"), "training": dataclasses.asdict(cfg),
             "world_size": world, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else platform.processor() or platform.machine(), "precision": precision.name, "init": init}
+            else platform.processor() or platform.machine(), "precision": precision.name,
+            "onednn": precision.onednn, "init": init}
     stop = {"signal": None}
 
     def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
@@ -178,6 +189,50 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
         raise KeyboardInterrupt
     return {"epoch": position.epoch, "step": position.global_step, "best_valid_nll": position.best_valid,
             "model": model}
+
+
+def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, length: int, resumed: Position | None,
+                   cfg: TrainingConfig, device: torch.device, rank: int, world: int) -> Precision:
+    """precision with its oneDNN switch decided where it was left to measure (CPU fp32 under
+    training.onednn: auto). A resumed run takes the switch its checkpoint records (off for a
+    checkpoint from before the switch was recorded: the trainer then always ran fp32 with it off).
+    A fresh run times the real model on its first real batch (_time_step); under torchrun rank 0
+    measures and broadcasts its choice, so every rank runs the same kernels."""
+    if not precision.measure:
+        return precision
+    if resumed is not None:
+        return dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False, reason="as the run began")
+    if rank == 0:
+        data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, 0), cfg.batch_size), rank, world)
+        precision = measured(precision, *_time_step(model, data[:, :length + 1].to(device), device))
+        print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
+    if world > 1:
+        choice = torch.tensor([int(bool(precision.onednn))])
+        dist.broadcast(choice, 0)  # gloo: a CPU tensor (only CPU runs measure)
+        if rank != 0:
+            precision = dataclasses.replace(precision, onednn=bool(choice.item()), measure=False,
+                                            reason="measured on rank 0")
+    return precision
+
+
+def _time_step(model: AWDLSTM, batch: torch.Tensor, device: torch.device, timer=time_onednn) -> tuple[float, float]:
+    """(seconds, seconds): timer's measure of one forward + backward pass of the model on batch
+    ((rows, time + 1) token ids) with oneDNN on and off. No optimiser step; the gradients are
+    dropped after, and the torch RNG state comes back as it was, so the run's dropout masks are
+    exactly those it would draw without the measurement."""
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    hidden = model.init_hidden(batch.size(0), device)
+    model.train()
+
+    def step() -> None:
+        logits, _ = model(inputs, hidden)
+        F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1)).backward()
+
+    with torch.random.fork_rng(devices=[]):
+        try:
+            return timer(step)
+        finally:
+            model.zero_grad(set_to_none=True)
 
 
 def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Position, hidden, optimiser, schedule,
