@@ -244,6 +244,7 @@ def test_auto_measures_keeps_the_faster_and_a_resumed_run_keeps_it(corpus, tmp_p
     monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: pytest.fail("measured on resume"))
     resumed = train(corpus, tmp_path / "b", load_config(overrides=auto + ["training.max_steps=10"]), resume=True,
                     progress=False)
+    assert f"oneDNN {'on' if chosen else 'off'} for fp32 (as the run began" in capfd.readouterr().err
     assert seen == [chosen] * 10
     assert torch.equal(_params(straight["model"]), _params(resumed["model"]))  # exact, as if never stopped
 
@@ -270,3 +271,15 @@ def test_timing_a_step_leaves_the_rng_weights_and_gradients_as_they_were():
     assert all(p.grad is None for p in model.parameters())
     _time_step(model, batch, torch.device("cpu"))  # the real timer too
     assert torch.equal(torch.get_rng_state(), rng) and all(p.grad is None for p in model.parameters())
+
+
+def test_distributed_auto_measures_on_rank_zero_only(corpus, tmp_path):
+    """torchrun with 2 CPU processes under training.onednn: auto: rank 0 measures and broadcasts."""
+    args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
+            "-m", "clara_live", "train", "--corpus", str(corpus), "--out", str(tmp_path / "two")]
+    for item in TINY + ["training.max_steps=2", "training.onednn=auto"]:
+        args += ["--set", item]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("for fp32 (measured: ") == 1, done.stderr[-2000:]
+    assert isinstance(load_model(tmp_path / "two" / "model").info["onednn"], bool)

@@ -201,7 +201,11 @@ def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, length: int, re
     if not precision.measure:
         return precision
     if resumed is not None:
-        return dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False, reason="as the run began")
+        precision = dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False,
+                                        reason="as the run began; not measured again on resume")
+        if rank == 0:
+            print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
+        return precision
     if rank == 0:
         data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, 0), cfg.batch_size), rank, world)
         precision = measured(precision, *_time_step(model, data[:, :length + 1].to(device), device))
