@@ -132,7 +132,7 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
         position, hidden = _load_checkpoint(out / CHECKPOINT, model, optimiser, schedule, device, rank, world)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
-    precision = _settle_onednn(precision, model, train_pieces, plans[0][0], position if resume else None,
+    precision = _settle_onednn(precision, model, train_pieces, plans[0], position if resume else None,
                                cfg, device, rank, world)
     if precision.onednn is not None:
         torch.backends.mkldnn.enabled = precision.onednn  # train()'s onednn() block restores it after
@@ -191,15 +191,18 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
             "model": model}
 
 
-def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, length: int, resumed: Position | None,
+def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, lengths: list[int], resumed: Position | None,
                    cfg: TrainingConfig, device: torch.device, rank: int, world: int) -> Precision:
     """precision with its oneDNN switch decided where it was left to measure (CPU fp32 under
     training.onednn: auto). A resumed run takes the switch its checkpoint records (off for a
     checkpoint from before the switch was recorded: the trainer then always ran fp32 with it off).
-    A fresh run times the real model on its first real batch (_time_step); under torchrun rank 0
-    measures and broadcasts its choice, so every rank runs the same kernels."""
+    A fresh run times the real model on its first real batch (_time_step; lengths: the first
+    epoch's batch lengths, none: no batch, nothing to time, off); under torchrun rank 0 measures
+    and broadcasts its choice, so every rank runs the same kernels."""
     if not precision.measure:
         return precision
+    if not lengths:
+        return dataclasses.replace(precision, onednn=False, measure=False, reason="no training batch to time")
     if resumed is not None:
         precision = dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False,
                                         reason="as the run began; not measured again on resume")
@@ -208,7 +211,7 @@ def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, length: int, re
         return precision
     if rank == 0:
         data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, 0), cfg.batch_size), rank, world)
-        precision = measured(precision, *_time_step(model, data[:, :length + 1].to(device), device))
+        precision = measured(precision, *_time_step(model, data[:, :lengths[0] + 1].to(device), device))
         print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
     if world > 1:
         choice = torch.tensor([int(bool(precision.onednn))])
