@@ -170,6 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     reference = np.array([r["reference_bpm"] for r in results])
     for name in ("train+valid", "test"):
         print(f"{name} Acc1 misses: {misses(groups[name])}")
+        unsure = [r["reference_bpm"] for r in groups[name] if r["confidence"] is None]
+        if unsure:
+            print(f"{name} no estimate: {len(unsure)}, annotated {min(unsure):.0f}-{max(unsure):.0f} bpm, "
+                  f"median {statistics.median(unsure):.0f}")
     outside = int(np.sum((reference < MIN_BPM * (1 - TOLERANCE)) | (reference > MAX_BPM * (1 + TOLERANCE))))
     print(f"{outside} annotated tempi outside {MIN_BPM:g}-{MAX_BPM:g} bpm (out of any estimate's reach)")
     near = float(np.mean(np.abs(np.log2(reference / FIRST_GUESS)) <= 0.5)) if len(reference) else 0.0

@@ -133,14 +133,11 @@ def alone(notes: list[StepNote], bar_steps: int) -> list[StepNote]:
 
 
 def to_midi(result: Continuation, sample_freq: int, violin_low: int, only_continuation: bool,
-            bar_steps: int = 0) -> mido.MidiFile:
+            bar_steps: int) -> mido.MidiFile:
     """A type-1 MIDI file: the prompt's tracks, then Clara's on channels of her own; or hers
-    alone (`only_continuation`), from the first bar she plays in (bars of `bar_steps`, default 4 beats)."""
-    if only_continuation:
-        clara = steps_to_midi(alone(result.continuation, bar_steps or 4 * sample_freq), sample_freq, result.bpm,
-                              violin_low)
-    else:
-        clara = steps_to_midi(result.continuation, sample_freq, result.bpm, violin_low)
+    alone (`only_continuation`), from the first bar (of `bar_steps`) she plays in."""
+    notes = alone(result.continuation, bar_steps) if only_continuation else result.continuation
+    clara = steps_to_midi(notes, sample_freq, result.bpm, violin_low)
     if only_continuation or not result.prompt:
         for track in clara.tracks[1:]:
             _label(track, "Clara", 0)

@@ -206,14 +206,12 @@ def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, lengths: list[i
     if resumed is not None:
         precision = dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False,
                                         reason="as the run began; not measured again on resume")
-        if rank == 0:
-            print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
-        return precision
-    if rank == 0:
+    elif rank == 0:
         data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, 0), cfg.batch_size), rank, world)
         precision = measured(precision, *_time_step(model, data[:, :lengths[0] + 1].to(device), device))
+    if rank == 0:
         print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
-    if world > 1:
+    if resumed is None and world > 1:
         choice = torch.tensor([int(bool(precision.onednn))])
         dist.broadcast(choice, 0)  # gloo: a CPU tensor (only CPU runs measure)
         if rank != 0:

@@ -81,7 +81,8 @@ class Worker:
         self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
             sampler.feed([f"wait{self.limit}"])  # the model needs one token to predict from
-        self.base = self.state.now  # the session's step 0 is the model's step `base`
+        # session step s is the model's step s + base; each answer lowers base by the pause it skips (from_step)
+        self.base = self.state.now
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
 
     def start(self) -> None:

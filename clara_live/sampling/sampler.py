@@ -24,7 +24,7 @@ from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
 from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
-from clara_live.sampling.grammar import _ON, ChordwiseState, NotewiseState, Vocabulary, new_state
+from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
 from clara_live.sampling.memory import Memory, MemoryState
 
 FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
@@ -55,7 +55,10 @@ class Sampler:
             seed = sampling.seed
         self.seed = seed if seed >= 0 else int.from_bytes(os.urandom(4), "little")
         self.generator = torch.Generator().manual_seed(self.seed)
-        self._register: tuple[torch.Tensor, torch.Tensor] | None = None  # (note-on mask, pitch index) per token
+        # per token: the pitch index a note-on strikes, -1 for every other token (what register_bias weighs)
+        self._on_pitch = np.full(len(self.vocab.tokens), -1, dtype=np.int64)
+        ons = self.vocab.on_id >= 0
+        self._on_pitch[self.vocab.on_id[ons]] = np.flatnonzero(ons) % codec.num_pitches
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -139,9 +142,9 @@ class Sampler:
         for state in self.states:
             for i, v in zip(ids, velocities, strict=True):
                 state.update(int(i), v)
-        ons = [int(self.vocab.key[i]) % self.vocab.codec.num_pitches for i in ids if self.vocab.kind[i] == _ON]
-        if ons:
-            self.heard = (*self.heard, *ons)[-REGISTER_NOTES:]
+        struck = self._on_pitch[np.asarray(ids, dtype=np.int64)]
+        if (struck >= 0).any():
+            self.heard = (*self.heard, *struck[struck >= 0].tolist())[-REGISTER_NOTES:]
         self._masks = self._masks_mixed = None
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
@@ -248,13 +251,9 @@ class Sampler:
         if not pull or len(self.heard) < 4:
             return None
         low, high = np.percentile(self.heard, [10, 90])
-        vocab = self.vocab
-        if self._register is None:
-            pitch = (vocab.key % vocab.codec.num_pitches).astype(np.float32)
-            self._register = (torch.from_numpy(vocab.kind == _ON), torch.from_numpy(pitch))
-        ons, pitch = self._register
-        outside = torch.clamp(low - REGISTER_MARGIN - pitch, min=0) + torch.clamp(pitch - high - REGISTER_MARGIN, min=0)
-        return torch.where(ons, -pull * outside / 12.0, torch.zeros_like(pitch))
+        pitch = self._on_pitch
+        outside = np.maximum(low - REGISTER_MARGIN - pitch, 0) + np.maximum(pitch - high - REGISTER_MARGIN, 0)
+        return torch.from_numpy(np.where(pitch >= 0, -pull * outside / 12.0, 0.0).astype(np.float32))
 
     def step(self, active: np.ndarray | None = None, greedy: bool = False) -> list[str]:
         """Choose a token for every stream, feed it back, and return it."""
