@@ -940,10 +940,11 @@ def test_a_phrase_at_84_bpm_is_answered_at_84_on_the_player_s_beats():
     assert marks == [T1] and len(refeeds) == 1 and refeeds[0][0] == t_end
     kinds = [type(c) for t, c in rig.log if t == t_end]
     assert kinds == [Refeed, Answer, Log]
-    # the notes the model now holds lie on the 84-bpm grid: each onset on its beat or half beat
+    # the notes the model now holds lie on the 84-bpm grid: each onset on its beat or half beat, or a
+    # step (1/12 beat) from it (the learned tracker's beats lie on 20 ms frames: its tempo is within 1 %)
     notes = decoded(rig)
     first = notes[0][0]
-    assert [n[0] - first for n in notes] == [round(b * 12) for b in MELODY]
+    assert all(abs(n[0] - first - round(b * 12)) <= 1 for n, b in zip(notes, MELODY, strict=True))
     assert rig.stream()[1] == rig.session.now  # the session and the worker agree where the stream is
     # the answer is about as long as the call and starts on one of the player's beats
     assert answer.steps == 8 * 12 and answer.start_step % 12 == 0
@@ -960,7 +961,7 @@ def test_on_the_100_bpm_grid_the_same_phrase_lands_off_the_beats():
     [(_, answer)] = rig.answers()
     assert answer.grid.bpm == 100.0 and not [c for c in rig.commands if isinstance(c, Mark | Refeed)]
     notes = decoded(rig)
-    assert [n[0] - notes[0][0] for n in notes] != [round(b * 12) for b in MELODY]
+    assert not all(abs(n[0] - notes[0][0] - round(b * 12)) <= 1 for n, b in zip(notes, MELODY, strict=True))
     assert "from your playing" not in [c.text for c in rig.commands if isinstance(c, Log)][0]
 
 
@@ -1056,8 +1057,10 @@ def test_bad_phrases_never_crash_and_keep_the_tempo_when_unsure(case):
     if case == "30 bpm":
         assert answer.grid.bpm == pytest.approx(30.0, rel=0.03) or answer.grid.bpm == pytest.approx(60.0, rel=0.03)
     if case == "300 bpm":
-        # a note every 0.2 s is as much 100 bpm in triplets, and lies on the 100-bpm grid already
-        assert answer.grid.bpm in (pytest.approx(300.0, rel=0.02), pytest.approx(150.0, rel=0.02), 100.0)
+        # a note every 0.2 s is as much 100 bpm in triplets, and lies on the 100-bpm grid already, or 75
+        # bpm in sixteenths (as the learned tracker hears it)
+        assert answer.grid.bpm in (pytest.approx(300.0, rel=0.02), pytest.approx(150.0, rel=0.02), 100.0,
+                                   pytest.approx(75.0, rel=0.02))
     decoded(rig)
     assert rig.stream()[1] == rig.session.now
 

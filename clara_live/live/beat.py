@@ -1,9 +1,16 @@
 """Tempo and beat phase from a phrase's note onsets, with no tap.
 
-A small beat tracker for short phrases (a few seconds to ten), after the tempo-induction
-methods of the beat-tracking literature (Dixon 2001's inter-onset intervals, Ellis 2007's
-autocorrelation with a log-Gaussian tempo prior and its duple/triple "metrical" sums, Davies
-and Plumbley 2007's comb of multiples):
+`estimate_tempo` is a learned beat tracker (after Böck & Davies' TCN beat trackers and Liu et
+al., ISMIR 2022, who track beats in performance MIDI): the phrase's notes become frames
+(clara_live.live.beat_net), a small dilated convolutional network trained on ASAP's train works
+turns them into a beat activation, and a tempo-by-phase Viterbi decoder (clara_live.live.beat_dbn)
+tracks beats on it, the first guess a soft prior. The tempo is 60 / the tracked beats' median
+interval, the way the benchmark's reference follows a player's rubato.
+
+`estimate_tempo_classic` is the hand-made estimator it replaced (kept for the benchmark's
+comparison), after the tempo-induction methods of the beat-tracking literature (Dixon 2001's
+inter-onset intervals, Ellis 2007's autocorrelation with a log-Gaussian tempo prior and its
+duple/triple "metrical" sums, Davies and Plumbley 2007's comb of multiples):
 
 1. Onsets closer than CHORD seconds are one event (a chord, or a spread one); an event weighs
    the square root of its summed velocity, so a loud chord counts more than a soft note.
@@ -18,9 +25,10 @@ and Plumbley 2007's comb of multiples):
 5. The phase puts the most onset weight on the beats; a weighted least-squares fit of the
    events near beats then refines the period and phase together.
 
-Pure functions: times are seconds on any clock, nothing here reads one. The result carries a
-confidence in 0..1; a phrase with too little evidence (a note or two, a few sustained chords,
-onsets with no pulse) gives None, and a caller then keeps its tempo.
+Pure functions (but for the weights' load, cached once): times are seconds on any clock,
+nothing here reads one. The result carries a confidence in 0..1; a phrase with too little
+evidence (a note or two, a few sustained chords, onsets with no pulse) gives None, and a caller
+then keeps its tempo.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from clara_live.live import beat_dbn, beat_net
 from clara_live.live.tempo import MAX_BPM, MIN_BPM
 
 CHORD = 0.05  # seconds: onsets closer than this (to the event's first) are one event
@@ -47,6 +56,10 @@ MIN_BEATS = 2.0  # a candidate period must fit this many times into the phrase
 MIN_CONFIDENCE = 0.5  # below this the estimate is not worth a tempo change
 STEPS_PER_OCTAVE = 96  # resolution of the period search (about 0.7 % a step)
 OCTAVES = (1 / 3, 1 / 2, 1.0, 2.0, 3.0)
+LEARNED_MARGIN = 0.2  # seconds of frames before the first onset and after the last
+LEARNED_MIN_BEATS = 3  # fewer tracked beats than this: no estimate
+LEARNED_MIN_CONFIDENCE = 0.1  # the tracked beats' mean activation below this: no estimate
+LEARNED_POWER = 1.0  # the activation's exponent before decoding
 
 
 class TempoEstimate(NamedTuple):
@@ -91,12 +104,12 @@ def events(onsets: Sequence[float], velocities: Sequence[float] | None = None) -
     return np.array(times), np.sqrt(np.array(weights) / 64.0)
 
 
-def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None = None, prior_bpm: float = 100.0,
-                   **constants: float) -> TempoEstimate | None:
-    """The tempo and phase of a phrase from its note onsets (seconds) and velocities (1..127,
-    optional); `prior_bpm` is the first guess. None when the evidence is too weak. Keyword
-    constants override this module's (for tuning: prior_octaves, density, density_octaves,
-    accent, min_confidence)."""
+def estimate_tempo_classic(onsets: Sequence[float], velocities: Sequence[float] | None = None,
+                           prior_bpm: float = 100.0, **constants: float) -> TempoEstimate | None:
+    """The hand-made estimator (steps 1-5 above): the tempo and phase of a phrase from its note
+    onsets (seconds) and velocities (1..127, optional); `prior_bpm` is the first guess. None when
+    the evidence is too weak. Keyword constants override this module's (for tuning:
+    prior_octaves, density, density_octaves, accent, min_confidence)."""
     c = {"prior_octaves": PRIOR_OCTAVES, "density": DENSITY, "density_octaves": DENSITY_OCTAVES,
          "accent": ACCENT, "gamma": GAMMA, "min_confidence": MIN_CONFIDENCE, **constants}
     t, w = events(onsets, velocities)
@@ -144,6 +157,41 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     # the beat nearest the first event
     k = round((t[0] - phase) / period)
     return TempoEstimate(bpm, phase + k * period, confidence)
+
+
+def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None = None, prior_bpm: float = 100.0,
+                   pitches: Sequence[float] | None = None, weights: dict[str, np.ndarray] | None = None,
+                   **constants: float) -> TempoEstimate | None:
+    """The tempo and phase of a phrase from its note onsets (seconds), velocities (1..127) and
+    MIDI pitches (both optional, one per onset), by the learned beat tracker: the network's beat
+    activation (clara_live.live.beat_net; `weights` default: the shipped ones), beats tracked on
+    it (clara_live.live.beat_dbn, `prior_bpm` the first guess), the tempo 60 / their median
+    interval (so it follows rubato as a median of the beats does), the beat the tracked one
+    nearest the first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
+    fewer than LEARNED_MIN_BEATS beats, or a mean activation on the beats under
+    LEARNED_MIN_CONFIDENCE. Keyword constants (tuning): the decoder's, and min_confidence."""
+    t, _ = events(onsets, velocities)
+    if len(t) < MIN_EVENTS or not math.isfinite(prior_bpm) or prior_bpm <= 0 or t[-1] - t[0] <= 0:
+        return None
+    prior_bpm = min(MAX_BPM, max(MIN_BPM, prior_bpm))
+    weights = beat_net.load() if weights is None else weights
+    start = float(t[0]) - LEARNED_MARGIN
+    length = int((t[-1] + LEARNED_MARGIN - start) * beat_net.FPS) + 1
+    x = beat_net.frames(onsets, velocities, pitches, start=start, length=length)
+    # sharpened (a ** LEARNED_POWER): the decoder then takes weak off-beat peaks for what they are
+    activations, tempo = beat_net.forward(weights, x)
+    activation = activations[:, 0] ** constants.get("power", LEARNED_POWER)
+    decoder = {k: v for k, v in constants.items() if k not in ("min_confidence", "power")}
+    heard = None if tempo is None else (weights["tempo.bpm"], tempo)
+    beats = beat_dbn.track(activation, prior_bpm, heard, **decoder) + start
+    if len(beats) < LEARNED_MIN_BEATS:
+        return None
+    on_beats = np.interp((beats - start) * beat_net.FPS, np.arange(len(activation)), activation)
+    confidence = float(np.mean(on_beats))
+    if confidence < constants.get("min_confidence", LEARNED_MIN_CONFIDENCE):
+        return None
+    bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / float(np.median(np.diff(beats)))))
+    return TempoEstimate(bpm, float(beats[int(np.argmin(np.abs(beats - t[0])))]), confidence)
 
 
 def _autocorrelation(t: np.ndarray, w: np.ndarray, span: float) -> np.ndarray:

@@ -510,10 +510,11 @@ class Session:
         its grid); else the phrase, its end step and the Feeds that replace what was fed since
         the mark (none when the new grid quantises it exactly as the old one did: then the old
         grid stays). The writer's state is left at the phrase's end either way."""
-        onsets = [(te, velocity) for kind, _, velocity, te in self._events if kind == "on"]
+        onsets = [(te, velocity, key) for kind, key, velocity, te in self._events if kind == "on"]
         if not onsets:
             return None
-        estimate = estimate_tempo([te for te, _ in onsets], [v for _, v in onsets], prior_bpm=self.grid.bpm)
+        estimate = estimate_tempo([te for te, _, _ in onsets], [v for _, v, _ in onsets], prior_bpm=self.grid.bpm,
+                                  pitches=[key for _, _, key in onsets])
         if estimate is None:
             return None
         after = self._save()
