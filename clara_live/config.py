@@ -179,6 +179,9 @@ class SamplingConfig:
     # the register of what was heard (sampler.register_bias): a note more than a fifth outside the middle 80 %
     # of the last notes fed (the player's, the prompt's) is this much less likely per octave (log odds); 0 = off
     register_pull: float = 0.0
+    # the player's motifs (sampling/motif.py): a note that would continue the top line by an interval the fed
+    # music's motifs took after the same intervals gains up to this much (log odds); 0 = off
+    motif_pull: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0.0 <= self.random_freq <= 1.0, "sampling.random_freq", "must be in [0, 1]")
@@ -197,6 +200,7 @@ class SamplingConfig:
         _check(self.cache_theta >= 0.0, "sampling.cache_theta", "must be 0 or more")
         _check(0.0 <= self.cache_lambda < 1.0, "sampling.cache_lambda", "must be in [0, 1)")
         _check(self.register_pull >= 0.0, "sampling.register_pull", "must be 0 (off) or more")
+        _check(0.0 <= self.motif_pull <= 20.0, "sampling.motif_pull", "must be in [0 (off), 20]")
 
 
 # Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any

@@ -44,6 +44,7 @@ class Vocabulary:
         self.key = np.full(size, -1, dtype=np.int64)  # notewise on/off: family rank * num_pitches + pitch index
         self.value = np.zeros(size, dtype=np.int64)  # wait steps, rest count, chord note count
         self.family = np.full(size, -1, dtype=np.int64)
+        self.top = np.full(size, -1, dtype=np.int64)  # the highest pitch index a note-on or chord strikes, else -1
         for i, text in enumerate(tokens):
             try:
                 token = grammar.parse(text)
@@ -53,10 +54,13 @@ class Vocabulary:
             self.family[i] = self.families.index(token.family) if token.family else -1
             if token.kind in (Kind.ON, Kind.OFF):
                 self.key[i] = self.family[i] * codec.num_pitches + token.value
+                if token.kind is Kind.ON:
+                    self.top[i] = token.value
             elif token.kind in (Kind.WAIT, Kind.REST):
                 self.value[i] = token.value
             elif token.kind is Kind.CHORD:
                 self.value[i] = token.bits.count("1")
+                self.top[i] = token.bits.rindex("1")
         keys = len(self.families) * codec.num_pitches
         self.on_id = np.full(keys, -1, dtype=np.int64)
         self.off_id = np.full(keys, -1, dtype=np.int64)
@@ -73,6 +77,7 @@ class Vocabulary:
 
 KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
 _ON, _OFF, _WAIT, _CHORD, _REST = (KINDS.index(k) for k in KINDS[:5])
+TOPS = 4  # top-line pitches a state keeps (sampling/motif.py's contexts need ORDER + 1)
 
 
 class NotewiseState:
@@ -99,6 +104,8 @@ class NotewiseState:
         self.previous: tuple[int, ...] = ()  # the last step's onset set that had any
         self.run = 0  # how many times in a row `previous` has been struck
         self.longest_run = 0  # the longest such run heard in this stream
+        self.tops: tuple[int, ...] = ()  # the top line: the highest pitch index of the last TOPS onset sets
+        self.sets = 0  # onset sets closed in this stream
 
     def copy(self) -> NotewiseState:
         new = copy.copy(self)  # the vocabulary is shared; the arrays are this stream's own
@@ -109,6 +116,11 @@ class NotewiseState:
     @property
     def repeat_limit(self) -> int:
         return repeat_limit(self.max_repeats, self.longest_run)
+
+    @property
+    def step_top(self) -> int:
+        """The highest pitch index struck in this step so far, -1 for none."""
+        return max((k % self.vocab.codec.num_pitches for k in self.struck), default=-1)
 
     def _looping(self) -> bool:
         """Whether striking the previous onset set once more would pass the loop guard."""
@@ -186,6 +198,8 @@ class NotewiseState:
         """A wait ends the step: count its onset set into the run of identical ones."""
         if not self.struck:
             return
+        self.tops = (*self.tops, self.step_top)[-TOPS:]
+        self.sets += 1
         struck = tuple(sorted(self.struck))
         self.run = self.run + 1 if struck == self.previous else 1
         self.previous = struck
@@ -226,6 +240,9 @@ class ChordwiseState:
         self.previous = [-1] * len(vocab.families)  # each family's last chord token
         self.run = [0] * len(vocab.families)
         self.longest_run = 0
+        self.step_top = -1  # the highest pitch index struck in this step so far, -1 for none
+        self.tops: tuple[int, ...] = ()  # the top line, as NotewiseState's
+        self.sets = 0
 
     def copy(self) -> ChordwiseState:
         new = copy.copy(self)
@@ -273,6 +290,7 @@ class ChordwiseState:
             self._advance(len(vocab.families))
         self.recent[family].append(int(vocab.value[token_id]) if kind == _CHORD else 0)
         if kind == _CHORD:
+            self.step_top = max(self.step_top, int(vocab.top[token_id]))
             self.run[family] = self.run[family] + 1 if token_id == self.previous[family] else 1
             self.previous[family] = int(token_id)
             self.longest_run = max(self.longest_run, self.run[family])
@@ -282,6 +300,10 @@ class ChordwiseState:
         if family >= len(self.vocab.families):
             self.now += 1
             self.next_family = 0
+            if self.step_top >= 0:
+                self.tops = (*self.tops, self.step_top)[-TOPS:]
+                self.sets += 1
+                self.step_top = -1
         else:
             self.next_family = family
 

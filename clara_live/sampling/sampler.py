@@ -9,6 +9,10 @@ random generator, so the same seed gives the same music. Tokens are fed as they 
 With a memory (the continuous cache, sampling/memory.py; `sampling.cache`) every token fed
 or sampled is remembered with the model's output before it, and every prediction (log_probs,
 choose, the scores) is the model's mixed with the memory's; it rewinds and forks with the rest.
+
+With a motif pull (sampling/motif.py; `sampling.motif_pull`) the top lines of the music fed
+teach a short-term interval model, and choose() leans each stream's next top note towards the
+intervals the player's motifs took there.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
 from clara_live.sampling.memory import Memory, MemoryState
+from clara_live.sampling.motif import Motifs, apply_bias
 
 FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
 REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
@@ -41,6 +46,7 @@ class Snapshot(NamedTuple):
     rng: torch.Tensor
     memory: MemoryState | None = None
     heard: tuple[int, ...] = ()
+    motifs: tuple[int, ...] = ()
 
 
 class Sampler:
@@ -59,6 +65,8 @@ class Sampler:
         self._on_pitch = np.full(len(self.vocab.tokens), -1, dtype=np.int64)
         ons = self.vocab.on_id >= 0
         self._on_pitch[self.vocab.on_id[ons]] = np.flatnonzero(ons) % codec.num_pitches
+        self.motifs = Motifs(sampling.motif_pull)
+        self._notes = torch.from_numpy(self.vocab.top >= 0)  # the tokens that strike a note (ons, chords)
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -73,6 +81,7 @@ class Sampler:
         self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
         self._masks_mixed: torch.Tensor | None = None  # ... and the memory's mix under them
         self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
+        self.motifs.reset()
         if self.memory is not None:
             self.memory.reset(streams)
 
@@ -84,7 +93,7 @@ class Sampler:
         return Snapshot([(h.clone(), c.clone()) for h, c in self.hidden], [s.copy() for s in self.states],
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
                         self.count.copy(), self.generator.get_state(),
-                        None if self.memory is None else self.memory.snapshot(), self.heard)
+                        None if self.memory is None else self.memory.snapshot(), self.heard, self.motifs.history)
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -94,6 +103,7 @@ class Sampler:
         self.logprob, self.count = snapshot.logprob.copy(), snapshot.count.copy()
         self.generator.set_state(snapshot.rng)
         self.heard = snapshot.heard
+        self.motifs.history = snapshot.motifs
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -139,9 +149,12 @@ class Sampler:
                 logits, self.hidden, outputs = self.engine(chunk, self.hidden, outputs=True)
                 self.memory.feed(outputs, chunk.cpu())
             self.logits = logits[:, -1].cpu()
-        for state in self.states:
+        for row, state in enumerate(self.states):
             for i, v in zip(ids, velocities, strict=True):
+                sets = state.sets
                 state.update(int(i), v)
+                if row == 0 and state.sets != sets:  # an onset set of fed music closed: learn its top
+                    self.motifs.learn(state.tops[-1])
         struck = self._on_pitch[np.asarray(ids, dtype=np.int64)]
         if (struck >= 0).any():
             self.heard = (*self.heard, *struck[struck >= 0].tolist())[-REGISTER_NOTES:]
@@ -223,6 +236,9 @@ class Sampler:
         bias = self.register_bias()
         if bias is not None:
             logits = logits + bias
+        bias = self.motif_bias()
+        if bias is not None:
+            logits = apply_bias(logits, bias, self._notes)
         choice = logits.argmax(dim=-1)
         if greedy or cfg.random_freq == 0.0:
             return choice.numpy()
@@ -254,6 +270,18 @@ class Sampler:
         pitch = self._on_pitch
         outside = np.maximum(low - REGISTER_MARGIN - pitch, 0) + np.maximum(pitch - high - REGISTER_MARGIN, 0)
         return torch.from_numpy(np.where(pitch >= 0, -pull * outside / 12.0, 0.0).astype(np.float32))
+
+    def motif_bias(self) -> torch.Tensor | None:
+        """(streams, vocab) log-odds for the note tokens (sampling.motif_pull): per stream, the
+        pull towards the intervals the fed music's motifs took after its top line's last ones
+        (sampling/motif.py); None when off or nothing is predicted for any stream."""
+        if not self.motifs.pull:
+            return None
+        rows = [self.motifs.bias(s.tops, s.step_top, self.vocab.top) for s in self.states]
+        if all(r is None for r in rows):
+            return None
+        zeros = np.zeros(len(self.vocab.tokens), dtype=np.float32)
+        return torch.from_numpy(np.stack([zeros if r is None else r for r in rows]))
 
     def step(self, active: np.ndarray | None = None, greedy: bool = False) -> list[str]:
         """Choose a token for every stream, feed it back, and return it."""
