@@ -26,6 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.emb_size=8", "model.hidden_size=16", "model.num_layers=2", "training.batch_size=4",
         "training.bptt=20", "training.checkpoint_every=5", "training.eval_tokens=2000", "training.device=cpu",
         "training.onednn=off"]  # pinned: a measured switch may differ between the runs a test compares
+# the oneDNN switch is for CPU fp32 (under native bf16 oneDNN is always on): pinned, as any CPU may run the suite
+FP32 = ["training.precision=fp32"]
 NO_DROPOUT = ["model.dropout_emb=0", "model.dropout_input=0", "model.dropout_hidden=0",
               "model.dropout_output=0", "model.weight_drop=0"]
 
@@ -221,7 +223,7 @@ def test_training_onednn_on_or_off_is_obeyed_without_measuring(corpus, tmp_path,
 
     monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: pytest.fail("measured"))
     seen = _steps_onednn(monkeypatch)
-    overrides = TINY + ["training.max_steps=3", f"training.onednn={setting}"]
+    overrides = TINY + FP32 + ["training.max_steps=3", f"training.onednn={setting}"]
     train(corpus, tmp_path / "run", load_config(overrides=overrides), progress=False)
     assert seen == [setting == "on"] * 3
     assert load_model(tmp_path / "run" / "model").info["onednn"] is (setting == "on")
@@ -232,8 +234,8 @@ def test_auto_measures_keeps_the_faster_and_a_resumed_run_keeps_it(corpus, tmp_p
                                                                    timings, chosen):
     import training.trainer as trainer
 
-    auto = TINY + ["training.onednn=auto"]
-    fixed = TINY + ["training.max_steps=10", f"training.onednn={'on' if chosen else 'off'}"]
+    auto = TINY + FP32 + ["training.onednn=auto"]
+    fixed = TINY + FP32 + ["training.max_steps=10", f"training.onednn={'on' if chosen else 'off'}"]
     straight = train(corpus, tmp_path / "a", load_config(overrides=fixed), progress=False)
     monkeypatch.setattr(trainer, "_time_step", lambda *a, **k: timings)
     seen = _steps_onednn(monkeypatch)
@@ -277,7 +279,7 @@ def test_distributed_auto_measures_on_rank_zero_only(corpus, tmp_path):
     """torchrun with 2 CPU processes under training.onednn: auto: rank 0 measures and broadcasts."""
     args = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={_free_port()}",
             "-m", "clara_live", "train", "--corpus", str(corpus), "--out", str(tmp_path / "two")]
-    for item in TINY + ["training.max_steps=2", "training.onednn=auto"]:
+    for item in TINY + FP32 + ["training.max_steps=2", "training.onednn=auto"]:
         args += ["--set", item]
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stderr[-2000:]
