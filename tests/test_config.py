@@ -105,6 +105,16 @@ def test_wrong_shapes_are_refused(data, message):
         from_dict(data)
 
 
+@pytest.mark.parametrize(("data", "named"), [
+    ({"live": {"tempo_method": "neural"}}, "live.tempo_method: must be learned or classic"),
+    ({"sampling": {"motif_pull": -1.0}}, r"sampling.motif_pull: must be in \[0 \(off\), 20\]"),
+    ({"sampling": {"motif_pull": float("nan")}}, "sampling.motif_pull"),
+])
+def test_out_of_range_values_are_refused_by_name(data, named):
+    with pytest.raises(ConfigError, match=named):
+        from_dict(data)
+
+
 # --- overrides ----------------------------------------------------------------------------
 
 

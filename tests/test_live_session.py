@@ -953,6 +953,18 @@ def test_a_phrase_at_84_bpm_is_answered_at_84_on_the_player_s_beats():
     assert answer.start_time >= t_end + REFEED_LEAD - 1e-9  # time for the model to re-read the phrase
 
 
+def test_the_classic_estimator_is_a_setting_and_hears_the_84_bpm_phrase_exactly():
+    """live.tempo_method=classic: the hand-made estimator (its least-squares fit puts every onset
+    on its step, where the learned tracker's beats lie on 20 ms frames)."""
+    rig = Rig("live.tempo_method=classic")
+    _played(rig, 84.0)
+    rig.tick_to(T1 + 8 * 60 / 84 + 3.0)
+    [(_, answer)] = rig.answers()
+    assert answer.grid.bpm == pytest.approx(84.0, rel=0.01) and rig.session.tempo_source == "playing"
+    notes = decoded(rig)
+    assert [n[0] - notes[0][0] for n in notes] == [round(b * 12) for b in MELODY]
+
+
 def test_on_the_100_bpm_grid_the_same_phrase_lands_off_the_beats():
     # the test above could not pass by chance: with the tempo not heard, the notes drift off the grid
     rig = Rig("live.tempo_from_playing=false")

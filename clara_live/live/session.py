@@ -33,7 +33,7 @@ from typing import NamedTuple
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
-from clara_live.live.beat import estimate_tempo
+from clara_live.live.beat import estimate_tempo, estimate_tempo_classic
 from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
@@ -513,8 +513,11 @@ class Session:
         onsets = [(te, velocity, key) for kind, key, velocity, te in self._events if kind == "on"]
         if not onsets:
             return None
-        estimate = estimate_tempo([te for te, _, _ in onsets], [v for _, v, _ in onsets], prior_bpm=self.grid.bpm,
-                                  pitches=[key for _, _, key in onsets])
+        times, velocities = [te for te, _, _ in onsets], [v for _, v, _ in onsets]
+        if self.live.tempo_method == "classic":
+            estimate = estimate_tempo_classic(times, velocities, prior_bpm=self.grid.bpm)
+        else:
+            estimate = estimate_tempo(times, velocities, prior_bpm=self.grid.bpm, pitches=[key for _, _, key in onsets])
         if estimate is None:
             return None
         after = self._save()
