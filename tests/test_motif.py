@@ -88,12 +88,14 @@ def test_the_pull_moves_probability_between_notes_not_between_striking_and_waiti
     logits = torch.tensor([[0.0, 1.0, 2.0, float("-inf"), 0.5]])
     notes = torch.tensor([False, True, True, True, False])
     bias = torch.tensor([[5.0, 3.0, 0.0, 9.0, 7.0]])
-    moved = apply_bias(logits, bias, notes)
+    moved = apply_bias(logits, bias, notes.nonzero().squeeze(1))
     p, q = torch.softmax(logits, -1), torch.softmax(moved, -1)
     assert q[0, notes].sum() == pytest.approx(float(p[0, notes].sum()))  # the notes keep their share
     torch.testing.assert_close(q[0, ~notes], p[0, ~notes])  # and everything else its own
     assert q[0, 1] / q[0, 2] == pytest.approx(float(np.exp(1.0 + 3.0 - 2.0)), rel=1e-4)
     assert moved[0, 3] == float("-inf")  # a disallowed note stays disallowed
+    nothing = torch.tensor([[0.0, float("-inf"), float("-inf"), float("-inf"), 0.5]])
+    torch.testing.assert_close(apply_bias(nothing, bias, notes.nonzero().squeeze(1)), nothing)
 
 
 def test_the_sampler_learns_what_is_fed_not_what_it_samples():

@@ -98,11 +98,12 @@ class Motifs:
 
 
 def apply_bias(logits: torch.Tensor, bias: torch.Tensor, notes: torch.Tensor) -> torch.Tensor:
-    """Add `bias` (streams, vocab) to the note tokens' logits (`notes`, (vocab,) bool) and give
-    the note tokens together back the probability they had before: the pull moves probability
+    """Add `bias` (streams, vocab) to the note tokens' logits (`notes`: their ids) and give the
+    note tokens together back the probability they had before: the pull moves probability
     between notes, never between striking and waiting. Disallowed tokens (-inf) stay so."""
-    moved = logits + torch.where(notes, bias, torch.zeros_like(bias))
-    before = torch.logsumexp(logits.masked_fill(~notes, float("-inf")), dim=-1, keepdim=True)
-    after = torch.logsumexp(moved.masked_fill(~notes, float("-inf")), dim=-1, keepdim=True)
-    shift = torch.where(torch.isfinite(before) & torch.isfinite(after), after - before, torch.zeros_like(before))
-    return torch.where(notes, moved - shift, logits)
+    before = logits[:, notes]
+    moved = before + bias[:, notes]
+    shift = torch.logsumexp(moved, -1, keepdim=True) - torch.logsumexp(before, -1, keepdim=True)
+    out = logits.clone()
+    out[:, notes] = moved - torch.nan_to_num(shift, nan=0.0, posinf=0.0, neginf=0.0)  # no note allowed: no shift
+    return out

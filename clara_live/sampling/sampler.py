@@ -66,7 +66,7 @@ class Sampler:
         ons = self.vocab.on_id >= 0
         self._on_pitch[self.vocab.on_id[ons]] = np.flatnonzero(ons) % codec.num_pitches
         self.motifs = Motifs(sampling.motif_pull)
-        self._notes = torch.from_numpy(self.vocab.top >= 0)  # the tokens that strike a note (ons, chords)
+        self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
         self.reset()
 
     # --- state -----------------------------------------------------------------------
