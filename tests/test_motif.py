@@ -121,7 +121,9 @@ def test_the_bias_favours_the_note_that_continues_the_motif_as_the_new_top():
     index = sampler.vocab.index
     assert int(torch.argmax(bias)) == index[f"p{67 - LOW}"]  # down a third from 71, as the cell went
     assert bias[index["wait6"]] == 0 and bias[index[f"endp{67 - LOW}"]] == 0
-    assert Sampler(engine, VOCAB, NOTEWISE, SamplingConfig(), seed=3).motif_bias() is None  # off by default
+    off = Sampler(engine, VOCAB, NOTEWISE, SamplingConfig(motif_pull=0.0), seed=3)
+    off.feed(melody(CELL * 3 + (67, 69, 71)))
+    assert off.motif_bias() is None
 
 
 @pytest.mark.parametrize("seed", [1, 2])
@@ -143,3 +145,17 @@ def test_a_strong_pull_makes_sampled_music_take_up_the_motif(seed):
                 tops.append(state.tops[-1])
         reused[pull] = len(trigrams(tops) & trigrams(call))
     assert reused[12.0] >= 1 and reused[12.0] > reused[0.0]
+
+
+def test_the_pull_never_asks_for_a_third_strike_of_a_repeated_top_note():
+    """A cell of repeated notes is learnt, but after two strikes of one top note the pull leaves a
+    third to the model (the loop guard's business), and still pulls the cell's other ways on."""
+    motifs = Motifs(pull=2.0)
+    for p in (60, 60, 60, 64) * 3:
+        motifs.learn(p)
+    top = np.arange(40, 80)
+    assert motifs.predict((50, 50))[0] > 0
+    bias = motifs.bias((50, 50), -1, top)
+    assert bias is not None and bias[top == 50] == 0 and bias[top == 54] > 0
+    assert motifs.bias((54, 50), -1, top)[top == 50] > 0  # a first repeat (after a third down) is the cell's
+    assert motifs.bias((54, 50), 50, top) is None  # ... unless this step has already struck it

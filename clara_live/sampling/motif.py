@@ -91,6 +91,8 @@ class Motifs:
             return None
         out = np.zeros(len(top_pitch), dtype=np.float32)
         last = tops[-1]
+        if len(tops) > 1 and tops[-2] == last:
+            prediction.pop(0, None)  # a repeated note is the model's to strike a third time, not the pull's
         for interval, p in prediction.items():
             hit = (top_pitch == last + interval) & (top_pitch > step_top)
             out[hit] += self.pull * p
