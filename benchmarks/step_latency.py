@@ -108,11 +108,11 @@ class ModelStep:
 
 
 def sampler_step(engine: torch.nn.Module, loaded: LoadedModel, prompt: np.ndarray,
-                 streams: int) -> Callable[[], list[str]]:
+                 streams: int, overrides: tuple[str, ...] = ()) -> Callable[[], list[str]]:
     """A Sampler primed with a held-out prompt (forked into `streams` candidates); calling it
     takes one full step: choose under the grammar mask, score, feed back. Sampling settings
-    are config.yaml's, with a fixed seed."""
-    sampling = load_config().sampling
+    are config.yaml's (with `overrides`), with a fixed seed."""
+    sampling = load_config(overrides=list(overrides)).sampling
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=0)
     sampler.feed_ids([int(i) for i in prompt])
     if streams > 1:
@@ -226,6 +226,8 @@ def run(args: argparse.Namespace, command: str) -> dict:
         Variant("fp32", "(b) fp32 engine, oneDNN off", ModelStep(fp32, stream, 1), onednn=False),
         Variant("int8", "(c) int8 engine (chosen path)", ModelStep(int8, stream, 1), onednn=False),
         Variant("sampler", "int8 Sampler step", sampler_step(int8, loaded, stream[:PROMPT], 1), onednn=False),
+        Variant("sampler_no_motif", "  ... with motif_pull 0",
+                sampler_step(int8, loaded, stream[:PROMPT], 1, ("sampling.motif_pull=0",)), onednn=False),
         Variant("int8_batched", f"int8 model step, K={k}", ModelStep(int8, stream, k), onednn=False),
         Variant("sampler_batched", f"int8 Sampler step, K={k}", sampler_step(int8, loaded, stream[:PROMPT], k),
                 onednn=False),
@@ -276,7 +278,7 @@ def report(r: dict) -> None:
     print()
     print(f"{'batch-1 step':34s} {'p50 ms':>8s} {'p99 ms':>8s} {'mean ms':>8s} {'max ms':>8s}   "
           f"{'speed-up p50':>12s} {'p99':>6s}")
-    for key in ("eager", "fp32", "int8", "sampler"):
+    for key in ("eager", "fp32", "int8", "sampler", "sampler_no_motif"):
         s = lat[key]
         line = f"{r['labels'][key]:34s} {s['p50']:8.3f} {s['p99']:8.3f} {s['mean']:8.3f} {s['max']:8.3f}"
         if key in r["speedup_vs_eager"] or key == "eager":

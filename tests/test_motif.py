@@ -159,3 +159,22 @@ def test_the_pull_never_asks_for_a_third_strike_of_a_repeated_top_note():
     assert bias is not None and bias[top == 50] == 0 and bias[top == 54] > 0
     assert motifs.bias((54, 50), -1, top)[top == 50] > 0  # a first repeat (after a third down) is the cell's
     assert motifs.bias((54, 50), 50, top) is None  # ... unless this step has already struck it
+
+
+def test_the_pull_stays_inside_the_register_heard():
+    """A descending scale's cell (a step down) pulls the next step down, but not beyond the
+    register the player was heard in (the middle 80 % of the notes fed, a fifth wider)."""
+    engine = tiny_engine(VOCAB)
+    sampler = Sampler(engine, VOCAB, NOTEWISE, SamplingConfig(motif_pull=4.0), seed=3)
+    sampler.feed(melody([72, 71, 69, 67, 65, 64, 62, 60] * 2))
+    index = sampler.vocab.index
+    bias = sampler.motif_bias()[0]  # after C (60), the fed cells went down a tone or a semitone
+    assert bias[index[f"p{58 - LOW}"]] > 0 and bias[index[f"p{59 - LOW}"]] > 0
+    sampler.feed(melody([55, 53, 52, 50, 48, 47, 45, 43]))  # ... the player's line goes on down
+    low = np.percentile([p - LOW for p in sampler.heard], 10) - 7
+    bias = sampler.motif_bias()[0]
+    allowed = [p for p in range(60) if bias[index[f"p{p}"]] > 0]
+    assert allowed and all(p >= low for p in allowed)
+    high = Sampler(engine, VOCAB, NOTEWISE, SamplingConfig(motif_pull=4.0), seed=3)
+    high.feed(melody([72, 71, 69, 67] * 6 + [40, 38]))  # a low excursion: its cell's next steps lie
+    assert high.motif_bias() is None  # far below the register of the notes heard, so no pull there

@@ -264,24 +264,35 @@ class Sampler:
         side), -register_pull per octave beyond it; None when off or fewer than 4 notes heard.
         It keeps an answer where the player was; what she plays inside it is the model's."""
         pull = self.sampling.register_pull
-        if not pull or len(self.heard) < 4:
+        outside = self._beyond_register(self._on_pitch)
+        if not pull or outside is None:
+            return None
+        return torch.from_numpy(np.where(self._on_pitch >= 0, -pull * outside / 12.0, 0.0).astype(np.float32))
+
+    def _beyond_register(self, pitch: np.ndarray) -> np.ndarray | None:
+        """Semitones each pitch index lies beyond the register heard (the middle 80 % of the last
+        notes fed, a fifth wider on either side), 0 inside it; None with under four notes heard."""
+        if len(self.heard) < 4:
             return None
         low, high = np.percentile(self.heard, [10, 90])
-        pitch = self._on_pitch
-        outside = np.maximum(low - REGISTER_MARGIN - pitch, 0) + np.maximum(pitch - high - REGISTER_MARGIN, 0)
-        return torch.from_numpy(np.where(pitch >= 0, -pull * outside / 12.0, 0.0).astype(np.float32))
+        return np.maximum(low - REGISTER_MARGIN - pitch, 0) + np.maximum(pitch - high - REGISTER_MARGIN, 0)
 
     def motif_bias(self) -> torch.Tensor | None:
         """(streams, vocab) log-odds for the note tokens (sampling.motif_pull): per stream, the
         pull towards the intervals the fed music's motifs took after its top line's last ones
-        (sampling/motif.py); None when off or nothing is predicted for any stream."""
+        (sampling/motif.py), for notes inside the register heard (a scale's sequence would walk
+        on down the keyboard); None when off or nothing is predicted for any stream."""
         if not self.motifs.pull:
             return None
         rows = [self.motifs.bias(s.tops, s.step_top, self.vocab.top) for s in self.states]
         if all(r is None for r in rows):
             return None
         zeros = np.zeros(len(self.vocab.tokens), dtype=np.float32)
-        return torch.from_numpy(np.stack([zeros if r is None else r for r in rows]))
+        bias = np.stack([zeros if r is None else r for r in rows])
+        beyond = self._beyond_register(self.vocab.top)
+        if beyond is not None:  # a motif's sequence may not walk her out of the player's register
+            bias[:, beyond > 0] = 0.0
+        return torch.from_numpy(bias) if bias.any() else None
 
     def step(self, active: np.ndarray | None = None, greedy: bool = False) -> list[str]:
         """Choose a token for every stream, feed it back, and return it."""
