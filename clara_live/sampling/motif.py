@@ -62,9 +62,10 @@ class Motifs:
     def predict(self, tops: tuple[int, ...]) -> dict[int, float]:
         """The next interval's probabilities after a top line ending in `tops` (its last pitches);
         they sum to less than 1, the rest being the escape to 'no motif'."""
-        steps = np.diff(tops[-(ORDER + 1):]).tolist() if len(tops) > 1 else []
-        if not steps or len(self.history) < 3:
+        if len(tops) < 2 or len(self.history) < 3:
             return {}
+        last = tops[-(ORDER + 1):]
+        steps = [b - a for a, b in zip(last, last[1:], strict=False)]
         tables = self._counts()
         prediction: dict[int, float] = {}
         for order in range(1, min(ORDER, len(steps)) + 1):  # lower orders first: each higher one escapes to them

@@ -66,6 +66,7 @@ class Sampler:
         ons = self.vocab.on_id >= 0
         self._on_pitch[self.vocab.on_id[ons]] = np.flatnonzero(ons) % codec.num_pitches
         self.motifs = Motifs(sampling.motif_pull)
+        self._register: tuple[tuple[int, ...], np.ndarray] | None = None  # (heard, its 10th and 90th percentiles)
         self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
         self.reset()
 
@@ -274,7 +275,9 @@ class Sampler:
         notes fed, a fifth wider on either side), 0 inside it; None with under four notes heard."""
         if len(self.heard) < 4:
             return None
-        low, high = np.percentile(self.heard, [10, 90])
+        if self._register is None or self._register[0] is not self.heard:  # once per note fed, not per token
+            self._register = (self.heard, np.percentile(self.heard, [10, 90]))
+        low, high = self._register[1]
         return np.maximum(low - REGISTER_MARGIN - pitch, 0) + np.maximum(pitch - high - REGISTER_MARGIN, 0)
 
     def motif_bias(self) -> torch.Tensor | None:
