@@ -29,6 +29,24 @@ def test_a_chordwise_model_is_refused_in_one_line(capsys):
     assert "clara-chordwise" in err[0] and "notewise" in err[0]
 
 
+def test_a_bad_beat_tracker_is_refused_in_one_line_before_any_port(capsys, monkeypatch, tmp_path):
+    """The learned beat tracker is loaded at start (not at the first phrase's end, mid-session);
+    with tempo_method classic it is never needed."""
+    from clara_live.live import beat_net, ports
+
+    bad = tmp_path / "weights.npz"
+    bad.write_bytes(b"not an npz")
+    real = beat_net.load
+    monkeypatch.setattr(beat_net, "load", lambda: real(bad))
+    opened = []
+    monkeypatch.setattr(ports, "resolve_api", lambda api: opened.append(api) or pytest.fail("a port was opened"))
+    code = main(["live", "--no-ui", "--no-save"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and str(bad) in err[0] and not opened
+    with pytest.raises(BaseException, match="a port was opened"):
+        main(["live", "--no-ui", "--no-save", "--set", "live.tempo_method=classic"])
+
+
 @pytest.mark.parametrize("command", [["ports"], ["live", "--virtual", "--no-ui", "--no-save"]])
 def test_no_midi_system_is_one_clear_line(command):
     """JACK asked for, and no server of that name: the message says how to get one."""

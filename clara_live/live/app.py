@@ -94,6 +94,10 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
     loaded = load_model(options.model)
     if loaded.codec.encoding != "notewise":
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
+    if live.tempo_from_playing and live.tempo_method == "learned":
+        from clara_live.live import beat_net
+
+        beat_net.load()  # a missing or bad beat tracker fails here, in one line, not at the first phrase's end
     api = ports.resolve_api(live.midi_api)
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
     events: queue.SimpleQueue = queue.SimpleQueue()
