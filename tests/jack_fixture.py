@@ -33,6 +33,14 @@ PR_SET_PDEATHSIG = 1
 REGISTRY_FULL = ("JACK's server table is full: servers killed uncleanly keep their row until a server of "
                  "the same name starts again; with no jackd running, removing /dev/shm/jack-shm-registry clears it")
 _pids: dict[str, int] = {}  # server name -> jackd's process id
+_logs: dict[str, Path] = {}  # server name -> jackd's log
+
+
+def xruns(name: str) -> int:
+    """How many cycles the server has logged as missed (XRuns) so far: a client, the tests' own
+    included, that did not finish its period in time (a busy or starved machine)."""
+    path = _logs.get(name)
+    return path.read_text(errors="replace").count("XRun") if path is not None and path.exists() else 0
 
 
 def _die_with_parent() -> None:
@@ -103,9 +111,11 @@ def jack_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             pytest.fail(f"{' '.join(command)} did not start within {START_TIMEOUT} s ({status}); "
                         f"its log {log_path}:\n{log_text}{hint}", pytrace=False)
         _pids[name] = proc.pid
+        _logs[name] = log_path
         yield name
     finally:
         _pids.pop(name, None)
+        _logs.pop(name, None)
         if not _stop(proc):
             # give back the server's row in JACK's table by starting and cleanly stopping one of that name
             again = _start(command, log_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import mido
 import pytest
 from conftest import REPO
-from jack_fixture import jack_realtime, jack_server  # noqa: F401
+from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
 
 from clara_live.live import ports
 
@@ -230,11 +230,13 @@ def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(
         for i in range(500):
             pitch, velocity = 36 + i % 48, 1 + (i // 48) % 120
             sent += [[NOTE_ON | 1, pitch, velocity], [NOTE_OFF | 1, pitch, 0]]
+        missed = xruns(jack_server)
         t0 = time.monotonic()
         for k, message in enumerate(sent):
             _sleep_until(t0 + k * 0.001)
             studio.player.send(message)
         time.sleep(1.0)
+        missed = xruns(jack_server) - missed
         assert live.proc.poll() is None
         assert live.terminate() == 0
         received = [line for line in live.lines if line.startswith("session:")]
@@ -242,6 +244,9 @@ def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(
         complete = bool(received) and f"session: {8 + len(sent)} messages in" in received[0]
         if not jack_realtime and not (complete and echoed == sent):
             pytest.xfail(f"JACK runs without realtime scheduling here, so its clients miss cycles: {received}")
+        if missed and not (complete and echoed == sent):  # seen on a 2-core VM: every client, the test's own too
+            pytest.xfail(f"the JACK server logged {missed} missed cycles during the burst: this machine starves "
+                         f"its realtime clients (the test's sender and listener as well as Clara's): {received}")
         assert complete, received  # clara live read every message
         assert len(echoed) == len(sent), f"{len(echoed)} of {len(sent)} came back"
         assert echoed == sent  # complete and in order

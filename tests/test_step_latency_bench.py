@@ -18,7 +18,7 @@ from clara_live.config import CodecConfig, ModelConfig
 from clara_live.model import AWDLSTM, save_model
 
 MAESTRO = Path(__file__).resolve().parents[1].parent / "shared" / "midi" / "maestro"
-VARIANTS = ("eager", "fp32", "int8", "sampler", "int8_batched", "sampler_batched")
+VARIANTS = ("eager", "fp32", "int8", "sampler", "sampler_no_motif", "int8_batched", "sampler_batched")
 PHRASE = "p20 p24 p27 wait6 endp24 p25 wait6 endp20 endp25 endp27 p22 wait12 endp22 wait3 "
 
 
