@@ -51,11 +51,12 @@ def keys(notes: list[tuple[float, float, int]], t0: float = 1.0) -> list[tuple[f
             + [(t0 + b, (0x80, p, 0)) for _, b, p in notes])
 
 
-def longest_run(notes: list[tuple[float, float, int]]) -> int:
-    """Longest run of identical onset sets (notes starting within 10 ms are one set)."""
+def longest_run(notes: list[tuple[float, float, int]], chord: float = 0.01) -> int:
+    """Longest run of identical onset sets (notes starting within `chord` seconds of a set's
+    first are one set)."""
     sets: list[tuple[float, set[int]]] = []
     for start, _, pitch in sorted(notes):
-        if sets and start - sets[-1][0] <= 0.01:
+        if sets and start - sets[-1][0] <= chord:
             sets[-1][1].add(pitch)
         else:
             sets.append((start, {pitch}))
@@ -96,7 +97,8 @@ def test_any_phrase_gets_a_sound_answer_or_none(loaded, case):
         assert not notes
         return
     assert all(first.start_time - 1e-6 <= a < b <= first.end_time + 1e-6 for a, b, _ in notes)
-    assert longest_run(notes) <= max(3, longest_run([(a, b, p) for a, b, p in played]))
+    # the player's chords spread over 12 ms are chords (the session quantises them onto one step)
+    assert longest_run(notes) <= max(3, longest_run(played, chord=0.02))
 
 
 def test_a_melody_is_answered_at_once_at_its_tempo_and_near_its_register(loaded):

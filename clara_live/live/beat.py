@@ -60,6 +60,7 @@ LEARNED_MARGIN = 0.2  # seconds of frames before the first onset and after the l
 LEARNED_MIN_BEATS = 3  # fewer tracked beats than this: no estimate
 LEARNED_MIN_CONFIDENCE = 0.1  # the tracked beats' mean activation below this: no estimate
 LEARNED_POWER = 1.0  # the activation's exponent before decoding
+SNAP = 0.1  # a tracked beat takes the time of an event within this share of a period
 
 
 class TempoEstimate(NamedTuple):
@@ -170,7 +171,7 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     nearest the first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
     fewer than LEARNED_MIN_BEATS beats, or a mean activation on the beats under
     LEARNED_MIN_CONFIDENCE. Keyword constants (tuning): the decoder's, and min_confidence."""
-    t, _ = events(onsets, velocities)
+    t, w = events(onsets, velocities)
     if len(t) < MIN_EVENTS or not math.isfinite(prior_bpm) or prior_bpm <= 0 or t[-1] - t[0] <= 0:
         return None
     prior_bpm = min(MAX_BPM, max(MIN_BPM, prior_bpm))
@@ -190,8 +191,32 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     confidence = float(np.mean(on_beats))
     if confidence < constants.get("min_confidence", LEARNED_MIN_CONFIDENCE):
         return None
-    bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / float(np.median(np.diff(beats)))))
-    return TempoEstimate(bpm, float(beats[int(np.argmin(np.abs(beats - t[0])))]), confidence)
+    period, phase = _fit_beats(beats, t)
+    half, phase = _refine(t, w, period / 2, phase)  # the events on half beats too: more of them, a finer fit
+    period = 2 * half
+    bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / period))
+    k = round((t[0] - phase) / period)
+    return TempoEstimate(bpm, phase + k * period, confidence)
+
+
+def _fit_beats(beats: np.ndarray, t: np.ndarray) -> tuple[float, float]:
+    """The period and phase of the tracked beats, finer than their frames (1 / beat_net.FPS): a
+    tracked beat with an event within SNAP of its period takes that event's time, and a least-
+    squares line through the beats gives the period and phase (a beat time). Falls back on the
+    median interval and the beat nearest the first event when too few beats meet events.
+    A frame's 20 ms would put a live answer's notes audibly off the player's grid, and a
+    median of frame-quantised intervals is off by up to a frame per beat."""
+    period = float(np.median(np.diff(beats)))
+    nearest = np.abs(t[None, :] - beats[:, None]).argmin(axis=1)
+    near = np.abs(t[nearest] - beats) <= SNAP * period
+    if near.sum() < 3:
+        return period, float(beats[int(np.argmin(np.abs(beats - t[0])))])
+    k = np.arange(len(beats))[near].astype(float)
+    times = t[nearest][near]
+    slope, intercept = np.polyfit(k, times, 1)
+    if not 0.9 * period <= slope <= 1.1 * period:  # a line the beats do not follow (rubato): keep the median
+        return period, float(beats[int(np.argmin(np.abs(beats - t[0])))])
+    return float(slope), float(intercept)
 
 
 def _autocorrelation(t: np.ndarray, w: np.ndarray, span: float) -> np.ndarray:

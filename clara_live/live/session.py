@@ -33,7 +33,7 @@ from typing import NamedTuple
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
-from clara_live.live.beat import estimate_tempo, estimate_tempo_classic
+from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
 from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
@@ -520,6 +520,8 @@ class Session:
             estimate = estimate_tempo(times, velocities, prior_bpm=self.grid.bpm, pitches=[key for _, _, key in onsets])
         if estimate is None:
             return None
+        if _same_beats(self.grid, estimate, times[0], times[-1]):
+            return phrase, step, ()  # the player kept the session's beat: the grid they heard stays
         after = self._save()
         # the new grid: the estimated beats on the session's beats, the phrase's first note
         # about where it was (a beat at least after the mark, a pickup before its beat)
@@ -596,3 +598,15 @@ class Session:
         return out
 
     _last_tick = -math.inf
+
+
+def _same_beats(grid: Grid, estimate: TempoEstimate, start: float, end: float) -> bool:
+    """Whether the estimated beats from start to end all lie within a step of the grid's beats
+    (a tempo heard within a hair of the grid's: re-quantising on it would only move the notes
+    that sit on a step's edge, where a player's ms of jitter decide)."""
+    sf = grid.sample_freq
+    for beat in estimate.beats(start - estimate.period, end + estimate.period):
+        offset = grid.step_at(float(beat)) % sf
+        if min(offset, sf - offset) > 1.0:
+            return False
+    return True
