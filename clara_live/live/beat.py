@@ -4,8 +4,9 @@
 al., ISMIR 2022, who track beats in performance MIDI): the phrase's notes become frames
 (clara_live.live.beat_net), a small dilated convolutional network trained on ASAP's train works
 turns them into a beat activation, and a tempo-by-phase Viterbi decoder (clara_live.live.beat_dbn)
-tracks beats on it, the first guess a soft prior. The tempo is 60 / the tracked beats' median
-interval, the way the benchmark's reference follows a player's rubato.
+tracks beats on it, the first guess a soft prior. The tracked beats (on the network's 20 ms
+frames) take the times of the events beside them, and a least-squares line through them, refined
+by the events on half beats, gives the tempo and phase finer than a frame.
 
 `estimate_tempo_classic` is the hand-made estimator it replaced (kept for the benchmark's
 comparison), after the tempo-induction methods of the beat-tracking literature (Dixon 2001's
@@ -166,9 +167,9 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     """The tempo and phase of a phrase from its note onsets (seconds), velocities (1..127) and
     MIDI pitches (both optional, one per onset), by the learned beat tracker: the network's beat
     activation (clara_live.live.beat_net; `weights` default: the shipped ones), beats tracked on
-    it (clara_live.live.beat_dbn, `prior_bpm` the first guess), the tempo 60 / their median
-    interval (so it follows rubato as a median of the beats does), the beat the tracked one
-    nearest the first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
+    it (clara_live.live.beat_dbn, `prior_bpm` the first guess), period and phase fitted to the
+    events on them (`_fit_beats`, then `_refine` on half beats), the beat the one nearest the
+    first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
     fewer than LEARNED_MIN_BEATS beats, or a mean activation on the beats under
     LEARNED_MIN_CONFIDENCE. Keyword constants (tuning): the decoder's, and min_confidence."""
     t, w = events(onsets, velocities)
