@@ -54,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("corpus", parents=[common, codec], help="build a train/valid/test token corpus")
     p.add_argument("sources", nargs="+", metavar="SOURCE",
-                   help="a folder of MIDI/score files (composer = parent folder), a file, or music21:NAME")
+                   help="a corpus folder (ASAP, Pianolatron, POP909, OpenScore, or MIDI/score files with composer = "
+                        "parent folder; a folder of corpora reads each), a file, or music21:NAME")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--workers", type=int, metavar="N", help="parallel processes (corpus.workers; 0 = one per core)")
     p.set_defaults(run=_cmd_corpus)
@@ -303,6 +304,10 @@ def _cmd_corpus(args: argparse.Namespace, config: Config) -> int:
     manifest = build_corpus(args.sources, args.out, config)
     print(summary(manifest))
     print(f"wrote {args.out}/manifest.json")
+    if manifest["skipped"]:
+        print(f"clara: error: {len(manifest['skipped'])} of {len(manifest['skipped']) + len(manifest['pieces'])} "
+              "inputs could not be encoded (listed above); the corpus holds the rest", file=sys.stderr)
+        return 1
     return 0
 
 

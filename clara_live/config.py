@@ -8,6 +8,7 @@ or in `--set section.key=value` never passes silently.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,8 @@ class CorpusConfig:
     transpose_high: int = 5
     workers: int = 0  # parallel processes; 0 means one per CPU core
     chord_min_count: int = 1  # chordwise: a chord seen fewer times in train is <unk>
+    cache: str = "auto"  # encoded files kept by content: "auto" (~/.cache/clara-live/corpus), a folder, "" (none)
+    weights: str = ""  # training: pieces of a corpus drawn this often an epoch, "asap=2,pop909=0.5" (default 1)
 
     def __post_init__(self) -> None:
         _check(0 <= self.valid_fraction < 1, "corpus.valid_fraction", "must be in [0, 1)")
@@ -88,6 +91,21 @@ class CorpusConfig:
                "the range must include 0 (the original key)")
         _check(self.workers >= 0, "corpus.workers", "must be 0 (one per core) or more")
         _check(self.chord_min_count >= 1, "corpus.chord_min_count", "must be at least 1")
+        self.weight_of("")  # refuses a malformed corpus.weights now, not at training time
+
+    def weight_of(self, corpus: str) -> float:
+        """How often a piece of this corpus is drawn an epoch (corpus.weights; 1 unless named)."""
+        weights = {}
+        for item in filter(None, (part.strip() for part in self.weights.split(","))):
+            name, _, value = item.partition("=")
+            try:
+                weight = float(value)
+            except ValueError:
+                weight = math.nan
+            _check(bool(name.strip()) and math.isfinite(weight) and weight >= 0, "corpus.weights",
+                   f"{item!r} is not corpus=weight with a weight of 0 or more")
+            weights[name.strip()] = weight
+        return weights.get(corpus, 1.0)
 
 
 @dataclass(frozen=True)

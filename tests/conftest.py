@@ -240,3 +240,15 @@ def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=No
         if bias is not None:
             model.decoder.bias.copy_(torch.tensor([float(bias(t)) for t in vocab]))
     return build_engine(model, InferenceConfig(device="cpu", precision="fp32"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Corpus builds cache encoded files under XDG_CACHE_HOME: a test run's own, never the user's."""
+    previous = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if previous is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = previous

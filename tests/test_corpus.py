@@ -6,10 +6,11 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from clara_live.cli import main
-from clara_live.config import CorpusConfig, load_config
+from clara_live.config import ConfigError, CorpusConfig, load_config
 from clara_live.corpus import build_corpus, find_sources, split_of
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -54,49 +55,86 @@ def test_bad_files_are_skipped_with_reasons(built):
     assert reasons["empty.mid"] == "no notes"
 
 
-def test_pieces_stay_on_one_side_and_only_train_is_augmented(built):
+def test_pieces_stay_on_one_side_each_stored_once_with_its_keys(built):
     _, manifest = built
-    assert len(manifest["pieces"]) == 12
+    assert len(manifest["pieces"]) == 12 and manifest["format"] == 2
     splits = {p["split"] for p in manifest["pieces"]}
     assert splits == {"train", "valid", "test"}, "fractions of 0.25 should fill every split from 12 pieces"
+    low, high = manifest["codec"]["low_pitch"], manifest["codec"]["low_pitch"] + manifest["codec"]["num_pitches"] - 1
     for piece in manifest["pieces"]:
-        shifts = [v["transpose"] for v in piece["versions"]]
         if piece["split"] == "train":
-            assert sorted(shifts + piece["left_out"]) == list(range(-6, 6))
+            assert 0 in piece["shifts"] and set(piece["shifts"]) <= set(range(-6, 6)) and len(piece["shifts"]) > 1
         else:
-            assert shifts == [0] and piece["left_out"] == []
+            assert piece["shifts"] == [0]
+    # a shift is left out exactly when a note would leave the range
+    notes = _notes(manifest["pieces"][0]["source"], manifest)
+    lowest, highest = min(n.pitch for n in notes), max(n.pitch for n in notes)
+    if manifest["pieces"][0]["split"] == "train":
+        assert manifest["pieces"][0]["shifts"] == [s for s in range(-6, 6) if low <= lowest + s and highest + s <= high]
+
+
+def _notes(source: str, manifest: dict):
+    from clara_live.codec import to_steps
+    from clara_live.config import CodecConfig
+    from clara_live.music.read import read_music
+
+    return to_steps(read_music(source), CodecConfig(**manifest["codec"]))
 
 
 def test_token_files_match_manifest(built):
     out, manifest = built
     for split in ("train", "valid", "test"):
         lines = (out / f"{split}.txt").read_text().splitlines()
-        versions = [v for p in manifest["pieces"] if p["split"] == split for v in p["versions"]]
-        assert len(lines) == len(versions) == manifest["splits"][split]["versions"]
-        for v in versions:
-            assert len(lines[v["line"]].split()) == v["tokens"]
-        assert sum(v["tokens"] for v in versions) == manifest["splits"][split]["tokens"]
+        pieces = [p for p in manifest["pieces"] if p["split"] == split]
+        assert len(lines) == len(pieces) == manifest["splits"][split]["pieces"]
+        assert sorted(p["line"] for p in pieces) == list(range(len(pieces)))
+        for p in pieces:
+            assert len(lines[p["line"]].split()) == p["tokens"]
+        assert sum(p["tokens"] for p in pieces) == manifest["splits"][split]["tokens"]
     vocabulary = set(manifest["vocabulary"])
     assert all(t in vocabulary for line in (out / "train.txt").read_text().splitlines() for t in line.split())
 
 
-def test_transpositions_are_real_shifts_that_stay_in_range(built):
+def test_a_drawn_key_is_the_piece_encoded_in_that_key(built):
+    """Training transposes ids through the codec's shift table: the same tokens as encoding the
+    notes moved by that many semitones (what the 12 stored copies held)."""
+    from clara_live.codec import make_codec, transpose
+    from clara_live.config import CodecConfig
+    from training.data import Corpus, TrainSet
+
     out, manifest = built
-    lines = (out / "train.txt").read_text().splitlines()
-    piece = next(p for p in manifest["pieces"] if p["split"] == "train" and len(p["versions"]) > 1)
-    by_shift = {v["transpose"]: lines[v["line"]].split() for v in piece["versions"]}
-    base = by_shift[0]
-    for shift, tokens in by_shift.items():
-        assert len(tokens) == len(base)
-        for a, b in zip(base, tokens, strict=True):
-            if a.startswith("wait"):
-                assert a == b
-            else:
-                prefix = "endp" if a.startswith("endp") else "p"
-                assert int(b[len(prefix):]) - int(a[len(prefix):]) == shift and 0 <= int(b[len(prefix):]) < 62
-    counted = manifest["transpositions"]
-    assert counted["kept"] == sum(len(p["versions"]) for p in manifest["pieces"])
-    assert counted["left_out"] == sum(len(p["left_out"]) for p in manifest["pieces"])
+    corpus = Corpus(out)
+    pieces = corpus.pieces("train")
+    augment = corpus.augment(pieces, corpus.vocabulary, CorpusConfig())
+    train = sorted((p for p in manifest["pieces"] if p["split"] == "train"), key=lambda p: p["line"])
+    codec_config = CodecConfig(**manifest["codec"])
+    codec = make_codec(codec_config)
+    piece, ids = train[0], pieces[0]
+    notes = _notes(piece["source"], manifest)
+    for shift in (piece["shifts"][0], piece["shifts"][-1]):
+        moved = augment.table[shift][ids] if shift else ids
+        assert [corpus.vocabulary[i] for i in moved] == codec.encode(transpose(notes, shift, codec_config))
+    # an epoch holds every piece once (weights 1), each in one of its keys, and differs by epoch
+    streams = [TrainSet(pieces, augment).stream(seed=3, epoch=e) for e in range(2)]
+    assert all(len(s) == sum(len(p) for p in pieces) for s in streams)
+    assert not np.array_equal(streams[0], streams[1])
+    assert np.array_equal(streams[0], TrainSet(pieces, augment).stream(seed=3, epoch=0))
+
+
+def test_corpus_weights_draw_a_corpus_more_or_less_often(built):
+    from training.data import Corpus, TrainSet
+
+    out, manifest = built
+    name = manifest["pieces"][0]["corpus"]  # the folder's name
+    corpus = Corpus(out)
+    pieces = corpus.pieces("train")
+    once = sum(len(p) for p in pieces)
+    doubled = corpus.augment(pieces, corpus.vocabulary, CorpusConfig(weights=f"{name}=2"))
+    assert len(TrainSet(pieces, doubled).stream(seed=1, epoch=0)) == 2 * once
+    none = corpus.augment(pieces, corpus.vocabulary, CorpusConfig(weights=f"other=3, {name}=0"))
+    assert len(TrainSet(pieces, none).stream(seed=1, epoch=0)) == 0
+    with pytest.raises(ConfigError, match="corpus.weights"):
+        CorpusConfig(weights="asap=lots")
 
 
 def test_composer_counts_come_from_folders(built):

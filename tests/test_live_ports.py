@@ -219,8 +219,12 @@ def test_input_port_opens_an_existing_port_by_substring(jack_server):  # noqa: F
     ):
         assert inp.name == out.name
         _await_queue_route(out, inp)
-        out.send([0xB0, 64, 127])
-        item = inp.get(timeout=2.0)
+        # a few tries: on a VM that starves JACK's realtime clients (XRuns) one message can be lost;
+        # loss-free delivery is the burst test's to judge, the connection this one's
+        for _ in range(3):
+            out.send([0xB0, 64, 127])
+            if (item := inp.get(timeout=2.0)) is not None:
+                break
     assert item is not None and item[0] == [0xB0, 64, 127]
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
+from clara_live.codec.tokens import Grammar, shift_table
+from clara_live.config import CodecConfig, CorpusConfig
 from clara_live.errors import InputError
 from clara_live.model.evaluate import token_ids
 
@@ -33,6 +36,24 @@ class Corpus:
         self.vocabulary: list[str] = self.manifest["vocabulary"]
         self.unknown: str | None = self.manifest.get("unknown_token")
 
+    def augment(self, pieces: list[np.ndarray], vocabulary: list[str], config: CorpusConfig) -> Augment | None:
+        """The train split's keys and weights (a corpus of format 2; format 1 stored every key);
+        `pieces` are the train split's ids over vocabulary."""
+        if self.manifest.get("format", 1) < 2:
+            return None
+        train = sorted((p for p in self.manifest["pieces"] if p["split"] == "train"), key=lambda p: p["line"])
+        codec = CodecConfig(**self.manifest["codec"])
+        needed = sorted({s for p in train for s in p["shifts"]} - {0})
+        table = {}
+        for shift, row in shift_table(vocabulary, Grammar(codec), needed).items():
+            table[shift] = np.array(row, dtype=np.int64)
+        if len(train) != len(pieces):
+            raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, train.txt has {len(pieces)}")
+        shifts = []
+        for p, ids in zip(train, pieces, strict=True):  # a key that would take a token out of range is not drawn
+            shifts.append([s for s in p["shifts"] if s == 0 or (s in table and bool((table[s][ids] >= 0).all()))])
+        return Augment(shifts, [config.weight_of(p.get("corpus", "")) for p in train], table)
+
     def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
         """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
         index = {t: i for i, t in enumerate(vocabulary or self.vocabulary)}
@@ -48,10 +69,43 @@ class Corpus:
             raise InputError(str(exc)) from None
 
 
-def epoch_stream(pieces: list[np.ndarray], seed: int, epoch: int) -> np.ndarray:
-    """The pieces in this epoch's order, joined."""
-    order = np.random.default_rng([seed, epoch, 0]).permutation(len(pieces))
-    return np.concatenate([pieces[i] for i in order]) if pieces else np.zeros(0, np.int64)
+class Augment(NamedTuple):
+    """How an epoch draws the train pieces: each piece's keys (semitone shifts that keep it in
+    range), how often it is drawn (its corpus's weight) and the id tables that transpose."""
+
+    shifts: list[list[int]]
+    weights: list[float]
+    table: dict[int, np.ndarray]  # shift -> id -> transposed id
+
+
+class TrainSet(NamedTuple):
+    """The train split's pieces and how an epoch draws them (None: each once, as stored)."""
+
+    pieces: list[np.ndarray]
+    augment: Augment | None = None
+
+    def stream(self, seed: int, epoch: int) -> np.ndarray:
+        return epoch_stream(self.pieces, seed, epoch, self.augment)
+
+
+def epoch_stream(pieces: list[np.ndarray], seed: int, epoch: int, augment: Augment | None = None) -> np.ndarray:
+    """The pieces in this epoch's order, joined. With `augment`, a piece of weight w is drawn
+    floor(w) times and once more with probability w - floor(w), each copy in a key drawn from its
+    shifts, all from the run's seed and the epoch (so every rank and every resume agree)."""
+    if not pieces:
+        return np.zeros(0, np.int64)
+    if augment is None:
+        order = np.random.default_rng([seed, epoch, 0]).permutation(len(pieces))
+        return np.concatenate([pieces[i] for i in order])
+    rng = np.random.default_rng([seed, epoch, 2])
+    copies = []
+    for i, weight in enumerate(augment.weights):
+        count = int(weight) + int(rng.random() < weight - int(weight))
+        copies += [(i, int(rng.choice(augment.shifts[i])) if augment.shifts[i] else 0) for _ in range(count)]
+    order = rng.permutation(len(copies))
+    parts = [augment.table[copies[k][1]][pieces[copies[k][0]]] if copies[k][1] else pieces[copies[k][0]]
+             for k in order]
+    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
 def batchify(stream: np.ndarray, batch_size: int) -> torch.Tensor:

@@ -36,7 +36,7 @@ from clara_live.config import Config, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
-from training.data import Corpus, batchify, epoch_stream, rank_rows, sequence_lengths
+from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
 from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
 from training.plot import plot_metrics
 
@@ -119,7 +119,8 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
     valid_pieces = corpus.pieces("valid", vocabulary)
     if not train_pieces:
         raise InputError(f"{corpus_dir}: the train split is empty")
-    plans = [sequence_lengths(len(epoch_stream(train_pieces, cfg.seed, e)) // cfg.batch_size, cfg.bptt, cfg.seed, e)
+    train_set = TrainSet(train_pieces, corpus.augment(train_pieces, vocabulary, config.corpus))
+    plans = [sequence_lengths(len(train_set.stream(cfg.seed, e)) // cfg.batch_size, cfg.bptt, cfg.seed, e)
              for e in range(cfg.epochs)]
     # the schedule spans every planned step, so a run stopped by max_steps or Ctrl-C and
     # resumed follows exactly the curve of one that was never stopped
@@ -154,7 +155,7 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
     started = time.time()
     try:
         while position.epoch < cfg.epochs and (not cfg.max_steps or position.global_step < cfg.max_steps):
-            hidden = _run_epoch(net, model, train_pieces, plans[position.epoch], position, hidden, optimiser,
+            hidden = _run_epoch(net, model, train_set, plans[position.epoch], position, hidden, optimiser,
                                 schedule, cfg, precision, device, rank, world, out, stop, progress, total)
             if cfg.max_steps and position.global_step >= cfg.max_steps and position.step < len(plans[position.epoch]):
                 break
@@ -240,10 +241,10 @@ def _time_step(model: AWDLSTM, batch: torch.Tensor, device: torch.device, timer=
             model.zero_grad(set_to_none=True)
 
 
-def _run_epoch(net, model: AWDLSTM, pieces, lengths: list[int], position: Position, hidden, optimiser, schedule,
+def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], position: Position, hidden, optimiser, schedule,
                cfg: TrainingConfig, precision: Precision, device: torch.device, rank: int, world: int, out: Path,
                stop: dict, progress: bool, total: int):
-    data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, position.epoch), cfg.batch_size), rank, world)
+    data = rank_rows(batchify(train_set.stream(cfg.seed, position.epoch), cfg.batch_size), rank, world)
     offset = sum(lengths[:position.step])
     if hidden is None:
         hidden = model.init_hidden(data.size(0), device)

@@ -104,3 +104,40 @@ class Grammar:
         for family in self.families:
             tokens += [f"{family}rest{n}" for n in range(cfg.rest_cap + 1)]
         return tokens
+
+
+def transposed(token: Token, semitones: int, num_pitches: int) -> Token | None:
+    """The token moved by semitones (notes and chords; waits, rests and <unk> stay as they are),
+    or None when a note would leave the pitch range."""
+    if token.kind in (Kind.ON, Kind.OFF):
+        value = token.value + semitones
+        return token._replace(value=value) if 0 <= value < num_pitches else None
+    if token.kind is Kind.CHORD:
+        bits = token.bits
+        if semitones > 0:
+            if "1" in bits[num_pitches - semitones:]:
+                return None
+            bits = "0" * semitones + bits[:num_pitches - semitones]
+        elif semitones < 0:
+            if "1" in bits[:-semitones]:
+                return None
+            bits = bits[-semitones:] + "0" * -semitones
+        return token._replace(bits=bits)
+    return token
+
+
+def shift_table(vocabulary: list[str], grammar: Grammar, shifts: range) -> dict[int, list[int]]:
+    """For each shift, every vocabulary id's transposed id: -1 where the token would leave the
+    pitch range, the <unk> id (or -1 without one) where its transposition is not in the
+    vocabulary (a chord never seen in that key)."""
+    index = {t: i for i, t in enumerate(vocabulary)}
+    unk = index.get(UNK, -1)
+    parsed = [grammar.parse(t) for t in vocabulary]
+    table = {}
+    for shift in shifts:
+        row = []
+        for token in parsed:
+            moved = transposed(token, shift, grammar.config.num_pitches)
+            row.append(-1 if moved is None else index.get(str(moved), unk))
+        table[shift] = row
+    return table

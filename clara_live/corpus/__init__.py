@@ -1,0 +1,241 @@
+"""`clara corpus`: corpora of music into train/valid/test token files and a manifest.
+
+Sources come from corpus readers (clara_live.corpus.sources: ASAP, Pianolatron, POP909,
+OpenScore, plain composer folders), each piece with its composer and work. Files are encoded in
+parallel processes, each once: the tokens and a note fingerprint are cached by file content and
+codec settings (clara_live.corpus.cache), so a second build reads no music. Works are then
+matched across corpora and every work lands on one side of the split
+(clara_live.corpus.works); the matches, and any piece whose own split lost to its work's, are in
+the manifest. A bad file is recorded with its reason and never stops the build; the build then
+exits non-zero (the CLI) after writing the rest.
+
+Every piece is stored once, in its own key. Training transposes each train piece afresh every
+epoch by a shift drawn from `shifts` (the keys from transpose_low to transpose_high that keep
+every note in range): the 12-key augmentation of Clara's corpora at a twelfth of the disk and
+memory. The chordwise vocabulary counts the train chords in every key a piece may be drawn in.
+
+Output: `train.txt`, `valid.txt`, `test.txt` (one piece per line, tokens separated by spaces)
+and `manifest.json` (settings, vocabulary, counts by split, corpus and composer, every piece with
+its corpus, work, split and shifts, the cross-corpus matches, every skipped file and its reason).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+import os
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import NamedTuple
+
+from tqdm import tqdm
+
+from clara_live.atomic import atomic_open, write_text
+from clara_live.codec import make_codec, to_steps
+from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
+from clara_live.config import CodecConfig, Config
+from clara_live.corpus import cache
+from clara_live.corpus.sources import Source, corpus_kind, find_sources
+from clara_live.corpus.works import Member, assign, fingerprint, split_of
+from clara_live.errors import ClaraError
+from clara_live.music.read import read_music
+
+__all__ = ["MANIFEST", "SPLITS", "Source", "build_corpus", "corpus_kind", "encode_source", "find_sources",
+           "split_of", "summary"]
+
+SPLITS = ("train", "valid", "test")
+MANIFEST = "manifest.json"
+FORMAT_VERSION = 2  # 1: train stored in every key; 2: every piece once, keys drawn in training
+
+
+class Encoded(NamedTuple):
+    source: Source
+    tokens: list[str]
+    low: int  # lowest and highest MIDI pitch (0, -1 with no notes)
+    high: int
+    ngrams: list  # fingerprint (clara_live.corpus.works)
+    error: str | None  # why the file was skipped
+    cached: bool = False
+
+
+def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str = "") -> Encoded:
+    """Read and encode one piece in its own key (from the cache when it holds it)."""
+    try:
+        key = None
+        if cache_folder and not source.location.startswith("music21:"):
+            content = Path(source.location).read_bytes()
+            key = cache.entry_key(content, codec_config, source.families)
+            entry = cache.load(Path(cache_folder), key)
+            if entry is not None:
+                return Encoded(source, entry["tokens"].split(), entry["low"], entry["high"],
+                               [tuple(g) for g in entry["ngrams"]], entry["error"], True)
+        encoded = _encode(source, codec_config)
+        if key is not None:
+            cache.store(Path(cache_folder), key, {"tokens": " ".join(encoded.tokens), "low": encoded.low,
+                                                  "high": encoded.high, "ngrams": encoded.ngrams,
+                                                  "error": encoded.error})
+        return encoded
+    except OSError as exc:
+        return Encoded(source, [], 0, -1, [], f"{source.location}: cannot read ({exc.strerror or exc})")
+    except ClaraError as exc:
+        return Encoded(source, [], 0, -1, [], str(exc))
+    except Exception as exc:  # a reader bug on one odd file must not stop the build
+        return Encoded(source, [], 0, -1, [], f"{source.location}: {exc.__class__.__name__}: {exc}")
+
+
+def _encode(source: Source, codec_config: CodecConfig) -> Encoded:
+    piece = read_music(source.location, codec_config.sustain_pedal)
+    if source.families:
+        piece = piece._replace(notes=[n for n in piece.notes if n.family in source.families])
+    notes = to_steps(piece, codec_config)
+    if not notes:
+        return Encoded(source, [], 0, -1, [], "no notes")
+    pitches = [n.pitch for n in notes]
+    return Encoded(source, make_codec(codec_config).encode(notes), min(pitches), max(pitches),
+                   fingerprint(notes), None)
+
+
+def _encode_job(args: tuple) -> Encoded:
+    return encode_source(*args)
+
+
+def cache_folder(config: Config) -> str:
+    """The cache's folder from corpus.cache ("auto": the user's cache folder; "": none)."""
+    if config.corpus.cache == "auto":
+        return str(cache.default_folder())
+    return str(Path(config.corpus.cache).expanduser()) if config.corpus.cache else ""
+
+
+def build_corpus(specs: list[str], out: str | Path, config: Config, progress: bool = True) -> dict:
+    """Build the corpus in out; returns the manifest (also written to out/manifest.json)."""
+    out = Path(out)
+    sources = find_sources(specs)
+    folder = cache_folder(config)
+    jobs = [(s, config.codec, folder) for s in sources]
+    workers = config.corpus.workers or os.cpu_count() or 1
+    bar = tqdm(total=len(jobs), desc="encoding", unit="file", disable=not progress or None)
+    results: list[Encoded] = []
+    if workers == 1 or len(jobs) < 2:
+        for job in jobs:
+            results.append(_encode_job(job))
+            bar.update()
+    else:
+        with multiprocessing.get_context("spawn").Pool(min(workers, len(jobs))) as pool:
+            for result in pool.imap(_encode_job, jobs, chunksize=4):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return _write(out, specs, config, results)
+
+
+def allowed_shifts(low: int, high: int, config: Config) -> list[int]:
+    """The transpositions in the augmentation range that keep every note in the codec's range."""
+    c = config.codec
+    return [s for s in range(config.corpus.transpose_low, config.corpus.transpose_high + 1)
+            if low + s >= c.low_pitch and high + s <= c.high_pitch]
+
+
+def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) -> dict:
+    good = [r for r in results if r.error is None]
+    skipped = [{"source": r.source.location, "reason": r.error} for r in results if r.error is not None]
+    works = assign([Member(r.source.key, r.source.corpus, _plain(r.source), r.source.composer, r.source.work,
+                           r.source.title, Counter(r.ngrams)) for r in good], config.corpus)
+    pieces = []
+    split_stats = {s: {"pieces": 0, "tokens": 0, "works": 0} for s in SPLITS}
+    by_corpus: dict[str, dict[str, int]] = {}
+    composers: dict[str, dict[str, int]] = {}
+    work_sets: dict[str, set[int]] = defaultdict(set)
+    chord_counts: Counter[str] = Counter()
+    grammar = Grammar(config.codec)
+    lines = {s: 0 for s in SPLITS}
+    handles = {}
+    with atomic_open(out / "train.txt") as handles["train"], atomic_open(out / "valid.txt") as handles["valid"], \
+            atomic_open(out / "test.txt") as handles["test"]:
+        for r, split, group in zip(good, works.splits, works.groups, strict=True):
+            handles[split].write(" ".join(r.tokens) + "\n")
+            shifts = allowed_shifts(r.low, r.high, config) if split == "train" else [0]
+            if split == "train" and config.codec.encoding == "chordwise":
+                chord_counts.update(_chords_in_keys(r.tokens, shifts, grammar))
+            stats = split_stats[split]
+            stats["pieces"] += 1
+            stats["tokens"] += len(r.tokens)
+            work_sets[split].add(group)
+            name = r.source.corpus or "(files)"
+            entry = by_corpus.setdefault(name, {**{s: 0 for s in SPLITS}, "tokens": 0})
+            entry[split] += 1
+            entry["tokens"] += len(r.tokens)
+            entry = composers.setdefault(r.source.composer, {**{s: 0 for s in SPLITS}, "tokens": 0})
+            entry[split] += 1
+            entry["tokens"] += len(r.tokens)
+            pieces.append({"source": r.source.location, "key": r.source.key, "composer": r.source.composer,
+                           "corpus": r.source.corpus, "work": r.source.work, "title": r.source.title,
+                           "group": group, "split": split, "line": lines[split], "tokens": len(r.tokens),
+                           "shifts": shifts})
+            lines[split] += 1
+    for split in SPLITS:
+        split_stats[split]["works"] = len(work_sets[split])
+    codec = make_codec(config.codec)
+    frequent = {c: n for c, n in chord_counts.items() if n >= config.corpus.chord_min_count}
+    manifest = {
+        "format": FORMAT_VERSION,
+        "sources": list(specs),
+        "codec": dataclasses.asdict(config.codec),
+        "corpus": dataclasses.asdict(config.corpus),
+        "vocabulary": codec.vocabulary(frequent),
+        "unknown_token": UNK if config.codec.encoding == "chordwise" else None,
+        "splits": split_stats,
+        "corpora": dict(sorted(by_corpus.items())),
+        "composers": dict(sorted(composers.items())),
+        "augmentation": {"transpose_low": config.corpus.transpose_low,
+                         "transpose_high": config.corpus.transpose_high,
+                         "drawn": "a shift per train piece per epoch, from its shifts"},
+        "cached": sum(r.cached for r in results),
+        "matches": works.matches,
+        "moved": works.moved,
+        "pieces": pieces,
+        "skipped": skipped,
+    }
+    write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    return manifest
+
+
+def _plain(source: Source) -> bool:
+    """A file of a plain folder (piano-midi.de's layout) or given alone: its key's hash is its split."""
+    return not source.key.startswith(("asap:", "pianolatron:", "pop909:")) and ":" not in source.key
+
+
+def _chords_in_keys(tokens: list[str], shifts: list[int], grammar: Grammar) -> Counter:
+    counts: Counter[str] = Counter()
+    chords = Counter(t for t in tokens if "rest" not in t and t != UNK)
+    for text, n in chords.items():
+        token = grammar.parse(text)
+        if token.kind is not Kind.CHORD:
+            continue
+        for shift in shifts:
+            moved = transposed(token, shift, grammar.config.num_pitches)
+            if moved is not None:
+                counts[str(moved)] += n
+    return counts
+
+
+def summary(manifest: dict) -> str:
+    """A few lines for the terminal: split sizes, corpora, matches and skipped files."""
+    lines = []
+    for split, s in manifest["splits"].items():
+        lines.append(f"{split:5s}: {s['pieces']:5d} pieces, {s['works']:5d} works, {s['tokens']:10d} tokens")
+    for name, c in manifest.get("corpora", {}).items():
+        lines.append(f"  {name}: {c['train']} / {c['valid']} / {c['test']} pieces (train / valid / test), "
+                     f"{c['tokens']} tokens")
+    a = manifest["augmentation"]
+    lines.append(f"augmentation: a key from {a['transpose_low']:+d} to {a['transpose_high']:+d} semitones drawn "
+                 "per train piece per epoch")
+    lines.append(f"vocabulary: {len(manifest['vocabulary'])} tokens; {manifest['cached']} files from the cache")
+    by = Counter(m["by"].split()[0] for m in manifest["matches"])
+    lines.append(f"works matched across corpora: {len(manifest['matches'])} joins "
+                 f"({by['notes']} by notes, {by['catalogue']} by catalogue number)"
+                 + (f"; {len(manifest['moved'])} pieces took their work's split" if manifest["moved"] else ""))
+    for item in manifest["skipped"]:
+        lines.append(f"skipped {item['reason']}" if item["reason"].startswith(item["source"])
+                     else f"skipped {item['source']}: {item['reason']}")
+    return "\n".join(lines)

@@ -1,0 +1,51 @@
+"""Encoded pieces kept on disk, keyed by the file's content and the settings that encode it.
+
+music21 takes seconds to read a quartet and a build reads thousands of files: a file is read
+once, and a later build with the same codec settings finds its tokens and fingerprint here
+(`corpus.cache`, default ~/.cache/clara-live/corpus; "" turns it off). An entry is one JSON
+file written atomically; one that cannot be read is encoded again. Nothing here trusts an entry
+beyond its key: the key hashes the file's bytes, the codec settings, the families kept and the
+entry format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from clara_live.atomic import write_text
+from clara_live.config import CodecConfig
+
+ENTRY_FORMAT = 1
+
+
+def default_folder() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "clara-live" / "corpus"
+
+
+def entry_key(content: bytes, codec: CodecConfig, families: tuple[str, ...]) -> str:
+    settings = json.dumps({"codec": dataclasses.asdict(codec), "families": list(families), "format": ENTRY_FORMAT},
+                          sort_keys=True)
+    digest = hashlib.sha256(content)
+    digest.update(settings.encode("utf-8"))
+    return digest.hexdigest()
+
+
+def load(folder: Path, key: str) -> dict | None:
+    path = folder / key[:2] / f"{key}.json"
+    try:
+        entry = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return entry if isinstance(entry, dict) and entry.get("key") == key else None
+
+
+def store(folder: Path, key: str, entry: dict) -> None:
+    try:
+        write_text(folder / key[:2] / f"{key}.json", json.dumps({**entry, "key": key}))
+    except OSError:
+        pass  # a cache that cannot be written is only slower

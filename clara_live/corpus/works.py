@@ -1,0 +1,187 @@
+"""One work, one side of the split, across corpora.
+
+The same sonata can be sequenced in piano-midi.de, performed five times in ASAP and played on a
+roll in Pianolatron. Pieces are joined into works (union-find) when
+- they share a work within their corpus (ASAP's performances of one score, a work's repeat-less
+  version, Pianolatron's rolls with the same composer and title);
+- they are in different corpora, by the same composer, and their catalogue numbers agree (op.,
+  BWV, K., D., Hob. read from the titles; an opus alone agrees with every number within it);
+- they are in different corpora, by the same composer, and their notes agree: the pitch 6-grams
+  of their first 600 notes overlap by SAME_WORK or more (different works stay under 0.05).
+A work takes the split of its piano-midi.de-style plain-folder member (the hash of its path, so
+every corpus built before keeps its split; several: the most held-out of theirs, reported as a
+move), else its ASAP work's hash, else its first member's key's. Valid is for choosing, test is
+reported once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from clara_live.config import CorpusConfig
+from clara_live.music.notes import StepNote
+
+SAME_WORK = 0.3  # fingerprint overlap at which two pieces are one work
+NGRAM = 6
+FINGERPRINT_NOTES = 600
+MIN_NGRAMS = 30  # fewer 6-grams than this: too little to match on
+HELD_OUT = {"test": 2, "valid": 1, "train": 0}
+_OPUS = re.compile(r"\b(?:op|opus)[\s.]*(\d+)[a-z]?(?:[\s,.]*(?:no|nr|n°)?[\s.]*(\d+))?", re.I)
+_CATALOGUE = [
+    ("bwv", re.compile(r"\bbwv[\s.]*(\d+)", re.I)),
+    ("k", re.compile(r"\b(?:k|kv)[\s.]*(\d{2,3})\b", re.I)),
+    ("d", re.compile(r"\bd[\s.]+(\d{2,3})\b", re.I)),
+    ("hob", re.compile(r"\b(?:hob|hoboken)[\s.]*([xvi]+)[:.\s]*(\d+)", re.I)),
+]
+
+
+def split_of(key: str, config: CorpusConfig) -> str:
+    """train, valid or test, from a stable hash of key (never Python's salted hash())."""
+    fraction = int(hashlib.sha256(key.encode("utf-8")).hexdigest()[:12], 16) / 16**12
+    if fraction < config.test_fraction:
+        return "test"
+    if fraction < config.test_fraction + config.valid_fraction:
+        return "valid"
+    return "train"
+
+
+def fingerprint(notes: Sequence[StepNote]) -> list[tuple[int, ...]]:
+    """Pitch 6-grams of the first FINGERPRINT_NOTES notes in onset order (a step's notes low to
+    high), as a list (JSON-friendly; `Counter` it to compare)."""
+    pitches = [n.pitch for n in sorted(notes, key=lambda n: (n.start, n.pitch))][:FINGERPRINT_NOTES]
+    return [tuple(pitches[i:i + NGRAM]) for i in range(len(pitches) - NGRAM + 1)]
+
+
+def overlap(a: Counter, b: Counter) -> float:
+    if not a or not b:
+        return 0.0
+    return sum((a & b).values()) / min(sum(a.values()), sum(b.values()))
+
+
+def composer_name(text: str) -> str:
+    """A composer as every corpus can spell them: the surname, ASCII, lower case
+    ("Beethoven, Ludwig van", "Beethoven" and "beethoven" are one; "Chopin,_Fr_d_ric" too)."""
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    surname = re.split(r"[,_]", text.strip(), maxsplit=1)[0] if "," in text else text
+    surname = surname.split("-")[0] if "-" in surname and "," in text else surname
+    return re.sub(r"[^a-z]", "", surname.lower())
+
+
+def catalogue(title: str) -> set[tuple[str, str]]:
+    """The catalogue numbers a title names, as (catalogue, number) with a number within an opus
+    where the title gives one: {("op", "10.5")} for "Etudes_Opus_10_5_Black_Key", {("op", "28")} for
+    "Preludes op. 28", {("bwv", "846")}. (In some titles the opus's second number is a movement: it
+    then keeps a sonata's movements apart, and a title with the opus alone joins them.)"""
+    text = title.replace("_", " ")
+    found = set()
+    for match in _OPUS.finditer(text):
+        found.add(("op", match.group(1) + ("." + match.group(2) if match.group(2) else "")))
+    for name, pattern in _CATALOGUE:
+        for match in pattern.finditer(text):
+            found.add((name, "".join(match.groups()).lower().replace(" ", "")))
+    return found
+
+
+def same_number(a: set[tuple[str, str]], b: set[tuple[str, str]]) -> str:
+    """The catalogue number two titles share ("" if none): equal, or one an opus and the other a
+    number within it (op. 28 and op. 28 no. 16)."""
+    for name, x in sorted(a):
+        for other, y in sorted(b):
+            if name == other and (x == y or (name == "op" and (x.split(".")[0] == y or y.split(".")[0] == x))):
+                return f"{name} {x if len(x) >= len(y) else y}"
+    return ""
+
+
+class Member(NamedTuple):
+    key: str
+    corpus: str
+    plain: bool  # a plain folder (piano-midi.de's layout): its path hash is its split
+    composer: str
+    work: str
+    title: str
+    ngrams: Counter
+
+
+class Works(NamedTuple):
+    splits: list[str]  # per member
+    groups: list[int]  # per member: its work's index
+    matches: list[dict]  # cross-corpus joins: {"a", "b", "by", "overlap"}
+    moved: list[dict]  # plain-folder pieces whose own split lost to another member's
+
+
+def assign(members: list[Member], config: CorpusConfig) -> Works:
+    """Join members into works and give each work one split (see the module's docstring)."""
+    parent = list(range(len(members)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(i: int, j: int) -> None:
+        a, b = find(i), find(j)
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+
+    same: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(members):  # a work within its corpus
+        if m.plain:
+            continue
+        first = same.setdefault((m.corpus, m.work), i)
+        join(first, i)
+        if m.corpus != "asap":  # rolls of one title by one composer: one work
+            first = same.setdefault((m.corpus, "title:" + composer_name(m.composer) + ":" + m.title.lower()), i)
+            join(first, i)
+    matches: list[dict] = []
+    by_composer: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(members):
+        by_composer[composer_name(m.composer)].append(i)
+    for indices in by_composer.values():
+        numbers = {i: catalogue(members[i].title) for i in indices}
+        for x, i in enumerate(indices):
+            for j in indices[x + 1:]:
+                a, b = members[i], members[j]
+                if a.corpus == b.corpus:
+                    continue
+                common = same_number(numbers[i], numbers[j])
+                if common:
+                    matches.append({"a": a.key, "b": b.key, "by": "catalogue " + common})
+                    join(i, j)
+                    continue
+                if min(sum(a.ngrams.values()), sum(b.ngrams.values())) < MIN_NGRAMS:
+                    continue
+                score = overlap(a.ngrams, b.ngrams)
+                if score >= SAME_WORK:
+                    matches.append({"a": a.key, "b": b.key, "by": "notes", "overlap": round(score, 3)})
+                    join(i, j)
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i in range(len(members)):
+        groups[find(i)].append(i)
+    splits = [""] * len(members)
+    group_of = [0] * len(members)
+    moved: list[dict] = []
+    for number, (_, indices) in enumerate(sorted(groups.items())):
+        split = _split(members, indices, config)
+        for i in indices:
+            splits[i] = split
+            group_of[i] = number
+            own = split_of(members[i].key, config)
+            if members[i].plain and own != split:
+                moved.append({"key": members[i].key, "from": own, "to": split})
+    return Works(splits, group_of, matches, moved)
+
+
+def _split(members: list[Member], indices: list[int], config: CorpusConfig) -> str:
+    plain = [split_of(members[i].key, config) for i in indices if members[i].plain]
+    if plain:
+        return max(plain, key=HELD_OUT.__getitem__)
+    asap = sorted(members[i].work for i in indices if members[i].corpus == "asap")
+    if asap:
+        return split_of(f"asap:{asap[0]}", config)
+    return split_of(min(members[i].key for i in indices), config)
