@@ -81,6 +81,7 @@ class CorpusConfig:
     chord_min_count: int = 1  # chordwise: a chord seen fewer times in train is <unk>
     cache: str = "auto"  # encoded files kept by content: "auto" (~/.cache/clara-live/corpus), a folder, "" (none)
     weights: str = ""  # training: pieces of a corpus drawn this often an epoch, "asap=2,pop909=0.5" (default 1)
+    performance_grid: str = "seconds"  # annotated performances: "beats" (12 steps an annotated beat) or "seconds"
 
     def __post_init__(self) -> None:
         _check(0 <= self.valid_fraction < 1, "corpus.valid_fraction", "must be in [0, 1)")
@@ -92,6 +93,8 @@ class CorpusConfig:
         _check(self.workers >= 0, "corpus.workers", "must be 0 (one per core) or more")
         _check(self.chord_min_count >= 1, "corpus.chord_min_count", "must be at least 1")
         self.weight_of("")  # refuses a malformed corpus.weights now, not at training time
+        _check(self.performance_grid in ("beats", "seconds"), "corpus.performance_grid",
+               f"must be beats or seconds, not {self.performance_grid!r}")
 
     def weight_of(self, corpus: str) -> float:
         """How often a piece of this corpus is drawn an epoch (corpus.weights; 1 unless named)."""

@@ -38,7 +38,8 @@ def collection(tmp_path_factory) -> Path:
         fields = reader.fieldnames
     for r in rows:
         (asap / r["midi_performance"]).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(CORPUS / "asap" / r["midi_performance"], asap / r["midi_performance"])
+        for column in ("midi_performance", "performance_annotations"):
+            shutil.copy(CORPUS / "asap" / r[column], asap / r[column])
     with open(asap / "metadata.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
@@ -167,3 +168,18 @@ def test_composers_as_every_corpus_spells_them():
     assert {composer_name(n) for n in ("Beethoven, Ludwig van", "Beethoven", "Beethoven,_Ludwig_van")} == {"beethoven"}
     assert composer_name("Chopin, Frédéric") == composer_name("Chopin") == "chopin"
     assert composer_name("Mendelssohn-Bartholdy, Felix") == "mendelssohn"
+
+
+def test_performances_on_their_beats_when_asked(collection, built, tmp_path):
+    """corpus.performance_grid beats: ASAP's performances re-timed on their annotated beats
+    (clara_live.music.beats), cached apart from the seconds grid; other corpora unchanged."""
+    out, seconds = built
+    config = load_config(overrides=["corpus.workers=1", "corpus.performance_grid=beats", *FRACTIONS])
+    beats = build_corpus([str(collection)], tmp_path, config, progress=False)
+    assert beats["cached"] == len(seconds["pieces"]) - 2  # the two performances are encoded anew
+    lines = {m["split"]: (tmp_path / f"{m['split']}.txt").read_text().splitlines() for m in beats["pieces"]}
+    old = {m["split"]: (out / f"{m['split']}.txt").read_text().splitlines() for m in seconds["pieces"]}
+    for a, b in zip(seconds["pieces"], beats["pieces"], strict=True):
+        assert a["key"] == b["key"] and a["split"] == b["split"]
+        same = lines[b["split"]][b["line"]] == old[a["split"]][a["line"]]
+        assert same is (a["corpus"] != "asap"), a["key"]

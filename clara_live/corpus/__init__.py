@@ -39,6 +39,8 @@ from clara_live.corpus import cache
 from clara_live.corpus.sources import Source, corpus_kind, find_sources
 from clara_live.corpus.works import Member, assign, fingerprint, split_of
 from clara_live.errors import ClaraError
+from clara_live.music.beats import on_beats, read_beats
+from clara_live.music.midi_io import read_midi
 from clara_live.music.read import read_music
 
 __all__ = ["MANIFEST", "SPLITS", "Source", "build_corpus", "corpus_kind", "encode_source", "find_sources",
@@ -59,12 +61,18 @@ class Encoded(NamedTuple):
     cached: bool = False
 
 
-def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str = "") -> Encoded:
-    """Read and encode one piece in its own key (from the cache when it holds it)."""
+def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str = "", grid: str = "seconds"
+                  ) -> Encoded:
+    """Read and encode one piece in its own key (from the cache when it holds it); a performance
+    with beat annotations on its beats when `grid` is "beats"."""
+    if grid != "beats" or not source.beats:
+        source = source._replace(beats="")
     try:
         key = None
         if cache_folder and not source.location.startswith("music21:"):
             content = Path(source.location).read_bytes()
+            if source.beats:
+                content += b"\0beats\0" + Path(source.beats).read_bytes()
             key = cache.entry_key(content, codec_config, source.families)
             entry = cache.load(Path(cache_folder), key)
             if entry is not None:
@@ -85,7 +93,10 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
 
 
 def _encode(source: Source, codec_config: CodecConfig) -> Encoded:
-    piece = read_music(source.location, codec_config.sustain_pedal)
+    if source.beats:
+        piece = on_beats(read_midi(source.location, codec_config.sustain_pedal, seconds=True), read_beats(source.beats))
+    else:
+        piece = read_music(source.location, codec_config.sustain_pedal)
     if source.families:
         piece = piece._replace(notes=[n for n in piece.notes if n.family in source.families])
     notes = to_steps(piece, codec_config)
@@ -112,7 +123,7 @@ def build_corpus(specs: list[str], out: str | Path, config: Config, progress: bo
     out = Path(out)
     sources = find_sources(specs)
     folder = cache_folder(config)
-    jobs = [(s, config.codec, folder) for s in sources]
+    jobs = [(s, config.codec, folder, config.corpus.performance_grid) for s in sources]
     workers = config.corpus.workers or os.cpu_count() or 1
     bar = tqdm(total=len(jobs), desc="encoding", unit="file", disable=not progress or None)
     results: list[Encoded] = []

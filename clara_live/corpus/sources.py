@@ -4,7 +4,7 @@ A folder is read by the reader its contents call for, where its metadata says mo
 folder does:
 - ASAP (`metadata.csv` with `midi_performance`): one source per performance; the work is the
   score's folder (its `_no_repeat`-style suffix removed: a work and its repeat-less version are
-  one work), the title from the metadata.
+  one work), the title from the metadata, the beat annotations beside it.
 - Pianolatron (`catalog.json`): one source per roll (its druid names the file); composer, work
   title and performer from the catalogue.
 - POP909 (a README naming POP909, songs as `NNN.mid`): one source per song, all its tracks
@@ -45,6 +45,7 @@ class Source(NamedTuple):
     work: str = ""  # the work within its corpus: performances, rolls and repeats of one work share it
     title: str = ""  # from the corpus's metadata, for matching works across corpora
     families: tuple[str, ...] = ()  # keep only these instrument families ((): all)
+    beats: str = ""  # a performance's beat annotations (one beat a line), for corpus.performance_grid beats
 
 
 def find_sources(specs: Iterable[str]) -> list[Source]:
@@ -141,8 +142,9 @@ def _asap(path: Path) -> list[Source]:
     out = []
     for r in rows:
         work = ASAP_REPEATS.sub("", r["folder"])
+        beats = str(path / r["performance_annotations"]) if r.get("performance_annotations") else ""
         out.append(Source(str(path / r["midi_performance"]), f"asap:{work}", r["composer"], path.name,
-                          work, r.get("title", "")))
+                          work, r.get("title", ""), (), beats))
     return out
 
 

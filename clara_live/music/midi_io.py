@@ -28,8 +28,9 @@ _PART_NAMES = {PIANO: "piano", VIOLIN: "violin", "cello": "cello"}
 _PART_PROGRAMS = {**PROGRAM_OF_FAMILY, "cello": 42}
 
 
-def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
-    """Read a MIDI file into notes timed in quarter notes (ticks / ticks-per-quarter).
+def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = False) -> Piece:
+    """Read a MIDI file into notes timed in quarter notes (ticks / ticks-per-quarter), or in
+    seconds through the file's tempo map (`seconds`: a performance to be put on its beats).
 
     Ticks count quarter notes whatever the tempo, so tempo changes never distort the step
     grid. Drums (channel 10) and unpitched programs are dropped. With sustain_pedal, a note
@@ -65,12 +66,26 @@ def read_midi(path: str | Path, sustain_pedal: bool = True) -> Piece:
         end = start + np.maximum(arr["duration"].astype(np.int64), 0)
         if pedals.get(track.program):
             end = _hold_under_pedal(end, pedals[track.program])
-        for s, e, p, v in zip((start / tpq).tolist(), (end / tpq).tolist(),
+        on, off = (_seconds(score, start), _seconds(score, end)) if seconds else (start / tpq, end / tpq)
+        for s, e, p, v in zip(on.tolist(), off.tolist(),
                               arr["pitch"].tolist(), arr["velocity"].tolist(), strict=True):
             notes.append(Note(s, e, p, max(1, v), family, part))
     notes.sort()
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
     return Piece(notes, bpm, str(path))
+
+
+def _seconds(score: symusic.Score, ticks: np.ndarray) -> np.ndarray:
+    """Tick times in seconds through the score's tempo changes (120 bpm before the first)."""
+    tpq = float(score.ticks_per_quarter)
+    changes = sorted((int(t.time), float(t.mspq)) for t in score.tempos) or [(0, 500_000.0)]
+    if changes[0][0] > 0:
+        changes.insert(0, (0, 500_000.0))
+    at = np.array([c[0] for c in changes], dtype=np.float64)
+    per_tick = np.array([c[1] for c in changes]) / 1e6 / tpq  # seconds a tick from each change on
+    elapsed = np.concatenate([[0.0], np.cumsum(np.diff(at) * per_tick[:-1])])
+    k = np.searchsorted(at, ticks, side="right") - 1
+    return elapsed[k] + (ticks - at[k]) * per_tick[k]
 
 
 def _hold_under_pedal(end: np.ndarray, intervals: list[tuple[int, int]]) -> np.ndarray:

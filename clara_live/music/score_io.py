@@ -6,6 +6,7 @@ Beethoven quartet here, while walking the score objects takes a fraction of a se
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from clara_live.errors import InputError
@@ -27,10 +28,12 @@ def read_score(source: str | Path) -> Piece:
 
     text = str(source)
     try:
-        if text.startswith(CORPUS_PREFIX):
-            score = music21.corpus.parse(text[len(CORPUS_PREFIX):])
-        else:
-            score = music21.converter.parse(text)
+        with warnings.catch_warnings():  # music21 warns per unreadable wedge or direction: noise in a corpus build
+            warnings.simplefilter("ignore")
+            if text.startswith(CORPUS_PREFIX):
+                score = music21.corpus.parse(text[len(CORPUS_PREFIX):])
+            else:
+                score = music21.converter.parse(text)
     except Exception as exc:  # music21 raises many unrelated types for bad files
         raise InputError(f"{text}: not a readable score ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
