@@ -7,7 +7,8 @@ of a corpus built by `clara corpus`, in the same terms as the AWD-LSTM evaluatio
   token that actually comes next.
 The valid split is reported beside the test split.
 
-Sequences: each line of a split (one piece version) is its own sequence. The context at the
+Sequences: each line of a split (one piece) is its own sequence; the train pieces of a corpus of
+format 2 (stored once, their keys drawn in training) are counted in every key they may be drawn in. The context at the
 start of a line is order-1 `<s>` pads; exactly the tokens of the line are predicted, the
 first one included, and no end-of-piece `</s>` is added or predicted, as in the LSTM
 evaluation. `<s>` is a context symbol only: it is never predicted and has no probability.
@@ -262,6 +263,28 @@ def read_split(corpus: Path, split: str) -> list[list[str]]:
         return [tokens for line in f if (tokens := line.split())]
 
 
+def in_every_key(train: list[list[str]], manifest: dict) -> list[list[str]]:
+    """A corpus of format 2 stores each train piece once and training draws its key afresh every
+    epoch from the piece's shifts: the n-gram counts each piece in all those keys (what the LSTM
+    sees over its epochs, and what format 1 stored)."""
+    if manifest.get("format", 1) < 2:
+        return train
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from clara_live.codec.tokens import UNK, Grammar, transposed
+    from clara_live.config import CodecConfig
+
+    grammar = Grammar(CodecConfig(**manifest["codec"]))
+    num_pitches = grammar.config.num_pitches
+    pieces = sorted((p for p in manifest["pieces"] if p["split"] == "train"), key=lambda p: p["line"])
+    out = []
+    for piece, tokens in zip(pieces, train, strict=True):
+        parsed = [grammar.parse(t) for t in tokens]
+        for shift in piece["shifts"]:
+            moved = [transposed(t, shift, num_pitches) for t in parsed]
+            out.append([UNK if m is None else str(m) for m in moved])
+    return out
+
+
 def lstm_test_nll(model_dir: Path, corpus: Path) -> float:
     """The model's NLL on the corpus's test lines (each from a zero state; the first token of
     a line has no context and is not predicted, one token in ~5,000 here)."""
@@ -290,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
 
     manifest = json.loads((args.corpus / "manifest.json").read_text(encoding="utf-8"))
     start = time.perf_counter()
-    train = read_split(args.corpus, "train")
+    train = in_every_key(read_split(args.corpus, "train"), manifest)
     model = fit(train, args.order, manifest["vocabulary"], manifest.get("unknown_token"))
     fit_s = time.perf_counter() - start
     start = time.perf_counter()

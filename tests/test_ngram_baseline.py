@@ -185,3 +185,28 @@ def test_help():
     with pytest.raises(SystemExit) as exit_:
         ngram.main(["--help"])
     assert exit_.value.code == 0
+
+
+def test_a_corpus_stored_once_is_counted_in_every_key_it_trains_in(tmp_path):
+    """Format 2 stores each train piece once; the n-gram counts it in each of its keys, as the
+    LSTM meets it over its epochs (and as format 1 stored it)."""
+    import shutil
+
+    from clara_live.config import load_config
+    from clara_live.corpus import build_corpus
+
+    source = tmp_path / "src" / "Clementi"
+    source.mkdir(parents=True)
+    for f in sorted((SHARED / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:2]:
+        shutil.copy(f, source / f.name)
+    config = load_config(overrides=["corpus.workers=1", "corpus.valid_fraction=0", "corpus.test_fraction=0"])
+    manifest = build_corpus([str(tmp_path / "src")], tmp_path / "c", config, progress=False)
+    train = ngram.read_split(tmp_path / "c", "train")
+    expanded = ngram.in_every_key(train, manifest)
+    shifts = [p["shifts"] for p in sorted(manifest["pieces"], key=lambda p: p["line"])]
+    assert len(expanded) == sum(map(len, shifts)) > len(train) == 2
+    first = expanded[shifts[0].index(0)] if 0 in shifts[0] else None
+    assert first == train[0]
+    up = expanded[shifts[0].index(2)]
+    pairs = [(a, b) for a, b in zip(train[0], up, strict=True) if a.startswith("p")]
+    assert pairs and all(int(b[1:]) == int(a[1:]) + 2 for a, b in pairs)
