@@ -81,7 +81,7 @@ class CorpusConfig:
     chord_min_count: int = 1  # chordwise: a chord seen fewer times in train is <unk>
     cache: str = "auto"  # encoded files kept by content: "auto" (~/.cache/clara-live/corpus), a folder, "" (none)
     weights: str = ""  # training: pieces of a corpus drawn this often an epoch, "asap=2,pop909=0.5" (default 1)
-    performance_grid: str = "seconds"  # annotated performances: "beats" (12 steps an annotated beat) or "seconds"
+    performance_grid: str = "beats"  # annotated performances: "beats" (12 steps an annotated beat) or "seconds"
 
     def __post_init__(self) -> None:
         _check(0 <= self.valid_fraction < 1, "corpus.valid_fraction", "must be in [0, 1)")

@@ -170,16 +170,17 @@ def test_composers_as_every_corpus_spells_them():
     assert composer_name("Mendelssohn-Bartholdy, Felix") == "mendelssohn"
 
 
-def test_performances_on_their_beats_when_asked(collection, built, tmp_path):
-    """corpus.performance_grid beats: ASAP's performances re-timed on their annotated beats
-    (clara_live.music.beats), cached apart from the seconds grid; other corpora unchanged."""
-    out, seconds = built
-    config = load_config(overrides=["corpus.workers=1", "corpus.performance_grid=beats", *FRACTIONS])
-    beats = build_corpus([str(collection)], tmp_path, config, progress=False)
-    assert beats["cached"] == len(seconds["pieces"]) - 2  # the two performances are encoded anew
-    lines = {m["split"]: (tmp_path / f"{m['split']}.txt").read_text().splitlines() for m in beats["pieces"]}
-    old = {m["split"]: (out / f"{m['split']}.txt").read_text().splitlines() for m in seconds["pieces"]}
-    for a, b in zip(seconds["pieces"], beats["pieces"], strict=True):
+def test_performances_on_their_beats_unless_asked_for_seconds(collection, built, tmp_path):
+    """corpus.performance_grid (default beats): ASAP's performances re-timed on their annotated
+    beats (clara_live.music.beats); "seconds" reads their MIDI times as they are, cached apart;
+    other corpora are the same either way."""
+    out, beats = built
+    config = load_config(overrides=["corpus.workers=1", "corpus.performance_grid=seconds", *FRACTIONS])
+    seconds = build_corpus([str(collection)], tmp_path, config, progress=False)
+    assert seconds["cached"] == len(beats["pieces"]) - 2  # the two performances are encoded anew
+    new = {m["split"]: (tmp_path / f"{m['split']}.txt").read_text().splitlines() for m in seconds["pieces"]}
+    old = {m["split"]: (out / f"{m['split']}.txt").read_text().splitlines() for m in beats["pieces"]}
+    for a, b in zip(beats["pieces"], seconds["pieces"], strict=True):
         assert a["key"] == b["key"] and a["split"] == b["split"]
-        same = lines[b["split"]][b["line"]] == old[a["split"]][a["line"]]
+        same = new[b["split"]][b["line"]] == old[a["split"]][a["line"]]
         assert same is (a["corpus"] != "asap"), a["key"]
