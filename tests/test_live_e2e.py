@@ -141,8 +141,9 @@ def studio(jack_server, tmp_path):  # noqa: F811 - the fixture's name
     live.kill()
 
 
-def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio):
+def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio, jack_server):  # noqa: F811
     live, studio = studio
+    missed = xruns(jack_server)
     start = time.monotonic() + 0.2
     released = studio.play([60, 64, 67, 72, 67, 64, 60, 55], start)  # 8 beats
     phrase_end = released + BEAT  # live.silence_beats = 1
@@ -166,7 +167,13 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
     # about as long as the call: 8 beats
     offs = [t for t, m in answer if m[0] & 0xF0 in (NOTE_OFF, NOTE_ON)]
     assert 4 * BEAT <= max(offs) - first <= 8 * BEAT + JITTER
-    assert _unpaired(answer) == []
+    try:
+        assert _unpaired(answer) == []
+    except AssertionError:
+        if xruns(jack_server) > missed:  # seen on a 2-core VM under load: a lost note-off, in any client
+            pytest.xfail(f"the JACK server logged {xruns(jack_server) - missed} missed cycles while Clara played "
+                         "and a message was lost on its way to the listener")
+        raise
     assert all(m[2] == 90 for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0)  # the player's velocity
     # SIGTERM while silent: only the panic follows
     before = len(studio.heard)
