@@ -149,8 +149,23 @@ def make_prompt(item: heldout.Item, prompt_seconds: float, seconds: float, where
                   window(pedalled.notes, cut, cut + span_c), beat, prompt_seconds, seconds)
 
 
-def load_prompts(split: str, prompt_seconds: float, seconds: float, limit: int = 0) -> list[Prompt]:
+def trained_on(corpus: Path | None) -> set[Path]:
+    """The files a model's corpus (a folder built by `clara corpus`) put in its train split."""
+    if corpus is None:
+        return set()
+    manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
+    return {Path(p["source"]).resolve() for p in manifest["pieces"] if p["split"] == "train"}
+
+
+def load_prompts(split: str, prompt_seconds: float, seconds: float, limit: int = 0,
+                 corpus: Path | None = None) -> list[Prompt]:
     items = heldout.piano_midi_de(split) + heldout.asap(split)
+    seen = trained_on(corpus)
+    if seen:
+        kept = [i for i in items if i.path.resolve() not in seen]
+        print(f"{len(items) - len(kept)} of {len(items)} {split} pieces left out: in the train split of {corpus}",
+              file=sys.stderr)
+        items = kept
     prompts = []
     for item in items:
         try:
@@ -339,7 +354,7 @@ def run(args: argparse.Namespace) -> dict:
     config = load_config(overrides=args.set)
     loaded = load_model(args.model)
     engine = build_engine(loaded.model, config.inference)
-    prompts = load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit)
+    prompts = load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit, args.corpus)
     print(f"{len(prompts)} prompts from the {args.split} split ({args.prompt_seconds:g} s each, "
           f"continued {args.seconds:g} s)", file=sys.stderr)
     real = [measure(p.reference, p.notes, p.seconds, p.beat) for p in prompts]
@@ -427,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="default,clara,greedy,sample", help="comma-separated: " +
                         ", ".join(SETTINGS))
     parser.add_argument("--model", default=str(REPO / "trained_models" / "clara-notewise"))
+    parser.add_argument("--corpus", type=Path, help="the model's training corpus (built by `clara corpus`): "
+                        "prompts from its train split are left out (a model trained on another split)")
     parser.add_argument("--prompt-seconds", type=float, default=12.0)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")

@@ -71,6 +71,19 @@ def test_prompts_come_from_held_out_works_only(shared):
         assert all(0.0 <= n.start < 6.0 for n in p.reference)  # ... and the real 6 s after it
 
 
+def test_prompts_a_model_s_own_corpus_trained_on_are_left_out(shared, tmp_path):
+    """--corpus: a model trained on another split (a corpus built by `clara corpus`) is never
+    prompted with a piece of its train split."""
+    items = heldout.piano_midi_de("valid")[:3]
+    manifest = {"pieces": [{"source": str(items[0].path), "split": "train"},
+                           {"source": str(items[1].path), "split": "valid"}]}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    assert bench.trained_on(tmp_path) == {items[0].path.resolve()}
+    names = [p.name for p in bench.load_prompts("valid", 6.0, 6.0, limit=3, corpus=tmp_path)]
+    everyone = [p.name for p in bench.load_prompts("valid", 6.0, 6.0, limit=3)]
+    assert f"piano-midi-de:{items[0].work}" in everyone and f"piano-midi-de:{items[0].work}" not in names
+
+
 def test_an_asap_work_in_piano_midi_de_takes_that_pieces_split(shared):
     splits = heldout.asap_splits()
     # the Appassionata's first movement is in piano-midi.de's train split, so never a held-out work
