@@ -2,9 +2,9 @@
 
 What it measures: for each corpus in a corpus folder built by `clara corpus` (its manifest names
 each piece's corpus), the model's NLL of the split's pieces (each from a zero state, as `clara
-evaluate` scores a file) as bits per note: NLL per token x tokens / notes / ln 2, notes being the
-note-on tokens (a notewise token is an event, a chordwise one a step: this is comparable across
-encodings, and across step grids). The issue-13 goals: <= 5.0 bits/note on sequenced classical
+evaluate` scores a file) as bits per note: NLL per token x tokens / notes / ln 2, notes being every
+note the codec encoded (note-ons, a chord's notes), as `clara evaluate` counts them: comparable across
+encodings and step grids. The issue-13 goals: <= 5.0 bits/note on sequenced classical
 pieces (piano-midi-de), <= 7.5 on performances (asap), <= 6.5 on pop (pop909).
 
 Held out means held out: a piece whose own split was train but joined a held-out work
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from collections import defaultdict
@@ -27,24 +26,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import numpy as np  # noqa: E402
 
-from clara_live.codec.tokens import Grammar, Kind  # noqa: E402
+from clara_live.codec.tokens import Grammar, notes_struck  # noqa: E402
 from clara_live.config import CodecConfig  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
-from clara_live.model.evaluate import score, token_ids  # noqa: E402
+from clara_live.model.evaluate import bits_per_note, score, token_ids  # noqa: E402
 
 
 def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False, max_pieces: int = 0) -> dict:
     manifest = json.loads((corpus / "manifest.json").read_text(encoding="utf-8"))
     loaded = load_model(model_dir)
-    if CodecConfig(**manifest["codec"]) != loaded.codec:
+    codec = CodecConfig(**manifest["codec"])
+    if codec != loaded.codec:
         raise SystemExit(f"{corpus}: its codec settings are not the model's ({model_dir})")
     lines = (corpus / f"{split}.txt").read_text(encoding="utf-8").splitlines()
     moved = set() if keep_moved else {m["key"] for m in manifest.get("moved", []) if m["from"] == "train"}
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    grammar = Grammar(CodecConfig(**manifest["codec"]))
-    ons = {t for t in loaded.vocabulary if t != "<unk>" and grammar.parse(t).kind in (Kind.ON, Kind.CHORD)}
+    grammar = Grammar(codec)
+    struck = np.array([notes_struck(grammar.parse(t)) for t in loaded.vocabulary])  # notes each token strikes
     pieces: dict[str, list] = defaultdict(list)
     left_out = 0
     for piece in manifest["pieces"]:
@@ -55,17 +55,15 @@ def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False,
             continue
         pieces[piece["corpus"] or "(files)"].append(lines[piece["line"]].split())
     rows = {}
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     for name, token_lists in sorted(pieces.items()):
         token_lists = token_lists[:max_pieces] if max_pieces else token_lists
         ids = [token_ids(t, index, manifest.get("unknown_token"), f"{corpus}/{split}.txt") for t in token_lists]
         start = time.perf_counter()
         result = score(loaded.model, ids)
-        # the first token of a piece is not predicted; its notes are (nearly all) still counted
-        notes = sum(sum(t in ons for t in tokens[1:]) for tokens in token_lists)
-        bits = result["nll"] * result["tokens"] / notes / math.log(2) if notes else float("nan")
+        notes = int(sum(struck[i].sum() for i in ids))  # every note the codec encoded, as `clara evaluate` counts
         rows[name] = {"pieces": len(token_lists), "tokens": result["tokens"], "notes": notes,
-                      "nll": result["nll"], "accuracy": result["accuracy"], "bits_per_note": bits,
+                      "nll": result["nll"], "accuracy": result["accuracy"],
+                      "bits_per_note": bits_per_note(result["nll"], result["tokens"], notes),
                       "seconds": round(time.perf_counter() - start, 1)}
     return {"corpus": str(corpus), "model": str(model_dir), "split": split, "left_out_moved": left_out,
             "corpora": rows}

@@ -323,14 +323,13 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     import json
-    import math
 
     import torch
 
     from clara_live.codec import make_codec, to_steps
     from clara_live.codec.steps import normalise
     from clara_live.model import load_model
-    from clara_live.model.evaluate import score, token_ids
+    from clara_live.model.evaluate import bits_per_note, score, token_ids
     from clara_live.music.read import read_music
 
     torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is many times slower than the plain CPU path here
@@ -349,8 +348,7 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)
     result = {**score(loaded.model, sequences), "files": len(sequences), "notes": notes}
-    # bits per note: comparable across encodings (a chordwise token holds a step, a notewise one an event)
-    result["bits_per_note"] = result["nll"] * result["tokens"] / notes / math.log(2) if notes else float("nan")
+    result["bits_per_note"] = bits_per_note(result["nll"], result["tokens"], notes)
     if args.json:
         print(json.dumps(result))
     else:

@@ -135,8 +135,8 @@ def test_the_cli_builds_the_rest_and_exits_1_when_a_file_failed(collection, tmp_
 
 
 def test_lieder_keep_their_piano_part(tmp_path):
-    from clara_live.corpus import encode_source
     from clara_live.config import CodecConfig
+    from clara_live.corpus import encode_source
 
     song = next((CORPUS / "openscore-lieder" / "Gounod,_Charles").rglob("*.mxl"))
     folder = tmp_path / "openscore-lieder" / "Gounod,_Charles" / "song"

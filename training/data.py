@@ -48,7 +48,8 @@ class Corpus:
         for shift, row in shift_table(vocabulary, Grammar(codec), needed).items():
             table[shift] = np.array(row, dtype=np.int64)
         if len(train) != len(pieces):
-            raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, train.txt has {len(pieces)}")
+            raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, "
+                             f"train.txt has {len(pieces)}")
         shifts = []
         for p, ids in zip(train, pieces, strict=True):  # a key that would take a token out of range is not drawn
             shifts.append([s for s in p["shifts"] if s == 0 or (s in table and bool((table[s][ids] >= 0).all()))])

@@ -241,9 +241,9 @@ def _time_step(model: AWDLSTM, batch: torch.Tensor, device: torch.device, timer=
             model.zero_grad(set_to_none=True)
 
 
-def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], position: Position, hidden, optimiser, schedule,
-               cfg: TrainingConfig, precision: Precision, device: torch.device, rank: int, world: int, out: Path,
-               stop: dict, progress: bool, total: int):
+def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], position: Position, hidden, optimiser,
+               schedule, cfg: TrainingConfig, precision: Precision, device: torch.device, rank: int, world: int,
+               out: Path, stop: dict, progress: bool, total: int):
     data = rank_rows(batchify(train_set.stream(cfg.seed, position.epoch), cfg.batch_size), rank, world)
     offset = sum(lengths[:position.step])
     if hidden is None:

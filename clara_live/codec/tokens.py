@@ -106,6 +106,13 @@ class Grammar:
         return tokens
 
 
+def notes_struck(token: Token) -> int:
+    """How many notes a token strikes: 1 for a note-on, a chord's notes, else 0."""
+    if token.kind is Kind.ON:
+        return 1
+    return token.bits.count("1") if token.kind is Kind.CHORD else 0
+
+
 def transposed(token: Token, semitones: int, num_pitches: int) -> Token | None:
     """The token moved by semitones (notes and chords; waits, rests and <unk> stay as they are),
     or None when a note would leave the pitch range."""

@@ -208,15 +208,14 @@ def _fit_beats(beats: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     A frame's 20 ms would put a live answer's notes audibly off the player's grid, and a
     median of frame-quantised intervals is off by up to a frame per beat."""
     period = float(np.median(np.diff(beats)))
+    median = period, float(beats[int(np.argmin(np.abs(beats - t[0])))])
     nearest = np.abs(t[None, :] - beats[:, None]).argmin(axis=1)
     near = np.abs(t[nearest] - beats) <= SNAP * period
     if near.sum() < 3:
-        return period, float(beats[int(np.argmin(np.abs(beats - t[0])))])
-    k = np.arange(len(beats))[near].astype(float)
-    times = t[nearest][near]
-    slope, intercept = np.polyfit(k, times, 1)
+        return median
+    slope, intercept = np.polyfit(np.flatnonzero(near).astype(float), t[nearest][near], 1)
     if not 0.9 * period <= slope <= 1.1 * period:  # a line the beats do not follow (rubato): keep the median
-        return period, float(beats[int(np.argmin(np.abs(beats - t[0])))])
+        return median
     return float(slope), float(intercept)
 
 

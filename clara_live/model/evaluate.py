@@ -70,3 +70,9 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
     mean = nll / count if count else float("nan")
     return {"nll": mean, "perplexity": math.exp(mean) if count else float("nan"),
             "accuracy": hits / count if count else float("nan"), "tokens": count}
+
+
+def bits_per_note(nll: float, tokens: int, notes: int) -> float:
+    """NLL per token x tokens / notes / ln 2: comparable across encodings (a chordwise token holds a
+    step, a notewise one an event) and step grids; NaN with no notes."""
+    return nll * tokens / notes / math.log(2) if notes else float("nan")
