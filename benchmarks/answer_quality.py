@@ -1,12 +1,13 @@
 """How much Clara's answers sound like the music they continue: the project's measure of answers.
 
-Prompts are cut from held-out works (training/heldout.py: piano-midi.de's valid or test
-pieces, and ASAP performances of works in the same split, since a live player plays like
-them): `--prompt-seconds` of music before a cut, and the real next `--seconds` after it as
-the reference. Each setting continues every prompt, offline through `continue_piece` (what
-`clara continue` runs) or live through the session and worker that `clara live` runs, fed the
-prompt as a player would play it (keys and sustain pedal at their times, an injected clock:
-no JACK, no sleeps). Each continuation is measured against its prompt:
+Prompts are cut from held-out works (training/heldout.py: the model's own held-out pieces
+from its splits.json, piano-midi.de's and one ASAP performance of each score, since a live
+player plays like them; for a model without one, piano-midi.de's valid or test pieces by
+their hash and ASAP works in the same split): `--prompt-seconds` of music before a cut, and
+the real next `--seconds` after it as the reference. Each setting continues every prompt,
+offline through `continue_piece` (what `clara continue` runs) or live through the session and
+worker that `clara live` runs, fed the prompt as a player would play it (keys and sustain
+pedal at their times, an injected clock: no JACK, no sleeps). Each continuation is measured against its prompt:
 
   pc_cosine      cosine of the pitch-class histograms of continuation and prompt
   drift          |mean pitch of the continuation - the prompt's|, semitones
@@ -158,8 +159,9 @@ def trained_on(corpus: Path | None) -> set[Path]:
 
 
 def load_prompts(split: str, prompt_seconds: float, seconds: float, limit: int = 0,
-                 corpus: Path | None = None) -> list[Prompt]:
-    items = heldout.piano_midi_de(split) + heldout.asap(split)
+                 corpus: Path | None = None, model: Path | None = None) -> list[Prompt]:
+    own = heldout.model_items(model, split) if model is not None else None
+    items = own if own is not None else heldout.piano_midi_de(split) + heldout.asap(split)
     seen = trained_on(corpus)
     if seen:
         kept = [i for i in items if i.path.resolve() not in seen]
@@ -354,7 +356,7 @@ def run(args: argparse.Namespace) -> dict:
     config = load_config(overrides=args.set)
     loaded = load_model(args.model)
     engine = build_engine(loaded.model, config.inference)
-    prompts = load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit, args.corpus)
+    prompts = load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit, args.corpus, Path(args.model))
     print(f"{len(prompts)} prompts from the {args.split} split ({args.prompt_seconds:g} s each, "
           f"continued {args.seconds:g} s)", file=sys.stderr)
     real = [measure(p.reference, p.notes, p.seconds, p.beat) for p in prompts]
@@ -442,8 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", default="default,clara,greedy,sample", help="comma-separated: " +
                         ", ".join(SETTINGS))
     parser.add_argument("--model", default=str(REPO / "trained_models" / "clara-notewise"))
-    parser.add_argument("--corpus", type=Path, help="the model's training corpus (built by `clara corpus`): "
-                        "prompts from its train split are left out (a model trained on another split)")
+    parser.add_argument("--corpus", type=Path, help="for a model without splits.json, its training corpus (built by "
+                        "`clara corpus`): prompts from its train split are left out")
     parser.add_argument("--prompt-seconds", type=float, default=12.0)
     parser.add_argument("--seconds", type=float, default=12.0)
     parser.add_argument("--limit", type=int, default=0, help="at most this many prompts (0: all)")

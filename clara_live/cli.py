@@ -147,7 +147,11 @@ def build_parser() -> argparse.ArgumentParser:
     judge = commands.add_parser("judge", help="the judges: which composer, human or generated")
     judges = judge.add_subparsers(dest="judge_command", required=True, metavar="JUDGE_COMMAND")
     p = judges.add_parser("train-composer", parents=[common], help="train the composer classifier")
-    p.add_argument("--corpus", required=True, nargs="+", metavar="DIR", help="folders of pieces, one per composer")
+    p.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
+                   help="a corpus `clara corpus` built (its composers, on its split by work), or folders of pieces, "
+                        "one per composer")
+    p.add_argument("--min-works", type=_positive_int, default=5, metavar="N",
+                   help="a built corpus: the composers with at least N works (%(default)s)")
     p.add_argument("--out", required=True, metavar="DIR", help="the judge folder to write")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="generator whose encoder starts it")
     p.add_argument("--head-epochs", type=_positive_int, default=40, metavar="N",
@@ -166,9 +170,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = judges.add_parser("train-critic", parents=[common], help="train the critic: human or generated")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="GEN_DIR", help="the generator to judge")
     p.add_argument("--corpus", required=True, nargs="+", metavar="DIR",
-                   help="the generator's corpus folders (its held-out pieces are the human side)")
+                   help="the corpus the generator was built from (`clara corpus` output: its valid and test pieces "
+                        "are the human side, its train pieces the generations' prompts), or folders of pieces")
     p.add_argument("--out", required=True, metavar="DIR", help="the judge folder to write")
-    p.add_argument("--generations", type=_positive_int, default=480, metavar="N")
+    p.add_argument("--generations", type=_positive_int, default=496, metavar="N",
+                   help="generated excerpts, 16 a setting in turn, the default sampling 4 turns in 31 (%(default)s)")
     p.add_argument("--epochs", type=_positive_int, default=6, metavar="N")
     p.add_argument("--window", type=_positive_int, default=256, metavar="TOKENS")
     p.set_defaults(run=_cmd_train_critic)
@@ -423,10 +429,10 @@ def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
 
     metrics = train_composer(args.corpus, args.out, args.model, head_epochs=args.head_epochs, epochs=args.epochs,
                              window=args.window, transpose=args.transpose, per_piece=args.per_piece,
-                             head_lr=args.head_lr, lr=args.lr, seed=args.seed)
+                             head_lr=args.head_lr, lr=args.lr, seed=args.seed, min_works=args.min_works)
     line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
     if metrics["major_top1"] is not None:
-        line += (f"; {len(metrics['major_composers'])} composers with >= 10 pieces ({metrics['major_test_pieces']} "
+        line += (f"; {len(metrics['major_composers'])} composers with >= 10 works ({metrics['major_test_pieces']} "
                  f"test pieces): top-1 {metrics['major_top1']:.1%}, top-3 {metrics['major_top3']:.1%}")
     print(f"{line}; judge in {args.out}")
     return 0
@@ -437,8 +443,10 @@ def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
 
     metrics = train_critic(args.corpus, args.out, args.model, count=args.generations, window=args.window,
                            epochs=args.epochs)
-    print(f"test ROC AUC {metrics['test_auc']:.3f} over {metrics['test_items']} pieces and generations; "
-          f"judge in {args.out}")
+    worst = min(metrics["test_auc_by_setting"].items(), key=lambda kv: kv[1], default=("-", float("nan")))
+    print(f"test ROC AUC {metrics['test_auc']:.3f} over {metrics['test_excerpts']} excerpts of "
+          f"{metrics['test_items']} pieces and generations (pieces: {metrics['test_piece_auc']:.3f}); "
+          f"against the hardest setting ({worst[0]}) {worst[1]:.3f}; judge in {args.out}")
     return 0
 
 

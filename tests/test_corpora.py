@@ -184,3 +184,25 @@ def test_performances_on_their_beats_unless_asked_for_seconds(collection, built,
         assert a["key"] == b["key"] and a["split"] == b["split"]
         same = new[b["split"]][b["line"]] == old[a["split"]][a["line"]]
         assert same is (a["corpus"] != "asap"), a["key"]
+
+
+def test_a_model_carries_its_corpus_s_held_out_pieces(collection, built, tmp_path):
+    """splits.json (written by the trainer) names every valid and test piece of the corpus, found
+    again under the corpora's root; ASAP's performances of one score count once unless asked."""
+    from training.heldout import model_items, write_splits
+
+    _, manifest = built
+    write_splits(manifest, tmp_path)
+    everything = ("piano-midi-de", "asap", "pianolatron", "pop909")
+    for split in ("valid", "test"):
+        items = model_items(tmp_path, split, everything, per_score=0, root=collection)
+        expected = {Path(p["source"]).resolve() for p in manifest["pieces"] if p["split"] == split}
+        assert {i.path.resolve() for i in items} == expected
+    every = {**manifest, "pieces": [{**p, "split": "test"} for p in manifest["pieces"]]}  # all held out
+    write_splits(every, tmp_path)
+    held = model_items(tmp_path, "test", everything, per_score=0, root=collection)
+    assert len(held) == len(manifest["pieces"]) and all(i.path.is_file() for i in held)
+    performed = [i for i in held if i.corpus == "asap"]
+    one = [i for i in model_items(tmp_path, "test", everything, root=collection) if i.corpus == "asap"]
+    assert len(one) == len({i.path.parent for i in performed}) <= len(performed)
+    assert model_items(tmp_path / "no-model", "test") is None

@@ -15,7 +15,8 @@ from clara_live.cli import main
 from clara_live.config import CorpusConfig
 from clara_live.corpus import split_of
 from clara_live.judge.store import load_judge
-from training.critic import auc, generations
+from clara_live.model import load_model
+from training.critic import SCHEDULE, SETTINGS, auc, generations, setting_of
 
 GENERATOR = REPO / "trained_models" / "clara-notewise"
 
@@ -35,7 +36,27 @@ def test_generations_are_distinct_keyed_and_sized():
     keys = [k for k, _ in made]
     assert len(set(keys)) == 6 and all(k.startswith("generated/seed") for k in keys)
     assert all(len(ids) == 40 for _, ids in made)
-    assert "-T0.8-k5-rf0.25" in keys[0] and "-T0.8-k5-rf0.5" in keys[3]  # settings change per batch
+    assert all(setting_of(k) == "default" for k in keys)  # the shipped sampling comes first, and most often
+    assert SCHEDULE.count("default") == 4 and set(SCHEDULE) == set(SETTINGS)
+    cycled = generations(GENERATOR, count=4, tokens=10, batch=2, schedule=["T0.8-k5-rf0.25", "T1.3-k0-rf1.0"])
+    assert [setting_of(k) for k, _ in cycled] == ["T0.8-k5-rf0.25"] * 2 + ["T1.3-k0-rf1.0"] * 2
+
+
+def test_prompted_generations_continue_a_drawn_prompt():
+    """With prompts a batch continues one of them: a prompt of low notes only gets answers that
+    stay low, one of high notes answers that stay high (the generator follows its context)."""
+    loaded = load_model(GENERATOR)
+    index = {t: i for i, t in enumerate(loaded.vocabulary)}
+
+    def line(pitches):
+        return np.array([index[t] for p in pitches for t in (f"p{p}", "wait6", f"endp{p}")] * 6)
+
+    for pitches, side in (([3, 5, 7, 8], "low"), ([51, 53, 55, 56], "high")):  # pN: MIDI pitch 33 + N
+        made = generations(GENERATOR, count=4, tokens=40, batch=4, prompts=[line(pitches)], prompt_tokens=60,
+                           schedule=["T0.8-k5-rf0.25"])
+        played = [int(loaded.vocabulary[i][1:]) for _, ids in made for i in ids
+                  if loaded.vocabulary[i].startswith("p")]
+        assert played and (np.median(played) < 22 if side == "low" else np.median(played) > 37), (side, played)
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +148,31 @@ def test_best_of_k_keeps_the_candidate_the_critic_likes_best(tiny_critic, tmp_pa
     assert main(["continue", str(prompt), "-o", str(out), "--tokens", "40", "--candidates", "3", "--rank", "critic",
                  "--critic", str(critic_dir), "--seed", "1"]) == 0
     assert out.stat().st_size > 100
+
+
+def test_a_critic_of_a_built_corpus(tmp_path_factory, shared):
+    """On a corpus `clara corpus` built: the human side is its valid and test pieces only, a work
+    never on two sides of the critic's split, the generations continue its train pieces, and the
+    test AUC is reported against each setting and for each corpus."""
+    src = tmp_path_factory.mktemp("src")
+    for composer in ("Bach", "Chopin", "Schumann"):
+        shutil.copytree(shared / "corpus" / "piano-midi-de" / composer, src / composer)
+    built = tmp_path_factory.mktemp("built")
+    assert main(["corpus", str(src), "-o", str(built), "--set", "corpus.valid_fraction=0.25",
+                 "--set", "corpus.test_fraction=0.25"]) == 0
+    manifest = json.loads((built / "manifest.json").read_text())
+    out = tmp_path_factory.mktemp("judge") / "critic"
+    assert main(["judge", "train-critic", "--model", str(GENERATOR), "--corpus", str(built), "--out", str(out),
+                 "--generations", "10", "--epochs", "1", "--window", "32"]) == 0
+    judge = load_judge(out, kind="critic")
+    split = judge.info["split"]
+    held = {p["key"]: p for p in manifest["pieces"] if p["split"] != "train"}
+    assert {k for k in split if not k.startswith("generated/")} == set(held)
+    sides: dict[int, set[str]] = {}
+    for key, piece in held.items():
+        sides.setdefault(piece["group"], set()).add(split[key])
+    assert all(len(s) == 1 for s in sides.values())
+    assert judge.info["prompted"] and sum(k.startswith("generated/") for k in split) == 10
+    metrics = judge.info["metrics"]
+    assert set(metrics["test_auc_by_setting"]) <= set(SETTINGS) and set(metrics["test_auc_by_corpus"]) <= {src.name}
+    assert metrics["test_excerpts"] >= metrics["test_items"]

@@ -103,3 +103,37 @@ def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
     again.load_state_dict(before_training)
     assert train_head(again, features, [y for _, y in train], epochs=30, lr=1e-2, batch_size=16) == history
     assert all(torch.equal(a, b) for a, b in zip(again.head.parameters(), model.head.parameters(), strict=True))
+
+
+def test_a_composer_judge_of_a_built_corpus(shared, tmp_path):
+    """On a corpus `clara corpus` built: composers as every corpus spells them (a roll's "Chopin,
+    Frédéric" is "Chopin"), those with fewer works left out, and the corpus's own split by work
+    (the generator never read a test piece)."""
+    import json
+
+    from clara_live.cli import main
+    from clara_live.judge.store import load_judge
+
+    root = tmp_path / "corpora"
+    for composer, count in (("Bach", 4), ("Chopin", 4), ("Grieg", 1)):
+        (root / "piano-midi-de" / composer).mkdir(parents=True)
+        for source in sorted((shared / "corpus" / "piano-midi-de" / composer).glob("*.mid"))[:count]:
+            shutil.copy(source, root / "piano-midi-de" / composer / source.name)
+    rolls = root / "pianolatron"
+    catalog = json.loads((shared / "corpus" / "pianolatron" / "catalog.json").read_text())
+    chopin = [r for r in catalog if r["druid"] == "wq296df7434"]
+    (rolls / "Chopin,_Fr_d_ric").mkdir(parents=True)
+    shutil.copy(shared / "corpus" / "pianolatron" / "Chopin,_Fr_d_ric" / "wq296df7434.mid", rolls / "Chopin,_Fr_d_ric")
+    (rolls / "catalog.json").write_text(json.dumps(chopin))
+    built = tmp_path / "built"
+    assert main(["corpus", str(root), "-o", str(built), "--set", "corpus.valid_fraction=0.25",
+                 "--set", "corpus.test_fraction=0.25"]) == 0
+    manifest = json.loads((built / "manifest.json").read_text())
+    out = tmp_path / "composer"
+    assert main(["judge", "train-composer", "--corpus", str(built), "--out", str(out), "--head-epochs", "2",
+                 "--window", "64", "--min-works", "2"]) == 0
+    judge = load_judge(out, kind="composer")
+    assert judge.classes == ["Bach", "Chopin"]  # Grieg's one work is left out
+    split, labels = judge.info["split"], judge.info["labels"]
+    assert split == {p["key"]: p["split"] for p in manifest["pieces"] if not p["key"].startswith("Grieg/")}
+    assert labels["pianolatron:wq296df7434"] == "Chopin"

@@ -24,16 +24,17 @@ from __future__ import annotations
 import copy
 import math
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
+from clara_live.corpus.works import composer_name
 from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces, transposed_versions
-from clara_live.judge.pieces import load_labelled
+from clara_live.judge.pieces import built_corpus, load_built, load_labelled
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
 from training.judge import (
@@ -48,22 +49,52 @@ from training.judge import (
 )
 
 
+class _Piece(NamedTuple):
+    key: str
+    label: str
+    ids: object  # np.ndarray of token ids
+    work: str  # every piece of a work shares its split and, together, one piece's weight
+
+
+def _pieces(corpus: list[str], loaded, min_works: int, log: Callable[[str], None]):
+    """(pieces, {key: split}, problems). A built corpus: its pieces of a known composer (POP909's
+    songs and unnamed rolls have none), the composer as every corpus spells them (surname),
+    those with at least `min_works` works, on the corpus's own split by work. Folders: the
+    composer is the folder, split by piece, stratified by composer."""
+    if len(corpus) == 1 and built_corpus(corpus[0]):
+        built = [p for p in load_built(corpus[0], loaded.vocabulary) if p.corpus not in _NO_COMPOSER]
+        named = [(p, composer_name(p.composer).capitalize()) for p in built]
+        works: dict[str, set[str]] = {}
+        for p, name in named:
+            works.setdefault(name, set()).add(p.work)
+        kept = [(p, name) for p, name in named if name and name != "Unknown" and len(works[name]) >= min_works]
+        log(f"{len(kept)} of {len(built)} pieces by the {len({n for _, n in kept})} composers with >= {min_works} "
+            f"works")
+        return ([_Piece(p.key, name, p.ids, p.work) for p, name in kept], {p.key: p.split for p, _ in kept}, [])
+    pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
+    for problem in problems:
+        log(f"skipped: {problem}")
+    return ([_Piece(p.key, p.label, p.ids, p.key) for p in pieces], split_pieces([(p.key, p.label) for p in pieces]),
+            problems)
+
+
+_NO_COMPOSER = {"pop909"}
+
+
 def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *, head_epochs: int = 40,
                    epochs: int = 0, window: int = 1024, stride: int | None = None, transpose: int = 0,
                    head_lr: float = 1e-3, lr: float = 1e-4, per_piece: int = 4, batch_size: int = 16, seed: int = 0,
-                   min_pieces: int = 10, log: Callable[[str], None] = print) -> dict:
+                   min_pieces: int = 10, min_works: int = 5, max_windows: int = 8,
+                   log: Callable[[str], None] = print) -> dict:
     began = time.monotonic()
     loaded = load_model(generator)
     if transpose and loaded.codec.encoding != "notewise":
         raise InputError(f"{generator}: transposed copies need a notewise model (give --transpose 0)")
     stride = stride or max(1, window // 2)
-    pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
-    for problem in problems:
-        log(f"skipped: {problem}")
+    pieces, split, problems = _pieces(corpus, loaded, min_works, log)
     classes = sorted({p.label for p in pieces})
     if len(classes) < 2:
         raise InputError(f"{', '.join(corpus)}: a composer classifier needs at least two composers (folders)")
-    split = split_pieces([(p.key, p.label) for p in pieces])
     part = {name: [p for p in pieces if split[p.key] == name] for name in ("train", "valid", "test")}
     log(f"{len(pieces)} pieces by {len(classes)} composers: " +
         ", ".join(f"{name} {len(ps)}" for name, ps in part.items()))
@@ -71,16 +102,19 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     model = Classifier.from_generator(loaded.model, len(classes), head_hidden=0, head_dropout=0.5,
                                       pool_layers="all", norm="standard")
     label = {c: i for i, c in enumerate(classes)}
-    train_labels = [label[p.label] for p in part["train"]]
+    train_works: dict[str, list[_Piece]] = {}
+    for p in part["train"]:
+        train_works.setdefault(p.work, []).append(p)
+    train_labels = [label[ps[0].label] for ps in train_works.values()]
     valid_ids = [p.ids for p in part["valid"]]
     valid_labels = [label[p.label] for p in part["valid"]]
 
     log(f"features of {len(part['train'])} training pieces x {2 * transpose + 1} transpositions, windows of "
-        f"{window} every {stride} tokens")
-    train_features = [[window_features(model, version, window, stride)
-                       for version in transposed_versions(p.ids, loaded.vocabulary, transpose)]
-                      for p in part["train"]]
-    valid_features = [window_features(model, ids, window, stride) for ids in valid_ids]
+        f"{window} every {stride} tokens, at most {max_windows} a piece")
+    train_features = [[window_features(model, version, window, stride, most=max_windows)
+                       for p in ps for version in transposed_versions(p.ids, loaded.vocabulary, transpose)]
+                      for ps in train_works.values()]  # a work's pieces and keys are one work's versions
+    valid_features = [window_features(model, ids, window, stride, most=max_windows) for ids in valid_ids]
     best = {"loss": math.inf, "top1": math.nan, "state": None, "stage": "", "epoch": 0}
 
     def keep_if_best(stage: str, epoch: int, probs) -> None:
@@ -98,22 +132,29 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     model.load_state_dict(best["state"])
     history = []
     if epochs:
-        history = train_judge(model, [p.ids for p in part["train"]], train_labels, window=window, epochs=epochs,
-                              lr=lr, batch_size=batch_size, seed=seed, per_piece=per_piece, log=log,
+        history = train_judge(model, [p.ids for p in part["train"]], [label[p.label] for p in part["train"]],
+                              window=window, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                              per_piece=per_piece, log=log,
                               after_epoch=lambda e: keep_if_best("fine-tune", e,
                                                                  predict_pieces(model, valid_ids, window, stride)))
         model.load_state_dict(best["state"])
-    counts = Counter(p.label for p in pieces)
-    major = [c for c in classes if counts[c] >= min_pieces]
+    works_of = {c: {p.work for p in pieces if p.label == c} for c in classes}
+    major = [c for c in classes if len(works_of[c]) >= min_pieces]
     test_labels = [label[p.label] for p in part["test"]]
     probs = predict_pieces(model, [p.ids for p in part["test"]], window, stride)
     keep, sub, sub_labels = among(probs, [p.label for p in part["test"]], classes, major)
     measured = len(major) >= 2 and bool(keep)
+    by_work = _by_work(part["test"])
+    work_labels = [label[ps[0].label] for ps in by_work.values()]
+    work_probs = torch.stack([probs[rows].mean(0) for rows in _rows(by_work, part["test"])]) if by_work else probs
+    work_keep, work_sub, work_sub_labels = among(work_probs, [classes[i] for i in work_labels], classes, major)
     metrics = {
         "test_pieces": len(part["test"]), "top1": top_k_accuracy(probs, test_labels, 1),
         "top3": top_k_accuracy(probs, test_labels, 3), "major_composers": major, "major_test_pieces": len(keep),
         "major_top1": top_k_accuracy(sub, sub_labels, 1) if measured else None,
         "major_top3": top_k_accuracy(sub, sub_labels, 3) if measured else None,
+        "test_works": len(by_work), "major_test_works": len(work_keep),
+        "major_work_top1": top_k_accuracy(work_sub, work_sub_labels, 1) if measured and work_keep else None,
         "best_stage": best["stage"], "best_epoch": best["epoch"],
         "valid_log_loss": None if math.isinf(best["loss"]) else best["loss"],
         "valid_top1": None if math.isnan(best["top1"]) else best["top1"],
@@ -121,15 +162,28 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     }
     out = Path(out)
     info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "seed": seed, "head_epochs": head_epochs,
-            "epochs": epochs, "transpose": transpose, "per_piece": per_piece,
-            "split": {p.key: split[p.key] for p in pieces}, "skipped": problems}
+            "epochs": epochs, "transpose": transpose, "per_piece": per_piece, "min_works": min_works,
+            "max_windows": max_windows, "split": {p.key: split[p.key] for p in pieces},
+            "labels": {p.key: p.label for p in pieces}, "skipped": problems}
     save_judge(out, LoadedJudge(model, "composer", classes, loaded.codec, loaded.vocabulary, window, stride, info))
     _draw_confusion(confusion(probs, test_labels, len(classes)), classes, out / "confusion.png",
                     f"composer, test pieces (top-1 {metrics['top1']:.0%})")
     if measured:
         _draw_confusion(confusion(sub, sub_labels, len(major)), major, out / "confusion-major.png",
-                        f"{len(major)} composers with >= {min_pieces} pieces (top-1 {metrics['major_top1']:.0%})")
+                        f"{len(major)} composers with >= {min_pieces} works (top-1 {metrics['major_top1']:.0%})")
     return metrics
+
+
+def _by_work(pieces: list[_Piece]) -> dict[str, list[_Piece]]:
+    works: dict[str, list[_Piece]] = {}
+    for p in pieces:
+        works.setdefault(p.work, []).append(p)
+    return works
+
+
+def _rows(by_work: dict[str, list[_Piece]], pieces: list[_Piece]) -> list[list[int]]:
+    position = {p.key: i for i, p in enumerate(pieces)}
+    return [[position[p.key] for p in ps] for ps in by_work.values()]
 
 
 def among(probs: torch.Tensor, truths: list[str], classes: list[str],

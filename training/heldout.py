@@ -1,11 +1,16 @@
-"""Held-out music: which pieces of ../shared no shipped model learned from, split by work.
+"""Held-out music: which pieces of ../shared a model never learned from, split by work.
 
-The shipped models were trained on piano-midi.de's train split (`clara corpus` hashes each
-file's path). ASAP's performances were never trained on; its works are split here by a
-stable hash of the work (a folder with its `_no_repeat`-style suffix removed, so a work and
-its repeat-less version are one work), and an ASAP work that is also in piano-midi.de takes
-that piece's split: the same sonata in two corpora is one work. Works are matched by a note
-fingerprint (the pitch 6-grams of the score), since the two corpora name works differently.
+A model trained on a corpus `clara corpus` built carries its held-out sets: `splits.json` in
+the model folder lists the corpus's valid and test pieces (each as its corpus and path within
+it, and its work), written by the trainer (`write_splits`); `model_items` reads them back.
+The corpus split them by work across corpora (clara_live/corpus/works.py).
+
+For a model without one (clara-notewise, trained on piano-midi.de's train split by the stable
+hash of each file's path) the older rules below: ASAP's works split by a stable hash of the
+work (a folder with its `_no_repeat`-style suffix removed), an ASAP work that is also in
+piano-midi.de taking that piece's split, matched by a note fingerprint (the pitch 6-grams of
+the score). The beat tracker was trained on ASAP's train works by these rules, so its
+benchmark keeps them.
 
 Valid is for choosing; test is reported once.
 """
@@ -14,11 +19,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import re
 from collections import Counter
 from pathlib import Path
 from typing import NamedTuple
 
+from clara_live.atomic import write_text
 from clara_live.config import CorpusConfig
 from clara_live.corpus import find_sources, split_of
 from clara_live.errors import InputError
@@ -111,3 +118,44 @@ def asap_rows(root: Path = CORPUS / "asap") -> list[dict[str, str]]:
     performance_annotations, ...)."""
     with open(root / "metadata.csv", newline="") as f:
         return list(csv.DictReader(f))
+
+
+SPLITS = "splits.json"
+
+
+def write_splits(manifest: dict, model_dir: str | Path) -> None:
+    """The held-out sets of a built corpus (its manifest) into a model folder, as `splits.json`:
+    per split, each piece's corpus, its path within that corpus's folder and its work."""
+    held: dict[str, list[dict[str, str]]] = {"valid": [], "test": []}
+    for piece in manifest["pieces"]:
+        if piece["split"] in held:
+            path = Path(piece["source"])
+            corpus = piece.get("corpus") or path.parent.name
+            root = next((a for a in path.parents if a.name == corpus), path.parent)  # the corpus's folder
+            held[piece["split"]].append({"corpus": root.name, "path": path.relative_to(root).as_posix(),
+                                         "work": f"work{piece['group']}", "composer": piece["composer"]})
+    write_text(Path(model_dir) / SPLITS, json.dumps({"sources": manifest.get("sources", []), **held}, indent=0) + "\n")
+
+
+def model_items(model_dir: str | Path, split: str, corpora: tuple[str, ...] = ("piano-midi-de", "asap"),
+                per_score: int = 1, root: Path = CORPUS) -> list[Item] | None:
+    """The pieces of `corpora` in a model's held-out split (splits.json), sorted, with `per_score`
+    performances of each ASAP score (0 = all); None when the model folder has no splits.json."""
+    path = Path(model_dir) / SPLITS
+    if not path.is_file():
+        return None
+    try:
+        listed = json.loads(path.read_text(encoding="utf-8"))[split]
+    except (json.JSONDecodeError, KeyError, UnicodeDecodeError):
+        raise InputError(f"{path}: not a held-out list with a {split!r} split") from None
+    scores: dict[tuple[str, str], list[Item]] = {}
+    for entry in listed:
+        if entry["corpus"] in corpora:
+            item = Item(entry["corpus"], entry["work"], root / entry["corpus"] / entry["path"], entry["composer"])
+            score = str(item.path.parent) if item.corpus == "asap" else str(item.path)  # ASAP: a folder a score
+            scores.setdefault((item.corpus, score), []).append(item)
+    out = []
+    for key in sorted(scores):
+        items = sorted(scores[key], key=lambda i: i.path.name)
+        out += items if per_score == 0 or key[0] != "asap" else items[:per_score]
+    return out

@@ -78,10 +78,13 @@ def _epoch_windows(pieces: Sequence[np.ndarray], labels: Sequence[int], window: 
 
 @torch.no_grad()
 def window_features(model: Classifier, ids: np.ndarray, window: int, stride: int,
-                    batch_size: int = 32) -> torch.Tensor:
-    """(windows, features): the head's input for each window of a piece, the encoder in eval mode."""
+                    batch_size: int = 32, most: int = 0) -> torch.Tensor:
+    """(windows, features): the head's input for each window of a piece, the encoder in eval mode;
+    with `most` > 0 at most that many windows, evenly spread over the piece."""
     model.eval()
     spans = [ids[s:e] for s, e in windows(len(ids), window, stride)]
+    if 0 < most < len(spans):
+        spans = [spans[i] for i in np.linspace(0, len(spans) - 1, most).round().astype(int).tolist()]
     out = [model.pooled(*pad_batch(spans[i:i + batch_size])) for i in range(0, len(spans), batch_size)]
     return torch.cat(out) if out else torch.zeros(0, model.features)
 

@@ -38,6 +38,7 @@ from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
 from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
 from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
+from training.heldout import write_splits
 from training.plot import plot_metrics
 
 CHECKPOINT = "checkpoint.pt"
@@ -179,6 +180,8 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
         if not (out / "model" / "config.json").exists():  # no epoch finished: keep what we have
             valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else None
             save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid})
+        if corpus.manifest.get("sources"):  # the benchmarks' held-out music is this model's
+            write_splits(corpus.manifest, out / "model")
         plot_metrics(out / METRICS, out / "loss.png")
     if world > 1:
         digests = os.environ.get("CLARA_RANK_DIGESTS")  # tests: every rank's final parameters

@@ -1,10 +1,12 @@
 """Labelled pieces for the judges: every file of a corpus folder as token ids, labelled by its
-composer (the parent folder's name, as `clara corpus` labels them). A file that cannot be read
+composer (the parent folder's name, as `clara corpus` labels them), or the pieces of a corpus
+`clara corpus` built, with their corpus, composer, work and split. A file that cannot be read
 is skipped and reported, and the rest go on."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -49,3 +51,38 @@ def encode_file(source: str, codec: CodecConfig, vocabulary: list[str]) -> np.nd
     if len(ids) < 2:
         raise InputError(f"{source}: no notes to judge")
     return ids
+
+
+class BuiltPiece(NamedTuple):
+    key: str  # the manifest's key ("asap:Bach/Fugue/bwv_846/Shi05M", "Chopin/chpn_op10_e01.mid")
+    corpus: str
+    composer: str  # as the corpus spells it
+    work: str  # the work it belongs to across corpora ("work17"): every piece of a work shares one split
+    split: str  # the corpus's split by work
+    ids: np.ndarray
+
+
+def built_corpus(folder: str | Path) -> bool:
+    """Whether a folder is a corpus `clara corpus` built (not a folder of music files)."""
+    return (Path(folder) / "manifest.json").is_file()
+
+
+def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] = ("train", "valid", "test"),
+               corpora: Iterable[str] | None = None) -> list[BuiltPiece]:
+    """The pieces of a built corpus's splits (as stored: each in its own key) as ids over a
+    model's vocabulary, with their corpus, composer, work and split from manifest.json."""
+    from training.data import Corpus
+
+    corpus = Corpus(folder)
+    keep = None if corpora is None else set(corpora)
+    out = []
+    for split in splits:
+        listed = sorted((p for p in corpus.manifest["pieces"] if p["split"] == split), key=lambda p: p["line"])
+        lines = corpus.pieces(split, vocabulary)
+        if len(listed) != len(lines):
+            raise InputError(f"{folder}: manifest.json lists {len(listed)} {split} pieces, "
+                             f"{split}.txt has {len(lines)}")
+        for p, ids in zip(listed, lines, strict=True):
+            if keep is None or p.get("corpus", "") in keep:
+                out.append(BuiltPiece(p["key"], p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids))
+    return out
