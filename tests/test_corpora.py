@@ -206,3 +206,16 @@ def test_a_model_carries_its_corpus_s_held_out_pieces(collection, built, tmp_pat
     one = [i for i in model_items(tmp_path, "test", everything, root=collection) if i.corpus == "asap"]
     assert len(one) == len({i.path.parent for i in performed}) <= len(performed)
     assert model_items(tmp_path / "no-model", "test") is None
+
+
+def test_the_judges_read_every_piece_of_a_built_corpus_under_its_own_key(built):
+    """ASAP keys a score (its split is the score's): the judges tell its performances apart."""
+    from clara_live.judge.pieces import load_built
+
+    out, manifest = built
+    pieces = load_built(out, manifest["vocabulary"])
+    assert len(pieces) == len(manifest["pieces"]) == len({p.key for p in pieces})
+    performed = sorted(p.key for p in pieces if p.corpus == "asap")
+    assert len(performed) == 2 and all(k.startswith("asap:Balakirev/Islamey/") for k in performed)
+    assert {p.split for p in pieces if p.corpus == "asap"} == {p["split"] for p in manifest["pieces"]
+                                                               if p["key"] == "asap:Balakirev/Islamey"}

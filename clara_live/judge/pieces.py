@@ -5,6 +5,7 @@ is skipped and reported, and the rest go on."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
@@ -54,7 +55,8 @@ def encode_file(source: str, codec: CodecConfig, vocabulary: list[str]) -> np.nd
 
 
 class BuiltPiece(NamedTuple):
-    key: str  # the manifest's key ("asap:Bach/Fugue/bwv_846/Shi05M", "Chopin/chpn_op10_e01.mid")
+    key: str  # the manifest's key ("Chopin/chpn_op10_e01.mid"), with the file's stem where several pieces
+    # share one (ASAP keys a score: "asap:Bach/Fugue/bwv_846/Shi05M" is one performance of it)
     corpus: str
     composer: str  # as the corpus spells it
     work: str  # the work it belongs to across corpora ("work17"): every piece of a work shares one split
@@ -75,6 +77,7 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
 
     corpus = Corpus(folder)
     keep = None if corpora is None else set(corpora)
+    shared = Counter(p["key"] for p in corpus.manifest["pieces"])  # ASAP's key is the score: one a performer
     out = []
     for split in splits:
         listed = sorted((p for p in corpus.manifest["pieces"] if p["split"] == split), key=lambda p: p["line"])
@@ -84,5 +87,6 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
                              f"{split}.txt has {len(lines)}")
         for p, ids in zip(listed, lines, strict=True):
             if keep is None or p.get("corpus", "") in keep:
-                out.append(BuiltPiece(p["key"], p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids))
+                key = p["key"] if shared[p["key"]] == 1 else f"{p['key']}/{Path(p['source']).stem}"
+                out.append(BuiltPiece(key, p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids))
     return out
