@@ -168,6 +168,7 @@ def test_a_critic_of_a_built_corpus(tmp_path_factory, shared):
     split = judge.info["split"]
     held = {p["key"]: p for p in manifest["pieces"] if p["split"] != "train"}
     assert {k for k in split if not k.startswith("generated/")} == set(held)
+    assert judge.info["sources"] == {k: p["source"] for k, p in held.items()}  # each human item's file
     sides: dict[int, set[str]] = {}
     for key, piece in held.items():
         sides.setdefault(piece["group"], set()).add(split[key])

@@ -113,16 +113,16 @@ def excerpts(ids: np.ndarray, window: int, count: int) -> list[np.ndarray]:
 
 
 def _human_side(corpus: list[str], loaded, log: Callable[[str], None]):
-    """(pieces [(key, group, corpus, ids)], prompts, problems): the generator's held-out pieces,
+    """(pieces [(key, work, corpus, ids, file)], prompts, problems): the generator's held-out pieces,
     and with a built corpus its train pieces to prompt the generations."""
     if len(corpus) == 1 and built_corpus(corpus[0]):
         held = load_built(corpus[0], loaded.vocabulary, ("valid", "test"))
         prompts = [p.ids for p in load_built(corpus[0], loaded.vocabulary, ("train",))]
-        return [(p.key, p.work, p.corpus, p.ids) for p in held], prompts, []
+        return [(p.key, p.work, p.corpus, p.ids, p.source) for p in held], prompts, []
     pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
     for problem in problems:
         log(f"skipped: {problem}")
-    held = [(p.key, p.key, "", p.ids) for p in pieces if split_of(p.key, CorpusConfig()) != "train"]
+    held = [(p.key, p.key, "", p.ids, p.source) for p in pieces if split_of(p.key, CorpusConfig()) != "train"]
     return held, [], problems
 
 
@@ -131,15 +131,16 @@ def train_critic(corpus: list[str], out: str | Path, generator: str | Path, *, c
                  test_excerpts: int = 4, log: Callable[[str], None] = print) -> dict:
     loaded = load_model(generator)
     human, prompts, problems = _human_side(corpus, loaded, log)
-    corpora = sorted({c for _, _, c, _ in human})
+    corpora = sorted({c for _, _, c, _, _ in human})
     log(f"{len(human)} human pieces the generator never trained on ({', '.join(corpora) or 'one folder'}); "
         f"generating {count} excerpts" + (f" continuing its {len(prompts)} train pieces" if prompts else ""))
     generated = generations(generator, count, window, seed=seed, prompts=prompts)
-    works = {group: c for _, group, c, _ in human}
+    works = {group: c for _, group, c, _, _ in human}
     split_of_work = split_pieces([(group, c or "human") for group, c in works.items()])
-    split = {key: split_of_work[group] for key, group, _, _ in human}
+    split = {key: split_of_work[group] for key, group, _, _, _ in human}
     split |= split_pieces([(key, setting_of(key)) for key, _ in generated])
-    data = {key: (ids, 1, c) for key, _, c, ids in human} | {key: (ids, 0, setting_of(key)) for key, ids in generated}
+    data = {key: (ids, 1, c) for key, _, c, ids, _ in human}
+    data |= {key: (ids, 0, setting_of(key)) for key, ids in generated}
     part = {name: [k for k in data if split[k] == name] for name in ("train", "valid", "test")}
     log(", ".join(f"{name} {len(keys)}" for name, keys in part.items()))
     model = Classifier.from_generator(loaded.model, len(CLASSES))
@@ -162,7 +163,7 @@ def train_critic(corpus: list[str], out: str | Path, generator: str | Path, *, c
                "train_loss": history}
     info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "generations": count,
             "settings": SETTINGS, "schedule": SCHEDULE, "prompted": bool(prompts), "window": window,
-            "split": split, "skipped": problems}
+            "split": split, "sources": {key: source for key, _, _, _, source in human}, "skipped": problems}
     save_judge(out, LoadedJudge(model, "critic", CLASSES, loaded.codec, loaded.vocabulary, window, window // 2,
                                 info))
     return metrics

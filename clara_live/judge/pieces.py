@@ -62,6 +62,7 @@ class BuiltPiece(NamedTuple):
     work: str  # the work it belongs to across corpora ("work17"): every piece of a work shares one split
     split: str  # the corpus's split by work
     ids: np.ndarray
+    source: str  # the file, as the manifest names it
 
 
 def built_corpus(folder: str | Path) -> bool:
@@ -88,5 +89,6 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
         for p, ids in zip(listed, lines, strict=True):
             if keep is None or p.get("corpus", "") in keep:
                 key = p["key"] if shared[p["key"]] == 1 else f"{p['key']}/{Path(p['source']).stem}"
-                out.append(BuiltPiece(key, p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids))
+                out.append(BuiltPiece(key, p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids,
+                                      p["source"]))
     return out
