@@ -4,6 +4,7 @@ judges whole pieces from their windows, and the labelled loader skips and report
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -137,3 +138,4 @@ def test_a_composer_judge_of_a_built_corpus(shared, tmp_path):
     split, labels = judge.info["split"], judge.info["labels"]
     assert split == {p["key"]: p["split"] for p in manifest["pieces"] if not p["key"].startswith("Grieg/")}
     assert labels["pianolatron:wq296df7434"] == "Chopin"
+    assert all(Path(judge.info["sources"][k]).is_file() for k in split)

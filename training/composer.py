@@ -54,6 +54,7 @@ class _Piece(NamedTuple):
     label: str
     ids: object  # np.ndarray of token ids
     work: str  # every piece of a work shares its split and, together, one piece's weight
+    source: str  # its file
 
 
 def _pieces(corpus: list[str], loaded, min_works: int, log: Callable[[str], None]):
@@ -70,12 +71,13 @@ def _pieces(corpus: list[str], loaded, min_works: int, log: Callable[[str], None
         kept = [(p, name) for p, name in named if name and name != "Unknown" and len(works[name]) >= min_works]
         log(f"{len(kept)} of {len(built)} pieces by the {len({n for _, n in kept})} composers with >= {min_works} "
             f"works")
-        return ([_Piece(p.key, name, p.ids, p.work) for p, name in kept], {p.key: p.split for p, _ in kept}, [])
+        return ([_Piece(p.key, name, p.ids, p.work, p.source) for p, name in kept], {p.key: p.split for p, _ in kept},
+                [])
     pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
     for problem in problems:
         log(f"skipped: {problem}")
-    return ([_Piece(p.key, p.label, p.ids, p.key) for p in pieces], split_pieces([(p.key, p.label) for p in pieces]),
-            problems)
+    return ([_Piece(p.key, p.label, p.ids, p.key, p.source) for p in pieces],
+            split_pieces([(p.key, p.label) for p in pieces]), problems)
 
 
 _NO_COMPOSER = {"pop909"}
@@ -164,7 +166,8 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "seed": seed, "head_epochs": head_epochs,
             "epochs": epochs, "transpose": transpose, "per_piece": per_piece, "min_works": min_works,
             "max_windows": max_windows, "split": {p.key: split[p.key] for p in pieces},
-            "labels": {p.key: p.label for p in pieces}, "skipped": problems}
+            "labels": {p.key: p.label for p in pieces}, "sources": {p.key: p.source for p in pieces},
+            "skipped": problems}
     save_judge(out, LoadedJudge(model, "composer", classes, loaded.codec, loaded.vocabulary, window, stride, info))
     _draw_confusion(confusion(probs, test_labels, len(classes)), classes, out / "confusion.png",
                     f"composer, test pieces (top-1 {metrics['top1']:.0%})")
