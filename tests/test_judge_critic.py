@@ -32,7 +32,15 @@ def test_auc_is_the_rank_statistic():
 
 
 def test_generations_are_distinct_keyed_and_sized():
-    made = generations(GENERATOR, count=6, tokens=40, burn_in=8, batch=3)
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        made = generations(GENERATOR, count=6, tokens=40, burn_in=8, batch=3)
+        assert torch.get_num_threads() == 2  # the engine's one thread is not left behind for the training
+    finally:
+        torch.set_num_threads(threads)
     keys = [k for k, _ in made]
     assert len(set(keys)) == 6 and all(k.startswith("generated/seed") for k in keys)
     assert all(len(ids) == 40 for _, ids in made)

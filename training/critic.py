@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from clara_live.config import CorpusConfig, load_config
 from clara_live.corpus import split_of
@@ -56,7 +57,16 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
     loaded = load_model(generator_dir)
     config = load_config()
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    engine = build_engine(loaded.model, config.inference)  # once: quantising it is the slow part
+    threads = torch.get_num_threads()
+    try:
+        engine = build_engine(loaded.model, config.inference)  # once: quantising it is the slow part
+        return _generate(engine, loaded, config, index, count, tokens, burn_in, batch, seed, prompts, prompt_tokens,
+                         schedule)
+    finally:  # the engine runs on inference.threads; training the critic afterwards wants them all
+        torch.set_num_threads(threads)
+
+
+def _generate(engine, loaded, config, index, count, tokens, burn_in, batch, seed, prompts, prompt_tokens, schedule):
     rng = np.random.default_rng(seed)
     out = []
     for start in range(0, count, batch):
