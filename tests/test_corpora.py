@@ -219,3 +219,20 @@ def test_the_judges_read_every_piece_of_a_built_corpus_under_its_own_key(built):
     assert len(performed) == 2 and all(k.startswith("asap:Balakirev/Islamey/") for k in performed)
     assert {p.split for p in pieces if p.corpus == "asap"} == {p["split"] for p in manifest["pieces"]
                                                                if p["key"] == "asap:Balakirev/Islamey"}
+
+
+def test_a_performance_filed_twice_keeps_two_keys(tmp_path):
+    """ASAP files a performance under its score's folder and its "_no_repeat" twin, both keyed by
+    the score: the judges still read them as two pieces."""
+    from clara_live.judge.pieces import load_built
+
+    sources = ["asap/B/18-2/Schmitt01.mid", "asap/B/18-2_no_repeat/Schmitt01.mid", "asap/B/18-2/Ko02.mid",
+               "pmd/Bach/a.mid"]
+    keys = ["asap:B/18-2", "asap:B/18-2", "asap:B/18-2", "Bach/a.mid"]
+    pieces = [{"source": s, "key": k, "composer": "B", "corpus": "asap", "group": 0, "split": "valid", "line": i}
+              for i, (s, k) in enumerate(zip(sources, keys, strict=True))]
+    (tmp_path / "manifest.json").write_text(json.dumps({"vocabulary": ["wait1", "p1"], "pieces": pieces}))
+    (tmp_path / "valid.txt").write_text("p1 wait1\n" * 4)
+    got = [p.key for p in load_built(tmp_path, ["wait1", "p1"], ("valid",))]
+    assert got == ["asap:B/18-2/18-2/Schmitt01", "asap:B/18-2/18-2_no_repeat/Schmitt01", "asap:B/18-2/Ko02",
+                   "Bach/a.mid"]

@@ -78,7 +78,7 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
 
     corpus = Corpus(folder)
     keep = None if corpora is None else set(corpora)
-    shared = Counter(p["key"] for p in corpus.manifest["pieces"])  # ASAP's key is the score: one a performer
+    keys = _own_keys(corpus.manifest["pieces"])
     out = []
     for split in splits:
         listed = sorted((p for p in corpus.manifest["pieces"] if p["split"] == split), key=lambda p: p["line"])
@@ -88,7 +88,19 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
                              f"{split}.txt has {len(lines)}")
         for p, ids in zip(listed, lines, strict=True):
             if keep is None or p.get("corpus", "") in keep:
-                key = p["key"] if shared[p["key"]] == 1 else f"{p['key']}/{Path(p['source']).stem}"
-                out.append(BuiltPiece(key, p.get("corpus", ""), p["composer"], f"work{p['group']}", split, ids,
-                                      p["source"]))
+                out.append(BuiltPiece(keys[p["source"]], p.get("corpus", ""), p["composer"], f"work{p['group']}",
+                                      split, ids, p["source"]))
     return out
+
+
+def _own_keys(pieces: list[dict]) -> dict[str, str]:
+    """Each piece's file -> a key of its own: the manifest's, where no other piece has it; else
+    with the file's name ("asap:Bach/Fugue/bwv_846/Shi05M": ASAP keys the score, so its
+    performances share one), and with its folder too where even that is shared (a performance
+    in a score's folder and in its "_no_repeat" twin)."""
+    shared = Counter(p["key"] for p in pieces)
+    named = {p["source"]: p["key"] if shared[p["key"]] == 1 else f"{p['key']}/{Path(p['source']).stem}"
+             for p in pieces}
+    again = Counter(named.values())
+    return {source: key if again[key] == 1 else f"{key.rsplit('/', 1)[0]}/{Path(source).parent.name}/"
+            f"{Path(source).stem}" for source, key in named.items()}
