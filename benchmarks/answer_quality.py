@@ -266,12 +266,17 @@ def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
 
 def distance(rows: list[dict[str, float]], real: list[dict[str, float]]) -> float:
     """Mean over metrics of |median - real median| / max(real IQR, floor)."""
-    total = 0.0
+    return sum(distance_parts(rows, real).values()) / len(METRICS)
+
+
+def distance_parts(rows: list[dict[str, float]], real: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's share of the distance: |median - real median| / max(real IQR, floor)."""
+    parts = {}
     for m in METRICS:
         values = np.array([r[m] for r in real])
         iqr = float(np.subtract(*np.percentile(values, [75, 25])))
-        total += abs(np.median([r[m] for r in rows]) - np.median(values)) / max(iqr, FLOORS[m])
-    return total / len(METRICS)
+        parts[m] = float(abs(np.median([r[m] for r in rows]) - np.median(values)) / max(iqr, FLOORS[m]))
+    return parts
 
 
 # --- continuations ------------------------------------------------------------------------
@@ -395,7 +400,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
     for r in results.values():
         r["median"] = summarise(r["rows"])
-        r["distance"] = distance(r["rows"], real)
+        r["parts"] = distance_parts(r["rows"], real)  # where the distance comes from (--json)
+        r["distance"] = sum(r["parts"].values()) / len(METRICS)
     report = {"split": args.split, "path": args.path, "prompts": [p.name for p in prompts],
               "prompt_seconds": args.prompt_seconds, "seconds": args.seconds, "seeds": args.seeds,
               "reference_nll_per_token": nll / max(count, 1), "reference_tokens": count,

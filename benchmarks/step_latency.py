@@ -34,6 +34,7 @@ Goals: int8 step p99 <= 1 ms; int8 >= 10x faster than default eager (p50); K str
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import gc
 import json
 import os
@@ -55,7 +56,7 @@ from clara_live.codec import make_codec, to_steps  # noqa: E402
 from clara_live.config import InferenceConfig, load_config  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.errors import ClaraError  # noqa: E402
-from clara_live.model import LoadedModel, load_model  # noqa: E402
+from clara_live.model import AWDLSTM, LoadedModel, load_model  # noqa: E402
 from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.read import read_music  # noqa: E402
 from clara_live.sampling.sampler import Sampler  # noqa: E402
@@ -212,6 +213,11 @@ def _ratio(a: dict, b: dict) -> dict[str, float]:
 
 def run(args: argparse.Namespace, command: str) -> dict:
     loaded = load_model(args.model)
+    if args.width:  # sizing: the model's shape, wider, its weights random (a step's cost does not depend on them)
+        emb, hidden = args.width
+        torch.manual_seed(0)
+        config = dataclasses.replace(loaded.model.config, emb_size=emb, hidden_size=hidden)
+        loaded = loaded._replace(model=AWDLSTM(len(loaded.vocabulary), config).eval())
     sequences, source = held_out(args.corpus, loaded)
     if args.length:
         sequences = [s[:args.length] for s in sequences]
@@ -319,6 +325,14 @@ def report(r: dict) -> None:
         print(f"{goal:52s} {measured:>10s}   {'met' if ok else 'NOT MET'}")
 
 
+def _width(text: str) -> tuple[int, int]:
+    emb, _, hidden = text.partition("/")
+    try:
+        return int(emb), int(hidden)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give EMB/HIDDEN, e.g. 384/768") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="a model folder (default: %(default)s)")
@@ -329,6 +343,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     "(default: the MAESTRO excerpts in ../shared/midi/maestro)")
     parser.add_argument("--length", type=int, default=2000,
                         help="teacher-forced tokens per held-out piece in the agreement check (0: all; default 2000)")
+    parser.add_argument("--width", type=_width, metavar="EMB/HIDDEN",
+                        help="time a model of --model's shape at this width, random weights (sizing; its "
+                             "agreement figures mean nothing)")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write every figure to FILE as JSON")
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0 or args.k < 1 or args.length < 0:

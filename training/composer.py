@@ -104,9 +104,7 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     model = Classifier.from_generator(loaded.model, len(classes), head_hidden=0, head_dropout=0.5,
                                       pool_layers="all", norm="standard")
     label = {c: i for i, c in enumerate(classes)}
-    train_works: dict[str, list[_Piece]] = {}
-    for p in part["train"]:
-        train_works.setdefault(p.work, []).append(p)
+    train_works = _by_work(part["train"])
     train_labels = [label[ps[0].label] for ps in train_works.values()]
     valid_ids = [p.ids for p in part["valid"]]
     valid_labels = [label[p.label] for p in part["valid"]]
