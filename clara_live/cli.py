@@ -116,7 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mode", choices=["call-response", "suggest"], help="live.mode")
     p.add_argument("--midi-api", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
                    help="MIDI system (live.midi_api; auto: ALSA, else JACK on Linux)")
-    p.add_argument("--in", dest="input", metavar="PORT", help="input port: name, index or part of a name")
+    p.add_argument("--in", dest="input", metavar="PORT", help="input port: name, index or part of a name (default: "
+                   "the keyboard plugged in; with none, the computer keyboard)")
+    p.add_argument("--keys", action="store_true", help="play the computer keyboard (A S D F G H J K = C D E F G A B C)")
+    p.add_argument("--play", metavar="FILE.mid", help="play a MIDI file as the player, in real time, then stop")
+    p.add_argument("--speed", type=_positive_float, default=1.0, metavar="X", help="--play X times as fast")
     p.add_argument("--out", dest="output", metavar="PORT", help="output port: name, index or part of a name")
     p.add_argument("--virtual", action="store_true",
                    help="create ports 'Clara In' and 'Clara Out' (those not named by --in/--out)")
@@ -419,8 +423,11 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
     from clara_live.live.app import LiveOptions, run_live
 
     ui = not args.no_ui and sys.stdout.isatty()
+    if sum(bool(x) for x in (args.input, args.keys, args.play)) > 1:
+        raise InputError("choose one input: --in, --keys or --play")
     options = LiveOptions(Path(args.model), args.input, args.output, args.virtual, args.synth, ui,
-                          not args.no_save, args.duration, Path(args.stats) if args.stats else None)
+                          not args.no_save, args.duration, Path(args.stats) if args.stats else None,
+                          play=Path(args.play) if args.play else None, speed=args.speed, keys=args.keys)
     return run_live(options, config)
 
 

@@ -145,13 +145,19 @@ def find_port(names: list[str], spec: str, kind: str) -> int:
     raise InputError(f"no MIDI {kind} port matches {spec!r}; available: {_numbered(names)}")
 
 
-def _virtual_name(api: int, kind: str, virtual: str, client: str) -> str:
-    """The full name others see for our virtual port ("clara:Clara In" on JACK, "clara:Clara In 128:0" on
-    ALSA), looked up: JACK renames a second client "clara" to "clara-01"."""
+def _virtual_names(api: int, kind: str, virtual: str) -> list[str]:
+    """The full names others see of every port called `virtual` ("clara:Clara In" on JACK,
+    "clara:Clara In 128:0" on ALSA), ours or another program's."""
     seen_by_others = _port_names(rtmidi.MidiOut if kind == "input" else rtmidi.MidiIn, api)
     pattern = re.compile(rf"(^|:){re.escape(virtual)}( \d+:\d+)?$")
-    hits = [n for n in seen_by_others if pattern.search(n)]
-    return hits[0] if len(hits) == 1 else f"{client}:{virtual}"
+    return [n for n in seen_by_others if pattern.search(n)]
+
+
+def _virtual_name(api: int, kind: str, virtual: str, client: str, before: list[str]) -> str:
+    """The full name of the virtual port we just opened: the one that was not there before (JACK renames
+    a second client "clara" to "clara-01", so a second session's port is not the first one's)."""
+    new = [n for n in _virtual_names(api, kind, virtual) if n not in before]
+    return new[0] if len(new) == 1 else f"{client}:{virtual}"
 
 
 def _open(cls: type, api: int, spec: str | None, virtual: str | None, client: str, kind: str) -> tuple:
@@ -161,8 +167,9 @@ def _open(cls: type, api: int, spec: str | None, virtual: str | None, client: st
     midi = _client(cls, api, client)
     try:
         if virtual is not None:
+            before = _virtual_names(api, kind, virtual)
             midi.open_virtual_port(virtual)
-            return midi, _virtual_name(api, kind, virtual, client)
+            return midi, _virtual_name(api, kind, virtual, client, before)
         names = midi.get_ports()
         index = find_port(names, spec, kind)
         midi.open_port(index, kind)
@@ -198,6 +205,7 @@ class InputPort:
     def __init__(self, api: int, spec: str | None = None, virtual: str | None = None, client: str = "clara",
                  sink: Sink | None = None, poll_interval: float = 0.0002):
         self._midi, self.name = _open(rtmidi.MidiIn, api, spec, virtual, client, "input")
+        self._ours = virtual is not None  # a virtual port goes only with the MIDI system
         self._midi.ignore_types(sysex=True, timing=False, active_sense=True)
         self._queue: queue.SimpleQueue[tuple[list[int], float]] = queue.SimpleQueue()
         self._sink = sink or (lambda message, t: self._queue.put((message, t)))
@@ -215,6 +223,12 @@ class InputPort:
                 time.sleep(self._poll_interval)
                 continue
             sink(event[0], now())
+
+    def gone(self) -> str | None:
+        """None while the port read from is there, else the one-line reason (an unplugged keyboard)."""
+        if self._ours or self._closed or self.name in self._midi.get_ports():
+            return None
+        return f"MIDI input {self.name} is gone"
 
     def get(self, timeout: float = 0.0) -> tuple[list[int], float] | None:
         """The next (message, t) from the queue, waiting up to timeout seconds; None if none came."""
@@ -250,6 +264,7 @@ class OutputPort:
 
     def __init__(self, api: int, spec: str | None = None, virtual: str | None = None, client: str = "clara"):
         self._midi, self.name = _open(rtmidi.MidiOut, api, spec, virtual, client, "output")
+        self._ours = virtual is not None
         self._lock = threading.Lock()
         self._closed = False
 
@@ -262,6 +277,14 @@ class OutputPort:
                 self._midi.send_message(message)
             except rtmidi.RtMidiError as err:
                 raise ClaraError(f"output port {self.name}: {err}; the port was lost") from None
+
+    def gone(self) -> str | None:
+        """None while the port written to is there, else the one-line reason."""
+        if self._ours or self._closed:
+            return None
+        with self._lock:
+            present = self._closed or self.name in self._midi.get_ports()
+        return None if present else f"MIDI output {self.name} is gone"
 
     def close(self) -> None:
         """Close the port; safe to call again."""

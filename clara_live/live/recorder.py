@@ -3,116 +3,207 @@
 Messages are recorded as they are heard (the player's on arrival, Clara's as sent), with
 their monotonic times; tempo changes are written into the file's tempo map, so its beats
 line up with the music and it can join a personal corpus (`clara corpus`, `clara train --init`).
+
+Each message is encoded into its track's bytes as it is recorded, so writing the whole session
+costs a copy of bytes, not a pass over every message: `SessionWriter` rewrites the file
+(atomically) every few seconds while the session goes on, and a session killed with SIGKILL, a
+crash or a power cut loses only its last seconds.
 """
 
 from __future__ import annotations
 
+import bisect
+import io
+import struct
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import mido
 
-from clara_live.music.midi_io import write_midi
+from clara_live.atomic import write_bytes
 
 TICKS_PER_BEAT = 480
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 TRACKS = {"player": "Player", "clara": "Clara"}
 
 
+def _varlen(n: int) -> bytes:
+    """A MIDI variable-length quantity."""
+    out = [n & 0x7F]
+    n >>= 7
+    while n:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    return bytes(reversed(out))
+
+
+def _meta(kind: int, data: bytes) -> bytes:
+    return bytes([0xFF, kind]) + _varlen(len(data)) + data
+
+
+class _Track:
+    """One track's events, encoded as they come: delta times and raw messages; notes struck again
+    while sounding are closed first, offs of notes not sounding are dropped."""
+
+    def __init__(self, name: str) -> None:
+        self.data = bytearray(b"\x00" + _meta(0x03, name.encode("latin-1", "replace")))
+        self.tick = 0
+        self.sounding: set[tuple[int, int]] = set()  # (channel, key)
+        self.notes = 0
+
+    def add(self, tick: int, message: bytes) -> None:
+        delta = max(0, tick - self.tick)
+        self.tick += delta
+        self.data += _varlen(delta) + message
+
+    def record(self, tick: int, message: tuple[int, ...]) -> None:
+        kind, channel = message[0] & 0xF0, message[0] & 0x0F
+        if kind == CONTROL:
+            self.add(tick, bytes(message[:3]))
+            return
+        key = (channel, message[1])
+        if kind == NOTE_ON and message[2] > 0:
+            if key in self.sounding:  # struck again while sounding: close it first
+                self.add(tick, bytes((NOTE_OFF | channel, key[1], 64)))
+            self.sounding.add(key)
+            self.notes += 1
+            self.add(tick, bytes((NOTE_ON | channel, key[1], message[2])))
+        elif key in self.sounding:
+            self.sounding.discard(key)
+            self.add(tick, bytes((NOTE_OFF | channel, key[1], 64)))
+
+    def chunk(self, end_tick: int) -> bytes:
+        """The track chunk as if it ended at end_tick: every note still sounding closed there."""
+        tail, tick = bytearray(), self.tick
+        for channel, key in sorted(self.sounding):
+            tail += _varlen(max(0, end_tick - tick)) + bytes((NOTE_OFF | channel, key, 64))
+            tick = max(tick, end_tick)
+        tail += _varlen(max(0, end_tick - tick)) + _meta(0x2F, b"")
+        body = bytes(self.data) + bytes(tail)
+        return b"MTrk" + struct.pack(">I", len(body)) + body
+
+
 class Recorder:
-    """Collects note, pedal and controller messages per track; `save` writes a type-1 file."""
+    """Collects note, pedal and controller messages per track; `save` writes a type-1 file.
+    `record` and `tempo` may be called from any thread."""
 
     def __init__(self, t0: float, bpm: float) -> None:
         self.t0 = t0
-        self.tempi: list[tuple[float, float]] = [(t0, bpm)]  # (time, bpm)
-        self.events: dict[str, list[tuple[float, tuple[int, ...]]]] = {track: [] for track in TRACKS}
+        self._times = [t0]  # when each tempo began (seconds, monotonic clock)
+        self._segments = [(t0, bpm, 0.0)]  # (time, bpm, beats from t0 to time)
+        self._conductor = _Track("Clara Live session")
+        self._conductor.add(0, _meta(0x51, mido.bpm2tempo(bpm).to_bytes(3, "big")))
+        self._tracks = {track: _Track(name) for track, name in TRACKS.items()}
         self._lock = threading.Lock()
+        self.version = 0  # counts changes, so a writer knows when there is something new
+
+    @property
+    def tempi(self) -> list[tuple[float, float]]:
+        """(time, bpm) of each tempo, the first at t0."""
+        return [(t, bpm) for t, bpm, _ in self._segments]
 
     def record(self, t: float, message: tuple[int, ...] | list[int], track: str) -> None:
-        if track not in self.events or not message or message[0] >= 0xF0:
+        if track not in self._tracks or len(message) < 3 or message[0] >= 0xF0:
             return
-        if message[0] & 0xF0 not in (NOTE_OFF, NOTE_ON, CONTROL):
+        if message[0] & 0xF0 not in (NOTE_OFF, NOTE_ON, CONTROL) or not all(0 <= b < 128 for b in message[1:3]):
             return
         with self._lock:
-            self.events[track].append((t, tuple(message)))
+            self._tracks[track].record(self._ticks(t), tuple(message))
+            self.version += 1
 
     def tempo(self, t: float, bpm: float) -> None:
         with self._lock:
-            if abs(bpm - self.tempi[-1][1]) > 1e-6:
-                self.tempi.append((t, bpm))
+            if abs(bpm - self._segments[-1][1]) <= 1e-6:
+                return
+            t = max(t, self._times[-1])
+            beats = self._beats(t)
+            self._times.append(t)
+            self._segments.append((t, bpm, beats))
+            self._conductor.add(round(beats * TICKS_PER_BEAT), _meta(0x51, mido.bpm2tempo(bpm).to_bytes(3, "big")))
+            self.version += 1
 
     def notes(self, track: str) -> int:
-        return sum(1 for _, m in self.events[track] if m[0] & 0xF0 == NOTE_ON and m[2] > 0)
+        return self._tracks[track].notes
+
+    def _beats(self, t: float) -> float:
+        """Beats from t0 to t (seconds on the monotonic clock) through the tempo map."""
+        if t <= self.t0:
+            return 0.0
+        start, bpm, beats = self._segments[bisect.bisect_right(self._times, t) - 1]
+        return beats + (t - start) * bpm / 60.0
 
     def _ticks(self, t: float) -> int:
-        """Seconds on the monotonic clock to ticks through the tempo map."""
-        beats, (last_t, last_bpm) = 0.0, self.tempi[0]
-        for when, bpm in self.tempi[1:]:
-            if when >= t:
-                break
-            beats += (when - last_t) * last_bpm / 60.0
-            last_t, last_bpm = when, bpm
-        beats += (max(t, last_t) - last_t) * last_bpm / 60.0
-        return round(beats * TICKS_PER_BEAT)
+        return round(self._beats(t) * TICKS_PER_BEAT)
+
+    def to_bytes(self, end: float) -> bytes:
+        """The session up to `end` as a type-1 Standard MIDI File; a note still sounding there is closed there."""
+        with self._lock:
+            end_tick = max([self._ticks(end), self._conductor.tick, *(t.tick for t in self._tracks.values())])
+            chunks = [self._conductor.chunk(self._ticks(end))] + [t.chunk(end_tick) for t in self._tracks.values()]
+        header = b"MThd" + struct.pack(">IHHH", 6, 1, len(chunks), TICKS_PER_BEAT)
+        return header + b"".join(chunks)
 
     def to_midi(self, end: float) -> mido.MidiFile:
-        """The session up to `end`; a note still sounding there is closed there."""
-        with self._lock:
-            tempi = list(self.tempi)
-            events = {track: list(items) for track, items in self.events.items()}
-        midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
-        conductor = mido.MidiTrack()
-        conductor.append(mido.MetaMessage("track_name", name="Clara Live session", time=0))
-        now = 0
-        for when, bpm in tempi:
-            tick = self._ticks(max(when, self.t0))
-            conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=tick - now))
-            now = tick
-        conductor.append(mido.MetaMessage("end_of_track", time=max(0, self._ticks(end) - now)))  # silence counts
-        midi.tracks.append(conductor)
-        for track, name in TRACKS.items():
-            midi.tracks.append(self._track(name, events[track], end))
-        return midi
-
-    def _track(self, name: str, events: list[tuple[float, tuple[int, ...]]], end: float) -> mido.MidiTrack:
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        sounding: set[tuple[int, int]] = set()
-        timed = []
-        for t, message in sorted(events, key=lambda e: e[0]):
-            kind, channel = message[0] & 0xF0, message[0] & 0x0F
-            key = (channel, message[1])
-            if kind == NOTE_ON and message[2] > 0:
-                if key in sounding:  # struck again while sounding: close it first
-                    timed.append((t, mido.Message("note_off", channel=channel, note=key[1])))
-                sounding.add(key)
-                timed.append((t, mido.Message("note_on", channel=channel, note=key[1], velocity=message[2])))
-            elif kind in (NOTE_ON, NOTE_OFF):
-                if key in sounding:
-                    sounding.discard(key)
-                    timed.append((t, mido.Message("note_off", channel=channel, note=key[1])))
-            else:
-                timed.append((t, mido.Message("control_change", channel=channel, control=message[1],
-                                              value=message[2])))
-        close_at = max([end, *(t for t, _ in timed)])
-        for channel, note in sorted(sounding):
-            timed.append((close_at, mido.Message("note_off", channel=channel, note=note)))
-        now = 0
-        for t, message in timed:
-            tick = self._ticks(t)
-            track.append(message.copy(time=max(0, tick - now)))
-            now = max(now, tick)
-        return track
+        """The session up to `end`, read back as a mido file."""
+        return mido.MidiFile(file=io.BytesIO(self.to_bytes(end)))
 
     def save(self, folder: str | Path, end: float, stamp: float | None = None) -> Path:
         """Write the session into folder as clara-session-YYYYmmdd-HHMMSS.mid (atomically)."""
-        stamp = time.time() if stamp is None else stamp
-        name = time.strftime("clara-session-%Y%m%d-%H%M%S", time.localtime(stamp))
-        path = Path(folder) / f"{name}.mid"
-        n = 1
-        while path.exists():
-            n += 1
-            path = Path(folder) / f"{name}-{n}.mid"
-        write_midi(self.to_midi(end), path)
+        path = session_path(folder, stamp)
+        write_bytes(path, self.to_bytes(end))
         return path
+
+
+def session_path(folder: str | Path, stamp: float | None = None) -> Path:
+    """A new file name in folder for a session begun at stamp (seconds since the epoch; now when None):
+    clara-session-YYYYmmdd-HHMMSS.mid, with -2, -3 ... when that name is taken."""
+    stamp = time.time() if stamp is None else stamp
+    name = time.strftime("clara-session-%Y%m%d-%H%M%S", time.localtime(stamp))
+    path = Path(folder) / f"{name}.mid"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path(folder) / f"{name}-{n}.mid"
+    return path
+
+
+class SessionWriter:
+    """Writes the recorder's session to path (atomically) every `interval` seconds while it changes,
+    on a thread of its own; `close(end)` writes it a last time, up to end. A write that fails is
+    kept in `error` (the session goes on; the last write that worked stays on disk)."""
+
+    def __init__(self, recorder: Recorder, path: str | Path, interval: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.recorder, self.path, self.interval, self.clock = recorder, Path(path), interval, clock
+        self.error: Exception | None = None
+        self.writes = 0
+        self._written = -1  # the recorder's version last written
+        self._stop = threading.Event()
+        self._write()  # the file exists from the start
+        self._thread = threading.Thread(target=self._run, name="clara-session-writer", daemon=True)
+        self._thread.start()
+
+    def _write(self, end: float | None = None) -> None:
+        version = self.recorder.version
+        data = self.recorder.to_bytes(self.clock() if end is None else end)
+        write_bytes(self.path, data)
+        self._written = version
+        self.writes += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            if self.recorder.version == self._written:
+                continue
+            try:
+                self._write()
+            except OSError as exc:
+                self.error = exc
+
+    def close(self, end: float) -> Path:
+        """Stop the thread and write the whole session up to end; returns the path."""
+        self._stop.set()
+        self._thread.join()
+        self._write(end)
+        return self.path

@@ -40,11 +40,16 @@ class Schedule:
         self._order = itertools.count()
         self.open: dict[tuple[int, int], tuple[str, int | None]] = {}  # (channel, key) -> (track, tag)
         self.channels: set[int] = set()  # every channel a message went out on
+        # answers cancelled, and from when: notes the worker sampled while a cancel was on its way are
+        # dropped as they come, so no note-on follows its answer's cancel (a few hundred bytes an hour)
+        self.cancelled: dict[int, float] = {}
 
     def __len__(self) -> int:
         return len(self._heap)
 
     def add(self, t: float, message: Sequence[int], track: str, tag: int | None = None) -> None:
+        if tag is not None and t > self.cancelled.get(tag, float("inf")):
+            return
         heapq.heappush(self._heap, Event(t, next(self._order), tuple(message), track, tag))
 
     def next_time(self) -> float | None:
@@ -81,6 +86,7 @@ class Schedule:
     def cancel(self, tag: int, after: float, now: float) -> list[Event]:
         """Drop the tagged events due after `after`; returns the note-offs, to send now, for
         the tag's notes still sounding."""
+        self.cancelled[tag] = min(after, self.cancelled.get(tag, after))
         self._heap = [e for e in self._heap if e.tag != tag or e.time <= after]
         heapq.heapify(self._heap)
         return [self._close(key, now) for key, (_, t) in list(self.open.items()) if t == tag]

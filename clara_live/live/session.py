@@ -34,7 +34,7 @@ from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
-from clara_live.live.tempo import ClockFollower, Grid, TapTempo, next_beat
+from clara_live.live.tempo import CLOCK_MAX_BPM, CLOCK_MIN_BPM, ClockFollower, Grid, TapTempo, next_beat
 
 NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
@@ -155,6 +155,7 @@ class Session:
         self.tempo_source = "bpm"
         self.taps = TapTempo()
         self.clock = ClockFollower()
+        self._before_clock = (live.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
         self.now = 0  # the token stream's position, in steps
         self.keys: set[int] = set()  # keys physically held (MIDI pitch)
         self.pedal = False
@@ -218,6 +219,7 @@ class Session:
         if self.answer is not None and t >= self.answer.end_time:
             self.now = self.answer.end_step
             self.answer = None
+        out += self._clock_gone(t)
         out += self._flush_offs(math.floor(self.grid.step_at(t) + 1e-9))
         if self.answer is None and self.phrase is not None and self._silent_since(t):
             out += self._end_phrase(t, "silence")
@@ -378,20 +380,38 @@ class Session:
             self.clock.resume(t)
         elif status == STOP:
             self.clock.stop()
+            return self._clock_gone(t)
         elif status == CLOCK:
+            was_ignored = self.clock.ignored is not None
             bpm, on_beat = self.clock.tick(t)
             out: list[Command] = []
+            if self.clock.ignored is not None and not was_ignored:
+                out.append(Log(f"MIDI clock at {self.clock.ignored:.0f} bpm ignored: outside "
+                               f"{CLOCK_MIN_BPM:.0f}-{CLOCK_MAX_BPM:.0f} bpm"))
             if bpm is not None:
                 if self.tempo_source != "clock" or abs(bpm - self.grid.bpm) >= 0.5:
                     out.append(Log(f"tempo {bpm:.1f} bpm (MIDI clock)"))
+                if self.tempo_source != "clock":
+                    self._before_clock = (self.grid.bpm, self.tempo_source)
                 self.grid = self.grid.with_bpm(bpm, t)
                 self.tempo_source = "clock"
-            if on_beat:
+            if on_beat and bpm is not None:
                 beat = round(self.grid.step_at(t) / self.sf) * self.sf
                 if beat >= self.now:
                     self.grid = self.grid.pinned(t, beat)
             return out
         return []
+
+    def _clock_gone(self, t: float) -> list[Command]:
+        """A clock that set the tempo no longer leads (stopped, silent or out of range): the tempo
+        goes back to what it was before the clock took it, and the playing sets it again."""
+        if self.tempo_source != "clock" or self.clock.leads(t):
+            return []
+        bpm, source = self._before_clock
+        why = "stopped" if self.clock.stopped else "out of range" if self.clock.ignored is not None else "silent"
+        self.grid = self.grid.with_bpm(bpm, t)
+        self.tempo_source = source
+        return [Log(f"MIDI clock {why}: tempo {bpm:.1f} bpm ({source}) again")]
 
     # --- the token stream ----------------------------------------------------------------------
 

@@ -124,6 +124,12 @@ class FluidSynthOutput:
                 self._book(message)
                 self._write(command)
 
+    def gone(self) -> str | None:
+        """None while FluidSynth runs, else the one-line reason it stopped."""
+        if self.closed or self._proc.poll() is None:
+            return None
+        return f"FluidSynth stopped: {self._reason()}"
+
     def _book(self, message: Sequence[int]) -> None:
         channel, kind = message[0] & 0x0F, message[0] & 0xF0
         self._channels.add(channel)
@@ -224,3 +230,16 @@ def _stop(proc: subprocess.Popen) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait()
+
+
+class SilentOutput:
+    """An output that plays nothing, for a machine with no audio device (the session is rendered to
+    WAV afterwards); it checks each message as FluidSynth's output would."""
+
+    name = "no audio device (WAV at the end)"
+
+    def send(self, message: Sequence[int]) -> None:
+        shell_command(message)
+
+    def close(self) -> None:
+        pass

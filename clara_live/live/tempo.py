@@ -14,6 +14,7 @@ MIN_BPM, MAX_BPM = 20.0, 300.0
 TICKS_PER_BEAT = 24  # MIDI clock
 TAP_RESET = 2.0  # seconds: a tap after a longer gap starts a new count
 CLOCK_TIMEOUT = 0.5  # seconds without a clock tick before the clock no longer leads
+CLOCK_MIN_BPM, CLOCK_MAX_BPM = 30.0, 300.0  # a clock outside these is reported and ignored
 
 
 class Grid(NamedTuple):
@@ -74,42 +75,51 @@ class ClockFollower:
 
     The tempo is the mean interval of the last beat's worth of ticks. After a start message
     the first tick is a downbeat; `tick` says when a tick begins a beat. A clock that ticks
-    without a start message still sets the tempo.
+    without a start message still sets the tempo. A clock leads only while it ticks at a tempo
+    within CLOCK_MIN_BPM..CLOCK_MAX_BPM and has not been stopped (0xFC): a stopped, silent or
+    out-of-range clock hands the tempo back; `ignored` holds the tempo of an out-of-range one.
     """
 
     def __init__(self) -> None:
         self.ticks: deque[float] = deque(maxlen=TICKS_PER_BEAT + 1)
         self.count = 0  # ticks since start
         self.running = False
-        self.last = -math.inf
+        self.stopped = False  # a stop message came, and no start or continue since
+        self.last = -math.inf  # the last tick at a tempo it follows
+        self.ignored: float | None = None  # the tempo of a clock ticking out of range, while it does
 
     def start(self, t: float) -> None:
-        self.running, self.count = True, 0
+        self.running, self.stopped, self.count = True, False, 0
         self.ticks.clear()
         self.last = t
 
     def resume(self, t: float) -> None:
-        self.running = True
+        self.running, self.stopped = True, False
         self.last = t
 
     def stop(self) -> None:
-        self.running = False
+        self.running, self.stopped = False, True
 
     def tick(self, t: float) -> tuple[float | None, bool]:
-        """(tempo or None while too few ticks, whether this tick begins a beat)."""
+        """(tempo or None while too few ticks, stopped or out of range, whether this tick begins a beat)."""
         on_beat = self.running and self.count % TICKS_PER_BEAT == 0
         if self.running:
             self.count += 1
         self.ticks.append(t)
-        self.last = t
         if len(self.ticks) < 7:  # a quarter of a beat: enough for a first estimate
             return None, on_beat
         span = self.ticks[-1] - self.ticks[0]
-        if span <= 0:
-            return None, on_beat
-        return clamp_bpm(60.0 * (len(self.ticks) - 1) / (span * TICKS_PER_BEAT)), on_beat
+        bpm = 60.0 * (len(self.ticks) - 1) / (span * TICKS_PER_BEAT) if span > 0 else math.inf
+        if not CLOCK_MIN_BPM <= bpm <= CLOCK_MAX_BPM:
+            self.ignored = bpm
+            return None, False
+        self.ignored = None
+        if self.stopped:
+            return None, False
+        self.last = t
+        return bpm, on_beat
 
     def leads(self, t: float) -> bool:
-        """Whether the clock sets the tempo at t: it ticked recently (its beat phase counts
-        only while running, after a start or continue)."""
-        return t - self.last < CLOCK_TIMEOUT
+        """Whether the clock sets the tempo at t: it ticked recently at a tempo it follows, and was not
+        stopped (its beat phase counts only while running, after a start or continue)."""
+        return not self.stopped and t - self.last < CLOCK_TIMEOUT

@@ -62,6 +62,7 @@ class ViewState:
     notes: tuple[RollNote, ...]  # recent notes (the caller prunes old ones)
     log: tuple[str, ...]  # recent log lines, newest last
     ports: str  # e.g. "in: Clara In  out: Clara Out"
+    hint: str = ""  # how to play, under the status line (the computer keyboard's layout); "" for none
 
 
 def _clean(text: str) -> str:
@@ -209,12 +210,13 @@ def render(state: ViewState, width: int, height: int, seconds: float = 8.0, low:
         return [plain(state)[:width]] + [""] * (height - 1) if height else []
     seconds = min(max(seconds, 0.01), 1e9) if math.isfinite(seconds) and seconds > 0 else 8.0
     low, high = min(low, high), max(low, high)
-    logs = min(MAX_LOG_LINES, (height - 2) // 4)  # at least 3 roll rows stay
-    rows = height - 2 - logs
+    hint = [_line([(" " + state.hint, "1")], width)] if state.hint and height >= 8 else []
+    logs = min(MAX_LOG_LINES, (height - 2 - len(hint)) // 4)  # at least 3 roll rows stay
+    rows = height - 2 - len(hint) - logs
     recent = list(state.log[-logs:]) if logs else []
     log_lines = [""] * (logs - len(recent)) + [_line([(" " + text, f"38;5;{DIM_COLOUR}")], width) for text in recent]
     roll = _roll(state, rows, width - GUTTER, seconds, low, high)
-    return [_header(state, width), _status(state, width), *roll, *log_lines]
+    return [_header(state, width), _status(state, width), *hint, *roll, *log_lines]
 
 
 class TerminalView:
