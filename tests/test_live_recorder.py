@@ -3,10 +3,12 @@ every note closed, written atomically where it can be read back as a corpus file
 
 from __future__ import annotations
 
+import time
+
 import mido
 import pytest
 
-from clara_live.live.recorder import TICKS_PER_BEAT, Recorder
+from clara_live.live.recorder import TICKS_PER_BEAT, Recorder, SessionWriter, session_path
 from clara_live.music.midi_io import read_midi
 
 
@@ -66,3 +68,38 @@ def test_save_is_a_midi_file_the_corpus_reader_takes(tmp_path):
     assert sorted(n.pitch for n in piece.notes) == [60, 64, 67, 72, 76, 79]
     assert piece.bpm == pytest.approx(100.0)
     assert min(n.start for n in piece.notes if n.pitch == 72) == pytest.approx(2.0 * 100 / 60, abs=0.01)
+
+
+def test_the_writer_keeps_the_file_up_to_date_while_the_session_goes_on(tmp_path):
+    now = [0.0]
+    rec = Recorder(t0=0.0, bpm=120.0)
+    path = session_path(tmp_path / "sessions", stamp=0.0)
+    writer = SessionWriter(rec, path, interval=0.02, clock=lambda: now[0])
+    try:
+        assert path.exists() and _notes(mido.MidiFile(path).tracks[1]) == []  # there from the start
+        rec.record(0.5, [0x90, 60, 90], "player")
+        now[0] = 1.0
+        deadline = time.monotonic() + 10
+        while writer.writes < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        # the note still held is closed where the file ends, so every write is a complete file
+        assert _notes(mido.MidiFile(path).tracks[1]) == [(480, 60, "on"), (960, 60, "off")]
+        writes = writer.writes
+        time.sleep(0.1)
+        assert writer.writes == writes  # nothing new: nothing written
+    finally:
+        final = writer.close(end=2.0)
+    assert final == path and not list(path.parent.glob(".*.tmp"))
+    assert _notes(mido.MidiFile(path).tracks[1]) == [(480, 60, "on"), (1920, 60, "off")]
+
+
+def test_an_hour_of_messages_and_tempo_changes_reads_back_whole():
+    """Each message is encoded as it is recorded; the file read back holds every one, at its time."""
+    rec = Recorder(t0=0.0, bpm=100.0)
+    for k in range(20000):
+        rec.record(k * 0.18, [0x90, 40 + k % 40, 80], "player")
+        rec.record(k * 0.18 + 0.1, [0x80, 40 + k % 40, 0], "player")
+        rec.tempo(k * 0.18, 100.0 + k % 3)
+    midi = rec.to_midi(end=3600.0)
+    assert rec.notes("player") == 20000 == sum(1 for m in midi.tracks[1] if m.type == "note_on" and m.velocity)
+    assert midi.length == pytest.approx(3600.0, abs=0.01)

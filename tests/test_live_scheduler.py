@@ -98,6 +98,22 @@ def test_cancel_drops_only_that_tag_s_later_events_and_closes_its_open_notes():
     assert s.open == {}
 
 
+def test_notes_of_a_cancelled_answer_that_arrive_after_its_cancel_are_dropped():
+    """The worker may hand over notes it sampled while the cancel was on its way: none of them sounds."""
+    s = Schedule()
+    s.add(1.0, (NOTE_ON, 60, 80), "clara", 1)
+    s.due(1.0)
+    assert messages(s.cancel(1, after=1.5, now=1.2)) == [(NOTE_OFF, 60, 0)]
+    s.add(1.4, (NOTE_ON, 62, 80), "clara", 1)  # before the cancel's time: still the answer's
+    s.add(1.6, (NOTE_ON, 64, 80), "clara", 1)  # late, after it: dropped
+    s.add(1.7, (NOTE_OFF, 64, 0), "clara", 1)
+    s.add(1.6, (NOTE_ON, 65, 80), "clara", 2)  # the next answer plays
+    assert messages(s.due(10.0)) == [(NOTE_ON, 62, 80), (NOTE_ON, 65, 80)]
+    s.cancel(1, after=3.0, now=10.0)  # a second cancel never moves the line later
+    s.add(2.0, (NOTE_ON, 67, 80), "clara", 1)
+    assert s.due(20.0) == []
+
+
 def test_cancel_with_nothing_of_the_tag_changes_nothing():
     s = Schedule()
     s.add(1.0, (NOTE_ON, 60, 80), "clara", 2)

@@ -22,6 +22,7 @@ from clara_live.live.session import (
     MIN_LEAD,
     REFEED_LEAD,
     START,
+    STOP,
     Answer,
     Command,
     Feed,
@@ -692,6 +693,48 @@ def test_midi_clock_in_sets_the_tempo_and_the_beat():
     before = rig.session.grid.step_at(note)
     rig.on(60, note)
     assert rig.session.grid.step_at(note) == pytest.approx(before)
+
+
+def test_a_stopped_midi_clock_hands_the_tempo_back_and_the_playing_sets_it_again():
+    rig = Rig()
+    last = _clock(rig, T1, 90.0, 4)
+    assert rig.session.tempo_source == "clock"
+    out = rig.event([STOP], last + 0.01)
+    assert rig.session.tempo_source == "bpm" and rig.session.grid.bpm == pytest.approx(100.0)
+    assert any(isinstance(c, Log) and "MIDI clock stopped" in c.text for c in out)
+    tick = 60.0 / 90 / 24  # a master that keeps ticking while stopped does not take the tempo again
+    for i in range(48):
+        rig.event([CLOCK], last + 0.02 + i * tick)
+    assert rig.session.tempo_source == "bpm"
+    assert rig.session._hears_tempo(rig.t)  # the next phrase's tempo is heard from the playing
+
+
+def test_a_silent_midi_clock_hands_the_tempo_back():
+    rig = Rig()
+    last = _clock(rig, T1, 140.0, 4)
+    assert rig.session.grid.bpm == pytest.approx(140.0, abs=0.5)
+    rig.tick_to(last + 0.4)
+    assert rig.session.tempo_source == "clock"
+    rig.tick_to(last + 0.6)  # half a second without a tick
+    assert rig.session.tempo_source == "bpm" and rig.session.grid.bpm == pytest.approx(100.0)
+    assert any(isinstance(c, Log) and "MIDI clock silent" in c.text for c in rig.commands)
+
+
+def test_a_clock_outside_30_to_300_bpm_is_reported_and_ignored_not_clamped():
+    rig = Rig()
+    for i in range(1000):  # 1 kHz: 2,500 bpm
+        rig.event([CLOCK], T1 + i * 0.001)
+    assert rig.session.tempo_source == "bpm" and rig.session.grid.bpm == 100.0
+    reports = [c.text for c in rig.commands if isinstance(c, Log)]
+    assert len(reports) == 1 and "ignored" in reports[0] and "2500 bpm" in reports[0]
+    after = _clock(rig, T1 + 2.0, 120.0, 2)  # a good clock afterwards still leads
+    assert rig.session.tempo_source == "clock" and rig.session.grid.bpm == pytest.approx(120.0, abs=0.5)
+    slow = 60.0 / 20 / 24  # 20 bpm: followed down to 30 (its beat's mean lags), then too slow to follow
+    for i in range(60):
+        rig.event([CLOCK], after + 0.01 + i * slow)
+    assert rig.session.tempo_source == "bpm" and rig.session.grid.bpm == pytest.approx(100.0)
+    texts = [c.text for c in rig.commands if isinstance(c, Log)]
+    assert sum("ignored" in text for text in texts) == 2 and any("out of range" in text for text in texts)
 
 
 def test_midi_clock_is_ignored_when_not_followed():

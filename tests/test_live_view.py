@@ -243,3 +243,12 @@ def test_a_tempo_heard_in_the_playing_says_so_with_the_answer_s_log() -> None:
     assert "84.0 bpm (from your playing)" in visible(lines[1])
     assert "Clara answers 8 beats at 84.0 bpm" in visible(lines[-1])
     assert "84.0 bpm (from your playing)" in plain(state(tempo_source="playing", bpm=84.0))
+
+
+def test_how_to_play_is_a_line_under_the_status_and_the_frame_keeps_its_height():
+    hint = "keys: A S D F G H J K = C D E F G A B C"
+    lines = render(state(hint=hint), 100, 24)
+    assert len(lines) == 24 and hint in visible(lines[2])
+    assert all(hint not in visible(line) for line in render(state(), 100, 24))
+    small = render(state(hint=hint), 100, 7)  # too small to spare a line: the roll keeps its rows
+    assert len(small) == 7 and all(hint not in visible(line) for line in small)

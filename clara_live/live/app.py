@@ -376,6 +376,9 @@ def _output(options: LiveOptions, config: Config, api: int | None, notices: list
         return ports.OutputPort(api, spec=options.output, client=config.live.client_name), False
     if options.virtual and not options.synth:
         return ports.OutputPort(api, virtual="Clara Out", client=config.live.client_name), False
+    if config.live.audio_driver == "none":
+        notices.append("no sound while playing (live.audio_driver none): the session is rendered to WAV at the end")
+        return SilentOutput(), True
     driver = config.live.audio_driver or None
     settings = {}
     if driver is None and api is not None and ports.api_label(api) == "jack":

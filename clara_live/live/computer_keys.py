@@ -84,7 +84,7 @@ class TypingKeyboard:
         return [*out, [NOTE_ON | self.channel, pitch, self.velocity]]
 
     def release(self, key: str, t: float) -> list[list[int]]:  # noqa: ARG002 - the time is the caller's
-        self.reports_release = True
+        self.reports_release = True  # (a terminal that reports one release reports them all)
         held = self.sounding.pop(key.lower(), None)
         return [self._off(held[0])] if held is not None else []
 
@@ -198,6 +198,7 @@ class TerminalKeys:
         return b""
 
     def _kitty(self, code: int, modifiers: int, event: int, t: float) -> None:
+        self.keys.reports_release = True  # the terminal took the protocol: releases will come
         if code in (99, 100) and (modifiers - 1) & 4:  # Ctrl-C or Ctrl-D, which the protocol reports as keys
             os.kill(os.getpid(), signal.SIGINT)
             return
