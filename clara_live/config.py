@@ -18,6 +18,7 @@ import yaml
 from clara_live.errors import ClaraError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
+MAX_SEED = 2**64 - 1  # the largest seed torch's generator takes
 
 
 class ConfigError(ClaraError):
@@ -211,7 +212,7 @@ class SamplingConfig:
         _check(0.0 < self.top_p <= 1.0, "sampling.top_p", "must be in (0, 1]")
         _check(self.temperature > 0.0, "sampling.temperature", "must be positive")
         _check(0.0 <= self.min_p < 1.0, "sampling.min_p", "must be in [0, 1)")
-        _check(self.seed >= -1, "sampling.seed", "must be -1 (fresh each run) or a seed >= 0")
+        _check(-1 <= self.seed <= MAX_SEED, "sampling.seed", f"must be -1 (fresh each run) or a seed 0..{MAX_SEED}")
         _check(self.polyphony >= 1, "sampling.polyphony", "must be at least 1")
         _check(self.max_note_quarters > 0, "sampling.max_note_quarters", "must be positive")
         _check(self.max_repeats >= 0, "sampling.max_repeats", "must be 0 (no guard) or more")
@@ -326,7 +327,9 @@ def _coerce(key: str, value: object, annotation: object) -> object:
     """Return value as the field's type, or refuse it naming the key."""
     kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(annotation), annotation)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value) if abs(value) < 2**1023 else math.inf  # float() overflows past that
+    if kind is float and isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{key}: expected a finite number, got {value!r}")  # YAML's .inf and .nan
     if kind is int and isinstance(value, bool):
         raise ConfigError(f"{key}: expected int, got bool {value!r}")
     if not isinstance(value, kind):  # type: ignore[arg-type]
@@ -385,6 +388,9 @@ def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] 
     if path.exists():
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except OSError as exc:  # a folder, or a file we may not read
+            reason = exc.strerror or exc.__class__.__name__
+            raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
         if not isinstance(data, dict):
