@@ -8,11 +8,12 @@ import pickle
 import pytest
 import torch
 
+from clara_live.codec import make_codec
 from clara_live.config import CodecConfig, ModelConfig
 from clara_live.model import AWDLSTM, ModelError, load_model, save_model
 
 SMALL = ModelConfig(emb_size=8, hidden_size=16, num_layers=2)
-VOCAB = [f"t{i}" for i in range(20)]
+VOCAB = make_codec(CodecConfig(sample_freq=4)).vocabulary()
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 
 from clara_live.atomic import write_bytes, write_text
-from clara_live.config import CodecConfig, ConfigError, from_dict
+from clara_live.config import CodecConfig, Config
 from clara_live.judge.classifier import Classifier
-from clara_live.model.store import WEIGHTS, ModelError, load_weights, read_folder_json
+from clara_live.model.store import WEIGHTS, ModelError, checked_folder, read_folder_json
 
 CONFIG = "judge.json"
 FORMAT = "clara-judge"
@@ -63,14 +63,17 @@ def load_judge(folder: str | Path, kind: str | None = None) -> LoadedJudge:
     if meta.get("kind") not in KINDS or (kind is not None and meta["kind"] != kind):
         raise ModelError(f"{path}: a {meta.get('kind')!r} judge, not a {kind or ' or '.join(KINDS)} judge")
     try:
-        config = from_dict({"model": meta.get("model"), "codec": meta.get("codec")}, str(path))
-        classes, vocabulary = list(meta["classes"]), list(meta["vocabulary"])
+        classes = list(meta["classes"])
         window, stride, hidden = int(meta["window"]), int(meta["stride"]), int(meta["head_hidden"])
         # judges written before the head had a choice are last-layer, LayerNorm ones
-        model = Classifier(len(vocabulary), config.model, len(classes), head_hidden=hidden,
-                           pool_layers=meta.get("pool_layers", "last"), norm=meta.get("norm", "layer"))
-    except (ConfigError, KeyError, TypeError, ValueError) as exc:
+        pool_layers, norm = meta.get("pool_layers", "last"), meta.get("norm", "layer")
+    except (KeyError, TypeError, ValueError) as exc:
         raise ModelError(f"{path}: incomplete or invalid ({exc})") from None
-    load_weights(model, Path(folder) / WEIGHTS, CONFIG)
+
+    def build(config: Config, vocabulary: list[str]) -> Classifier:
+        return Classifier(len(vocabulary), config.model, len(classes), head_hidden=hidden, pool_layers=pool_layers,
+                          norm=norm)
+
+    model, config, vocabulary = checked_folder(folder, meta, CONFIG, build)
     return LoadedJudge(model.eval(), meta["kind"], classes, config.codec, vocabulary, window, stride,
                        meta.get("info") or {})

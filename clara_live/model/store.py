@@ -2,7 +2,8 @@
 codec settings and vocabulary). One `load_model` serves every command.
 
 Weights are read with `torch.load(weights_only=True)`: a corrupt or foreign file is refused
-with a one-line error and never unpickled as arbitrary objects.
+with a one-line error and never unpickled as arbitrary objects. Every loader (models here,
+judges in clara_live/judge/store.py) checks a folder with `checked_folder` before using it.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import dataclasses
 import io
 import json
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
 from clara_live.atomic import write_bytes, write_text
-from clara_live.config import CodecConfig, ConfigError, ModelConfig, from_dict
+from clara_live.codec.tokens import Grammar
+from clara_live.config import CodecConfig, Config, ConfigError, ModelConfig, from_dict
 from clara_live.errors import ClaraError
 from clara_live.model.awd_lstm import AWDLSTM
 
@@ -42,8 +45,12 @@ def save_model(folder: str | Path, model: AWDLSTM, codec: CodecConfig, vocabular
                info: dict | None = None) -> None:
     """Write weights then config, each atomically; config last, so a folder with a config is whole."""
     folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    bad = non_finite(state)
+    if bad is not None:  # such a model would only ever predict NaN
+        raise ModelError(f"{folder}: not saved: {bad} holds NaN or infinite values")
     buffer = io.BytesIO()
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, buffer)
+    torch.save(state, buffer)
     write_bytes(folder / WEIGHTS, buffer.getvalue())
     meta = {
         "format": FORMAT,
@@ -57,22 +64,60 @@ def save_model(folder: str | Path, model: AWDLSTM, codec: CodecConfig, vocabular
 
 
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, list[str], dict]:
-    """The config.json of a model folder, checked."""
+    """The config.json of a model folder, checked (its sections and vocabulary; see checked_folder)."""
+    path = Path(folder) / CONFIG
+    meta = _model_meta(folder)
+    config, vocabulary = check_config(meta, path)
+    return config.model, config.codec, vocabulary, typing.cast(dict, meta.get("info") or {})
+
+
+def _model_meta(folder: str | Path) -> dict:
     path = Path(folder) / CONFIG
     meta = read_folder_json(folder, CONFIG, "model")
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelError(f"{path}: not a Clara model config (format is not {FORMAT!r})")
     if meta.get("version") != VERSION:
         raise ModelError(f"{path}: model format version {meta.get('version')!r}, this Clara reads {VERSION}")
+    return meta
+
+
+def check_config(meta: dict, path: Path) -> tuple[Config, list[str]]:
+    """The model and codec sections of a model-like folder's JSON (path), and its vocabulary: both
+    sections present (a missing one is refused, never filled with defaults), the vocabulary a list
+    of distinct tokens of the codec's grammar that holds every fixed token the codec may need."""
+    for section in ("model", "codec"):
+        if not isinstance(meta.get(section), dict):
+            raise ModelError(f"{path}: no {section!r} section (a model folder records its {section} settings)")
     try:
-        config = from_dict({"model": meta.get("model"), "codec": meta.get("codec")}, str(path))
+        config = from_dict({"model": meta["model"], "codec": meta["codec"]}, str(path))
     except ConfigError as exc:
         raise ModelError(f"{path}: {exc}") from None
     vocabulary = meta.get("vocabulary")
     if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) for t in vocabulary) \
             or len(set(vocabulary)) != len(vocabulary):
         raise ModelError(f"{path}: vocabulary must be a non-empty list of distinct strings")
-    return config.model, config.codec, vocabulary, typing.cast(dict, meta.get("info") or {})
+    grammar = Grammar(config.codec)
+    for token in vocabulary:
+        try:
+            grammar.parse(token)
+        except ValueError as exc:
+            raise ModelError(f"{path}: vocabulary: {exc} (codec.encoding {config.codec.encoding})") from None
+    missing = [t for t in grammar.fixed_vocabulary() if t not in set(vocabulary)]
+    if missing:
+        raise ModelError(f"{path}: vocabulary lacks {len(missing)} tokens its codec needs (e.g. {missing[0]!r})")
+    return config, vocabulary
+
+
+def checked_folder(folder: str | Path, meta: dict, config_name: str,
+                   build: Callable[[Config, list[str]], torch.nn.Module]) -> tuple[torch.nn.Module, Config, list[str]]:
+    """The one check of a model-like folder before use, shared by every loader: its JSON's (meta,
+    read from config_name) sections and vocabulary (check_config), then weights.pt against what
+    build(config, vocabulary) makes (load_weights: names, shapes, finite values). Returns the
+    built model with the folder's weights, and the config and vocabulary."""
+    path = Path(folder) / config_name
+    config, vocabulary = check_config(meta, path)
+    model = load_weights(lambda: build(config, vocabulary), Path(folder) / WEIGHTS, config_name)
+    return model, config, vocabulary
 
 
 def read_folder_json(folder: str | Path, name: str, what: str) -> object:
@@ -89,16 +134,20 @@ def read_folder_json(folder: str | Path, name: str, what: str) -> object:
 
 
 def load_model(folder: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load a model folder for inference (eval mode) on device."""
-    model_config, codec, vocabulary, info = read_model_config(folder)
-    model = AWDLSTM(len(vocabulary), model_config)
-    load_weights(model, Path(folder) / WEIGHTS)
-    return LoadedModel(model.to(device).eval(), codec, vocabulary, info)
+    """Load a model folder for inference (eval mode) on device, checked first (checked_folder)."""
+    meta = _model_meta(folder)
+    model, config, vocabulary = checked_folder(folder, meta, CONFIG,
+                                               lambda config, vocabulary: AWDLSTM(len(vocabulary), config.model))
+    return LoadedModel(model.to(device).eval(), config.codec, vocabulary, typing.cast(dict, meta.get("info") or {}))
 
 
-def load_weights(model: torch.nn.Module, path: Path, config_name: str = CONFIG) -> None:
-    """Fill model from a plain state dict of tensors, read with weights_only=True (never unpickling
-    code); ModelError names the file and why it does not fit."""
+def load_weights(build: Callable[[], torch.nn.Module], path: Path, config_name: str = CONFIG) -> torch.nn.Module:
+    """build() filled from a plain state dict of tensors, read with weights_only=True (never
+    unpickling code); ModelError names the file and why it does not fit.
+
+    The names and shapes are compared with a model built on torch's meta device (no memory), so
+    a config whose sizes would need many gigabytes is refused before anything is allocated; NaN
+    or infinite weights are refused too (they would only ever produce NaN)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -108,7 +157,30 @@ def load_weights(model: torch.nn.Module, path: Path, config_name: str = CONFIG) 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ModelError(f"{path}: not a state dict of tensors")
     try:
+        with torch.device("meta"):
+            expected = {name: tuple(t.shape) for name, t in build().state_dict().items()}
+    except (TypeError, ValueError) as exc:  # a setting the model refuses (a judge's head)
+        raise ModelError(f"{path.parent / config_name}: incomplete or invalid ({exc})") from None
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
+        raise ModelError(f"{path}: weights do not fit {config_name} ({what})")
+    for name, shape in expected.items():
+        if tuple(state[name].shape) != shape:
+            raise ModelError(f"{path}: weights do not fit {config_name} ({name} is {list(state[name].shape)} in "
+                             f"the file, {list(shape)} by the config)")
+    bad = non_finite(state)
+    if bad is not None:
+        raise ModelError(f"{path}: {bad} holds NaN or infinite values")
+    model = build()
+    try:
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[1:2] or [str(exc)[:200]]
         raise ModelError(f"{path}: weights do not fit {config_name} ({first[0].strip()})") from None
+    return model
+
+
+def non_finite(state: dict[str, torch.Tensor]) -> str | None:
+    """The name of the first tensor of a state dict holding NaN or an infinity, or None."""
+    return next((name for name, t in state.items() if t.is_floating_point() and not torch.isfinite(t).all()), None)
