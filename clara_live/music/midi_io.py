@@ -71,14 +71,21 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
                               arr["pitch"].tolist(), arr["velocity"].tolist(), strict=True):
             notes.append(Note(s, e, p, max(1, v), family, part))
     notes.sort()
-    bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    tempos = _tempos(score)
+    bpm = float(tempos[0].qpm) if tempos else 120.0
     return Piece(notes, bpm, str(path))
+
+
+def _tempos(score: symusic.Score) -> list:
+    """The score's tempo changes but those of 0 microseconds a quarter (an infinite tempo: time
+    would stand still), which are left out as players ignore them."""
+    return [t for t in score.tempos if t.mspq > 0]
 
 
 def _seconds(score: symusic.Score, ticks: np.ndarray) -> np.ndarray:
     """Tick times in seconds through the score's tempo changes (120 bpm before the first)."""
     tpq = float(score.ticks_per_quarter)
-    changes = sorted((int(t.time), float(t.mspq)) for t in score.tempos) or [(0, 500_000.0)]
+    changes = sorted((int(t.time), float(t.mspq)) for t in _tempos(score)) or [(0, 500_000.0)]
     if changes[0][0] > 0:
         changes.insert(0, (0, 500_000.0))
     at = np.array([c[0] for c in changes], dtype=np.float64)
@@ -116,7 +123,7 @@ def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.
     ticks_per_step = -(-480 // sample_freq)  # ceil: at least 480 ticks per quarter
     midi = mido.MidiFile(type=1, ticks_per_beat=ticks_per_step * sample_freq)
     conductor = mido.MidiTrack()
-    conductor.append(mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(bpm), time=0))
+    conductor.append(mido.MetaMessage("set_tempo", tempo=midi_tempo(bpm), time=0))
     conductor.append(mido.MetaMessage("time_signature", numerator=4, denominator=4, time=0))
     midi.tracks.append(conductor)
     parts: dict[str, list[StepNote]] = defaultdict(list)
@@ -140,6 +147,14 @@ def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.
             now = tick
         midi.tracks.append(track)
     return midi
+
+
+def midi_tempo(bpm: float) -> int:
+    """bpm as a set_tempo a MIDI file can hold: 1..0xFFFFFF microseconds a quarter (never 0, which
+    stops time); 120 bpm for a bpm that is no tempo at all (0, negative, NaN)."""
+    if not bpm > 0:
+        bpm = 120.0
+    return min(max(round(60e6 / bpm), 1), 0xFFFFFF)
 
 
 def write_midi(midi: mido.MidiFile, path: str | Path) -> None:
