@@ -216,7 +216,7 @@ def test_unknown_suffix_raises_input_error_naming_it(tmp_path):
 
 
 def test_directory_is_not_a_file(tmp_path):
-    with pytest.raises(InputError, match="no such file"):
+    with pytest.raises(InputError, match=r"not a regular file \(a folder\)"):
         read_music(tmp_path)
 
 

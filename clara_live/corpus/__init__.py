@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 from tqdm import tqdm
 
-from clara_live.atomic import atomic_open, write_text
+from clara_live.atomic import atomic_open, make_folder, write_text
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig, Config
@@ -41,7 +41,7 @@ from clara_live.corpus.works import Member, assign, fingerprint, split_of
 from clara_live.errors import ClaraError
 from clara_live.music.beats import on_beats, read_beats
 from clara_live.music.midi_io import read_midi
-from clara_live.music.read import read_music
+from clara_live.music.read import not_regular, read_music
 
 __all__ = ["MANIFEST", "SPLITS", "Source", "build_corpus", "corpus_kind", "encode_source", "find_sources",
            "split_of", "summary"]
@@ -67,6 +67,10 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
     with beat annotations on its beats when `grid` is "beats"."""
     if grid != "beats" or not source.beats:
         source = source._replace(beats="")
+    if not source.location.startswith("music21:"):
+        kind = not_regular(source.location)
+        if kind is not None:
+            return Encoded(source, [], 0, -1, [], f"{source.location}: {kind}")
     try:
         key = None
         if cache_folder and not source.location.startswith("music21:"):
@@ -122,6 +126,7 @@ def build_corpus(specs: list[str], out: str | Path, config: Config, progress: bo
     """Build the corpus in out; returns the manifest (also written to out/manifest.json)."""
     out = Path(out)
     sources = find_sources(specs)
+    make_folder(out)  # a bad --out is said now, not after encoding every file
     folder = cache_folder(config)
     jobs = [(s, config.codec, folder, config.corpus.performance_grid) for s in sources]
     workers = config.corpus.workers or os.cpu_count() or 1

@@ -63,7 +63,7 @@ def find_sources(specs: Iterable[str]) -> list[Source]:
         path = Path(spec)
         if path.is_dir():
             sources += _folder(path)
-        elif path.is_file():
+        elif path.exists() or path.is_symlink():  # a FIFO or a dangling link too: skipped and reported
             sources.append(Source(str(path), path.name, path.parent.name, "", path.name))
         else:
             raise InputError(f"{spec}: no such file or folder")
@@ -114,7 +114,9 @@ def _header(path: Path) -> list[str]:
 
 
 def _files(path: Path) -> list[Path]:
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+    """The music files under path, by suffix; a folder, FIFO or dangling link with such a name too,
+    so that the build reports it (encode_source) rather than passing over it in silence."""
+    return sorted(p for p in path.rglob("*") if p.suffix.lower() in READABLE_SUFFIXES)
 
 
 def _plain(path: Path) -> list[Source]:

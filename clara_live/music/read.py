@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 from clara_live.errors import InputError
@@ -18,8 +19,9 @@ def read_music(source: str | Path, sustain_pedal: bool = True) -> Piece:
     if text.startswith(CORPUS_PREFIX):
         return read_score(text)
     path = Path(source)
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
+    kind = not_regular(path)
+    if kind is not None:
+        raise InputError(f"{path}: {kind}")
     suffix = path.suffix.lower()
     if suffix in MIDI_SUFFIXES:
         return read_midi(path, sustain_pedal)
@@ -27,3 +29,21 @@ def read_music(source: str | Path, sustain_pedal: bool = True) -> Piece:
         return read_score(path)
     raise InputError(f"{path}: unknown file type {suffix or '(none)'} "
                      f"(expected one of {' '.join(READABLE_SUFFIXES)})")
+
+
+def not_regular(path: str | Path) -> str | None:
+    """None for a regular file (or a link to one); else why it cannot be read as music: no such
+    file, a folder, a FIFO, a dangling link... (reading a FIFO would wait for a writer forever)."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if path.is_symlink():
+            return "not a regular file (a dangling link)"
+        return "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read ({exc.strerror})"
+    if stat.S_ISREG(mode):
+        return None
+    kinds = {stat.S_ISDIR: "a folder", stat.S_ISFIFO: "a FIFO", stat.S_ISSOCK: "a socket",
+             stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device"}
+    kind = next((name for test, name in kinds.items() if test(mode)), "not a plain file")
+    return f"not a regular file ({kind})"
