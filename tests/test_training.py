@@ -101,7 +101,7 @@ def test_finetune_refuses_an_incompatible_base(corpus, tmp_path):
     out = tmp_path / "base"
     train(corpus, out, load_config(overrides=TINY + ["training.max_steps=2"]), progress=False)
     meta = json.loads((out / "model" / "config.json").read_text())
-    meta["codec"]["sample_freq"] = 4
+    meta["codec"].update(sample_freq=4, max_wait=25)  # max_wait: its vocabulary's waits still fit its codec
     (out / "model" / "config.json").write_text(json.dumps(meta))
     with pytest.raises(Exception, match="codec.sample_freq is 4 but the corpus has 12"):
         train(corpus, tmp_path / "p", load_config(overrides=TINY), init=str(out / "model"), progress=False)

@@ -31,14 +31,15 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from clara_live.atomic import write_bytes
+from clara_live.atomic import make_folder, remove_stale_temps, write_bytes
 from clara_live.config import Config, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
+from clara_live.model.store import CONFIG, WEIGHTS
 from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
 from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
-from training.heldout import write_splits
+from training.heldout import SPLITS, write_splits
 from training.plot import plot_metrics
 
 CHECKPOINT = "checkpoint.pt"
@@ -130,7 +131,13 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=max(total, 2),
                                                    pct_start=cfg.warmup_fraction)
     position, hidden = Position(), None
+    if rank == 0:
+        make_folder(out)  # a --out that is a file is said now, not at the first log line
     if resume:
+        if rank == 0:  # a run killed mid-write (SIGKILL) left temporary files; rank 0 is the one writer
+            for target in (out / CHECKPOINT, out / "loss.png", out / "model" / WEIGHTS, out / "model" / CONFIG,
+                           out / "model" / SPLITS):
+                remove_stale_temps(target)
         position, hidden = _load_checkpoint(out / CHECKPOINT, model, optimiser, schedule, device, rank, world)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
@@ -270,7 +277,12 @@ def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], pos
                 + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
         optimiser.zero_grad(set_to_none=True)
         regularised.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+        if not _finite(loss, norm, world):  # before the step: the weights, checkpoint and model stay as they were
+            bar.close()
+            raise ClaraError(f"training step {position.global_step + 1}: the loss ({loss.item():.4g}) or its gradient "
+                             f"(norm {norm.item():.4g}) is not finite; stopped, {CHECKPOINT} and model/ are as "
+                             "the last finite step left them (a lower training.lr, or another --init)")
         optimiser.step()
         schedule.step()
         position.step += 1
@@ -295,6 +307,15 @@ def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], pos
             break
     bar.close()
     return hidden
+
+
+def _finite(loss: torch.Tensor, norm: torch.Tensor, world: int) -> bool:
+    """Whether this step's loss and gradient norm are finite on every rank (under torchrun the ranks
+    agree, so they stop together rather than one waiting on the others forever)."""
+    ok = (torch.isfinite(loss.detach()) & torch.isfinite(norm)).float()
+    if world > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
 
 
 def _log(out: Path, record: dict) -> None:
