@@ -8,12 +8,15 @@ batch (several inputs) reports each bad item, goes on with the rest, and exits 1
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clara_live import __version__
+from clara_live.atomic import make_folder
 from clara_live.config import SAMPLING_PRESETS, Config, load_config
 from clara_live.errors import ClaraError, InputError
 
@@ -222,8 +225,8 @@ def _natural_int(text: str) -> int:
 
 def _positive_float(text: str) -> float:
     value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text}: must be positive")
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text}: must be a positive number")
     return value
 
 
@@ -249,8 +252,7 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[tuple[str, Pa
     """One output per input: OUT itself for a single input, else OUT/<stem><suffix>."""
     if len(inputs) == 1 and not Path(out).is_dir():
         return [(inputs[0], Path(out))]
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = make_folder(out)
     stems = [Path(i.split(":", 1)[-1]).stem for i in inputs]
     # two inputs with one stem must not overwrite each other
     return [(i, folder / (f"{s}{suffix}" if stems.count(s) == 1 else f"{s}-{n}{suffix}"))
@@ -326,8 +328,9 @@ def _cmd_train(args: argparse.Namespace, config: Config) -> int:
 
     result = train(args.corpus, args.out, config, init=args.init, resume=args.resume)
     if int(os.environ.get("RANK", 0)) == 0:  # under torchrun, one report
-        print(f"trained {result['step']} steps; best valid NLL {result['best_valid_nll']:.4f} nats/token; "
-              f"model in {args.out}/model")
+        best = result["best_valid_nll"]  # inf until an epoch's validation
+        valid = f"best valid NLL {best:.4f} nats/token" if math.isfinite(best) else "no epoch validated yet"
+        print(f"trained {result['step']} steps; {valid}; model in {args.out}/model")
     return 0
 
 
@@ -352,15 +355,20 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
         try:
             encoded = normalise(to_steps(read_music(source, loaded.codec.sustain_pedal), loaded.codec))
             tokens = codec.encode(encoded)
+            if len(tokens) < 2:  # the first token is never predicted: nothing to score
+                raise InputError(f"{source}: no notes to evaluate" if not encoded else
+                                 f"{source}: too short to evaluate ({len(tokens)} token)")
             sequences.append(token_ids(tokens, index, unknown, source))
             notes += len(encoded)
         except (ClaraError, ValueError) as exc:  # unreadable file, or a token the model never saw
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)
+    if not sequences:  # every input was reported above
+        return 1
     result = {**score(loaded.model, sequences), "files": len(sequences), "notes": notes}
     result["bits_per_note"] = bits_per_note(result["nll"], result["tokens"], notes)
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))  # always JSON: a NaN would be a bug, raised here
     else:
         print(f"{result['files']} files, {result['notes']} notes, {result['tokens']} tokens: "
               f"{result['bits_per_note']:.3f} bits/note, NLL {result['nll']:.4f} nats/token, "
@@ -544,9 +552,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = _config(args)
-        return args.run(args, config)
+        status = args.run(args, config)
+        sys.stdout.flush()  # here, so a reader that left early (`| head`) is seen below, not at exit
+        return status
     except ClaraError as exc:
         print(f"clara: error: {exc}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # the reader of stdout went away: stop quietly, as Python's docs advise (the note on SIGPIPE
+        # in the signal module): what is left in stdout's buffer goes to devnull, not to a second error
+        # at exit
+        with contextlib.suppress(OSError, ValueError):  # a stdout with no file descriptor has no buffer to drop
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
         print("clara: interrupted", file=sys.stderr)
