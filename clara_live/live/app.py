@@ -94,7 +94,12 @@ class Roll:
         return tuple(finished + sounding)
 
 
-def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> int:
+def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, player=None, output=None) -> int:
+    """Run a session until Ctrl-C, SIGTERM, --duration, the end of a played file, or a failure (ClaraError).
+
+    player: a callable(sink) -> an input (a `TimedInput`, say) used instead of the one options name;
+    output: an output (send, close) used instead; both for soak tests and benchmarks that feed and
+    check the session through exactly this code."""
     from clara_live.engine import build_engine
     from clara_live.live import ports
     from clara_live.live.worker import Worker
@@ -116,10 +121,16 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
     with contextlib.ExitStack() as stack:
         api = _midi_system(options, live, notices)
         made: list[Session] = []  # the session, once there is one: the computer keyboard's notes last its beat
-        source = _input(options, api, live.client_name, lambda m, t: events.put((m, t)),
-                        lambda: made[0].beat_seconds if made else 60.0 / live.bpm, notices)
+        sink = lambda m, t: events.put((m, t))  # noqa: E731 - the readers' one way in
+        if player is not None:
+            source = player(sink)
+        else:
+            source = _input(options, api, live.client_name, sink,
+                            lambda: made[0].beat_seconds if made else 60.0 / live.bpm, notices)
         stack.callback(source.close)
-        output, silent = _output(options, config, api, notices)
+        silent = False
+        if output is None:
+            output, silent = _output(options, config, api, notices)
         stack.callback(output.close)
         t0 = time.monotonic()
         session = Session(live, loaded.codec, config.sampling, t0, config.sampling.beats_per_bar)
@@ -173,7 +184,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout) -> 
                 from clara_live.live.view import TerminalView
 
                 view = stack.enter_context(TerminalView(out))
-            if isinstance(source, TimedInput):
+            if isinstance(source, TimedInput) and not source.began:
                 source.start()  # the file's first note counts from here, with everything ready
             _loop(session, events, scheduler, worker, recorder, roll, log, logs, view, ports_line, options, stats,
                   source, watchdog)

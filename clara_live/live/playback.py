@@ -85,6 +85,7 @@ class TimedInput:
             self._book(message)
             self.sink(list(message), self.clock())
             self.sent += 1
+        self._release()  # the file is over: the player's hands leave the keys
         self.done.set()
 
     def _book(self, message: list[int]) -> None:
@@ -103,6 +104,9 @@ class TimedInput:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(1.0)
+        self._release()
+
+    def _release(self) -> None:
         now = self.clock()
         for channel, key in sorted(self._held):
             self.sink([NOTE_OFF | channel, key, 0], now)

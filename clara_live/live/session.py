@@ -202,6 +202,8 @@ class Session:
         if status >= 0xF8:
             return self._realtime(status, t)
         kind, channel = status & 0xF0, status & 0x0F
+        if status < 0x80 or not all(0 <= b < 0x80 for b in message[1:3]):
+            return []  # a data byte without its status, or data bytes out of range: not a message
         out: list[Command] = []
         if kind == NOTE_ON and len(message) >= 3 and message[2] > 0:
             out += self._note_on(message[1], message[2], t)

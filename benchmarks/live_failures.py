@@ -1,0 +1,138 @@
+"""How fast `clara live` notices a lost JACK server, and how much of a session a SIGKILL loses.
+
+1. Lost server: a JACK server of its own (dummy driver), `clara live --virtual` on it; the server is
+   stopped (SIGTERM) or killed (SIGKILL); measured from the moment jackd has exited to `clara live`
+   printing "session saved" and to its exit. Goal: within 1 s, the session saved.
+2. SIGKILL: `clara live --play` a MAESTRO performance (no audio: live.audio_driver none), killed with
+   SIGKILL at a random moment 4-12 s in; lost = the time from the last note saved to the last note
+   the file had played by the kill. Goal: at most 5 s (the session is written every 2 s).
+
+    python benchmarks/live_failures.py [--rounds N] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import mido
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from clara_live.live.playback import performance  # noqa: E402
+
+MAESTRO = REPO.parent / "shared" / "midi" / "maestro" / "maestro_1.mid"
+
+
+class Live:
+    def __init__(self, args: list[str], env: dict, save_dir: Path) -> None:
+        command = [sys.executable, "-m", "clara_live", "live", "--no-ui", "--save-dir", str(save_dir), *args]
+        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+        self.seen: dict[str, float] = {}
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            for key in ("clara live ready", "session saved"):
+                if key in line and key not in self.seen:
+                    self.seen[key] = time.monotonic()
+
+    def wait_for(self, key: str, timeout: float = 60.0) -> float:
+        deadline = time.monotonic() + timeout
+        while key not in self.seen:
+            if time.monotonic() > deadline or (self.proc.poll() is not None and not self._reader.is_alive()):
+                raise RuntimeError(f"no {key!r}: " + "\n".join(self.lines[-10:]))
+            time.sleep(0.002)
+        return self.seen[key]
+
+
+def lost_server(how: str, tmp: Path) -> dict:
+    name = f"clara-bench-{os.getpid()}"
+    server = subprocess.Popen([shutil.which("jackd"), "-R", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        subprocess.run(["jack_wait", "-s", name, "-n", f"w-{os.getpid()}", "-w", "-t", "10"], capture_output=True)
+        live = Live(["--midi-api", "jack", "--virtual"], {"JACK_DEFAULT_SERVER": name}, tmp)
+        live.wait_for("clara live ready")
+        time.sleep(2.0)
+        server.send_signal(signal.SIGTERM if how == "stop" else signal.SIGKILL)
+        server.wait()
+        gone = time.monotonic()
+        saved = live.wait_for("session saved", 30) - gone
+        live.proc.wait(30)
+        return {"how": how, "saved_s": saved, "exit_s": time.monotonic() - gone, "status": live.proc.returncode,
+                "said": next((line for line in live.lines if line.startswith("clara: error:")), None)}
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+        if how == "kill":  # give back the server's row in JACK's table: start and stop one of that name
+            again = subprocess.Popen([shutil.which("jackd"), "-n", name, "-d", "dummy"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            subprocess.run(["jack_wait", "-s", name, "-n", f"w-{os.getpid()}", "-w", "-t", "10"], capture_output=True)
+            again.terminate()
+            again.wait()
+
+
+def sigkill_loss(rng: random.Random, tmp: Path) -> dict:
+    live = Live(["--play", str(MAESTRO), "--midi-api", "jack", "--set", "live.audio_driver=none"],
+                {"JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}, tmp)
+    ready = live.wait_for("clara live ready")
+    after = rng.uniform(4.0, 12.0)
+    time.sleep(after)
+    killed = time.monotonic()
+    live.proc.send_signal(signal.SIGKILL)
+    live.proc.wait()
+    [path] = sorted(tmp.glob("clara-session-*.mid"))
+    midi = mido.MidiFile(str(path))
+    saved = sum(1 for m in midi.tracks[1] if m.type == "note_on" and m.velocity > 0)
+    onsets = [t for t, m in performance(MAESTRO) if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    played = [t for t in onsets if t <= killed - ready]
+    last_saved = onsets[saved - 1] if saved else 0.0
+    return {"killed_after_s": killed - ready, "notes_played": len(played), "notes_saved": saved,
+            "lost_s": (played[-1] - last_saved) if played else 0.0}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    rng = random.Random(0)
+    results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
+                     "lost_server": [], "sigkill": []}
+    for k in range(args.rounds):
+        for how in ("stop", "kill"):
+            with tempfile.TemporaryDirectory() as tmp:
+                results["lost_server"].append(lost_server(how, Path(tmp)))
+        with tempfile.TemporaryDirectory() as tmp:
+            results["sigkill"].append(sigkill_loss(rng, Path(tmp)))
+        print(f"round {k + 1}: {results['lost_server'][-2:]} {results['sigkill'][-1]}", flush=True)
+    saved = [r["saved_s"] for r in results["lost_server"]]
+    lost = [r["lost_s"] for r in results["sigkill"]]
+    print(f"lost JACK server -> session saved: max {max(saved):.2f} s, mean {sum(saved) / len(saved):.2f} s "
+          f"over {len(saved)} (stop and kill); status {sorted({r['status'] for r in results['lost_server']})}")
+    print(f"SIGKILL: at most {max(lost):.2f} s of playing lost (mean {sum(lost) / len(lost):.2f} s) over {len(lost)}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
