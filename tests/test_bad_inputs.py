@@ -331,3 +331,15 @@ def test_reading_a_fifo_says_so_rather_than_waiting(tmp_path, capsys):
     os.mkfifo(tmp_path / "fifo.mid")
     assert main(["encode", str(tmp_path / "fifo.mid"), "-o", str(tmp_path / "x.txt")]) == 1
     one_line(capsys.readouterr().err, "fifo.mid", "not a regular file (a FIFO)")
+
+
+def test_a_corrupt_delta_time_is_refused_rather_than_encoded_for_ever(tmp_path, capsys):
+    """An 80-byte file whose second note comes 2**28 - 1 quarters on (130 million wait tokens)."""
+    midi = mido.MidiFile(type=0, ticks_per_beat=1)
+    midi.tracks.append(mido.MidiTrack([mido.Message("note_on", note=60, velocity=80, time=0),
+                                       mido.Message("note_off", note=60, velocity=0, time=1),
+                                       mido.Message("note_on", note=62, velocity=80, time=2**28 - 1),
+                                       mido.Message("note_off", note=62, velocity=0, time=1)]))
+    midi.save(str(tmp_path / "late.mid"))
+    assert main(["encode", str(tmp_path / "late.mid"), "-o", str(tmp_path / "x.txt")]) == 1
+    one_line(capsys.readouterr().err, "late.mid", "quarter note 268,435,457", "past the 65,536")

@@ -24,6 +24,10 @@ from clara_live.music.notes import FAMILIES, PIANO, VIOLIN, Note, Piece, StepNot
 from clara_live.music.pedal_scan import noteless_track_pedals
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
+# the longest a file's notes may run, in quarter notes: 9 hours at 120 bpm, 18 times the longest piece
+# of the corpora here (3,624). A corrupt delta time can put a note 2**28 ticks on (with one tick a
+# quarter, 130 million wait tokens and gigabytes from an 80-byte file)
+MAX_QUARTERS = 65_536
 _PART_NAMES = {PIANO: "piano", VIOLIN: "violin", "cello": "cello"}
 _PART_PROGRAMS = {**PROGRAM_OF_FAMILY, "cello": 42}
 
@@ -66,6 +70,9 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
         end = start + np.maximum(arr["duration"].astype(np.int64), 0)
         if pedals.get(track.program):
             end = _hold_under_pedal(end, pedals[track.program])
+        if end.max() > MAX_QUARTERS * tpq:
+            raise InputError(f"{path}: a note ends at quarter note {end.max() / tpq:,.0f}, past the "
+                             f"{MAX_QUARTERS:,} a piece may span (a corrupt delta time?)")
         on, off = (_seconds(score, start), _seconds(score, end)) if seconds else (start / tpq, end / tpq)
         for s, e, p, v in zip(on.tolist(), off.tolist(),
                               arr["pitch"].tolist(), arr["velocity"].tolist(), strict=True):
