@@ -33,7 +33,10 @@ demo: install
 	$(BIN)/clara continue $(SHARED)/midi/maestro/maestro_1.mid -o $(OUT)/maestro_1.continued.mid --seconds 16 \
 		--png $(OUT)/maestro_1.continued.png
 
+# the Debian packages some tests use first (.ci/system-deps: installed as root or by sudo without a
+# password, else one line with the command and how many tests will skip)
 test: install-dev
+	.ci/system-deps $(BIN)/python
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install

@@ -1,11 +1,15 @@
 """Shared fixtures: the real MIDI files beside the repository (../shared) and the checks that
-every codec test makes on a decoded file (paired note-ons, note-level F1, the full round trip).
+every codec test makes on a decoded file (paired note-ons, note-level F1, the full round trip);
+and the Debian packages some tests need (`@pytest.mark.system(...)`): a test whose package is
+missing is skipped, and the run ends with one line naming the packages and the command that
+installs them (which `make test` runs first, through .ci/system-deps, where it can).
 """
 
 from __future__ import annotations
 
 import os
 import random
+import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -35,6 +39,53 @@ settings.register_profile("clara", max_examples=150, deadline=None,
 # HYPOTHESIS_PROFILE=thorough for a longer hunt before a release
 settings.register_profile("thorough", parent=settings.get_profile("clara"), max_examples=3000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "clara"))
+
+
+# the Debian packages tests need, each with how a run sees that it is there
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+SYSTEM_PACKAGES: dict[str, Callable[[], bool]] = {
+    "fluidsynth": lambda: shutil.which("fluidsynth") is not None,
+    "fluid-soundfont-gm": SOUNDFONT.is_file,
+    "jackd2": lambda: shutil.which("jackd") is not None,
+}
+FIXTURE_PACKAGES = {"jack_server": ("jackd2",)}  # every test that uses the fixture needs these too
+INSTALL = "sudo apt-get install --no-install-recommends"
+_MISSING = "missing_system_packages"  # the user property that carries them to the summary (xdist too)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--missing-system-packages", action="store_true",
+                     help="print how many tests would skip for a missing Debian package, and which packages "
+                          "(`missing-system-packages: N PACKAGE...`), and run nothing (.ci/system-deps)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip each test whose packages (its `system` marks, its fixtures') are missing, saying how to install them."""
+    present = {name: check() for name, check in SYSTEM_PACKAGES.items()}
+    count, wanted = 0, set()
+    for item in items:
+        packages = {p for mark in item.iter_markers("system") for p in mark.args}
+        packages |= {p for name in item.fixturenames for p in FIXTURE_PACKAGES.get(name, ())}
+        missing = [p for p in SYSTEM_PACKAGES if p in packages and not present[p]]
+        if missing:
+            count += 1
+            wanted.update(missing)
+            item.add_marker(pytest.mark.skip(reason=f"needs {' '.join(missing)}: {INSTALL} {' '.join(missing)}"))
+            item.user_properties.append((_MISSING, " ".join(missing)))
+    if config.getoption("missing_system_packages"):
+        print(f"\nmissing-system-packages: {count} {' '.join(p for p in SYSTEM_PACKAGES if p in wanted)}")
+        config.hook.pytest_deselected(items=list(items))
+        items.clear()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    """One line at the end when tests were skipped for want of a system package: which, and the command."""
+    skipped = [dict(getattr(r, "user_properties", ())).get(_MISSING) for r in terminalreporter.stats.get("skipped", [])]
+    wanted = {p for packages in skipped if packages for p in packages.split()}
+    if wanted:
+        packages, count = " ".join(p for p in SYSTEM_PACKAGES if p in wanted), sum(1 for p in skipped if p)
+        terminalreporter.write_line(f"{count} test{'s' * (count != 1)} skipped for want of {packages} (not "
+                                    f"installed); install with: {INSTALL} {packages}", yellow=True, bold=True)
 
 
 def _name(path: Path) -> str:

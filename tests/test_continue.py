@@ -96,9 +96,8 @@ def test_aab_repeats_the_phrase_and_departs_from_its_middle(tmp_path):
     assert not any(t >= 3 * phrase for t, _, _ in notes)
 
 
+@pytest.mark.system("fluidsynth", "fluid-soundfont-gm")
 def test_png_and_wav(tmp_path):
-    if not Path("/usr/share/sounds/sf2/FluidR3_GM.sf2").exists():
-        pytest.skip("fluid-soundfont-gm is not installed (.ci/run installs it)")
     out, png, wav = tmp_path / "o.mid", tmp_path / "o.png", tmp_path / "o.wav"
     assert main(["continue", str(_prompt()), "-o", str(out), "--seconds", "3", "--seed", "2",
                  "--png", str(png), "--wav", str(wav)]) == 0

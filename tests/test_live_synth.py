@@ -4,7 +4,6 @@ which renders in real time, so the WAV shows when each note sounded and when it 
 from __future__ import annotations
 
 import gc
-import shutil
 import time
 import wave
 from pathlib import Path
@@ -13,10 +12,9 @@ import numpy as np
 import pytest
 
 from clara_live.errors import ClaraError
-from clara_live.live.synth import DEFAULT_SOUNDFONT, RELEASE_S, FluidSynthOutput, shell_command
+from clara_live.live.synth import RELEASE_S, FluidSynthOutput, shell_command
 
-needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None or not DEFAULT_SOUNDFONT.is_file(),
-                                      reason="fluidsynth or fluid-soundfont-gm not installed (.ci/run installs them)")
+needs_fluidsynth = pytest.mark.system("fluidsynth", "fluid-soundfont-gm")
 BLOCK_S = 0.02
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import wave
 from pathlib import Path
 
@@ -19,8 +18,7 @@ SCALE = [StepNote(6 * i, 6 * i + 6, p, 100) for i, p in enumerate([60, 62, 64, 6
 CHORD = [StepNote(144, 168, p, 100) for p in (60, 64, 67)]  # 6-7 s, after 4 s of silence
 MIDI_SECONDS = 7.0
 
-needs_fluidsynth = pytest.mark.skipif(shutil.which("fluidsynth") is None,
-                                      reason="fluidsynth not installed (.ci/run installs it)")
+needs_fluidsynth = pytest.mark.system("fluidsynth", "fluid-soundfont-gm")  # renders with the default soundfont
 
 
 def dbfs(samples: np.ndarray) -> float:
@@ -38,8 +36,6 @@ def write_piece(path: Path, notes: list[StepNote]) -> Path:
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple, np.ndarray]:
     """The scale, 4 s of silence and a chord, rendered once: (folder, WAV params, (frames, channels))."""
     folder = tmp_path_factory.mktemp("render")
-    if shutil.which("fluidsynth") is None:
-        pytest.skip("fluidsynth not installed (.ci/run installs it)")
     render_wav(write_piece(folder / "piece.mid", SCALE + CHORD), folder / "piece.wav")
     with wave.open(str(folder / "piece.wav"), "rb") as w:
         params = w.getparams()
@@ -51,6 +47,7 @@ def span(params: tuple, samples: np.ndarray, start_s: float, end_s: float) -> np
     return samples[round(start_s * params.framerate):round(end_s * params.framerate)]
 
 
+@needs_fluidsynth
 def test_wav_format_and_length(rendered) -> None:
     folder, params, samples = rendered
     assert (params.framerate, params.nchannels, params.sampwidth) == (44100, 2, 2)
@@ -60,6 +57,7 @@ def test_wav_format_and_length(rendered) -> None:
     assert sorted(p.name for p in folder.iterdir()) == ["piece.mid", "piece.wav"]  # no temporary left
 
 
+@needs_fluidsynth
 def test_sound_where_the_notes_are(rendered) -> None:
     _, params, samples = rendered
     scale, chord = dbfs(span(params, samples, 0, 2)), dbfs(span(params, samples, 6, 7))
@@ -72,6 +70,7 @@ def test_sound_where_the_notes_are(rendered) -> None:
     assert 0 <= loudest < 2.2 or 6 <= loudest < 7.2, loudest
 
 
+@needs_fluidsynth
 def test_release_is_rendered_then_fades(rendered) -> None:
     _, params, samples = rendered
     release = dbfs(span(params, samples, MIDI_SECONDS, MIDI_SECONDS + 0.15))
