@@ -485,13 +485,13 @@ def _judged(args: argparse.Namespace, kind: str, folder: str | None = None, inpu
 
 
 def _cmd_critic(args: argparse.Namespace, config: Config) -> int:
-    import json
+    from clara_live import finite_json
 
     judge, judged, failed = _judged(args, "critic")
     results = [{"file": source, "human": round(float(probs[judge.classes.index("human")]), 4)}
                for source, probs in judged]
     if args.json:
-        print(json.dumps(results))
+        print(finite_json.dumps(results))
     else:
         for r in results:
             print(f"{r['file']}: human {r['human']:.0%}")
@@ -499,10 +499,9 @@ def _cmd_critic(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_score(args: argparse.Namespace, config: Config) -> int:
-    import json
-
     import torch
 
+    from clara_live import finite_json
     from clara_live.music.read import READABLE_SUFFIXES
     from training.score import inception_score, novel
 
@@ -520,7 +519,7 @@ def _cmd_score(args: argparse.Namespace, config: Config) -> int:
     result = {"files": len(by_composer), "inception_score": inception_score(probs),
               "composers": len(composer.classes), "human_mean": float(human.mean()), "novel": fresh}
     if args.json:
-        print(json.dumps(result))
+        print(finite_json.dumps(result))
     else:
         print(f"{result['files']} pieces: Inception-like score {result['inception_score']:.2f} (1 to "
               f"{result['composers']}); the critic's mean P(human) {result['human_mean']:.2f}; "
@@ -531,7 +530,7 @@ def _cmd_score(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
-    import json
+    from clara_live import finite_json
 
     judge, judged, failed = _judged(args, "composer")
     results = []
@@ -541,7 +540,7 @@ def _cmd_composer(args: argparse.Namespace, config: Config) -> int:
                                                 for p, i in zip(top.values.tolist(), top.indices.tolist(),
                                                                 strict=True)]})
     if args.json:
-        print(json.dumps(results))
+        print(finite_json.dumps(results))
     else:
         for r in results:
             print(f"{r['file']}: " + ", ".join(f"{c} {p:.0%}" for c, p in r["top"]))

@@ -343,3 +343,11 @@ def test_a_corrupt_delta_time_is_refused_rather_than_encoded_for_ever(tmp_path, 
     midi.save(str(tmp_path / "late.mid"))
     assert main(["encode", str(tmp_path / "late.mid"), "-o", str(tmp_path / "x.txt")]) == 1
     one_line(capsys.readouterr().err, "late.mid", "quarter note 268,435,457", "past the 65,536")
+
+
+def test_json_written_holds_no_nan():
+    from clara_live import finite_json
+
+    text = finite_json.dumps({"auc": math.nan, "by": {"a": math.inf, "b": (1.5, -math.inf)}, "n": 3})
+    expected = {"auc": None, "by": {"a": None, "b": [1.5, None]}, "n": 3}
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == expected

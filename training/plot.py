@@ -29,8 +29,9 @@ def plot_metrics(metrics: Path, png: Path) -> None:
     import matplotlib.pyplot as plt
 
     records = read_metrics(metrics)
-    train = [(r["step"], r["train_loss"]) for r in records if "train_loss" in r]
-    valid = [(r["step"], r["valid_nll"]) for r in records if "valid_nll" in r]
+    # an undefined figure is null (clara_live/finite_json.py): nothing to draw
+    train = [(r["step"], r["train_loss"]) for r in records if r.get("train_loss") is not None]
+    valid = [(r["step"], r["valid_nll"]) for r in records if r.get("valid_nll") is not None]
     fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
     if not train and not valid:
         plt.close(fig)

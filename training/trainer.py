@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import math
 import os
 import platform
@@ -31,6 +30,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from clara_live import finite_json
 from clara_live.atomic import make_folder, remove_stale_temps, write_bytes
 from clara_live.config import Config, TrainingConfig
 from clara_live.errors import ClaraError, InputError
@@ -321,7 +321,7 @@ def _finite(loss: torch.Tensor, norm: torch.Tensor, world: int) -> bool:
 def _log(out: Path, record: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / METRICS, "a", encoding="utf-8") as handle:  # append-only: a torn last line is skipped
-        handle.write(json.dumps(record) + "\n")
+        handle.write(finite_json.dumps(record) + "\n")
 
 
 def _gather_rows(tensor: torch.Tensor, world: int) -> torch.Tensor:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 from pathlib import Path
 from typing import NamedTuple
 
 import torch
 
+from clara_live import finite_json
 from clara_live.atomic import write_bytes, write_text
 from clara_live.config import CodecConfig, Config
 from clara_live.judge.classifier import Classifier
@@ -51,7 +51,7 @@ def save_judge(folder: str | Path, judge: LoadedJudge, half: bool = False) -> No
             "vocabulary": judge.vocabulary, "window": judge.window, "stride": judge.stride,
             "head_hidden": model.head_hidden, "pool_layers": model.pool_layers, "norm": model.norm,
             "info": judge.info}
-    write_text(folder / CONFIG, json.dumps(meta, indent=1) + "\n")
+    write_text(folder / CONFIG, finite_json.dumps(meta, indent=1) + "\n")
 
 
 def load_judge(folder: str | Path, kind: str | None = None) -> LoadedJudge:

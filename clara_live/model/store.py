@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch.overrides import TorchFunctionMode
 
+from clara_live import finite_json
 from clara_live.atomic import write_bytes, write_text
 from clara_live.codec.tokens import Grammar
 from clara_live.config import CodecConfig, Config, ConfigError, ModelConfig, from_dict
@@ -62,7 +63,7 @@ def save_model(folder: str | Path, model: AWDLSTM, codec: CodecConfig, vocabular
         "vocabulary": list(vocabulary),
         "info": info or {},
     }
-    write_text(folder / CONFIG, json.dumps(meta, indent=1) + "\n")
+    write_text(folder / CONFIG, finite_json.dumps(meta, indent=1) + "\n")
 
 
 def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, list[str], dict]:
