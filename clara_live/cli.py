@@ -292,10 +292,14 @@ def _cmd_encode(args: argparse.Namespace, config: Config) -> int:
 def _cmd_decode(args: argparse.Namespace, config: Config) -> int:
     from clara_live.codec import make_codec
     from clara_live.music.midi_io import steps_to_midi, write_midi
+    from clara_live.music.read import not_regular
 
     codec = make_codec(config.codec)
 
     def work(source: str, target: Path) -> str:
+        kind = not_regular(source)  # a FIFO would be waited on for ever
+        if kind is not None:
+            raise InputError(f"{source}: {kind}")
         try:
             tokens = Path(source).read_text(encoding="utf-8").split()
         except (OSError, UnicodeDecodeError) as exc:

@@ -327,10 +327,11 @@ def test_a_corpus_reports_each_path_that_is_not_a_regular_file(tmp_path, capsys)
     assert [p["source"] for p in manifest["pieces"]] == [str(source / "good.mid")]
 
 
-def test_reading_a_fifo_says_so_rather_than_waiting(tmp_path, capsys):
-    os.mkfifo(tmp_path / "fifo.mid")
-    assert main(["encode", str(tmp_path / "fifo.mid"), "-o", str(tmp_path / "x.txt")]) == 1
-    one_line(capsys.readouterr().err, "fifo.mid", "not a regular file (a FIFO)")
+@pytest.mark.parametrize("command, name", [("encode", "fifo.mid"), ("decode", "fifo.txt")])
+def test_reading_a_fifo_says_so_rather_than_waiting(tmp_path, capsys, command, name):
+    os.mkfifo(tmp_path / name)
+    assert main([command, str(tmp_path / name), "-o", str(tmp_path / "out")]) == 1
+    one_line(capsys.readouterr().err, name, "not a regular file (a FIFO)")
 
 
 def test_a_corrupt_delta_time_is_refused_rather_than_encoded_for_ever(tmp_path, capsys):
