@@ -33,11 +33,10 @@ sys.path.insert(0, str(REPO))
 
 from clara_live.config import load_config  # noqa: E402
 from clara_live.live.app import LiveOptions, run_live  # noqa: E402
+from clara_live.live.midi import CLOCK, CONTROL, NOTE_OFF, NOTE_ON, START, STOP, OpenNotes  # noqa: E402
 from clara_live.live.playback import TimedInput, performance  # noqa: E402
 
 SHARED = REPO.parent / "shared"
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
-CLOCK, START, STOP = 0xF8, 0xFA, 0xFC
 
 
 def performances(minutes: float, rng: random.Random) -> list[Path]:
@@ -134,7 +133,7 @@ class CheckingOutput:
     name = "checking output"
 
     def __init__(self) -> None:
-        self.sounding: set[tuple[int, int]] = set()
+        self.sounding: OpenNotes = OpenNotes()
         self.sent = 0
         self.malformed: list[list[int]] = []
         self.lock = threading.Lock()
@@ -143,19 +142,12 @@ class CheckingOutput:
         message = list(message)
         with self.lock:
             self.sent += 1
-            kind = message[0] & 0xF0 if message else 0
             if message[0] >= 0xF0:
                 return
             if len(message) != 3 or not all(0 <= b < 128 for b in message[1:]):
                 self.malformed.append(message)
                 return
-            key = (message[0] & 0x0F, message[1])
-            if kind == NOTE_ON and message[2] > 0:
-                self.sounding.add(key)
-            elif kind in (NOTE_ON, NOTE_OFF):
-                self.sounding.discard(key)
-            elif kind == CONTROL and message[1] == 123:
-                self.sounding = {s for s in self.sounding if s[0] != message[0] & 0x0F}
+            self.sounding.update(message)  # an all-notes-off closes its channel
 
     def close(self) -> None:
         pass

@@ -103,3 +103,13 @@ def test_an_hour_of_messages_and_tempo_changes_reads_back_whole():
     midi = rec.to_midi(end=3600.0)
     assert rec.notes("player") == 20000 == sum(1 for m in midi.tracks[1] if m.type == "note_on" and m.velocity)
     assert midi.length == pytest.approx(3600.0, abs=0.01)
+
+
+def test_an_all_notes_off_closes_the_channel_s_notes_in_the_file():
+    rec = Recorder(t0=0.0, bpm=120.0)
+    rec.record(0.5, [0x90, 60, 90], "clara")
+    rec.record(0.5, [0x91, 62, 90], "clara")
+    rec.record(1.0, [0xB0, 123, 0], "clara")  # the panic's all-notes-off on channel 1
+    midi = rec.to_midi(end=2.0)
+    offs = [(m.channel, m.note) for m in midi.tracks[2] if m.type == "note_off"]
+    assert offs[0] == (0, 60) and (1, 62) in offs  # 60 closed by the all-notes-off, 62 at the end

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from clara_live.live.scheduler import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, Event, Schedule, Scheduler
+from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON
+from clara_live.live.scheduler import Event, Schedule, Scheduler
 
 CLOCK = 0xF8
 

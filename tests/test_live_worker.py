@@ -13,7 +13,7 @@ from conftest import REPO
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.config import load_config
 from clara_live.engine import build_engine
-from clara_live.live.scheduler import NOTE_OFF, NOTE_ON
+from clara_live.live.midi import NOTE_OFF, NOTE_ON
 from clara_live.live.session import Answer, Feed, Stop
 from clara_live.live.tempo import Grid
 from clara_live.live.worker import Worker

@@ -26,7 +26,8 @@ import threading
 import time
 from collections.abc import Callable
 
-NOTE_OFF, NOTE_ON = 0x80, 0x90
+from clara_live.live.midi import NOTE_ON, note_off
+
 CHORD_WINDOW = 0.04  # seconds: keys struck closer together than this sound together
 REPEAT_GAP = 0.12  # seconds: the same key again sooner than this is the key held down (auto-repeat)
 REPEAT_HOLD = 0.15  # seconds a held key's note outlasts its last repeat
@@ -106,7 +107,7 @@ class TypingKeyboard:
         return [self._off(self.sounding.pop(key)[0]) for key in gone]
 
     def _off(self, pitch: int) -> list[int]:
-        return [NOTE_OFF | self.channel, pitch, 0]
+        return note_off(self.channel, pitch)
 
     def _control(self, key: str) -> None:
         if key == "z":

@@ -15,9 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clara_live.errors import InputError
+from clara_live.live.midi import DRUMS, NOTE_ON, OpenNotes
 
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
-DRUMS = 9  # General MIDI's channel 10
 Sink = Callable[[list[int], float], None]
 
 
@@ -59,7 +58,7 @@ class TimedInput:
         self.began = 0.0
         self.done = threading.Event()
         self.sent = 0
-        self._held: set[tuple[int, int]] = set()  # (channel, key) on and not yet off
+        self._held: OpenNotes = OpenNotes()  # the notes it struck and has not released
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"clara-play {name}", daemon=True)
 
@@ -82,20 +81,11 @@ class TimedInput:
                 self._stop.wait(min(wait, 0.05))
             if self._stop.is_set():
                 return
-            self._book(message)
+            self._held.update(message)
             self.sink(list(message), self.clock())
             self.sent += 1
         self._release()  # the file is over: the player's hands leave the keys
         self.done.set()
-
-    def _book(self, message: list[int]) -> None:
-        if len(message) < 3 or message[0] & 0xF0 not in (NOTE_ON, NOTE_OFF):
-            return
-        key = (message[0] & 0x0F, message[1])
-        if message[0] & 0xF0 == NOTE_ON and message[2] > 0:
-            self._held.add(key)
-        else:
-            self._held.discard(key)
 
     def close(self) -> None:
         """Stop playing; release the notes it left held. Safe to call again."""
@@ -108,6 +98,5 @@ class TimedInput:
 
     def _release(self) -> None:
         now = self.clock()
-        for channel, key in sorted(self._held):
-            self.sink([NOTE_OFF | channel, key, 0], now)
-        self._held.clear()
+        for message in self._held.close_all():
+            self.sink(message, now)

@@ -23,9 +23,9 @@ from pathlib import Path
 import mido
 
 from clara_live.atomic import write_bytes
+from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, OpenNotes
 
 TICKS_PER_BEAT = 480
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
 TRACKS = {"player": "Player", "clara": "Clara"}
 
 
@@ -50,7 +50,7 @@ class _Track:
     def __init__(self, name: str) -> None:
         self.data = bytearray(b"\x00" + _meta(0x03, name.encode("latin-1", "replace")))
         self.tick = 0
-        self.sounding: set[tuple[int, int]] = set()  # (channel, key)
+        self.sounding: OpenNotes = OpenNotes()
         self.notes = 0
 
     def add(self, tick: int, message: bytes) -> None:
@@ -59,25 +59,25 @@ class _Track:
         self.data += _varlen(delta) + message
 
     def record(self, tick: int, message: tuple[int, ...]) -> None:
-        kind, channel = message[0] & 0xF0, message[0] & 0x0F
-        if kind == CONTROL:
+        channel = message[0] & 0x0F
+        if message[0] & 0xF0 == CONTROL and message[1] == ALL_NOTES_OFF:  # closes the channel's notes: say so
+            for note in [n for n in self.sounding.open if n[0] == channel]:
+                self.add(tick, bytes((NOTE_OFF | channel, note[1], 64)))
+        what = self.sounding.update(message)
+        if what == "other":  # a controller
             self.add(tick, bytes(message[:3]))
-            return
-        key = (channel, message[1])
-        if kind == NOTE_ON and message[2] > 0:
-            if key in self.sounding:  # struck again while sounding: close it first
-                self.add(tick, bytes((NOTE_OFF | channel, key[1], 64)))
-            self.sounding.add(key)
+        elif what in ("on", "restrike"):
+            if what == "restrike":  # struck again while sounding: close it first
+                self.add(tick, bytes((NOTE_OFF | channel, message[1], 64)))
             self.notes += 1
-            self.add(tick, bytes((NOTE_ON | channel, key[1], message[2])))
-        elif key in self.sounding:
-            self.sounding.discard(key)
-            self.add(tick, bytes((NOTE_OFF | channel, key[1], 64)))
+            self.add(tick, bytes((NOTE_ON | channel, message[1], message[2])))
+        elif what == "off":
+            self.add(tick, bytes((NOTE_OFF | channel, message[1], 64)))
 
     def chunk(self, end_tick: int) -> bytes:
         """The track chunk as if it ended at end_tick: every note still sounding closed there."""
         tail, tick = bytearray(), self.tick
-        for channel, key in sorted(self.sounding):
+        for channel, key in sorted(self.sounding.open):
             tail += _varlen(max(0, end_tick - tick)) + bytes((NOTE_OFF | channel, key, 64))
             tick = max(tick, end_tick)
         tail += _varlen(max(0, end_tick - tick)) + _meta(0x2F, b"")

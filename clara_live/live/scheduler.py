@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
-ALL_NOTES_OFF = 123
+from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, OpenNotes
 
 
 class Output(Protocol):
@@ -38,7 +37,7 @@ class Schedule:
     def __init__(self) -> None:
         self._heap: list[Event] = []
         self._order = itertools.count()
-        self.open: dict[tuple[int, int], tuple[str, int | None]] = {}  # (channel, key) -> (track, tag)
+        self.notes: OpenNotes[tuple[str, int | None]] = OpenNotes()  # sounding notes -> (track, tag)
         self.channels: set[int] = set()  # every channel a message went out on
         # answers cancelled, and from when: notes the worker sampled while a cancel was on its way are
         # dropped as they come, so no note-on follows its answer's cancel (a few hundred bytes an hour)
@@ -63,24 +62,22 @@ class Schedule:
             out.extend(self._book(event))
         return out
 
+    @property
+    def open(self) -> dict[tuple[int, int], tuple[str, int | None]]:
+        """(channel, key) -> (track, tag) of every note sent and not closed."""
+        return self.notes.open
+
     def _book(self, event: Event) -> list[Event]:
         status = event.message[0]
         if status >= 0xF0:
             return [event]
-        kind, channel = status & 0xF0, status & 0x0F
+        channel = status & 0x0F
         self.channels.add(channel)
-        if kind not in (NOTE_ON, NOTE_OFF):
-            return [event]
-        key = (channel, event.message[1])
-        if kind == NOTE_ON and event.message[2] > 0:
-            out = []
-            if key in self.open:  # the key sounds already: close it, so its next off is unambiguous
-                out.append(event._replace(message=(NOTE_OFF | channel, key[1], 0)))
-            self.open[key] = (event.track, event.tag)
-            return [*out, event]
-        if key not in self.open:
+        what = self.notes.update(event.message, (event.track, event.tag))
+        if what == "stray":
             return []  # nothing to close (cancelled, or closed already)
-        del self.open[key]
+        if what == "restrike":  # the key sounds already: close it, so its next off is unambiguous
+            return [event._replace(message=(NOTE_OFF | channel, event.message[1], 0)), event]
         return [event]
 
     def cancel(self, tag: int, after: float, now: float) -> list[Event]:
@@ -89,18 +86,18 @@ class Schedule:
         self.cancelled[tag] = min(after, self.cancelled.get(tag, after))
         self._heap = [e for e in self._heap if e.tag != tag or e.time <= after]
         heapq.heapify(self._heap)
-        return [self._close(key, now) for key, (_, t) in list(self.open.items()) if t == tag]
+        return [self._close(key, now) for key, (_, t) in list(self.notes.open.items()) if t == tag]
 
     def panic(self, now: float) -> list[Event]:
         """Drop everything waiting; note-offs for every open note, then all-notes-off on
         every channel used."""
         self._heap.clear()
-        offs = [self._close(key, now) for key in sorted(self.open)]
+        offs = [self._close(key, now) for key in sorted(self.notes.open)]
         return offs + [Event(now, next(self._order), (CONTROL | ch, ALL_NOTES_OFF, 0), "panic", None)
                        for ch in sorted(self.channels)]
 
     def _close(self, key: tuple[int, int], now: float) -> Event:
-        track, tag = self.open.pop(key)
+        track, tag = self.notes.release(key)
         return Event(now, next(self._order), (NOTE_OFF | key[0], key[1], 0), track, tag)
 
 

@@ -34,11 +34,9 @@ from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
+from clara_live.live.midi import CLOCK, CONTINUE, CONTROL, NOTE_OFF, NOTE_ON, START, STOP, SUSTAIN
 from clara_live.live.tempo import CLOCK_MAX_BPM, CLOCK_MIN_BPM, ClockFollower, Grid, TapTempo, next_beat
 
-NOTE_OFF, NOTE_ON, CONTROL = 0x80, 0x90, 0xB0
-CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC
-SUSTAIN = 64
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
 REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (benchmarks/live_latency.py
 # --in-process: 300 tokens, about 10 s of playing, in one call: p99 about 0.1 s on this project's 2-core CPU)

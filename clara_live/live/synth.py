@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from clara_live.errors import ClaraError
+from clara_live.live.midi import ALL_NOTES_OFF, BEND, CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, SUSTAIN, OpenNotes
 from clara_live.render import check_soundfont
 
 DEFAULT_SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
@@ -38,8 +39,6 @@ QUIT_TIMEOUT_S = 3.0
 RELEASE_S = 0.5  # close() lets released notes ring this long before quitting, so the sound fades, not clicks
 _READY = "clara-synth-ready"
 _COMMANDS = {"noteon", "noteoff", "cc", "prog", "pitch_bend", "echo", "quit"}  # our commands, echoed
-NOTE_OFF, NOTE_ON, CONTROL, PROGRAM, BEND = 0x80, 0x90, 0xB0, 0xC0, 0xE0
-SUSTAIN, ALL_NOTES_OFF = 64, 123
 
 
 class FluidSynthOutput:
@@ -65,7 +64,7 @@ class FluidSynthOutput:
         self.name = f"FluidSynth ({sf2.name})"
         self.closed = False
         self._lock = threading.Lock()
-        self._sounding: set[tuple[int, int]] = set()  # (channel, key) turned on and not off
+        self._notes: OpenNotes = OpenNotes()  # what it turned on and not off
         self._channels: set[int] = set()  # every channel a message went out on
         self._log: deque[str] = deque(maxlen=50)  # its last output lines, for error messages
         self._ready = threading.Event()
@@ -131,12 +130,8 @@ class FluidSynthOutput:
         return f"FluidSynth stopped: {self._reason()}"
 
     def _book(self, message: Sequence[int]) -> None:
-        channel, kind = message[0] & 0x0F, message[0] & 0xF0
-        self._channels.add(channel)
-        if kind == NOTE_ON and message[2] > 0:
-            self._sounding.add((channel, message[1]))
-        elif kind in (NOTE_ON, NOTE_OFF):
-            self._sounding.discard((channel, message[1]))
+        self._channels.add(message[0] & 0x0F)
+        self._notes.update(message)
 
     def _write(self, text: str) -> None:
         try:
@@ -167,10 +162,10 @@ class FluidSynthOutput:
             if self.closed:
                 return
             self.closed = True
-            commands = [f"noteoff {c} {k}\n" for c, k in sorted(self._sounding)]
+            commands = [f"noteoff {c} {k}\n" for c, k in sorted(self._notes.open)]
             for c in sorted(self._channels):  # the pedal first: a sustained note outlives all-notes-off
                 commands += [f"cc {c} {SUSTAIN} 0\n", f"cc {c} {ALL_NOTES_OFF} 0\n"]
-            self._sounding.clear()
+            self._notes.open.clear()
             try:
                 self._write("".join(commands))
                 if self._channels:
