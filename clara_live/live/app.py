@@ -140,7 +140,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
         writer = None
         if options.save and live.sessions_dir:
             writer = SessionWriter(recorder, session_path(live.sessions_dir), SAVE_INTERVAL)
-        watchdog = Watchdog(_checks(api, source, output))
+        watchdog = Watchdog(_checks(api, source, output, stack))
         stack.callback(watchdog.close)
         roll = Roll()
 
@@ -405,14 +405,16 @@ def _output(options: LiveOptions, config: Config, api: int | None, notices: list
         return SilentOutput(), True
 
 
-def _checks(api: int | None, source, output) -> list:
+def _checks(api: int | None, source, output, stack: contextlib.ExitStack) -> list:
     """What the watchdog watches: the JACK server, and the ports and synth that can go away."""
     from clara_live.live import ports
 
     checks = []
     if api is not None and ports.api_label(api) == "jack":
         with contextlib.suppress(OSError):
-            checks.append(JackServerWatch().check)
+            server = JackServerWatch()
+            stack.callback(server.close)
+            checks.append(server.check)
     for part in (source, output):
         gone = getattr(part, "gone", None)
         if gone is not None:

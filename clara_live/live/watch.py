@@ -24,6 +24,7 @@ Check = Callable[[], "str | None"]  # None while all is well, else the one-line 
 
 _INFO_SHUTDOWN = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p)
 _MESSAGE = ctypes.CFUNCTYPE(None, ctypes.c_char_p)
+_callbacks: list = []  # every shutdown callback given to libjack, for the life of the process
 _said: deque[str] = deque(maxlen=20)  # libjack's last messages, kept instead of printed over the view
 
 
@@ -74,7 +75,10 @@ class JackServerWatch:
         if not client:
             raise OSError(f"no JACK server answers (status {status.value:#x})")
         self._client = client
-        self._callback = _INFO_SHUTDOWN(self._shutdown)  # kept alive as long as JACK may call it
+        # kept alive as long as JACK may call it: with the process, not the watch (a client left open by
+        # an exception would call freed memory when its server stops)
+        self._callback = _INFO_SHUTDOWN(self._shutdown)
+        _callbacks.append(self._callback)
         lib.jack_on_info_shutdown(client, self._callback, None)
         lib.jack_activate(client)
 
