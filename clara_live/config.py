@@ -285,7 +285,8 @@ class LiveConfig:
     critic: str = "trained_models/critic"  # the critic for candidates > 1 (relative to the repository)
     sessions_dir: str = "clara-sessions"  # every session is saved here as MIDI ("" = not saved)
     soundfont: str = "/usr/share/sounds/sf2/FluidR3_GM.sf2"  # --synth
-    audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI)
+    audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI;
+    # none: no sound while playing, the session rendered to WAV beside its MIDI at the end)
 
     def __post_init__(self) -> None:
         _check(self.mode in ("call-response", "suggest"), "live.mode", "must be call-response or suggest")
