@@ -17,23 +17,9 @@ from hypothesis import strategies as st
 
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.config import CodecConfig, load_config
-from clara_live.live.session import (
-    CLOCK,
-    MIN_LEAD,
-    REFEED_LEAD,
-    START,
-    STOP,
-    Answer,
-    Command,
-    Feed,
-    Log,
-    Mark,
-    Refeed,
-    Sampling,
-    Send,
-    Session,
-    Stop,
-)
+from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
+from clara_live.live.midi import CLOCK, START, STOP
+from clara_live.live.session import MIN_LEAD, REFEED_LEAD, Session
 
 T0 = 1000.0  # the session's start, seconds on the (fake) monotonic clock
 T1 = T0 + 1.0  # the first note of most scenarios

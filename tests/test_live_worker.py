@@ -13,8 +13,8 @@ from conftest import REPO
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.config import load_config
 from clara_live.engine import build_engine
+from clara_live.live.commands import Answer, Feed, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
-from clara_live.live.session import Answer, Feed, Stop
 from clara_live.live.tempo import Grid
 from clara_live.live.worker import Worker
 from clara_live.model import load_model
@@ -165,7 +165,7 @@ def test_refuses_a_chordwise_model():
 
 
 def test_sampling_changes_apply_to_the_next_tokens(loaded):
-    from clara_live.live.session import Sampling
+    from clara_live.live.commands import Sampling
 
     worker = Worker(_sampler(loaded), lambda *e: None)
     changed = load_config(overrides=["sampling.top_k=1", "sampling.polyphony=2"]).sampling
@@ -205,7 +205,7 @@ def test_best_of_k_plays_the_scorer_s_pick_and_falls_back_when_time_is_short(loa
 def test_a_refeed_rewinds_to_the_phrase_s_mark_and_reads_the_phrase_anew(loaded):
     """The phrase fed as it came (on the old grid), then re-quantised: the model holds exactly
     what a fresh one fed the re-quantised phrase holds, and the stream stands where its waits say."""
-    from clara_live.live.session import Mark, Refeed
+    from clara_live.live.commands import Mark, Refeed
 
     worker = Worker(_sampler(loaded), lambda *e: None)
     worker.handle(Feed(("wait5", "p20", "wait3", "endp20"), 70, 0.0))  # an earlier phrase

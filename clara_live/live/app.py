@@ -28,12 +28,13 @@ import numpy as np
 
 from clara_live.config import Config
 from clara_live.errors import ClaraError
+from clara_live.live.commands import Answer, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.computer_keys import HELP, TerminalKeys
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
 from clara_live.live.playback import TimedInput, performance
 from clara_live.live.recorder import Recorder, SessionWriter, session_path
 from clara_live.live.scheduler import Event, Scheduler
-from clara_live.live.session import Answer, Feed, Log, Mark, Refeed, Sampling, Send, Session, Stop
+from clara_live.live.session import Session
 from clara_live.live.watch import JackServerWatch, Watchdog
 
 TICK = 0.002  # seconds between the session's clock ticks when no event comes

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from clara_live.live.session import Answer, Log, Send, Session
+from clara_live.live.commands import Answer, Log, Send
+from clara_live.live.session import Session
 from clara_live.live.worker import Worker
 from clara_live.sampling.sampler import Sampler
 

@@ -34,91 +34,14 @@ from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
+from clara_live.live.beats_out import BeatsOut
+from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.midi import CLOCK, CONTINUE, CONTROL, NOTE_OFF, NOTE_ON, START, STOP, SUSTAIN
 from clara_live.live.tempo import CLOCK_MAX_BPM, CLOCK_MIN_BPM, ClockFollower, Grid, TapTempo, next_beat
 
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
 REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (benchmarks/live_latency.py
 # --in-process: 300 tokens, about 10 s of playing, in one call: p99 about 0.1 s on this project's 2-core CPU)
-
-
-class Send(NamedTuple):
-    """A MIDI message for the output at an absolute time (seconds, monotonic clock)."""
-
-    time: float
-    message: tuple[int, ...]
-    track: str  # "player" (passthrough), "metronome", "clock"
-
-
-class Feed(NamedTuple):
-    """The player's tokens, to be fed to the model now. `time` is the arrival of the event
-    that made them (seconds, monotonic), or None for tokens time itself made (a deferred
-    note-off, a phrase's end): those are not note-in latency."""
-
-    tokens: tuple[str, ...]
-    velocity: int
-    time: float | None
-
-
-class Answer(NamedTuple):
-    """Clara's turn: from start_step (a beat) for `steps` steps, timed by `grid`.
-
-    `from_step` (a beat, at most start_step) is where the model's stream goes straight on into
-    the answer: the silence between the phrase's end and the answer (the pause that ended the
-    phrase, the lead) is not fed, as the music Clara learned from goes on without it (a
-    continuation after a beat of fed silence measured as far from real music as another
-    piece's: BENCHMARKS.md, answer quality). None: the stream runs on to start_step."""
-
-    id: int
-    start_step: int
-    steps: int
-    grid: Grid
-    velocity: int
-    channel: int  # 0-based
-    from_step: int | None = None
-
-    @property
-    def end_step(self) -> int:
-        return self.start_step + self.steps
-
-    @property
-    def start_time(self) -> float:
-        return self.grid.time_of(self.start_step)
-
-    @property
-    def end_time(self) -> float:
-        return self.grid.time_of(self.end_step)
-
-
-class Stop(NamedTuple):
-    """Clara stops answer `id` at time t: nothing of hers sounds after it, and the model's
-    stream holds what she played before `step`, every note closed at `step`."""
-
-    id: int
-    step: int
-    time: float
-
-
-class Mark(NamedTuple):
-    """A phrase begins: the worker remembers its model here, before the phrase's first tokens."""
-
-
-class Refeed(NamedTuple):
-    """The phrase since the last Mark, quantised again (on the tempo heard in it): the worker
-    returns to the mark and feeds these instead of what it was fed since."""
-
-    feeds: tuple[Feed, ...]
-
-
-class Sampling(NamedTuple):
-    config: SamplingConfig
-
-
-class Log(NamedTuple):
-    text: str
-
-
-Command = Send | Feed | Mark | Refeed | Answer | Stop | Sampling | Log
 
 
 @dataclasses.dataclass
@@ -166,9 +89,7 @@ class Session:
         self.answer: Answer | None = None
         self.answers = 0
         self._controls: dict[int, int] = {}  # last value of each controller, for rising edges
-        self._last_click = -math.inf  # metronome: time of the last click scheduled
-        self._last_clock = -math.inf  # clock out: time of the last tick scheduled
-        self._started = False
+        self.beats_out = BeatsOut(live, self.sf, beats_per_bar)  # the metronome and MIDI clock out
         self._mark: _Writer | None = None  # the writer at the phrase's start, while its tempo is to be heard
         self._events: list[tuple[str, int, int, float]] = []  # the phrase's (kind, key or value, velocity, time)
         self._fed: list[str] = []  # the tokens fed since the mark
@@ -584,38 +505,9 @@ class Session:
     def _answer_started(self) -> bool:
         return self.answer is not None and self._last_tick >= self.answer.start_time
 
-    # --- metronome and clock out ------------------------------------------------------------------
-
-    def _schedule_beats(self, t: float, ahead: float = 0.1) -> list[Command]:
+    def _schedule_beats(self, t: float) -> list[Command]:
         self._last_tick = t
-        live = self.live
-        out: list[Command] = []
-        # the next beat or tick is found by time, not by number: a phrase's first note re-pins
-        # the grid and may renumber its beats; half a period after the last keeps them single
-        if live.metronome:
-            ch = live.metronome_channel - 1
-            after = max(t, self._last_click + self.beat_seconds / 2)
-            beat = math.ceil(self.grid.step_at(after) / self.sf - 1e-9)
-            while self.grid.time_of(beat * self.sf) < t + ahead:
-                at = self.grid.time_of(beat * self.sf)
-                accent = beat % self.beats_per_bar == 0
-                note = live.metronome_note if accent else live.metronome_note + 1
-                out.append(Send(at, (NOTE_ON | ch, note, 110 if accent else 70), "metronome"))
-                out.append(Send(at + 0.05, (NOTE_OFF | ch, note, 0), "metronome"))
-                self._last_click = at
-                beat += 1
-        if live.clock_out:
-            per_tick = self.sf / 24
-            if not self._started:
-                out.append(Send(t, (START,), "clock"))
-                self._started = True
-            after = max(t, self._last_clock + self.beat_seconds / 48)
-            tick = math.ceil(self.grid.step_at(after) / per_tick - 1e-9)
-            while self.grid.time_of(tick * per_tick) < t + ahead:
-                self._last_clock = self.grid.time_of(tick * per_tick)
-                out.append(Send(self._last_clock, (CLOCK,), "clock"))
-                tick += 1
-        return out
+        return self.beats_out.due(self.grid, t)
 
     _last_tick = -math.inf
 

@@ -21,8 +21,8 @@ import numpy as np
 
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import Kind
+from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
-from clara_live.live.session import Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 from clara_live.sampling.search import Scorer, best_of, first_steps
