@@ -36,8 +36,8 @@ from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
 from clara_live.live.beats_out import BeatsOut
 from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
-from clara_live.live.midi import CLOCK, CONTINUE, CONTROL, NOTE_OFF, NOTE_ON, START, STOP, SUSTAIN
-from clara_live.live.tempo import CLOCK_MAX_BPM, CLOCK_MIN_BPM, ClockFollower, Grid, TapTempo, next_beat
+from clara_live.live.midi import CONTROL, NOTE_OFF, NOTE_ON, SUSTAIN
+from clara_live.live.tempo import ClockFollower, Grid, TempoKeeper, next_beat
 
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
 REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (benchmarks/live_latency.py
@@ -72,11 +72,7 @@ class Session:
         self.live, self.codec, self.sampling = live, codec, sampling
         self.sf = codec.sample_freq
         self.beats_per_bar = beats_per_bar
-        self.grid = Grid(t0, 0.0, live.bpm, self.sf)
-        self.tempo_source = "bpm"
-        self.taps = TapTempo()
-        self.clock = ClockFollower()
-        self._before_clock = (live.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
+        self.tempo = TempoKeeper(Grid(t0, 0.0, live.bpm, self.sf))  # the grid, taps, MIDI clock in
         self.now = 0  # the token stream's position, in steps
         self.keys: set[int] = set()  # keys physically held (MIDI pitch)
         self.pedal = False
@@ -107,6 +103,26 @@ class Session:
         if self.live.velocity_follow and self.velocities:
             return max(1, min(127, round(sum(self.velocities) / len(self.velocities))))
         return self.live.velocity
+
+    @property
+    def grid(self) -> Grid:
+        return self.tempo.grid
+
+    @grid.setter
+    def grid(self, grid: Grid) -> None:
+        self.tempo.grid = grid
+
+    @property
+    def tempo_source(self) -> str:
+        return self.tempo.source
+
+    @tempo_source.setter
+    def tempo_source(self, source: str) -> None:
+        self.tempo.source = source
+
+    @property
+    def clock(self) -> ClockFollower:
+        return self.tempo.clock
 
     @property
     def beat_seconds(self) -> float:
@@ -202,7 +218,7 @@ class Session:
         return out
 
     def _hears_tempo(self, t: float) -> bool:
-        return self.live.tempo_from_playing and self.tempo_source not in ("tap", "clock") and not self.clock.leads(t)
+        return self.live.tempo_from_playing and self.tempo.hears_tempo(t)
 
     def _record(self, kind: str, key: int, velocity: int, t: float) -> None:
         if self._mark is not None:
@@ -282,57 +298,15 @@ class Session:
     # --- tempo --------------------------------------------------------------------------------
 
     def _tap(self, t: float) -> list[Command]:
-        bpm = self.taps.tap(t)
-        if bpm is None or self.clock.leads(t):
-            return []
-        self.grid = self.grid.with_bpm(bpm, t)
-        beat = round(self.grid.step_at(t) / self.sf) * self.sf  # the tap is a beat
-        if beat >= self.now:
-            self.grid = self.grid.pinned(t, beat)
-        self.tempo_source = "tap"
-        return [Log(f"tempo {bpm:.1f} bpm (tap)")]
+        return [Log(text) for text in self.tempo.tap(t, self.now)]
 
     def _realtime(self, status: int, t: float) -> list[Command]:
         if not self.live.follow_clock:
             return []
-        if status == START:
-            self.clock.start(t)
-        elif status == CONTINUE:
-            self.clock.resume(t)
-        elif status == STOP:
-            self.clock.stop()
-            return self._clock_gone(t)
-        elif status == CLOCK:
-            was_ignored = self.clock.ignored is not None
-            bpm, on_beat = self.clock.tick(t)
-            out: list[Command] = []
-            if self.clock.ignored is not None and not was_ignored:
-                out.append(Log(f"MIDI clock at {self.clock.ignored:.0f} bpm ignored: outside "
-                               f"{CLOCK_MIN_BPM:.0f}-{CLOCK_MAX_BPM:.0f} bpm"))
-            if bpm is not None:
-                if self.tempo_source != "clock" or abs(bpm - self.grid.bpm) >= 0.5:
-                    out.append(Log(f"tempo {bpm:.1f} bpm (MIDI clock)"))
-                if self.tempo_source != "clock":
-                    self._before_clock = (self.grid.bpm, self.tempo_source)
-                self.grid = self.grid.with_bpm(bpm, t)
-                self.tempo_source = "clock"
-            if on_beat and bpm is not None:
-                beat = round(self.grid.step_at(t) / self.sf) * self.sf
-                if beat >= self.now:
-                    self.grid = self.grid.pinned(t, beat)
-            return out
-        return []
+        return [Log(text) for text in self.tempo.realtime(status, t, self.now)]
 
     def _clock_gone(self, t: float) -> list[Command]:
-        """A clock that set the tempo no longer leads (stopped, silent or out of range): the tempo
-        goes back to what it was before the clock took it, and the playing sets it again."""
-        if self.tempo_source != "clock" or self.clock.leads(t):
-            return []
-        bpm, source = self._before_clock
-        why = "stopped" if self.clock.stopped else "out of range" if self.clock.ignored is not None else "silent"
-        self.grid = self.grid.with_bpm(bpm, t)
-        self.tempo_source = source
-        return [Log(f"MIDI clock {why}: tempo {bpm:.1f} bpm ({source}) again")]
+        return [Log(text) for text in self.tempo.clock_gone(t)]
 
     # --- the token stream ----------------------------------------------------------------------
 

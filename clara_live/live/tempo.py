@@ -1,4 +1,5 @@
-"""Time on the live step grid: the current tempo, tap tempo and an incoming MIDI clock.
+"""Time on the live step grid: the current tempo, tap tempo and an incoming MIDI clock, and
+`TempoKeeper`, which of them sets the session's grid.
 
 All times are seconds on the monotonic clock; steps are the codec's (sample_freq per beat).
 Nothing here reads a clock itself: callers pass the time of each event in.
@@ -9,6 +10,8 @@ from __future__ import annotations
 import math
 from collections import deque
 from typing import NamedTuple
+
+from clara_live.live.midi import CLOCK, CONTINUE, START, STOP
 
 MIN_BPM, MAX_BPM = 20.0, 300.0
 TICKS_PER_BEAT = 24  # MIDI clock
@@ -123,3 +126,75 @@ class ClockFollower:
         """Whether the clock sets the tempo at t: it ticked recently at a tempo it follows, and was not
         stopped (its beat phase counts only while running, after a start or continue)."""
         return not self.stopped and t - self.last < CLOCK_TIMEOUT
+
+
+
+class TempoKeeper:
+    """Who sets the session's tempo and beat: its first guess (`source` "bpm"), the phrase heard
+    ("playing", set by the session), taps ("tap") or an incoming MIDI clock ("clock"). Methods take
+    the stream's position `now` (steps: the grid is re-pinned only at or after it) and return log lines."""
+
+    def __init__(self, grid: Grid) -> None:
+        self.grid = grid
+        self.source = "bpm"
+        self.taps = TapTempo()
+        self.clock = ClockFollower()
+        self.before_clock = (grid.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
+
+    def hears_tempo(self, t: float) -> bool:
+        """Whether a phrase's tempo is heard from the playing (no tap or clock has it)."""
+        return self.source not in ("tap", "clock") and not self.clock.leads(t)
+
+    def _pin_beat(self, t: float, now: int) -> None:
+        sf = self.grid.sample_freq
+        beat = round(self.grid.step_at(t) / sf) * sf
+        if beat >= now:
+            self.grid = self.grid.pinned(t, beat)
+
+    def tap(self, t: float, now: int) -> list[str]:
+        bpm = self.taps.tap(t)
+        if bpm is None or self.clock.leads(t):
+            return []
+        self.grid = self.grid.with_bpm(bpm, t)
+        self._pin_beat(t, now)  # the tap is a beat
+        self.source = "tap"
+        return [f"tempo {bpm:.1f} bpm (tap)"]
+
+    def realtime(self, status: int, t: float, now: int) -> list[str]:
+        """A MIDI clock, start, continue or stop message at t."""
+        if status == START:
+            self.clock.start(t)
+        elif status == CONTINUE:
+            self.clock.resume(t)
+        elif status == STOP:
+            self.clock.stop()
+            return self.clock_gone(t)
+        elif status == CLOCK:
+            was_ignored = self.clock.ignored is not None
+            bpm, on_beat = self.clock.tick(t)
+            out = []
+            if self.clock.ignored is not None and not was_ignored:
+                out.append(f"MIDI clock at {self.clock.ignored:.0f} bpm ignored: outside "
+                           f"{CLOCK_MIN_BPM:.0f}-{CLOCK_MAX_BPM:.0f} bpm")
+            if bpm is not None:
+                if self.source != "clock" or abs(bpm - self.grid.bpm) >= 0.5:
+                    out.append(f"tempo {bpm:.1f} bpm (MIDI clock)")
+                if self.source != "clock":
+                    self.before_clock = (self.grid.bpm, self.source)
+                self.grid = self.grid.with_bpm(bpm, t)
+                self.source = "clock"
+                if on_beat:
+                    self._pin_beat(t, now)
+            return out
+        return []
+
+    def clock_gone(self, t: float) -> list[str]:
+        """A clock that set the tempo no longer leads (stopped, silent or out of range): the tempo
+        goes back to what it was before the clock took it, and the playing sets it again."""
+        if self.source != "clock" or self.clock.leads(t):
+            return []
+        bpm, source = self.before_clock
+        why = "stopped" if self.clock.stopped else "out of range" if self.clock.ignored is not None else "silent"
+        self.grid = self.grid.with_bpm(bpm, t)
+        self.source = source
+        return [f"MIDI clock {why}: tempo {bpm:.1f} bpm ({source}) again"]
