@@ -37,6 +37,7 @@ demo: install
 # password, else one line with the command and how many tests will skip)
 test: install-dev
 	.ci/system-deps $(BIN)/python
+	$(BIN)/lint-imports  # the layers (pyproject.toml: clara_live never imports training, music/ and codec/ below)
 	$(BIN)/python -m pytest -n 2 -q
 
 bench: install
@@ -45,6 +46,7 @@ bench: install
 
 lint: install-dev
 	$(BIN)/ruff check clara_live training tests benchmarks
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(OUT) .pytest_cache

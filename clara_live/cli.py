@@ -344,9 +344,9 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     import torch
 
     from clara_live.codec import make_codec, to_steps
-    from clara_live.codec.steps import normalise
     from clara_live.model import load_model
     from clara_live.model.evaluate import bits_per_note, score, token_ids
+    from clara_live.music.notes import normalise
     from clara_live.music.read import read_music
 
     torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is many times slower than the plain CPU path here
@@ -472,8 +472,8 @@ def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
 def _judged(args: argparse.Namespace, kind: str, folder: str | None = None, inputs: Sequence[str] | None = None):
     """(file, piece probabilities) for each readable input; each bad one reported in one line."""
     from clara_live.judge.pieces import encode_file
+    from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import load_judge
-    from training.judge import predict_pieces
 
     judge = load_judge(folder or args.judge, kind=kind)
     results, failed = [], 0
@@ -506,8 +506,8 @@ def _cmd_score(args: argparse.Namespace, config: Config) -> int:
     import torch
 
     from clara_live import finite_json
+    from clara_live.judge.score import inception_score, novel
     from clara_live.music.read import READABLE_SUFFIXES
-    from training.score import inception_score, novel
 
     folder = Path(args.folder)
     if not folder.is_dir():

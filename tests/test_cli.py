@@ -127,8 +127,8 @@ def test_evaluate_reports_bits_per_note_from_the_notes_it_encoded(capsys, model)
     import math
 
     from clara_live.codec import make_codec, to_steps
-    from clara_live.codec.steps import normalise
     from clara_live.model import load_model
+    from clara_live.music.notes import normalise
     from clara_live.music.read import read_music
 
     repo = Path(__file__).resolve().parents[1]

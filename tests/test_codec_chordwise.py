@@ -8,11 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clara_live.codec import ChordwiseCodec, make_codec, to_steps
-from clara_live.codec.steps import normalise
 from clara_live.codec.tokens import UNK
 from clara_live.config import CodecConfig
 from clara_live.music.midi_io import steps_to_midi, write_midi
-from clara_live.music.notes import StepNote
+from clara_live.music.notes import StepNote, normalise
 from clara_live.music.read import read_music
 
 CFG = CodecConfig(encoding="chordwise", sample_freq=4)  # pitches 33..94, hold 8 steps

@@ -9,10 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clara_live.codec import NotewiseCodec, make_codec, to_steps
-from clara_live.codec.steps import normalise
 from clara_live.config import CodecConfig
 from clara_live.music.midi_io import steps_to_midi, write_midi
-from clara_live.music.notes import Note, Piece, StepNote
+from clara_live.music.notes import Note, Piece, StepNote, normalise
 from clara_live.music.read import read_music
 
 CFG = CodecConfig()  # sample_freq 12, pitches 33..94, waits up to 25

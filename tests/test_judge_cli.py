@@ -86,8 +86,8 @@ def test_a_missing_judge_is_one_line(tmp_path, capsys, shared):
 def test_a_judge_stored_in_half_precision_judges_alike(tiny_judge, tmp_path):
     import torch
 
+    from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import save_judge
-    from training.judge import predict_pieces
 
     corpus, out = tiny_judge
     full = load_judge(out)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from training.score import inception_score, novel
+from clara_live.judge.score import inception_score, novel
 
 
 def test_inception_score_runs_from_one_to_the_number_of_classes():

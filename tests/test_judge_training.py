@@ -14,16 +14,8 @@ from clara_live.config import CodecConfig, ModelConfig
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces
 from clara_live.judge.pieces import load_labelled
-from training.judge import (
-    confusion,
-    head_probabilities,
-    log_loss,
-    predict_pieces,
-    top_k_accuracy,
-    train_head,
-    train_judge,
-    window_features,
-)
+from clara_live.judge.predict import confusion, predict_pieces, top_k_accuracy
+from training.judge import head_probabilities, log_loss, train_head, train_judge, window_features
 
 TINY = ModelConfig(emb_size=16, hidden_size=24, num_layers=2, dropout_emb=0.0, dropout_input=0.0,
                    dropout_hidden=0.0, dropout_output=0.0, weight_drop=0.0)

@@ -10,12 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clara_live.codec import to_steps
-from clara_live.codec.steps import normalise
 from clara_live.config import CodecConfig
 from clara_live.errors import InputError
 from clara_live.music.instruments import DRUM_CHANNEL, PROGRAM_OF_FAMILY, family_of
 from clara_live.music.midi_io import read_midi, steps_to_midi, write_midi
-from clara_live.music.notes import Note, StepNote
+from clara_live.music.notes import Note, StepNote, normalise
 from clara_live.music.read import read_music
 
 

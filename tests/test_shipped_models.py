@@ -69,9 +69,9 @@ def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
     import numpy as np
 
     from clara_live.judge.pieces import encode_file
+    from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import load_judge
     from training.critic import excerpts, generations
-    from training.judge import predict_pieces
 
     critic = load_judge(MODELS / "critic", kind="critic")
     split, sources = critic.info["split"], critic.info["sources"]
@@ -90,8 +90,8 @@ def test_the_shipped_composer_judge_names_held_out_composers():
     """Test-split pieces (the generator's held-out works) of the composers with at least 10
     works: the right composer is usually the first guess and nearly always in the top three."""
     from clara_live.judge.pieces import encode_file
+    from clara_live.judge.predict import predict_pieces, top_k_accuracy
     from clara_live.judge.store import load_judge
-    from training.judge import predict_pieces, top_k_accuracy
 
     judge = load_judge(MODELS / "composer", kind="composer")
     split, labels, sources = judge.info["split"], judge.info["labels"], judge.info["sources"]

@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from clara_live.codec import to_steps, transpose
-from clara_live.codec.steps import fold, normalise
+from clara_live.codec.steps import fold
 from clara_live.config import CodecConfig
-from clara_live.music.notes import Note, Piece, StepNote
+from clara_live.music.notes import Note, Piece, StepNote, normalise
 
 CFG = CodecConfig()  # sample_freq 12, range 33..94
 CHAMBER = CodecConfig(chamber=True)

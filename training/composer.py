@@ -35,14 +35,12 @@ from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces, transposed_versions
 from clara_live.judge.pieces import built_corpus, load_built, load_labelled
+from clara_live.judge.predict import confusion, predict_pieces, top_k_accuracy
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
 from training.judge import (
-    confusion,
     head_probabilities,
     log_loss,
-    predict_pieces,
-    top_k_accuracy,
     train_head,
     train_judge,
     window_features,

@@ -22,9 +22,10 @@ import torch
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import hash_order, split_pieces, transposed_versions
 from clara_live.judge.pieces import load_labelled
+from clara_live.judge.predict import top_k_accuracy
 from clara_live.model import load_model
 from training.composer import among
-from training.judge import head_probabilities, top_k_accuracy, train_head, window_features
+from training.judge import head_probabilities, train_head, window_features
 
 
 def folds_of(items: list[tuple[str, str]], folds: int) -> dict[str, int]:

@@ -33,12 +33,13 @@ from clara_live.engine import build_engine
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces
 from clara_live.judge.pieces import built_corpus, load_built, load_labelled
+from clara_live.judge.predict import predict_pieces
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
 from clara_live.model.evaluate import token_ids
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import generate
-from training.judge import predict_pieces, train_judge
+from training.judge import train_judge
 
 CLASSES = ["generated", "human"]  # the critic's probability of "human" is column 1
 GRID = {f"T{t}-k{k}-rf{rf}": {"temperature": t, "top_k": k, "random_freq": rf}

@@ -9,8 +9,6 @@ number of steps and none waits on another.
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
@@ -18,23 +16,12 @@ import torch
 
 from clara_live.codec.tokens import Grammar, shift_table
 from clara_live.config import CodecConfig, CorpusConfig
+from clara_live.corpus.built import BuiltCorpus
 from clara_live.errors import InputError
-from clara_live.model.evaluate import token_ids
 
 
-class Corpus:
-    """A built corpus folder: manifest.json plus train/valid/test.txt."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        try:
-            self.manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError(f"{self.folder}: no manifest.json (build the corpus with `clara corpus`)") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise InputError(f"{self.folder / 'manifest.json'}: not valid JSON") from None
-        self.vocabulary: list[str] = self.manifest["vocabulary"]
-        self.unknown: str | None = self.manifest.get("unknown_token")
+class Corpus(BuiltCorpus):
+    """A built corpus as training reads it: its pieces, and the train split's keys to draw."""
 
     def augment(self, pieces: list[np.ndarray], vocabulary: list[str], config: CorpusConfig) -> Augment | None:
         """The train split's keys and weights (a corpus of format 2; format 1 stored every key);
@@ -55,19 +42,6 @@ class Corpus:
             shifts.append([s for s in p["shifts"] if s == 0 or (s in table and bool((table[s][ids] >= 0).all()))])
         return Augment(shifts, [config.weight_of(p.get("corpus", "")) for p in train], table)
 
-    def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
-        """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
-        index = {t: i for i, t in enumerate(vocabulary or self.vocabulary)}
-        path = self.folder / f"{split}.txt"
-        try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except FileNotFoundError:
-            raise InputError(f"{path}: missing") from None
-        try:
-            return [token_ids(line.split(), index, self.unknown, f"{path}:{n + 1}")
-                    for n, line in enumerate(lines) if line.strip()]
-        except ValueError as exc:
-            raise InputError(str(exc)) from None
 
 
 class Augment(NamedTuple):

@@ -15,8 +15,8 @@ import shutil
 from pathlib import Path
 
 from clara_live.judge.pieces import encode_file
+from clara_live.judge.predict import predict_pieces, top_k_accuracy
 from clara_live.judge.store import load_judge, save_judge
-from training.judge import predict_pieces, top_k_accuracy
 
 
 def main() -> None:

@@ -13,10 +13,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from clara_live.codec.steps import normalise
 from clara_live.codec.tokens import UNK, Grammar, Kind
 from clara_live.config import CodecConfig
-from clara_live.music.notes import StepNote
+from clara_live.music.notes import StepNote, normalise
 
 
 class ChordwiseCodec:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from clara_live.codec.steps import normalise
 from clara_live.codec.tokens import Grammar, Kind
 from clara_live.config import CodecConfig
-from clara_live.music.notes import StepNote
+from clara_live.music.notes import StepNote, normalise
 
 
 def wait_tokens(steps: int, limit: int) -> list[str]:

@@ -6,12 +6,11 @@ Both codecs start here, so folding and quantisation happen one way only.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 
 import numpy as np
 
 from clara_live.config import CodecConfig
-from clara_live.music.notes import PIANO, VIOLIN, Piece, StepNote
+from clara_live.music.notes import VIOLIN, Normalised, Piece, StepNote, normalise_arrays
 
 
 def fold(pitch: int, low: int, high: int) -> int:
@@ -21,14 +20,6 @@ def fold(pitch: int, low: int, high: int) -> int:
     elif pitch > high:
         pitch -= 12 * math.ceil((pitch - high) / 12)
     return pitch
-
-
-class Normalised(list):
-    """A list of StepNotes already normalised (the result of `normalise`; do not mutate it).
-
-    Encoding normalises its input; this marker lets it skip the second pass over notes that
-    `to_steps` has just normalised (15 % of encoding time over the corpus).
-    """
 
 
 def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
@@ -52,42 +43,7 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     pitch = np.where(pitch < low, pitch + 12 * ((low - pitch + 11) // 12), pitch)
     high = config.high_pitch
     pitch = np.where(pitch > high, pitch - 12 * ((pitch - high + 11) // 12), pitch)
-    return _normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin)
-
-
-def normalise(notes: Iterable[StepNote]) -> Normalised:
-    """One sounding note per (family, pitch) at a time, ordered by onset, family, pitch.
-
-    Two onsets of a pitch in one step merge (the longer, louder one stays); a note struck
-    again while it sounds is closed at the new onset, so no note-off is ever lost.
-    """
-    if isinstance(notes, Normalised):
-        return notes
-    notes = list(notes)
-    if not notes:
-        return Normalised()
-    start, end, pitch, velocity, family = zip(*notes, strict=True)
-    return _normalise_arrays(np.array(start, dtype=np.int64), np.array(end, dtype=np.int64),
-                             np.array(pitch, dtype=np.int64), np.array(velocity, dtype=np.int64),
-                             np.array(family) == VIOLIN)
-
-
-def _normalise_arrays(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.ndarray,
-                      violin: np.ndarray) -> Normalised:
-    order = np.lexsort((-end, start, pitch, violin))  # by family, pitch, onset, longest first
-    start, end, pitch, velocity, violin = start[order], end[order], pitch[order], velocity[order], violin[order]
-    same_key = (pitch[1:] == pitch[:-1]) & (violin[1:] == violin[:-1])
-    first = np.concatenate([[True], ~(same_key & (start[1:] == start[:-1]))])  # first of each onset group
-    groups = np.flatnonzero(first)
-    velocity = np.maximum.reduceat(velocity, groups)  # the loudest of merged onsets
-    start, end, pitch, violin = start[groups], end[groups], pitch[groups], violin[groups]
-    # a note struck again while it sounds ends at the new onset
-    restruck = np.concatenate([(pitch[1:] == pitch[:-1]) & (violin[1:] == violin[:-1]), [False]])
-    end = np.where(restruck, np.minimum(end, np.roll(start, -1)), end)
-    order = np.lexsort((pitch, violin, start))
-    families = np.where(violin[order], VIOLIN, PIANO).tolist()
-    return Normalised(map(StepNote._make, zip(start[order].tolist(), end[order].tolist(), pitch[order].tolist(),
-                                              velocity[order].tolist(), families, strict=True)))
+    return normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin)
 
 
 def transpose(notes: list[StepNote], semitones: int, config: CodecConfig) -> list[StepNote] | None:

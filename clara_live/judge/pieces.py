@@ -74,9 +74,9 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
                corpora: Iterable[str] | None = None) -> list[BuiltPiece]:
     """The pieces of a built corpus's splits (as stored: each in its own key) as ids over a
     model's vocabulary, with their corpus, composer, work and split from manifest.json."""
-    from training.data import Corpus
+    from clara_live.corpus.built import BuiltCorpus
 
-    corpus = Corpus(folder)
+    corpus = BuiltCorpus(folder)
     keep = None if corpora is None else set(corpora)
     keys = _own_keys(corpus.manifest["pieces"])
     out = []

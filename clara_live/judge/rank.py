@@ -11,7 +11,7 @@ from clara_live.sampling.search import Scorer
 def critic_scorer(critic: LoadedJudge) -> Scorer:
     """A Scorer (sequences, mean log-probs) -> each candidate's probability of being human, by
     the critic; a token the critic's vocabulary lacks counts as its <unk> or is dropped."""
-    from training.judge import predict_pieces
+    from clara_live.judge.predict import predict_pieces
 
     index = {t: i for i, t in enumerate(critic.vocabulary)}
     human = critic.classes.index("human")

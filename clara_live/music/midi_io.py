@@ -17,10 +17,9 @@ import numpy as np
 import symusic
 
 from clara_live.atomic import write_bytes
-from clara_live.codec.steps import normalise
 from clara_live.errors import InputError
 from clara_live.music.instruments import PROGRAM_OF_FAMILY, family_of
-from clara_live.music.notes import FAMILIES, PIANO, VIOLIN, Note, Piece, StepNote
+from clara_live.music.notes import FAMILIES, PIANO, VIOLIN, Note, Piece, StepNote, normalise
 from clara_live.music.pedal_scan import noteless_track_pedals
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")

@@ -1,0 +1,41 @@
+"""A corpus built by `clara corpus`, read back: manifest.json (pieces, splits, works, codec,
+vocabulary) and one token file per split. Used by training, the judges and the benchmarks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from clara_live.errors import InputError
+from clara_live.model.evaluate import token_ids
+
+
+class BuiltCorpus:
+    """A built corpus folder: manifest.json plus train/valid/test.txt."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        try:
+            self.manifest = json.loads((self.folder / "manifest.json").read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError(f"{self.folder}: no manifest.json (build the corpus with `clara corpus`)") from None
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise InputError(f"{self.folder / 'manifest.json'}: not valid JSON") from None
+        self.vocabulary: list[str] = self.manifest["vocabulary"]
+        self.unknown: str | None = self.manifest.get("unknown_token")
+
+    def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
+        """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
+        index = {t: i for i, t in enumerate(vocabulary or self.vocabulary)}
+        path = self.folder / f"{split}.txt"
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            raise InputError(f"{path}: missing") from None
+        try:
+            return [token_ids(line.split(), index, self.unknown, f"{path}:{n + 1}")
+                    for n, line in enumerate(lines) if line.strip()]
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
