@@ -17,10 +17,14 @@ import math
 import re
 import shutil
 import sys
+import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TextIO
+
+from clara_live.live.midi import NOTE_OFF, NOTE_ON
 
 PLAYER_COLOUR = 33  # blue (256-colour palette)
 CLARA_COLOUR = 208  # orange
@@ -217,6 +221,36 @@ def render(state: ViewState, width: int, height: int, seconds: float = 8.0, low:
     log_lines = [""] * (logs - len(recent)) + [_line([(" " + text, f"38;5;{DIM_COLOUR}")], width) for text in recent]
     roll = _roll(state, rows, width - GUTTER, seconds, low, high)
     return [_header(state, width), _status(state, width), *hint, *roll, *log_lines]
+
+
+class Roll:
+    """Recent notes of both sources for the terminal view."""
+
+    def __init__(self, keep: float = 16.0) -> None:
+        self.keep = keep
+        self.open: dict[tuple[str, int], float] = {}
+        self.done: deque = deque()
+        self.lock = threading.Lock()
+
+    def note(self, source: str, message: tuple[int, ...] | list[int], t: float) -> None:
+        kind = message[0] & 0xF0
+        if kind not in (NOTE_ON, NOTE_OFF) or len(message) < 3:
+            return
+        key = (source, message[1])
+        with self.lock:
+            start = self.open.pop(key, None)
+            if start is not None:
+                self.done.append((source, message[1], start, t))
+            if kind == NOTE_ON and message[2] > 0:
+                self.open[key] = t
+
+    def notes(self, now: float) -> tuple:
+        with self.lock:
+            while self.done and self.done[0][3] < now - self.keep:
+                self.done.popleft()
+            finished = [RollNote(s, p, a, b) for s, p, a, b in self.done]
+            sounding = [RollNote(s, p, a, None) for (s, p), a in self.open.items()]
+        return tuple(finished + sounding)
 
 
 class TerminalView:
