@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SHARED ?= ../shared
 OUT    ?= out
 
-.PHONY: run demo test install install-dev bench lint clean
+.PHONY: run demo test test-fast install install-dev bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test: install-dev
 	.ci/system-deps $(BIN)/python
 	$(BIN)/lint-imports  # the layers (pyproject.toml: clara_live never imports training, music/ and codec/ below)
 	$(BIN)/python -m pytest -n 2 -q
+
+# the tests not marked slow (no JACK sessions, soaks, training runs or shipped-model checks): under a minute
+test-fast: install-dev
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 bench: install
 	$(BIN)/pip install --quiet -e '.[bench]'

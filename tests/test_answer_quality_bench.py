@@ -13,6 +13,8 @@ from conftest import load_benchmark
 
 from training import heldout
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 bench = load_benchmark("answer_quality")
 Timed = bench.Timed
 

@@ -14,6 +14,8 @@ from clara_live.cli import main as clara
 from clara_live.config import load_config
 from clara_live.corpus import build_corpus
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 bench = load_benchmark("bits_per_note")
 SHIPPED = REPO / "trained_models" / "clara-notewise"
 

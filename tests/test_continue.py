@@ -18,6 +18,8 @@ from clara_live.model.awd_lstm import AWDLSTM
 from clara_live.model.store import save_model
 from clara_live.music.read import read_music
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 PROMPT = SHARED / "corpus" / "piano-midi-de" / "Chopin" / "chpn-p7.mid"
 
 

@@ -16,6 +16,8 @@ from clara_live.config import CorpusConfig, load_config
 from clara_live.corpus import build_corpus, corpus_kind, find_sources, split_of
 from clara_live.corpus.works import catalogue, composer_name, same_number
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 CORPUS = SHARED / "corpus"
 # fractions under which the twins' own hashes disagree: Islamey's ASAP work hashes to test, the

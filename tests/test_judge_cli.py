@@ -13,6 +13,8 @@ from clara_live.cli import main
 from clara_live.judge.store import load_judge
 from clara_live.model import ModelError
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 COMPOSERS = ("Bach", "Chopin", "Mozart")
 
 

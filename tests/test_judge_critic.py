@@ -18,6 +18,8 @@ from clara_live.judge.store import load_judge
 from clara_live.model import load_model
 from training.critic import SCHEDULE, SETTINGS, auc, generations, setting_of
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 GENERATOR = REPO / "trained_models" / "clara-notewise"
 
 

@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from clara_live.codec import make_codec
@@ -16,6 +17,8 @@ from clara_live.judge.data import split_pieces
 from clara_live.judge.pieces import load_labelled
 from clara_live.judge.predict import confusion, predict_pieces, top_k_accuracy
 from training.judge import head_probabilities, log_loss, train_head, train_judge, window_features
+
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
 
 TINY = ModelConfig(emb_size=16, hidden_size=24, num_layers=2, dropout_emb=0.0, dropout_input=0.0,
                    dropout_hidden=0.0, dropout_output=0.0, weight_drop=0.0)

@@ -18,6 +18,8 @@ from clara_live.live.session import Session
 from clara_live.model import load_model
 from clara_live.sampling.sampler import Sampler
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 SHIPPED = Path(__file__).resolve().parents[1] / "trained_models" / "clara-notewise"
 TICK = 0.005
 

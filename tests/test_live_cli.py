@@ -12,6 +12,8 @@ from conftest import REPO
 
 from clara_live.cli import main
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 
 def test_help_lists_the_live_options(capsys):
     with pytest.raises(SystemExit) as exc:

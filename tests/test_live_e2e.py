@@ -23,6 +23,8 @@ from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
 
 from clara_live.live import ports
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 BPM = 120.0
 BEAT = 60.0 / BPM
 GRID_TOLERANCE = 0.015  # seconds: a JACK period is 1.3 ms; the rest is scheduling on a busy machine

@@ -22,6 +22,8 @@ from jack_fixture import REGISTRY_FULL, jack_server  # noqa: F401
 from clara_live.live import ports
 from clara_live.live.playback import performance
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 MAESTRO = REPO.parent / "shared" / "midi" / "maestro" / "maestro_1.mid"
 NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
 NO_JACK = {"JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}

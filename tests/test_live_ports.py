@@ -32,6 +32,8 @@ from clara_live.live.ports import (
     resolve_api,
 )
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 ALSA_SEQ = "/dev/snd/seq"
 # libjack names a client's socket after the client whatever the server, so the two xdist workers (each
 # with its own server) must not open same-named clients at once

@@ -14,6 +14,8 @@ import pytest
 from clara_live.errors import ClaraError
 from clara_live.live.synth import RELEASE_S, FluidSynthOutput, shell_command
 
+pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, the shipped model, corpora): not in test-fast
+
 needs_fluidsynth = pytest.mark.system("fluidsynth", "fluid-soundfont-gm")
 BLOCK_S = 0.02
 

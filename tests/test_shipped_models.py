@@ -13,6 +13,8 @@ from clara_live.model import load_model
 from clara_live.model.evaluate import score, token_ids
 from clara_live.music.read import read_music
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "trained_models"
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"

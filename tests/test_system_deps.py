@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / ".ci" / "system-deps"
 

@@ -21,6 +21,8 @@ from clara_live.corpus import build_corpus
 from clara_live.model import load_model
 from training.trainer import train
 
+pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 REPO = Path(__file__).resolve().parents[1]
 TINY = ["model.emb_size=8", "model.hidden_size=16", "model.num_layers=2", "training.batch_size=4",
