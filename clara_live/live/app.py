@@ -139,8 +139,8 @@ class LiveApp:
         if live.candidates > 1:
             self.worker.calibrate()  # what a best-of-K choice costs here, before the first is due
             self.stats.calibration = {
-                "step_cost_ms": {k: v * 1000 for k, v in sorted(self.worker.step_costs.items())},
-                "judge_ms_per_token": self.worker.judge_cost * 1000}
+                "step_cost_ms": {k: v * 1000 for k, v in sorted(self.worker.budget.step_costs.items())},
+                "judge_ms_per_token": self.worker.budget.judge_cost * 1000}
         self.worker.start()
         self.ports_line = f"in: {self.source.name}  out: {output.name}"
         self.stack = stack

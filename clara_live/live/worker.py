@@ -21,6 +21,7 @@ import numpy as np
 
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import Kind
+from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
 from clara_live.sampling.grammar import KINDS, NotewiseState
@@ -28,8 +29,6 @@ from clara_live.sampling.sampler import Sampler, Snapshot
 from clara_live.sampling.search import Scorer, best_of, first_steps
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
-CHOICE_MARGIN = 0.03  # seconds kept free between choosing a best-of-K answer and its first note
-SAFETY = 1.5  # the estimate of a choice's cost is multiplied by this before it is compared with the time left
 
 
 class Played(NamedTuple):
@@ -64,11 +63,8 @@ class Worker:
         self.clock = clock
         self._busy = False
         self.candidates, self.scorer = candidates, scorer  # best-of-K answers, ranked by the scorer (the critic)
-        self.chosen: list[int] = []  # how many candidates each answer could afford
-        self.choices: list[tuple[float, float]] = []  # per best-of-K answer: (seconds taken, seconds there were)
-        self.tokens_per_step = 1.0  # running estimate of an answer's density (cautious until answers are seen)
-        self.judge_cost = 0.0005  # seconds per judged candidate token, measured (calibrate, then each choice)
-        self.step_costs: dict[int, float] = {}
+        self.budget = ChoiceBudget(candidates)
+        self.chosen, self.choices = self.budget.chosen, self.budget.choices  # what each answer could afford, took
         self._last_judge = 0.0
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -164,7 +160,7 @@ class Worker:
         sampler.feed(lead)
         played.tokens.extend(lead)
         if self.scorer is not None and self.candidates > 1:
-            k = self._affordable(answer)
+            k = self.budget.affordable(answer.steps, answer.start_time - self.clock())
             self.chosen.append(k)
             if k > 1:
                 started = self.clock()
@@ -193,48 +189,15 @@ class Worker:
         finally:
             state.horizon = None
             if sampled:  # what one stream costs, for choosing how many candidates fit next time
-                self.step_costs[1] = sampling / sampled
-                self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * sampled / max(1, answer.steps)
+                self.budget.streamed(sampling, sampled, answer.steps)
         for token_id in state.close_all():
             step = self.state.now
             sampler.advance(np.array([token_id]), score=False)
             self._play(token_id, step, answer)
 
-    def _affordable(self, answer: Answer) -> int:
-        """The most candidates (K, K/2, ... 2, else 1) whose sampling and judging fit before the
-        answer is due, from measured costs: seconds per batched step and per judged candidate."""
-        budget = answer.start_time - self.clock() - CHOICE_MARGIN
-        tokens = answer.steps * self.tokens_per_step
-        k = self.candidates
-        while k > 1:
-            if SAFETY * tokens * (self.step_cost(k) + k * self.judge_cost) <= budget:
-                return k
-            k //= 2
-        return 1
-
-    def calibrate(self, tokens: int = 64, steps: int = 8) -> None:
-        """Measure what a choice costs before the first one is due: batched sampler steps for each
-        K tried, and the scorer per candidate token; the sampler is left exactly as it was."""
-        sampler = self.sampler
-        before = sampler.snapshot()
-        k = self.candidates
-        while k >= 1:
-            sampler.expand(k)
-            started = self.clock()
-            for _ in range(steps):
-                sampler.step()
-            self.step_costs[k] = (self.clock() - started) / steps
-            sampler.restore(before)
-            k = k // 2 if k > 2 else k - 1
-        if self.scorer is not None:
-            sample = [[f"wait{self.limit}"] * tokens] * self.candidates
-            started = self.clock()
-            self.scorer(sample, np.zeros(self.candidates))
-            self.judge_cost = (self.clock() - started) / (self.candidates * tokens)
-
-    def step_cost(self, k: int) -> float:
-        """Seconds per batched sampler step of k streams: measured, else one stream's times a guess."""
-        return self.step_costs.get(k, self.step_costs.get(1, 0.001) * (1 + 0.15 * (k - 1)))
+    def calibrate(self) -> None:
+        """Measure what a choice costs here before the first one is due (the sampler is left as it was)."""
+        self.budget.calibrate(self.sampler, self.scorer, f"wait{self.limit}", self.clock)
 
     def _best_of(self, answer: Answer, k: int) -> None:
         """Sample k candidates at once, keep the scorer's favourite and play it whole."""
@@ -243,9 +206,7 @@ class Worker:
             state.begin_with_a_note()
         started = self.clock()
         tokens, _ = best_of(sampler, k, steps=answer.steps, scorer=self._judge_timed)
-        sampled = self.clock() - started - self._last_judge
-        self.step_costs[k] = sampled / max(1, len(tokens))  # per step of the batch (the winner's length: rough)
-        self.tokens_per_step = 0.8 * self.tokens_per_step + 0.2 * len(tokens) / max(1, answer.steps)
+        self.budget.batched(k, self.clock() - started - self._last_judge, len(tokens), answer.steps)
         vocab = sampler.vocab
         step = answer.start_step + self.base
         for text in tokens:
@@ -258,8 +219,7 @@ class Worker:
         started = self.clock()
         scores = self.scorer(sequences, mean_logprob)
         self._last_judge = self.clock() - started
-        judged = max(1, sum(len(seq) for seq in sequences))
-        self.judge_cost = 0.5 * self.judge_cost + 0.5 * self._last_judge / judged
+        self.budget.judged(self._last_judge, sum(len(seq) for seq in sequences))
         return scores
 
     def _between_tokens(self, answer: Answer) -> bool:
