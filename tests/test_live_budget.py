@@ -13,7 +13,7 @@ def test_the_most_candidates_that_fit_and_halving_until_they_do():
     budget.judge_cost = 0.0001
     budget.tokens_per_step = 1.0
     cost = {k: SAFETY * 48 * (budget.step_cost(k) + k * budget.judge_cost) for k in (8, 4, 2)}
-    assert budget.affordable(48, CHOICE_MARGIN + cost[8]) == 8
+    assert budget.affordable(48, CHOICE_MARGIN + cost[8] + 1e-9) == 8
     assert budget.affordable(48, CHOICE_MARGIN + cost[8] * 0.99) == 4
     assert budget.affordable(48, CHOICE_MARGIN + cost[2] * 0.99) == 1
     assert budget.affordable(48, 0.0) == 1
