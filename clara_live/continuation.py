@@ -13,6 +13,7 @@ import mido
 import numpy as np
 
 from clara_live.codec import make_codec, to_steps
+from clara_live.codec.tokens import silence
 from clara_live.config import SamplingConfig
 from clara_live.errors import InputError
 from clara_live.model.store import LoadedModel
@@ -111,9 +112,7 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
 
 
 def _silence(codec_config) -> str:
-    if codec_config.encoding == "notewise":
-        return f"wait{codec_config.sample_freq}"
-    return "prest0"
+    return silence(codec_config)
 
 
 def _velocity(notes: list[StepNote], default: int) -> int:

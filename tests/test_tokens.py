@@ -135,3 +135,15 @@ def test_parse_accepts_only_the_exact_vocabulary_entry(text):
     except ValueError:
         return
     assert str(token) == text, f"{text!r} parsed as {str(token)!r}"
+
+
+def test_tokens_are_spelled_by_the_codec_for_everyone_else():
+    from clara_live.codec.tokens import release, silence, strike, wait
+    from clara_live.config import CodecConfig
+
+    assert (strike(28), release(28), wait(6)) == ("p28", "endp28", "wait6")
+    assert strike(3, "v") == "v3"
+    assert silence(CodecConfig()) == "wait12"
+    assert silence(CodecConfig(encoding="chordwise")) == "prest0"
+    grammar = Grammar(CodecConfig())
+    assert [grammar.parse(t).kind for t in (strike(0), release(0), wait(1))] == [Kind.ON, Kind.OFF, Kind.WAIT]

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from clara_live.codec.tokens import silence, wait
 from clara_live.config import CorpusConfig, load_config
 from clara_live.corpus import split_of
 from clara_live.engine import build_engine
@@ -81,8 +82,8 @@ def _generate(engine, loaded, config, index, count, tokens, burn_in, batch, seed
             sampler.feed([loaded.vocabulary[i] for i in piece[at:at + prompt_tokens]])
             skip = 0
         else:
-            sampler.feed([f"wait{loaded.codec.wait_limit}"] if loaded.codec.encoding == "notewise" else
-                         [t for t in loaded.vocabulary if "rest0" in t][:1])
+            sampler.feed([wait(loaded.codec.wait_limit)] if loaded.codec.encoding == "notewise" else
+                         [silence(loaded.codec)])
             skip = burn_in
         sampler.expand(k)
         for row, seq in enumerate(generate(sampler, max_tokens=skip + tokens)):

@@ -50,6 +50,26 @@ class Token(NamedTuple):
         return UNK
 
 
+def strike(pitch_index: int, family: str = PIANO) -> str:
+    """The token that strikes pitch index `pitch_index` (MIDI pitch minus the codec's low_pitch): "p28"."""
+    return str(Token(Kind.ON, family, pitch_index))
+
+
+def release(pitch_index: int, family: str = PIANO) -> str:
+    """The token that releases it: "endp28"."""
+    return str(Token(Kind.OFF, family, pitch_index))
+
+
+def wait(steps: int) -> str:
+    """One wait of `steps` steps (1..wait_limit): "wait6"."""
+    return str(Token(Kind.WAIT, "", steps))
+
+
+def silence(config: CodecConfig) -> str:
+    """One token of silence a model can be primed with: a beat's wait (notewise) or a rest (chordwise)."""
+    return wait(config.sample_freq) if config.encoding == "notewise" else str(Token(Kind.REST, PIANO, 0))
+
+
 class Grammar:
     """Which tokens exist for one codec configuration, and how to read them."""
 

@@ -32,6 +32,7 @@ from typing import NamedTuple
 
 from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.steps import fold
+from clara_live.codec.tokens import release, strike
 from clara_live.config import CodecConfig, LiveConfig, SamplingConfig
 from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
 from clara_live.live.beats_out import BeatsOut
@@ -193,10 +194,10 @@ class Session:
             self.pending_offs.pop(pitch, None)  # struck twice in one step: one note
         else:
             if onset is not None:
-                tokens.append(f"endp{pitch - self.codec.low_pitch}")  # struck again while it sounds
+                tokens.append(release(pitch - self.codec.low_pitch))  # struck again while it sounds
             self.pending_offs.pop(pitch, None)
             self.sounding[pitch] = step
-            tokens.append(f"p{pitch - self.codec.low_pitch}")
+            tokens.append(strike(pitch - self.codec.low_pitch))
         return tokens
 
     def _begin_phrase(self, t: float) -> list[Command]:
@@ -324,7 +325,7 @@ class Session:
             for pitch in sorted(p for p, d in self.pending_offs.items() if d == due):
                 del self.pending_offs[pitch]
                 if self.sounding.pop(pitch, None) is not None:
-                    tokens.append(f"endp{pitch - self.codec.low_pitch}")
+                    tokens.append(release(pitch - self.codec.low_pitch))
         tokens += self._waits(step)
         return tokens
 
@@ -345,7 +346,7 @@ class Session:
                 self.pending_offs[pitch] = step + 1
             elif pitch in self.sounding:
                 del self.sounding[pitch]
-                closing.append(f"endp{pitch - self.codec.low_pitch}")
+                closing.append(release(pitch - self.codec.low_pitch))
         tokens += closing
         return tokens
 
@@ -381,7 +382,7 @@ class Session:
         step = self._step(t)
         held = [p for p in self.sounding if p not in self.pending_offs]
         pending = self._advance(step if held else max([self.now, phrase.last_step, *self.pending_offs.values()]))
-        closing = [f"endp{p - self.codec.low_pitch}" for p in sorted(self.sounding)]
+        closing = [release(p - self.codec.low_pitch) for p in sorted(self.sounding)]
         self.sounding.clear()
         self.held_by.clear()  # keys still down (a trigger) no longer sound in the stream
         return phrase, step, pending + closing

@@ -20,7 +20,7 @@ from typing import NamedTuple
 import numpy as np
 
 from clara_live.codec.notewise import wait_tokens
-from clara_live.codec.tokens import Kind
+from clara_live.codec.tokens import Kind, wait
 from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
@@ -76,7 +76,7 @@ class Worker:
         self.refed = 0  # phrases fed again, re-quantised
         self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
-            sampler.feed([f"wait{self.limit}"])  # the model needs one token to predict from
+            sampler.feed([wait(self.limit)])  # the model needs one token to predict from
         # session step s is the model's step s + base; each answer lowers base by the pause it skips (from_step)
         self.base = self.state.now
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
@@ -197,7 +197,7 @@ class Worker:
 
     def calibrate(self) -> None:
         """Measure what a choice costs here before the first one is due (the sampler is left as it was)."""
-        self.budget.calibrate(self.sampler, self.scorer, f"wait{self.limit}", self.clock)
+        self.budget.calibrate(self.sampler, self.scorer, wait(self.limit), self.clock)
 
     def _best_of(self, answer: Answer, k: int) -> None:
         """Sample k candidates at once, keep the scorer's favourite and play it whole."""

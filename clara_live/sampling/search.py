@@ -14,6 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
+from clara_live.codec.tokens import wait as wait_token
 from clara_live.sampling.sampler import Sampler
 
 # A scorer ranks candidates: given their token lists and mean log-probabilities under the
@@ -207,7 +208,7 @@ def first_steps(tokens: list[str], steps: int, sampler: Sampler) -> list[str]:
             wait = int(vocab.value[i])
             if now + wait >= steps:
                 if steps - now:
-                    out.append(f"wait{steps - now}")
+                    out.append(wait_token(steps - now))
                 return out
             now += wait
         out.append(text)
