@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +29,8 @@ import mido
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from live_latency import _start_jack  # noqa: E402 - the same JACK server as the latency benchmark
 
 from clara_live.live.playback import performance  # noqa: E402
 
@@ -64,10 +65,8 @@ class Live:
 
 def lost_server(how: str, tmp: Path) -> dict:
     name = f"clara-bench-{os.getpid()}"
-    server = subprocess.Popen([shutil.which("jackd"), "-R", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = _start_jack(name, 64)
     try:
-        subprocess.run(["jack_wait", "-s", name, "-n", f"w-{os.getpid()}", "-w", "-t", "10"], capture_output=True)
         live = Live(["--midi-api", "jack", "--virtual"], {"JACK_DEFAULT_SERVER": name}, tmp)
         live.wait_for("clara live ready")
         time.sleep(2.0)
@@ -83,9 +82,7 @@ def lost_server(how: str, tmp: Path) -> dict:
             server.kill()
             server.wait()
         if how == "kill":  # give back the server's row in JACK's table: start and stop one of that name
-            again = subprocess.Popen([shutil.which("jackd"), "-n", name, "-d", "dummy"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-            subprocess.run(["jack_wait", "-s", name, "-n", f"w-{os.getpid()}", "-w", "-t", "10"], capture_output=True)
+            again = _start_jack(name, 64)
             again.terminate()
             again.wait()
 
@@ -125,9 +122,11 @@ def main() -> int:
             results["sigkill"].append(sigkill_loss(rng, Path(tmp)))
         print(f"round {k + 1}: {results['lost_server'][-2:]} {results['sigkill'][-1]}", flush=True)
     saved = [r["saved_s"] for r in results["lost_server"]]
+    exits = [r["exit_s"] for r in results["lost_server"]]
     lost = [r["lost_s"] for r in results["sigkill"]]
-    print(f"lost JACK server -> session saved: max {max(saved):.2f} s, mean {sum(saved) / len(saved):.2f} s "
-          f"over {len(saved)} (stop and kill); status {sorted({r['status'] for r in results['lost_server']})}")
+    print(f"lost JACK server -> session saved: max {max(saved):.2f} s, mean {sum(saved) / len(saved):.2f} s; "
+          f"-> exited: max {max(exits):.2f} s, mean {sum(exits) / len(exits):.2f} s; over {len(saved)} (stop and "
+          f"kill); status {sorted({r['status'] for r in results['lost_server']})}")
     print(f"SIGKILL: at most {max(lost):.2f} s of playing lost (mean {sum(lost) / len(lost):.2f} s) over {len(lost)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

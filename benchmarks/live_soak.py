@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from clara_live.config import load_config  # noqa: E402
 from clara_live.live.app import LiveOptions, run_live  # noqa: E402
-from clara_live.live.midi import CLOCK, CONTROL, NOTE_OFF, NOTE_ON, START, STOP, OpenNotes  # noqa: E402
+from clara_live.live.midi import CLOCK, CONTROL, NOTE_ON, START, STOP, OpenNotes  # noqa: E402
 from clara_live.live.playback import TimedInput, performance  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -68,14 +68,11 @@ def _chunks(events: list[tuple[float, list[int]]], rng: random.Random) -> list[l
     while start < end_of_piece:
         stop = start + rng.uniform(4.0, 20.0)
         chunk = [(t - start, m) for t, m in events if start <= t < stop]
-        held = set()  # (channel, key)
+        held: OpenNotes = OpenNotes()
         for _, m in chunk:
-            if m[0] & 0xF0 == NOTE_ON and m[2] > 0:
-                held.add((m[0] & 0x0F, m[1]))
-            elif m[0] & 0xF0 in (NOTE_ON, NOTE_OFF):
-                held.discard((m[0] & 0x0F, m[1]))
+            held.update(m)
         span = stop - start
-        chunk += [(span, [NOTE_OFF | channel, key, 0]) for channel, key in sorted(held)]
+        chunk += [(span, off) for off in held.close_all()]
         chunk.append((span, [CONTROL, 64, 0]))
         out.append(chunk)
         start = stop
@@ -204,7 +201,8 @@ def soak(minutes: float = 60.0, speed: float = 2.0, seed: int = 0, model: Path |
         "speed": speed, "wall_s": wall, "status": status, "error": error, **counts,
         "events": len(events), "player_notes": played_notes, "saved_player_notes": saved_player,
         "saved_clara_notes": saved_clara, "session_seconds": session_seconds,
-        "clara_messages": output.sent, "malformed_sent": len(output.malformed), "left_sounding": len(output.sounding),
+        "clara_messages": output.sent, "malformed_sent": len(output.malformed),
+        "left_sounding": len(output.sounding.open),
         "rss_kib_after_warmup": first, "rss_kib_end": last, "rss_growth": (last / first - 1) if first else None,
         "peak_rss_kib": _rss_kib("VmHWM"), "log_tail": log.getvalue().splitlines()[-3:],
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",

@@ -92,6 +92,22 @@ def _name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
+def save_tiny_model(folder: Path) -> Path:
+    """A tiny notewise model folder (8/16 x 2, random weights from seed 0): for tests of the way in
+    (loading, checking, the CLI), not of the music."""
+    import torch
+
+    from clara_live.config import ModelConfig
+    from clara_live.model import AWDLSTM, save_model
+
+    torch.manual_seed(0)
+    codec = CodecConfig()
+    vocabulary = make_codec(codec).vocabulary()
+    save_model(folder, AWDLSTM(len(vocabulary), ModelConfig(emb_size=8, hidden_size=16, num_layers=2)), codec,
+               vocabulary)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def shared() -> Path:
     """The shared data folder (../shared beside the repository)."""

@@ -15,6 +15,7 @@ from pathlib import Path
 import mido
 import pytest
 import torch
+from conftest import save_tiny_model
 
 from clara_live.cli import main
 from clara_live.codec import make_codec
@@ -62,11 +63,7 @@ def a_file(tmp_path) -> Path:
 @pytest.fixture
 def tiny_model(tmp_path) -> Path:
     """A tiny notewise model folder (random weights) that every case below spoils in its own way."""
-    torch.manual_seed(0)
-    codec = CodecConfig()
-    folder = tmp_path / "tiny"
-    save_model(folder, AWDLSTM(len(make_codec(codec).vocabulary()), TINY), codec, make_codec(codec).vocabulary())
-    return folder
+    return save_tiny_model(tmp_path / "tiny")
 
 
 def edit_config(folder: Path, change) -> Path:

@@ -8,18 +8,14 @@ measured by benchmarks/live_latency.py.
 from __future__ import annotations
 
 import os
-import signal
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import mido
 import pytest
-from conftest import REPO
 from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
+from live_process import LiveProcess
 
 from clara_live.live import ports
 
@@ -32,55 +28,13 @@ JITTER = 0.03  # seconds: one note's delivery on a loaded machine (the grid's ow
 NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
 
 
-class Live:
-    """`clara live` in its own process, its log lines collected as they come."""
+class Live(LiveProcess):
+    """`clara live --virtual` at BPM in call-response, ready to play."""
 
     def __init__(self, tmp_path: Path, *extra: str) -> None:
-        self.save_dir = tmp_path / "sessions"
-        command = [sys.executable, "-m", "clara_live", "live", "--midi-api", "jack", "--virtual", "--no-ui",
-                   "--mode", "call-response", "--bpm", str(BPM), "--seed", "7", "--save-dir", str(self.save_dir),
-                   # libjack names a client's socket by client name alone: xdist workers, each with its
-                   # own server, must not both have a client called "clara"
-                   "--set", f"live.client_name=clara-{os.getpid()}", *extra]
-        self.proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
+        super().__init__(tmp_path, "--midi-api", "jack", "--virtual", "--no-ui", "--mode", "call-response",
+                         "--bpm", str(BPM), "--seed", "7", *extra)
         self.wait_for("clara live ready", 60)
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    def wait_for(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                pytest.fail(f"clara live exited {self.proc.returncode}:\n" + "\n".join(self.lines))
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {text!r} from clara live in {timeout} s:\n" + "\n".join(self.lines))
-            time.sleep(0.01)
-
-    def heard(self, text: str, timeout: float) -> bool:
-        """Whether clara live logs `text` within timeout (False, not a failure, if not)."""
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                return False
-            time.sleep(0.01)
-        return True
-
-    def terminate(self) -> int:
-        self.proc.send_signal(signal.SIGTERM)
-        code = self.proc.wait(timeout=30)
-        self._reader.join(timeout=5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Studio:

@@ -9,15 +9,14 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
 import mido
 import pytest
 from conftest import REPO
-from jack_fixture import REGISTRY_FULL, jack_server  # noqa: F401
+from jack_fixture import REGISTRY_FULL, _start, _stop, _wait_until_up, jack_server  # noqa: F401
+from live_process import LiveProcess
 
 from clara_live.live import ports
 from clara_live.live.playback import performance
@@ -29,51 +28,11 @@ NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
 NO_JACK = {"JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}
 
 
-class Run:
-    """`clara live ARGS` in its own process, its output lines collected as they come."""
+class Run(LiveProcess):
+    """`clara live --no-ui --seed 7 ARGS`."""
 
     def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
-        self.save_dir = tmp_path / "sessions"
-        command = [sys.executable, "-m", "clara_live", "live", "--no-ui", "--seed", "7",
-                   "--save-dir", str(self.save_dir), "--set", f"live.client_name=clara-{os.getpid()}", *args]
-        self.proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.lines)
-
-    def wait_for(self, text: str, timeout: float = 60.0) -> float:
-        """When `text` was first seen (monotonic); fails if the process ends or timeout passes first."""
-        deadline = time.monotonic() + timeout
-        while not any(text in line for line in self.lines):
-            if self.proc.poll() is not None and not self._reader.is_alive():
-                pytest.fail(f"clara live exited {self.proc.returncode} before {text!r}:\n{self.text}")
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {text!r} from clara live in {timeout} s:\n{self.text}")
-            time.sleep(0.005)
-        return time.monotonic()
-
-    def wait(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout=timeout)
-        self._reader.join(timeout=5)
-        return code
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    def session(self) -> mido.MidiFile:
-        [path] = sorted(self.save_dir.glob("clara-session-*.mid"))
-        return mido.MidiFile(path)
+        super().__init__(tmp_path, "--no-ui", "--seed", "7", *args, env=env, stdin=stdin)
 
 
 def _onsets(midi: mido.MidiFile, track: int) -> list[tuple[float, int]]:
@@ -166,22 +125,15 @@ def test_with_no_midi_input_and_no_terminal_it_says_how_to_play_in_one_line(tmp_
 
 
 def _jackd(name: str, log: Path) -> subprocess.Popen:
-    jackd = shutil.which("jackd")
-    if jackd is None:
+    """A JACK server of this test's own (the session's server must outlive the test)."""
+    if shutil.which("jackd") is None:
         pytest.skip("jackd not installed: apt-get install jackd2")
-    proc = subprocess.Popen([jackd, "-R", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"],
-                            stdout=log.open("wb"), stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and proc.poll() is None:
-        done = subprocess.run(["jack_wait", "-s", name, "-n", f"wait-{os.getpid()}", "-c"], capture_output=True,
-                              text=True)
-        if "running" in done.stdout and "not" not in done.stdout:
-            return proc
-        time.sleep(0.1)
-    proc.kill()
-    proc.wait()
-    hint = REGISTRY_FULL if "Too many servers" in log.read_text(errors="replace") else ""
-    pytest.fail(f"jackd {name} did not start: {log.read_text(errors='replace')[-2000:]} {hint}")
+    proc = _start([shutil.which("jackd"), "-R", "-n", name, "-d", "dummy", "-r", "48000", "-p", "64"], log)
+    if not _wait_until_up(name, proc):
+        _stop(proc)
+        hint = REGISTRY_FULL if "Too many servers" in log.read_text(errors="replace") else ""
+        pytest.fail(f"jackd {name} did not start: {log.read_text(errors='replace')[-2000:]} {hint}")
+    return proc
 
 
 def test_a_jack_server_that_stops_ends_the_session_in_one_line_and_it_is_saved(tmp_path):
@@ -197,8 +149,7 @@ def test_a_jack_server_that_stops_ends_the_session_in_one_line_and_it_is_saved(t
         ended = time.monotonic() - gone
     finally:
         if server.poll() is None:
-            server.terminate()
-            server.wait()
+            _stop(server)
     assert code == 1, run.text
     errors = [line for line in run.lines if line.startswith("clara: error:")]
     assert len(errors) == 1 and "JACK server stopped" in errors[0], run.text

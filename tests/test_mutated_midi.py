@@ -18,13 +18,11 @@ from pathlib import Path
 
 import mido
 import pytest
-import torch
+from conftest import save_tiny_model
 
 from clara_live.cli import main
-from clara_live.codec import make_codec
 from clara_live.codec.tokens import Grammar
-from clara_live.config import CodecConfig, ModelConfig
-from clara_live.model import AWDLSTM, save_model
+from clara_live.config import CodecConfig
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SOURCES = [SHARED / "midi" / "maestro" / "maestro_1.mid", SHARED / "midi" / "maestro" / "maestro_3.mid",
@@ -177,13 +175,7 @@ def variants(count: int = VARIANTS) -> list[tuple[str, bytes]]:
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
     """A tiny random notewise model: what is tested is the way in, not the music."""
-    torch.manual_seed(0)
-    codec = CodecConfig()
-    vocabulary = make_codec(codec).vocabulary()
-    folder = tmp_path_factory.mktemp("model") / "tiny"
-    save_model(folder, AWDLSTM(len(vocabulary), ModelConfig(emb_size=8, hidden_size=16, num_layers=2)), codec,
-               vocabulary)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("model") / "tiny")
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture, source: Path) -> tuple[int, str]:

@@ -11,11 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import load_benchmark
-
-from clara_live.codec import make_codec
-from clara_live.config import CodecConfig, ModelConfig
-from clara_live.model import AWDLSTM, save_model
+from conftest import load_benchmark, save_tiny_model
 
 MAESTRO = Path(__file__).resolve().parents[1].parent / "shared" / "midi" / "maestro"
 VARIANTS = ("eager", "fp32", "int8", "sampler", "sampler_no_motif", "int8_batched", "sampler_batched")
@@ -27,13 +23,7 @@ bench = load_benchmark("step_latency")
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    codec = CodecConfig()
-    vocabulary = make_codec(codec).vocabulary()
-    folder = tmp_path_factory.mktemp("models") / "tiny"
-    model = AWDLSTM(len(vocabulary), ModelConfig(emb_size=8, hidden_size=16, num_layers=2))
-    save_model(folder, model, codec, vocabulary)
-    return folder
+    return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
 @pytest.fixture

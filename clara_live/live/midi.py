@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
-NOTE_OFF, NOTE_ON, POLY_TOUCH, CONTROL, PROGRAM, CHANNEL_TOUCH, BEND = 0x80, 0x90, 0xA0, 0xB0, 0xC0, 0xD0, 0xE0
+NOTE_OFF, NOTE_ON, CONTROL, PROGRAM, BEND = 0x80, 0x90, 0xB0, 0xC0, 0xE0
 CLOCK, START, CONTINUE, STOP = 0xF8, 0xFA, 0xFB, 0xFC  # system real-time
 SUSTAIN, ALL_NOTES_OFF = 64, 123  # controllers
 DRUMS = 9  # General MIDI's channel 10, counted from 0
@@ -24,11 +24,6 @@ def is_note_on(message: Message) -> bool:
     return len(message) >= 3 and kind(message) == NOTE_ON and message[2] > 0
 
 
-def is_note_off(message: Message) -> bool:
-    """A note-off, or a note-on of velocity 0 (which means one)."""
-    return len(message) >= 3 and (kind(message) == NOTE_OFF or (kind(message) == NOTE_ON and message[2] == 0))
-
-
 def note_off(channel: int, key: int, velocity: int = 0) -> list[int]:
     return [NOTE_OFF | channel, key, velocity]
 
@@ -42,12 +37,6 @@ class OpenNotes(Generic[Owner]):
 
     def __init__(self) -> None:
         self.open: dict[tuple[int, int], Owner | None] = {}
-
-    def __len__(self) -> int:
-        return len(self.open)
-
-    def __contains__(self, note: tuple[int, int]) -> bool:
-        return note in self.open
 
     def update(self, message: Message, owner: Owner | None = None) -> str:
         if len(message) < 3 or kind(message) not in (NOTE_ON, NOTE_OFF):
@@ -71,10 +60,6 @@ class OpenNotes(Generic[Owner]):
     def silence(self, channel: int) -> None:
         """An all-notes-off on channel: every note there is closed."""
         self.open = {note: owner for note, owner in self.open.items() if note[0] != channel}
-
-    def of(self, owner: Owner) -> list[tuple[int, int]]:
-        """The notes `owner` struck, in order."""
-        return sorted(note for note, who in self.open.items() if who == owner)
 
     def close_all(self) -> list[list[int]]:
         """Note-offs for every open note, in (channel, key) order; then none is open."""

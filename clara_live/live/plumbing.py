@@ -17,6 +17,7 @@ from clara_live.live.watch import JackServerWatch
 if TYPE_CHECKING:
     from clara_live.live.app import LiveOptions
 
+
 def midi_system(options: LiveOptions, live, notices: list[str]) -> int | None:
     """The MIDI system's rtmidi API; None when none is usable and none is needed (no port named,
     no virtual ports asked for): then the computer keyboard or a played file is the input."""

@@ -99,11 +99,6 @@ class Recorder:
         self._lock = threading.Lock()
         self.version = 0  # counts changes, so a writer knows when there is something new
 
-    @property
-    def tempi(self) -> list[tuple[float, float]]:
-        """(time, bpm) of each tempo, the first at t0."""
-        return [(t, bpm) for t, bpm, _ in self._segments]
-
     def record(self, t: float, message: tuple[int, ...] | list[int], track: str) -> None:
         if track not in self._tracks or len(message) < 3 or message[0] >= 0xF0:
             return

@@ -64,7 +64,6 @@ class Worker:
         self._busy = False
         self.candidates, self.scorer = candidates, scorer  # best-of-K answers, ranked by the scorer (the critic)
         self.budget = ChoiceBudget(candidates)
-        self.chosen, self.choices = self.budget.chosen, self.budget.choices  # what each answer could afford, took
         self._last_judge = 0.0
         self.commands: queue.SimpleQueue = queue.SimpleQueue()
         self.latencies: deque[float] = deque(maxlen=2000)
@@ -91,6 +90,16 @@ class Worker:
         self.commands.put(_Quit())
         if self._thread.is_alive():
             self._thread.join(timeout)
+
+    @property
+    def chosen(self) -> list[int]:
+        """How many candidates each answer could afford."""
+        return self.budget.chosen
+
+    @property
+    def choices(self) -> list[tuple[float, float]]:
+        """Per best-of-K answer: (seconds the choice took, seconds there were)."""
+        return self.budget.choices
 
     @property
     def state(self) -> NotewiseState:  # the one stream's grammar state (restore replaces it)

@@ -1,0 +1,79 @@
+"""`clara live` in its own process, as a user runs it, for the end-to-end tests:
+`from live_process import LiveProcess`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import mido
+import pytest
+from conftest import REPO
+
+
+class LiveProcess:
+    """`clara live --save-dir DIR ARGS` in its own process, its output lines (stderr too) collected as
+    they come. Every client it opens carries this test process's pid in its name: libjack names a
+    client's socket by client name alone, and xdist workers each run their own server."""
+
+    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
+        self.save_dir = tmp_path / "sessions"
+        command = [sys.executable, "-m", "clara_live", "live", "--save-dir", str(self.save_dir),
+                   "--set", f"live.client_name=clara-{os.getpid()}", *args]
+        self.proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+    def wait_for(self, text: str, timeout: float = 60.0) -> float:
+        """When `text` was first seen (monotonic); fails if the process ends or timeout passes first."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if self.proc.poll() is not None and not self._reader.is_alive():
+                pytest.fail(f"clara live exited {self.proc.returncode} before {text!r}:\n{self.text}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {text!r} from clara live in {timeout} s:\n{self.text}")
+            time.sleep(0.005)
+        return time.monotonic()
+
+    def heard(self, text: str, timeout: float) -> bool:
+        """Whether clara live logs `text` within timeout (False, not a failure, if not)."""
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.lines):
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                return False
+            time.sleep(0.01)
+        return True
+
+    def wait(self, timeout: float = 60.0) -> int:
+        code = self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=5)
+        return code
+
+    def terminate(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        return self.wait(timeout=30)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def session(self) -> mido.MidiFile:
+        """The one session file it saved."""
+        [path] = sorted(self.save_dir.glob("clara-session-*.mid"))
+        return mido.MidiFile(path)
