@@ -344,16 +344,16 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
     import torch
 
     from clara_live.codec import make_codec, to_steps
+    from clara_live.codec.vocabulary import Vocabulary
     from clara_live.model import load_model
-    from clara_live.model.evaluate import bits_per_note, score, token_ids
+    from clara_live.model.evaluate import bits_per_note, score
     from clara_live.music.notes import normalise
     from clara_live.music.read import read_music
 
     torch.backends.mkldnn.enabled = False  # oneDNN's LSTM is many times slower than the plain CPU path here
     loaded = load_model(args.model)
     codec = make_codec(loaded.codec)
-    index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    unknown = "<unk>" if "<unk>" in index else None
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     sequences, failed, notes = [], 0, 0
     for source in args.inputs:
         try:
@@ -362,7 +362,7 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
             if len(tokens) < 2:  # the first token is never predicted: nothing to score
                 raise InputError(f"{source}: no notes to evaluate" if not encoded else
                                  f"{source}: too short to evaluate ({len(tokens)} token)")
-            sequences.append(token_ids(tokens, index, unknown, source))
+            sequences.append(vocab.ids(tokens, source, unknown=True))
             notes += len(encoded)
         except (ClaraError, ValueError) as exc:  # unreadable file, or a token the model never saw
             failed += 1

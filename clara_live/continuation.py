@@ -80,8 +80,8 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     if piece is not None and not notes:
         raise InputError(f"{piece.source}: the prompt has no notes in the model's range")
     context, cut = prompt_context(notes, codec, sampling.prompt_tokens, bar_steps) if notes else ([], 0)
-    if "<unk>" in sampler.vocab.index:  # chordwise: a chord the model never saw is <unk>
-        context = [t if t in sampler.vocab.index else "<unk>" for t in context]
+    if sampler.vocab.unknown is not None:  # chordwise: a chord the model never saw is <unk>
+        context = sampler.vocab.text(sampler.vocab.ids(context, "the prompt", unknown=True))
     sampler.reset()
     if context:
         sampler.feed(context)

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from clara_live.codec import make_codec
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, InferenceConfig, SamplingConfig
 from clara_live.engine import build_engine
 from clara_live.model import load_model
 from clara_live.music.notes import StepNote
-from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary
+from clara_live.sampling.grammar import ChordwiseState, NotewiseState
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import beam_search, best_of, generate
 

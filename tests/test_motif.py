@@ -9,9 +9,10 @@ import torch
 from conftest import tiny_engine
 
 from clara_live.codec import make_codec
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.music.notes import StepNote
-from clara_live.sampling.grammar import Vocabulary, new_state
+from clara_live.sampling.grammar import new_state
 from clara_live.sampling.motif import WINDOW, Motifs, apply_bias
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import generate

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from clara_live.codec.vocabulary import Vocabulary
+from clara_live.config import CodecConfig
 from clara_live.errors import InputError
-from clara_live.model.evaluate import token_ids
 
 
 class BuiltCorpus:
@@ -25,17 +26,18 @@ class BuiltCorpus:
             raise InputError(f"{self.folder / 'manifest.json'}: not valid JSON") from None
         self.vocabulary: list[str] = self.manifest["vocabulary"]
         self.unknown: str | None = self.manifest.get("unknown_token")
+        self.codec = CodecConfig(**self.manifest["codec"])
 
     def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
         """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
-        index = {t: i for i, t in enumerate(vocabulary or self.vocabulary)}
+        vocab = Vocabulary(vocabulary or self.vocabulary, self.codec)
         path = self.folder / f"{split}.txt"
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
         except FileNotFoundError:
             raise InputError(f"{path}: missing") from None
         try:
-            return [token_ids(line.split(), index, self.unknown, f"{path}:{n + 1}")
+            return [vocab.ids(line.split(), f"{path}:{n + 1}", unknown=self.unknown is not None)
                     for n, line in enumerate(lines) if line.strip()]
         except ValueError as exc:
             raise InputError(str(exc)) from None

@@ -13,10 +13,10 @@ from typing import NamedTuple
 import numpy as np
 
 from clara_live.codec import make_codec, to_steps
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig
 from clara_live.corpus import find_sources
 from clara_live.errors import ClaraError, InputError
-from clara_live.model.evaluate import token_ids
 from clara_live.music.read import read_music
 
 
@@ -44,9 +44,8 @@ def load_labelled(specs: Iterable[str], codec: CodecConfig, vocabulary: list[str
 def encode_file(source: str, codec: CodecConfig, vocabulary: list[str]) -> np.ndarray:
     """One file's token ids in a model's vocabulary; InputError names the file and the reason."""
     tokens = make_codec(codec).encode(to_steps(read_music(source, codec.sustain_pedal), codec))
-    index = {t: i for i, t in enumerate(vocabulary)}
     try:
-        ids = token_ids(tokens, index, "<unk>" if "<unk>" in index else None, source)
+        ids = Vocabulary(vocabulary, codec).ids(tokens, source, unknown=True)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if len(ids) < 2:

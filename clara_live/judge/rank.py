@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.judge.store import LoadedJudge
 from clara_live.sampling.search import Scorer
 
@@ -13,13 +14,12 @@ def critic_scorer(critic: LoadedJudge) -> Scorer:
     the critic; a token the critic's vocabulary lacks counts as its <unk> or is dropped."""
     from clara_live.judge.predict import predict_pieces
 
-    index = {t: i for i, t in enumerate(critic.vocabulary)}
+    vocab = Vocabulary(critic.vocabulary, critic.codec)
     human = critic.classes.index("human")
-    unk = index.get("<unk>")
 
     def score(sequences: list[list[str]], mean_logprob: np.ndarray) -> np.ndarray:  # noqa: ARG001
-        pieces = [np.array([index.get(t, unk) for t in seq if t in index or unk is not None] or [0], dtype=np.int64)
-                  for seq in sequences]
+        pieces = [vocab.ids([t for t in seq if t in vocab.index or vocab.unknown is not None] or vocab.tokens[:1],
+                            "a candidate", unknown=True) for seq in sequences]
         return predict_pieces(critic.model, pieces, critic.window, critic.stride)[:, human].numpy()
 
     return score

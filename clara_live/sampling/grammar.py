@@ -26,56 +26,9 @@ from collections import deque
 
 import numpy as np
 
-from clara_live.codec.tokens import Grammar, Kind
-from clara_live.config import CodecConfig, SamplingConfig
+from clara_live.codec.vocabulary import KINDS, Vocabulary
+from clara_live.config import SamplingConfig
 
-
-class Vocabulary:
-    """The model's vocabulary read through the codec's grammar, as arrays for fast masks."""
-
-    def __init__(self, tokens: list[str], codec: CodecConfig) -> None:
-        self.tokens = tokens
-        self.index = {t: i for i, t in enumerate(tokens)}
-        self.codec = codec
-        grammar = Grammar(codec)
-        self.families = grammar.families
-        size = len(tokens)
-        self.kind = np.full(size, -1, dtype=np.int8)  # position in KINDS, -1 for a token the grammar lacks
-        self.key = np.full(size, -1, dtype=np.int64)  # notewise on/off: family rank * num_pitches + pitch index
-        self.value = np.zeros(size, dtype=np.int64)  # wait steps, rest count, chord note count
-        self.family = np.full(size, -1, dtype=np.int64)
-        self.top = np.full(size, -1, dtype=np.int64)  # the highest pitch index a note-on or chord strikes, else -1
-        for i, text in enumerate(tokens):
-            try:
-                token = grammar.parse(text)
-            except ValueError:
-                continue  # a token this grammar cannot name is never allowed
-            self.kind[i] = KINDS.index(token.kind)
-            self.family[i] = self.families.index(token.family) if token.family else -1
-            if token.kind in (Kind.ON, Kind.OFF):
-                self.key[i] = self.family[i] * codec.num_pitches + token.value
-                if token.kind is Kind.ON:
-                    self.top[i] = token.value
-            elif token.kind in (Kind.WAIT, Kind.REST):
-                self.value[i] = token.value
-            elif token.kind is Kind.CHORD:
-                self.value[i] = token.bits.count("1")
-                self.top[i] = token.bits.rindex("1")
-        keys = len(self.families) * codec.num_pitches
-        self.on_id = np.full(keys, -1, dtype=np.int64)
-        self.off_id = np.full(keys, -1, dtype=np.int64)
-        for i in np.flatnonzero(self.kind == KINDS.index(Kind.ON)):
-            self.on_id[self.key[i]] = i
-        for i in np.flatnonzero(self.kind == KINDS.index(Kind.OFF)):
-            self.off_id[self.key[i]] = i
-        self.wait_ids = np.flatnonzero(self.kind == KINDS.index(Kind.WAIT))
-        self.rest_id = {(int(self.family[i]), int(self.value[i])): int(i)
-                        for i in np.flatnonzero(self.kind == KINDS.index(Kind.REST))}
-        self.chord_ids = [np.flatnonzero((self.kind == KINDS.index(Kind.CHORD)) & (self.family == f))
-                          for f in range(len(self.families))]
-
-
-KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
 _ON, _OFF, _WAIT, _CHORD, _REST = (KINDS.index(k) for k in KINDS[:5])
 TOPS = 4  # top-line pitches a state keeps (sampling/motif.py's contexts need ORDER + 1)
 

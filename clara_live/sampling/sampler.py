@@ -24,11 +24,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
-from clara_live.model.evaluate import token_ids
 from clara_live.model.weight_drop import Hidden
-from clara_live.sampling.grammar import ChordwiseState, NotewiseState, Vocabulary, new_state
+from clara_live.sampling.grammar import ChordwiseState, NotewiseState, new_state
 from clara_live.sampling.memory import Memory, MemoryState
 from clara_live.sampling.motif import Motifs, apply_bias
 
@@ -135,7 +135,7 @@ class Sampler:
     def feed(self, tokens: Sequence[str], velocity: int | Sequence[int] = 0) -> None:
         """Feed the same tokens to every stream (a prompt, or what the player just played);
         `velocity` is the notes' velocity, or one per token."""
-        self.feed_ids(token_ids(tokens, self.vocab.index, None, "fed tokens").tolist(), velocity)
+        self.feed_ids(self.vocab.ids(tokens, "fed tokens").tolist(), velocity)
 
     def feed_ids(self, ids: Sequence[int], velocity: int | Sequence[int] = 0) -> None:
         if not len(ids):
@@ -301,7 +301,7 @@ class Sampler:
         """Choose a token for every stream, feed it back, and return it."""
         ids = self.choose(greedy)
         self.advance(ids, active)
-        return [self.vocab.tokens[i] for i in ids]
+        return self.vocab.text(ids)
 
     def mean_logprob(self) -> np.ndarray:
         """Per stream: the mean log-probability of its sampled tokens (a length-normalised score)."""

@@ -1,0 +1,71 @@
+"""The codec's Vocabulary: the one token <-> id mapping every part uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clara_live.codec import make_codec
+from clara_live.codec.tokens import UNK, Kind, release, shift_table, strike, wait
+from clara_live.codec.vocabulary import Vocabulary, move_ids
+from clara_live.config import CodecConfig
+
+NOTEWISE = CodecConfig()
+CHORDWISE = CodecConfig(encoding="chordwise", num_pitches=12, low_pitch=60, violin_low=60)
+
+
+def test_ids_and_text_round_trip_in_the_models_order():
+    tokens = list(reversed(make_codec(NOTEWISE).vocabulary()))  # a model's order need not be the grammar's
+    vocab = Vocabulary(tokens, NOTEWISE)
+    ids = vocab.ids(["p39", "wait4", "endp39"], "here")
+    assert ids.tolist() == [tokens.index("p39"), tokens.index("wait4"), tokens.index("endp39")]
+    assert vocab.text(ids) == ["p39", "wait4", "endp39"]
+    assert len(vocab) == len(tokens)
+
+
+def test_a_token_outside_the_vocabulary_is_an_error_naming_where_or_unk_when_asked():
+    vocab = Vocabulary(["wait1", "p0", "endp0"], NOTEWISE)
+    with pytest.raises(ValueError, match=r"song.mid: token 2 'p1' is not in the model's vocabulary"):
+        vocab.ids(["p0", "p1"], "song.mid")
+    with pytest.raises(ValueError):  # no <unk> to fall back on
+        vocab.ids(["p1"], "song.mid", unknown=True)
+    chords = Vocabulary([UNK, "prest0", "p100000000000"], CHORDWISE)
+    assert chords.unknown == 0
+    assert chords.ids(["p100000000000", "p010000000000"], "x", unknown=True).tolist() == [2, 0]
+
+
+def test_pitch_of_names_the_midi_pitch_of_notes_only():
+    vocab = Vocabulary(make_codec(NOTEWISE).vocabulary(), NOTEWISE)
+    for pitch in (NOTEWISE.low_pitch, 60, NOTEWISE.high_pitch):
+        on, off = vocab.index[strike(pitch - NOTEWISE.low_pitch)], vocab.index[release(pitch - NOTEWISE.low_pitch)]
+        assert vocab.pitch_of(on) == vocab.pitch_of(off) == pitch
+        assert vocab.strike_id(pitch) == on
+        assert (vocab.kind_of(on), vocab.kind_of(off)) == (Kind.ON, Kind.OFF)
+    assert vocab.pitch_of(vocab.index[wait(3)]) is None and vocab.kind_of(vocab.index[wait(3)]) is Kind.WAIT
+    assert vocab.strike_id(NOTEWISE.high_pitch + 1) is None
+
+
+def test_a_notewise_unk_is_kept_but_never_read_as_music():
+    vocab = Vocabulary(["wait1", "p0", UNK], NOTEWISE)
+    assert vocab.kind_of(2) is None and vocab.pitch_of(2) is None
+    assert vocab.shifted(1).tolist()[2] == 2
+
+
+def test_shifting_moves_notes_and_drops_those_off_the_keyboard_whole():
+    tokens = ["wait1", "wait2", "p0", "p1", "p2", "endp0", "endp1", "endp2", UNK]
+    vocab = Vocabulary(tokens, NOTEWISE)
+    ids = vocab.ids(["p0", "p2", "wait1", "endp0", "endp2", "wait2", "p1", "endp1"], "piece")
+    assert vocab.text(move_ids(ids, vocab.shifted(1))) == ["p1", "wait1", "endp1", "wait2", "p2", "endp2"]
+    assert vocab.text(move_ids(ids, vocab.shifted(-2))) == ["p0", "wait1", "endp0", "wait2"]
+    assert np.array_equal(move_ids(ids, vocab.shifted(0)), ids)
+
+
+@pytest.mark.parametrize("config", [NOTEWISE, CHORDWISE, CodecConfig(chamber=True)])
+def test_shifting_agrees_with_the_grammars_shift_table(config):
+    codec = make_codec(config)
+    tokens = codec.vocabulary({"p100000000000": 3, "p010000000000": 2, "p000000000011": 1}) if config.encoding == "chordwise" \
+        else codec.vocabulary()
+    vocab = Vocabulary(tokens, config)
+    table = shift_table(tokens, vocab.grammar, range(-3, 4))
+    for shift, row in table.items():
+        assert vocab.shifted(shift).tolist() == row
