@@ -330,7 +330,7 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
     config = dataclasses.replace(config, live=dataclasses.replace(config.live, max_answer_bars=64))
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
     t0 = 1.0
-    session = Session(config.live, loaded.codec, config.sampling, 0.0, config.sampling.beats_per_bar)
+    session = Session(config.live, sampler.vocab, config.sampling, 0.0, config.sampling.beats_per_bar)
     events = [(t0 + n.start, (0x90, n.pitch, n.velocity)) for n in prompt.keys]
     events += [(t0 + max(n.end, n.start + 0.01), (0x80, n.pitch, 0)) for n in prompt.keys]
     events += [(t0 + a, (0xB0, 64, 127)) for a, _ in prompt.pedal] + [(t0 + b, (0xB0, 64, 0)) for _, b in prompt.pedal]

@@ -35,7 +35,7 @@ def answer(loaded, events: list[tuple[float, tuple[int, ...]]], seed: int = 7):
     config = load_config()
     engine = build_engine(loaded.model, config.inference)
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
-    session = Session(config.live, loaded.codec, config.sampling, 0.0, config.sampling.beats_per_bar)
+    session = Session(config.live, sampler.vocab, config.sampling, 0.0, config.sampling.beats_per_bar)
     first, sent = first_answer(session, sampler, events, patience=30.0, tick=TICK)
     opened: dict[int, float] = {}
     notes = []

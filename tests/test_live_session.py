@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from clara_live.codec.notewise import NotewiseCodec
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, load_config
 from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.midi import CLOCK, START, STOP
@@ -34,8 +35,9 @@ class Rig:
 
     def __init__(self, *overrides: str, beats_per_bar: int = 4, tick: float = TICK) -> None:
         self.config = load_config(overrides=list(overrides))
-        self.session = Session(self.config.live, self.config.codec, self.config.sampling, T0, beats_per_bar)
         self.codec = NotewiseCodec(self.config.codec)
+        self.vocab = Vocabulary(self.codec.vocabulary(), self.config.codec)
+        self.session = Session(self.config.live, self.vocab, self.config.sampling, T0, beats_per_bar)
         self.tick = tick
         self.t = T0
         self.log: list[tuple[float, Command]] = []
@@ -117,8 +119,9 @@ def player_stream(log: list[tuple[float, Command]], limit: int, now: float = -ma
             del tokens[mark[0]:]
             position = mark[1]
             for feed in command.feeds:
-                tokens += feed.tokens
-                position += sum(int(x[4:]) for x in feed.tokens if x.startswith("wait"))
+                tokens += text(feed)
+                position += sum(int(x[4:]) for x in text(feed) if x.startswith("wait"))
+                assert feed.step == position, "the session's count and the stream's disagree"
         elif isinstance(command, Answer):
             assert answer is None, "a second answer before the first was over"
             answer = command
@@ -128,8 +131,9 @@ def player_stream(log: list[tuple[float, Command]], limit: int, now: float = -ma
             tokens += waits(command.step - position, limit)
             position, answer = command.step, None
         elif isinstance(command, Feed):
-            tokens += command.tokens
-            position += sum(int(x[4:]) for x in command.tokens if x.startswith("wait"))
+            tokens += text(command)
+            position += sum(int(x[4:]) for x in text(command) if x.startswith("wait"))
+            assert command.step == position, "the session's count and the stream's disagree"
     if answer is not None and now >= answer.end_time:
         position = answer.end_step  # an answer over by now: the stream stands at its end
     return tokens, position
@@ -169,8 +173,16 @@ def decoded(rig: Rig) -> list[tuple[int, int, int]]:
     return notes
 
 
+VOCAB = Vocabulary(NotewiseCodec(CodecConfig()).vocabulary(), CodecConfig())
+
+
+def text(feed: Feed) -> list[str]:
+    """A Feed's ids as tokens (every Rig's model has the codec's own vocabulary)."""
+    return VOCAB.text(feed.ids)
+
+
 def feeds(commands: list[Command]) -> list[str]:
-    return [token for c in commands if isinstance(c, Feed) for token in c.tokens]
+    return [token for c in commands if isinstance(c, Feed) for token in text(c)]
 
 
 def call(rig: Rig, beats: int, first: float = T1, key: int = 60) -> float:
@@ -310,7 +322,7 @@ def test_feed_tokens_decode_to_the_played_notes_quantised_and_folded():
     assert (first + 24, first + 25, 72) in expected  # the staccato note lasts one step
     assert decoded(rig) == expected
     # every note-on's Feed carries its velocity, and the stream's position is the session's
-    velocities = [c.velocity for c in rig.commands if isinstance(c, Feed) and any(x.startswith("p") for x in c.tokens)]
+    velocities = [c.velocity for c in rig.commands if isinstance(c, Feed) and any(x.startswith("p") for x in text(c))]
     assert velocities == [vel for _, _, vel, _ in events]
     assert rig.stream()[1] == rig.session.now
 
@@ -484,7 +496,7 @@ def test_the_trigger_ends_the_phrase_at_once_even_with_a_key_held():
     out = rig.cc(67, 127, T1 + 1.0)  # 60 still down
     kinds = [type(c) for c in out]
     assert kinds[:2] == [Feed, Answer]
-    assert out[0].tokens[-1] == "endp27"  # the stream closes the held note
+    assert text(out[0])[-1] == "endp27"  # the stream closes the held note
     answer = out[1]
     assert answer.start_step % 12 == 0 and on_beat_from(answer.start_time, T1)
     assert answer.start_time >= T1 + 1.0 + MIN_LEAD - 1e-9
@@ -558,8 +570,8 @@ def test_a_note_during_clara_s_answer_stops_it_and_the_stream_goes_on_from_the_s
     # the new note is the next phrase's first, on a beat, its waits counted from Stop.step
     onset = round(rig.session.grid.step_at(t))
     assert onset % 12 == 0 and onset >= stop.step
-    assert sum(int(x[4:]) for x in feed.tokens if x.startswith("wait")) == onset - stop.step
-    assert feed.tokens[-1] == "p39" and feed.velocity == 90
+    assert sum(int(x[4:]) for x in text(feed) if x.startswith("wait")) == onset - stop.step
+    assert text(feed)[-1] == "p39" and feed.velocity == 90
     rig.off(72, t + 0.3)
     rig.tick_to(t + 0.3 + BEAT + 2 * TICK)
     second = rig.answers()[-1][1]
@@ -597,7 +609,7 @@ def test_an_answer_left_alone_finishes_and_the_next_phrase_waits_from_its_end():
     assert rig.session.turn == "listening" and rig.session.now == answer.end_step
     out = rig.on(62, answer.end_time + 0.5)
     assert [type(c) for c in out] == [Mark, Feed]  # nothing to stop
-    assert out[1].tokens == ("wait12", "p29")  # from end_step to the nearest beat
+    assert text(out[1]) == ["wait12", "p29"]  # from end_step to the nearest beat
     rig.off(62, answer.end_time + 0.8)
     rig.tick_to(answer.end_time + 3.0)
     assert decoded(rig)[-1] == (answer.end_step + 12, answer.end_step + 18, 62)
@@ -895,7 +907,7 @@ def test_note_on_with_velocity_zero_is_a_note_off():
 def test_a_session_refuses_a_chordwise_codec():
     config = load_config()
     with pytest.raises(ValueError, match="notewise"):
-        Session(config.live, CodecConfig(encoding="chordwise"), config.sampling, T0)
+        Session(config.live, Vocabulary([], CodecConfig(encoding="chordwise")), config.sampling, T0)
 
 
 def test_empty_and_unknown_messages_do_nothing():

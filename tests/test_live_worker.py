@@ -11,6 +11,7 @@ import torch
 from conftest import REPO
 
 from clara_live.codec.notewise import NotewiseCodec
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import load_config
 from clara_live.engine import build_engine
 from clara_live.live.commands import Answer, Feed, Stop
@@ -38,6 +39,12 @@ def _sampler(loaded, seed: int = 3) -> Sampler:
                    config.sampling, seed=seed)
 
 
+def _feed(loaded, tokens, velocity: int, time: float | None, step: int) -> Feed:
+    """These tokens as the session sends them: ids in the model's vocabulary, and `step`, where the
+    session's stream stands after them."""
+    return Feed(tuple(Vocabulary(loaded.vocabulary, loaded.codec).ids(tokens, "test").tolist()), velocity, time, step)
+
+
 class Clock:
     def __init__(self, t: float = 0.0) -> None:
         self.t = t
@@ -54,7 +61,7 @@ def test_an_answer_is_timed_on_its_grid_paired_and_ends_on_its_step(loaded):
     sent = []
     clock = Clock()
     worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=clock)
-    worker.handle(Feed(PHRASE, 80, 0.0))
+    worker.handle(_feed(loaded, PHRASE, 80, 0.0, 36))
     grid = Grid(anchor_time=10.0, anchor_step=0.0, bpm=120.0, sample_freq=12)
     answer = _answer(grid)
     worker.handle(answer)
@@ -82,8 +89,8 @@ def test_feeding_keeps_one_hidden_state_for_the_whole_session(loaded):
     worker = Worker(_sampler(loaded), lambda *e: None)
     reference = _sampler(loaded)
     reference.feed([f"wait{loaded.codec.wait_limit}"])
-    for chunk in (PHRASE[:2], PHRASE[2:5], PHRASE[5:]):
-        worker.handle(Feed(chunk, 80, 0.0))
+    for chunk, step in ((PHRASE[:2], 12), (PHRASE[2:5], 24), (PHRASE[5:], 36)):
+        worker.handle(_feed(loaded, chunk, 80, 0.0, step))
         reference.feed(chunk)
     assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
     assert worker.fed == len(PHRASE)
@@ -109,22 +116,22 @@ def test_a_stop_rewinds_the_model_to_what_was_heard(loaded):
     answer = _answer(grid, start=48, steps=96)  # 10.5 s .. 14.5 s
     # the same seed unstopped: the whole answer the stopped worker was sampling
     whole = Worker(_dense(loaded), lambda *e: None, lookahead=1e9, clock=Clock(10.0))
-    whole.handle(Feed(PHRASE, 80, 10.0))
+    whole.handle(_feed(loaded, PHRASE, 80, 10.0, 36))
     whole.handle(answer)
-    tokens = whole._played.tokens
+    tokens = whole.sampler.vocab.text(whole._played.ids)
 
     sent = []
     clock = Clock(11.2)  # it samples up to 11.8 s (step 79): past the stop at 11.25 s (step 66)
     worker = Worker(_dense(loaded), lambda *event: sent.append(event), lookahead=0.6, clock=clock)
     worker.start()
     try:
-        worker.submit(Feed(PHRASE, 80, 10.0))
+        worker.submit(_feed(loaded, PHRASE, 80, 10.0, 36))
         worker.submit(answer)
         deadline = time.monotonic() + 10
         while not (worker._played and worker.state.now >= worker.base + 66) and time.monotonic() < deadline:
             time.sleep(0.005)  # the worker samples up to 0.6 s ahead of the (fake) clock, then waits
         worker.submit(Stop(1, 66, 11.25))
-        worker.submit(Feed(("wait2", "p40"), 90, 11.3))
+        worker.submit(_feed(loaded, ("wait2", "p40"), 90, 11.3, 68))
         while not worker.idle() and time.monotonic() < deadline:
             time.sleep(0.005)
     finally:
@@ -135,7 +142,8 @@ def test_a_stop_rewinds_the_model_to_what_was_heard(loaded):
 
     reference = _sampler(loaded)
     reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE])
-    heard = first_steps(tokens, 66 - 36, reference)
+    vocab = reference.vocab
+    heard = vocab.text(first_steps(vocab.ids(tokens, "the answer").tolist(), 66 - 36, vocab))
     reference.feed(heard)
     reference.feed(_waits(66 + worker.base - reference.states[0].now, loaded.codec.wait_limit))
     reference.feed_ids(reference.states[0].close_all())
@@ -185,7 +193,7 @@ def test_best_of_k_plays_the_scorer_s_pick_and_falls_back_when_time_is_short(loa
     clock = Clock(0.0)
     worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=clock,
                     candidates=4, scorer=most_notes)
-    worker.handle(Feed(PHRASE, 80, 0.0))
+    worker.handle(_feed(loaded, PHRASE, 80, 0.0, 36))
     grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
     worker.handle(_answer(grid, start=48, steps=48))  # due 10.5 s from now: time for four
     assert worker.chosen == [4] and len(seen) == 1 and len(seen[0]) == 4
@@ -208,18 +216,18 @@ def test_a_refeed_rewinds_to_the_phrase_s_mark_and_reads_the_phrase_anew(loaded)
     from clara_live.live.commands import Mark, Refeed
 
     worker = Worker(_sampler(loaded), lambda *e: None)
-    worker.handle(Feed(("wait5", "p20", "wait3", "endp20"), 70, 0.0))  # an earlier phrase
+    worker.handle(_feed(loaded, ("wait5", "p20", "wait3", "endp20"), 70, 0.0, 8))  # an earlier phrase
     worker.handle(Mark())
-    worker.handle(Feed(("wait12", "p27"), 80, 1.0))
-    worker.handle(Feed(("wait10", "endp27", "p31"), 90, 1.5))
-    worker.handle(Feed(("wait7", "endp31"), 0, None))
-    moved = (Feed(("wait12", "p27"), 80, None), Feed(("wait12", "endp27", "p31"), 90, None),
-             Feed(("wait12", "endp31"), 0, None))
+    worker.handle(_feed(loaded, ("wait12", "p27"), 80, 1.0, 20))
+    worker.handle(_feed(loaded, ("wait10", "endp27", "p31"), 90, 1.5, 30))
+    worker.handle(_feed(loaded, ("wait7", "endp31"), 0, None, 37))
+    moved = (_feed(loaded, ("wait12", "p27"), 80, None, 20), _feed(loaded, ("wait12", "endp27", "p31"), 90, None, 32),
+             _feed(loaded, ("wait12", "endp31"), 0, None, 44))
     worker.handle(Refeed(moved))
     reference = _sampler(loaded)
     reference.feed([f"wait{loaded.codec.wait_limit}", "wait5", "p20", "wait3", "endp20"], 70)
     for feed in moved:
-        reference.feed(feed.tokens, feed.velocity)
+        reference.feed_ids(feed.ids, feed.velocity)
     assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
     assert worker.state.now == worker.base + 8 + 36 and not worker.state.sounding.any()
     assert worker.refed == 1
@@ -238,11 +246,11 @@ def test_the_pause_before_an_answer_is_not_fed_yet_the_answer_keeps_its_time(loa
     answer = Answer(id=1, start_step=72, steps=48, grid=grid, velocity=70, channel=0, from_step=36)
     sent = []
     worker = Worker(_sampler(loaded), lambda *event: sent.append(event), lookahead=1e9, clock=Clock())
-    worker.handle(Feed(PHRASE, 80, 0.0))
+    worker.handle(_feed(loaded, PHRASE, 80, 0.0, 36))
     base = worker.base
     worker.handle(answer)
     assert worker.base == base - 36
-    tokens = worker._played.tokens
+    tokens = worker.sampler.vocab.text(worker._played.ids)
     assert not tokens[0].startswith("wait")  # straight on from the phrase's end
     reference = _sampler(loaded)
     reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE, *tokens])
@@ -251,7 +259,7 @@ def test_the_pause_before_an_answer_is_not_fed_yet_the_answer_keeps_its_time(loa
     ons = [t for t, msg, *_ in sent if msg[0] & 0xF0 == NOTE_ON]
     assert ons and min(ons) == pytest.approx(answer.start_time)
     assert all(answer.start_time - 1e-9 <= t <= answer.end_time + 1e-9 for t, *_ in sent)
-    worker.handle(Feed(("wait12", "p40"), 90, 20.0))  # the player again, a beat after her answer
+    worker.handle(_feed(loaded, ("wait12", "p40"), 90, 20.0, 132))  # the player again, a beat after her answer
     assert worker.state.now == worker.base + answer.end_step + 12
 
 
@@ -261,7 +269,7 @@ def test_a_stop_before_the_answer_began_gives_the_pause_back(loaded):
     grid = Grid(anchor_time=10.0, anchor_step=36.0, bpm=120.0, sample_freq=12)
     answer = Answer(id=1, start_step=72, steps=48, grid=grid, velocity=70, channel=0, from_step=36)
     worker = Worker(_sampler(loaded), lambda *e: None, lookahead=0.0, clock=Clock(0.0))
-    worker.handle(Feed(PHRASE, 80, 0.0))
+    worker.handle(_feed(loaded, PHRASE, 80, 0.0, 36))
     base = worker.base
     worker.submit(Stop(1, 60, 11.0))  # read while the answer waits for its time
     worker.handle(answer)

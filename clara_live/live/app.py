@@ -125,7 +125,7 @@ class LiveApp:
         self.output = output
         stack.callback(output.close)
         self.t0 = time.monotonic()
-        self.session = Session(live, loaded.codec, config.sampling, self.t0, config.sampling.beats_per_bar)
+        self.session = Session(live, sampler.vocab, config.sampling, self.t0, config.sampling.beats_per_bar)
         self.recorder = Recorder(self.t0, self.session.grid.bpm)
         self.writer = None
         if options.save and live.sessions_dir:

@@ -18,13 +18,15 @@ class Send(NamedTuple):
 
 
 class Feed(NamedTuple):
-    """The player's tokens, to be fed to the model now. `time` is the arrival of the event
-    that made them (seconds, monotonic), or None for tokens time itself made (a deferred
-    note-off, a phrase's end): those are not note-in latency."""
+    """The player's tokens (ids in the model's vocabulary), to be fed to the model now. `time` is
+    the arrival of the event that made them (seconds, monotonic), or None for tokens time itself
+    made (a deferred note-off, a phrase's end): those are not note-in latency. `step` is where the
+    session's stream stands after them: the worker's stream must stand there too."""
 
-    tokens: tuple[str, ...]
+    ids: tuple[int, ...]
     velocity: int
     time: float | None
+    step: int
 
 
 class Answer(NamedTuple):

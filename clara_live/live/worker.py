@@ -32,12 +32,12 @@ _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind
 
 
 class Played(NamedTuple):
-    """An answer in progress: the model before it, and the tokens it has sampled since."""
+    """An answer in progress: the model before it, and the ids it has been fed and sampled since."""
 
     answer: Answer
     before: Snapshot
     start: int  # the model's step when the answer began (its lead wait included)
-    tokens: list[str]
+    ids: list[int]
     base: int  # the worker's base before the answer (the silence it skipped is given back if she is stopped first)
 
 
@@ -76,7 +76,8 @@ class Worker:
         self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
             sampler.feed([wait(self.limit)])  # the model needs one token to predict from
-        # session step s is the model's step s + base; each answer lowers base by the pause it skips (from_step)
+        # session step s is the model's step s + base: the session owns the count (each Feed says where its
+        # stream stands, and base follows it); an answer lowers base by the pause it skips (from_step)
         self.base = self.state.now
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
 
@@ -100,6 +101,11 @@ class Worker:
     def choices(self) -> list[tuple[float, float]]:
         """Per best-of-K answer: (seconds the choice took, seconds there were)."""
         return self.budget.choices
+
+    @property
+    def step(self) -> int:
+        """Where the model's stream stands, in the session's steps."""
+        return self.state.now - self.base
 
     @property
     def state(self) -> NotewiseState:  # the one stream's grammar state (restore replaces it)
@@ -130,8 +136,7 @@ class Worker:
             return False
         if isinstance(command, Feed):
             self._played = None  # the answer is over: the stream goes on from its end
-            self.sampler.feed(command.tokens, command.velocity)
-            self.fed += len(command.tokens)
+            self._feed(command)
             if command.time is not None:
                 self.latencies.append(self.clock() - command.time)
         elif isinstance(command, Mark):
@@ -148,14 +153,20 @@ class Worker:
             self._answer(command)
         return True
 
+    def _feed(self, feed: Feed) -> None:
+        self.sampler.feed_ids(feed.ids, feed.velocity)
+        self.fed += len(feed.ids)
+        self.base = self.state.now - feed.step
+
     def _refeed(self, refeed: Refeed) -> None:
         """Back to the phrase's mark, then its tokens as quantised again (velocities kept)."""
         if self._mark is None:
             raise RuntimeError("a refeed with no mark: the session and the model would disagree")
         self.sampler.restore(self._mark)
-        tokens = [token for feed in refeed.feeds for token in feed.tokens]
-        self.sampler.feed(tokens, [feed.velocity for feed in refeed.feeds for _ in feed.tokens])  # one model call
-        self.fed += len(tokens)
+        ids = [token_id for feed in refeed.feeds for token_id in feed.ids]
+        self.sampler.feed_ids(ids, [feed.velocity for feed in refeed.feeds for _ in feed.ids])  # one model call
+        self.fed += len(ids)
+        self.base = self.state.now - refeed.feeds[-1].step
         self.refed += 1
 
     # --- answers ---------------------------------------------------------------------------
@@ -165,9 +176,9 @@ class Worker:
         self._played = played = Played(answer, sampler.snapshot(), self.state.now, [], self.base)
         if answer.from_step is not None:  # the stream goes on from there into the answer: the pause is skipped
             self.base -= answer.start_step - max(answer.from_step, self.state.now - self.base)
-        lead = wait_tokens(answer.start_step + self.base - self.state.now, self.limit)
-        sampler.feed(lead)
-        played.tokens.extend(lead)
+        lead = self._waits(answer.start_step + self.base - self.state.now)
+        sampler.feed_ids(lead)
+        played.ids.extend(lead)
         if self.scorer is not None and self.candidates > 1:
             k = self.budget.affordable(answer.steps, answer.start_time - self.clock())
             self.chosen.append(k)
@@ -218,8 +229,7 @@ class Worker:
         self.budget.batched(k, self.clock() - started - self._last_judge, len(tokens), answer.steps)
         vocab = sampler.vocab
         step = answer.start_step + self.base
-        for text in tokens:
-            token_id = vocab.index[text]
+        for token_id in vocab.ids(tokens, "the chosen answer").tolist():
             self._play(token_id, step, answer)
             if vocab.kind[token_id] == _WAIT:
                 step += int(vocab.value[token_id])
@@ -254,11 +264,11 @@ class Worker:
 
     def _play(self, token_id: int, step: int, answer: Answer) -> None:
         vocab = self.sampler.vocab
-        self._played.tokens.append(vocab.tokens[token_id])
+        self._played.ids.append(token_id)
         kind = vocab.kind[token_id]
         if kind not in (_ON, _OFF):
             return
-        pitch = int(vocab.key[token_id]) + vocab.codec.low_pitch
+        pitch = vocab.pitch_of(token_id)
         t = answer.grid.time_of(step - self.base)
         if kind == _ON:
             self.schedule(t, (NOTE_ON | answer.channel, pitch, answer.velocity), "clara", answer.id)
@@ -276,8 +286,11 @@ class Worker:
         if stop.step < played.answer.start_step:  # stopped before she began: the pause was heard after all
             self.base = played.base
         cut = stop.step + self.base - played.start
-        heard = first_steps(played.tokens, max(cut, 0), sampler)
-        sampler.feed(heard)
-        sampler.feed(wait_tokens(stop.step + self.base - self.state.now, self.limit))
+        heard = first_steps(played.ids, max(cut, 0), sampler.vocab)
+        sampler.feed_ids(heard)
+        sampler.feed_ids(self._waits(stop.step + self.base - self.state.now))
         closes = self.state.close_all()
         sampler.feed_ids(closes)
+
+    def _waits(self, steps: int) -> list[int]:
+        return self.sampler.vocab.ids(wait_tokens(steps, self.limit), "a wait").tolist()

@@ -15,6 +15,7 @@ import numpy as np
 from tqdm import tqdm
 
 from clara_live.codec.tokens import wait as wait_token
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.sampling.sampler import Sampler
 
 # A scorer ranks candidates: given their token lists and mean log-probabilities under the
@@ -171,7 +172,8 @@ def aab(sampler: Sampler, phrase_steps: int, progress: bool = False) -> list[str
     phrase = generate(sampler, steps=phrase_steps, progress=progress)[0]
     repeat = _recount(sampler, phrase)
     sampler.feed(repeat)  # the repeat: the model hears A twice, as a listener would
-    opening = _recount(sampler, first_steps(phrase, half, sampler))
+    vocab = sampler.vocab
+    opening = _recount(sampler, vocab.text(first_steps(vocab.ids(phrase, "the phrase").tolist(), half, vocab)))
     sampler.feed(opening)
     departure = generate(sampler, steps=phrase_steps - half, progress=progress)[0]
     return phrase + repeat + opening + departure
@@ -195,21 +197,20 @@ def _recount(sampler: Sampler, tokens: list[str]) -> list[str]:
     return out
 
 
-def first_steps(tokens: list[str], steps: int, sampler: Sampler) -> list[str]:
-    """The tokens of the first `steps` steps (a wait across the cut is split at it)."""
-    vocab = sampler.vocab
+def first_steps(ids: list[int], steps: int, vocab: Vocabulary) -> list[int]:
+    """The ids of the first `steps` steps (a wait across the cut is split at it)."""
     if vocab.codec.encoding == "chordwise":
-        return tokens[:steps * len(vocab.families)]
-    out: list[str] = []
+        return list(ids[:steps * len(vocab.families)])
+    out: list[int] = []
     now = 0
-    for text in tokens:
-        i = vocab.index[text]
-        if vocab.kind[i] == vocab.kind[vocab.wait_ids[0]]:
-            wait = int(vocab.value[i])
-            if now + wait >= steps:
+    waits = vocab.kind[vocab.wait_ids[0]]
+    for i in ids:
+        if vocab.kind[i] == waits:
+            steps_waited = int(vocab.value[i])
+            if now + steps_waited >= steps:
                 if steps - now:
-                    out.append(wait_token(steps - now))
+                    out.append(vocab.index[wait_token(steps - now)])
                 return out
-            now += wait
-        out.append(text)
+            now += steps_waited
+        out.append(i)
     return out
