@@ -43,7 +43,8 @@ import symusic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.live import beat_net  # noqa: E402
-from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic  # noqa: E402
+from clara_live.live.beat import TempoEstimate, estimate_tempo
+from clara_live.live.beat_classic import estimate_tempo_classic  # noqa: E402
 from clara_live.live.tempo import MAX_BPM, MIN_BPM  # noqa: E402
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work  # noqa: E402
 

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from clara_live.errors import InputError
-from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic, events
+from clara_live.live.beat import TempoEstimate, estimate_tempo, events
+from clara_live.live.beat_classic import estimate_tempo_classic
 from clara_live.live.tempo import MAX_BPM, MIN_BPM
 
 # a simple melody in beats: quarters, a pair of eighths, a half note (its onsets only)

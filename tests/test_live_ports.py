@@ -20,6 +20,7 @@ import pytest
 from jack_fixture import jack_realtime, jack_server  # noqa: F401
 
 from clara_live.errors import ClaraError, InputError
+from clara_live.live.port_names import find_port
 from clara_live.live.ports import (
     API_NAMES,
     InputPort,
@@ -27,7 +28,6 @@ from clara_live.live.ports import (
     OutputPort,
     api_label,
     describe_ports,
-    find_port,
     list_ports,
     resolve_api,
 )

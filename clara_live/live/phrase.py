@@ -17,7 +17,8 @@ from typing import NamedTuple
 from clara_live.codec.steps import fold
 from clara_live.codec.stream import NotewiseStream, StreamState
 from clara_live.codec.vocabulary import Vocabulary
-from clara_live.live.beat import TempoEstimate, estimate_tempo, estimate_tempo_classic
+from clara_live.live.beat import TempoEstimate, estimate_tempo
+from clara_live.live.beat_classic import estimate_tempo_classic
 from clara_live.live.commands import Feed
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
 
