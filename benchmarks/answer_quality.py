@@ -48,6 +48,7 @@ import symusic
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.codec import make_codec, to_steps  # noqa: E402
+from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
 from clara_live.config import Config, load_config  # noqa: E402
 from clara_live.continuation import Request, continue_piece  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
@@ -55,7 +56,6 @@ from clara_live.errors import InputError  # noqa: E402
 from clara_live.live.rehearsal import first_answer  # noqa: E402
 from clara_live.live.session import Session  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
-from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.midi_io import read_midi  # noqa: E402
 from clara_live.music.notes import Note, Piece, StepNote  # noqa: E402
 from clara_live.sampling.sampler import Sampler  # noqa: E402
@@ -311,8 +311,7 @@ def nll_of_reference(loaded, engine, prompt: Prompt) -> tuple[float, int]:
     whole = codec.encode(to_steps(prompt.piece._replace(notes=prompt.piece.notes + reference), loaded.codec))
     if whole[:len(prompt_tokens)] != prompt_tokens:
         return 0.0, 0  # the continuation changed how the prompt's last step is written: skip
-    index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    ids = torch.as_tensor(token_ids(whole, index, None, prompt.name))
+    ids = torch.as_tensor(Vocabulary(loaded.vocabulary, loaded.codec).ids(whole, prompt.name))
     logits, _ = engine(ids[None], engine.init_hidden(1))
     logp = torch.log_softmax(logits[0, :-1], dim=-1)
     targets = ids[1:]

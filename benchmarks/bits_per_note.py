@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from clara_live.codec.tokens import Grammar, notes_struck  # noqa: E402
+from clara_live.codec.tokens import notes_struck  # noqa: E402
+from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
 from clara_live.config import CodecConfig  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
-from clara_live.model.evaluate import bits_per_note, score, token_ids  # noqa: E402
+from clara_live.model.evaluate import bits_per_note, score  # noqa: E402
 
 
 def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False, max_pieces: int = 0) -> dict:
@@ -42,9 +43,8 @@ def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False,
         raise SystemExit(f"{corpus}: its codec settings are not the model's ({model_dir})")
     lines = (corpus / f"{split}.txt").read_text(encoding="utf-8").splitlines()
     moved = set() if keep_moved else {m["key"] for m in manifest.get("moved", []) if m["from"] == "train"}
-    index = {t: i for i, t in enumerate(loaded.vocabulary)}
-    grammar = Grammar(codec)
-    struck = np.array([notes_struck(grammar.parse(t)) for t in loaded.vocabulary])  # notes each token strikes
+    vocab = Vocabulary(loaded.vocabulary, codec)
+    struck = np.array([notes_struck(vocab.grammar.parse(t)) for t in loaded.vocabulary])  # notes each token strikes
     pieces: dict[str, list] = defaultdict(list)
     left_out = 0
     for piece in manifest["pieces"]:
@@ -57,7 +57,8 @@ def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False,
     rows = {}
     for name, token_lists in sorted(pieces.items()):
         token_lists = token_lists[:max_pieces] if max_pieces else token_lists
-        ids = [token_ids(t, index, manifest.get("unknown_token"), f"{corpus}/{split}.txt") for t in token_lists]
+        ids = [vocab.ids(t, f"{corpus}/{split}.txt", unknown=manifest.get("unknown_token") is not None)
+               for t in token_lists]
         start = time.perf_counter()
         result = score(loaded.model, ids)
         notes = int(sum(struck[i].sum() for i in ids))  # every note the codec encoded, as `clara evaluate` counts

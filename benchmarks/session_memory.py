@@ -54,12 +54,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clara_live.codec import make_codec, to_steps  # noqa: E402
+from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
 from clara_live.config import InferenceConfig, SamplingConfig  # noqa: E402
 from clara_live.engine import Engine, build_engine  # noqa: E402
 from clara_live.errors import ClaraError  # noqa: E402
 from clara_live.model import LoadedModel, load_model  # noqa: E402
 from clara_live.model.awd_lstm import AWDLSTM, detach  # noqa: E402
-from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.read import read_music  # noqa: E402
 from clara_live.sampling.memory import Memory  # noqa: E402
 from clara_live.sampling.sampler import Sampler  # noqa: E402
@@ -95,12 +95,12 @@ def pieces(loaded: LoadedModel, corpus: str, split: str, max_tokens: int) -> lis
     from training import heldout
 
     items = heldout.piano_midi_de(split) if corpus == "piano-midi-de" else heldout.asap(split)
-    codec, index = make_codec(loaded.codec), {t: i for i, t in enumerate(loaded.vocabulary)}
+    codec, vocab = make_codec(loaded.codec), Vocabulary(loaded.vocabulary, loaded.codec)
     out = []
     for item in items:
         try:
             notes = to_steps(read_music(item.path, loaded.codec.sustain_pedal), loaded.codec)
-            ids = token_ids(codec.encode(notes), index, None, str(item.path))[:max_tokens]
+            ids = vocab.ids(codec.encode(notes), str(item.path))[:max_tokens]
         except (ClaraError, ValueError) as exc:
             print(f"skipped {item.path}: {exc}", file=sys.stderr)
             continue
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     if loaded.codec.encoding != "notewise":
         raise SystemExit(f"{args.model}: this benchmark counts notewise on-tokens, the model is "
                          f"{loaded.codec.encoding}")
-    is_note = np.array([t.startswith("p") for t in loaded.vocabulary])
+    is_note = Vocabulary(loaded.vocabulary, loaded.codec).top >= 0  # the tokens that strike a note
     engines = {precision: build_engine(loaded.model, InferenceConfig("cpu", precision, args.threads))
                for precision in ("fp32", "int8")}
     splits = [s for s in args.splits.split(",") if s]

@@ -53,11 +53,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from clara_live.codec import make_codec, to_steps  # noqa: E402
+from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
 from clara_live.config import InferenceConfig, load_config  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.errors import ClaraError  # noqa: E402
 from clara_live.model import AWDLSTM, LoadedModel, load_model  # noqa: E402
-from clara_live.model.evaluate import token_ids  # noqa: E402
 from clara_live.music.read import read_music  # noqa: E402
 from clara_live.sampling.sampler import Sampler  # noqa: E402
 
@@ -146,7 +146,7 @@ def measure(variants: list[Variant], steps: int, warmup: int, rounds: int) -> No
 
 def held_out(corpus: Path | None, loaded: LoadedModel) -> tuple[list[np.ndarray], str]:
     """Token id sequences of held-out music, and where they came from."""
-    index = {t: i for i, t in enumerate(loaded.vocabulary)}
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     if corpus is not None:
         manifest = corpus / "manifest.json"
         unknown = json.loads(manifest.read_text(encoding="utf-8")).get("unknown_token") if manifest.exists() \
@@ -154,13 +154,13 @@ def held_out(corpus: Path | None, loaded: LoadedModel) -> tuple[list[np.ndarray]
         path = corpus / "test.txt"
         with open(path, encoding="utf-8") as f:
             lines = [(n, tokens) for n, line in enumerate(f, 1) if (tokens := line.split())]
-        return [token_ids(tokens, index, unknown, f"{path}:{n}") for n, tokens in lines], str(path)
+        return [vocab.ids(tokens, f"{path}:{n}", unknown=unknown is not None) for n, tokens in lines], str(path)
     codec = make_codec(loaded.codec)
     files = sorted(MAESTRO.glob("*.mid"))
     if not files:
         raise FileNotFoundError(f"{MAESTRO}: no MIDI files (give --corpus DIR instead)")
-    sequences = [token_ids(codec.encode(to_steps(read_music(p, loaded.codec.sustain_pedal), loaded.codec)),
-                           index, None, str(p)) for p in files]
+    sequences = [vocab.ids(codec.encode(to_steps(read_music(p, loaded.codec.sustain_pedal), loaded.codec)), str(p))
+                 for p in files]
     return sequences, f"{MAESTRO} ({len(files)} files)"
 
 
