@@ -6,7 +6,8 @@ project's CPU (benchmarks/step_latency.py): PyTorch's default LSTM path goes thr
 oneDNN and is several times slower than the plain CPU kernels, and dynamic int8
 quantisation of the LSTM and decoder weights (a quarter of the memory traffic) is faster
 again. The engine therefore copies the trained weights into plain `nn.LSTM` layers with
-no dropout machinery, turns oneDNN off, and on CPU quantises them to int8 unless told not to.
+no dropout machinery, run by the model's own layer loop (`run_layers`), turns oneDNN off, and
+on CPU quantises them to int8 unless told not to.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from torch import nn
 
 from clara_live.config import InferenceConfig
 from clara_live.errors import ClaraError
-from clara_live.model.awd_lstm import AWDLSTM
+from clara_live.model.awd_lstm import AWDLSTM, run_layers
 from clara_live.model.weight_drop import Hidden
 
 
@@ -58,13 +59,9 @@ class Engine(nn.Module):
     def forward(self, ids: torch.Tensor, hidden: list[Hidden], outputs: bool = False):
         """ids: (batch, time) -> logits (batch, time, vocab), float32 on the engine's device, and
         the new hidden state; with outputs=True also the last layer's output (batch, time, emb)."""
-        x = self.embed(ids)
-        new_hidden = []
-        for lstm, state in zip(self.lstms, hidden, strict=True):
-            x, state = lstm(x, state)
-            new_hidden.append(state)
-        logits = self.decoder(x).float()
-        return (logits, new_hidden, x.float()) if outputs else (logits, new_hidden)
+        layers, hidden = run_layers(self.lstms, self.embed(ids), hidden)
+        logits = self.decoder(layers[-1]).float()
+        return (logits, hidden, layers[-1].float()) if outputs else (logits, hidden)
 
 
 def resolve_device(device: str) -> torch.device:

@@ -25,7 +25,6 @@ from torch import nn
 
 from clara_live.config import ModelConfig
 from clara_live.model.awd_lstm import AWDLSTM
-from clara_live.model.locked_dropout import LockedDropout
 
 POOL_LAYERS = ("last", "all")
 NORMS = ("layer", "standard")
@@ -51,7 +50,9 @@ class Classifier(nn.Module):
         else:
             parts.append(nn.Linear(self.features, classes))
         self.head = nn.Sequential(*parts)
-        self.drop = LockedDropout()
+        # the encoder's dropouts but none on its output: the head reads the layers' outputs
+        # undropped (and p = 0 draws no mask, so the random stream is the one it always was)
+        self.dropouts = self.encoder.dropouts._replace(output=0.0)
 
     @classmethod
     def from_generator(cls, generator: AWDLSTM, classes: int, **head: object) -> Classifier:
@@ -62,16 +63,8 @@ class Classifier(nn.Module):
 
     def encode(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         """tokens (batch, time) -> each layer's outputs (batch, time, width), from a zero state."""
-        enc, cfg = self.encoder, self.config
-        x = enc.embed(tokens) if not self.training else _embedding_dropout(enc, tokens)
-        x = self.drop(x, cfg.dropout_input)
-        hidden = enc.init_hidden(tokens.size(0), tokens.device)
-        outputs = []
-        for i, (layer, state) in enumerate(zip(enc.layers, hidden, strict=True)):
-            x, _ = layer(x, state)
-            outputs.append(x)
-            if i < len(enc.layers) - 1:
-                x = self.drop(x, cfg.dropout_hidden)
+        hidden = self.encoder.init_hidden(tokens.size(0), tokens.device)
+        _, _, outputs = self.encoder(tokens, hidden, return_all=True, dropouts=self.dropouts)
         return outputs
 
     def pooled(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -111,12 +104,6 @@ def pool(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     mean = (out * real).sum(1) / lengths[:, None].to(out.dtype)
     peak = out.masked_fill(~real, float("-inf")).amax(1)
     return torch.cat([last, mean, peak], dim=-1)
-
-
-def _embedding_dropout(encoder: AWDLSTM, tokens: torch.Tensor) -> torch.Tensor:
-    from clara_live.model.embedding_dropout import embedding_dropout
-
-    return embedding_dropout(encoder.embed, tokens, encoder.config.dropout_emb)
 
 
 def piece_probabilities(logits: torch.Tensor, pieces: torch.Tensor, count: int) -> torch.Tensor:

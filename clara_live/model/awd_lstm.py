@@ -6,6 +6,7 @@ back, never kept in the module, so a sampler, a trainer and an evaluator can eac
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 import torch
@@ -16,12 +17,23 @@ from clara_live.model.embedding_dropout import embedding_dropout
 from clara_live.model.locked_dropout import LockedDropout
 from clara_live.model.weight_drop import Hidden, WeightDropLSTM
 
+Layer = Callable[[torch.Tensor, Hidden], tuple[torch.Tensor, Hidden]]  # (x, state) -> (output, state)
+
 
 class Activations(NamedTuple):
     """The last layer's output before and after its dropout, for AR and TAR."""
 
     raw: torch.Tensor  # (batch, time, emb)
     dropped: torch.Tensor  # (batch, time, emb)
+
+
+class Dropouts(NamedTuple):
+    """The dropout probabilities of one forward: AWD-LSTM's dropoute, dropouti, dropouth and dropout."""
+
+    emb: float  # whole embedding rows
+    input: float  # locked, on the embeddings
+    hidden: float  # locked, between layers
+    output: float  # locked, on the last layer's output
 
 
 class AWDLSTM(nn.Module):
@@ -39,6 +51,8 @@ class AWDLSTM(nn.Module):
         if config.tie_weights:
             self.decoder.weight = self.embed.weight
         self.drop = LockedDropout()
+        self.dropouts = Dropouts(config.dropout_emb, config.dropout_input, config.dropout_hidden,
+                                 config.dropout_output)
         nn.init.uniform_(self.embed.weight, -0.1, 0.1)
         nn.init.zeros_(self.decoder.bias)
 
@@ -48,25 +62,42 @@ class AWDLSTM(nn.Module):
         return [(torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device),
                  torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device)) for layer in self.layers]
 
-    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False):
+    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False,
+                return_all: bool = False, dropouts: Dropouts | None = None):
         """tokens: (batch, time) ids -> logits (batch, time, vocab) and the new hidden state.
 
-        With activations=True a third value holds the last layer's outputs for AR/TAR
-        (a flag rather than a second method, so DistributedDataParallel sees one forward).
+        A third value, asked for by a flag rather than a second method (so DistributedDataParallel
+        sees one forward): with activations=True the last layer's outputs for AR/TAR; with
+        return_all=True every layer's output (before the dropout that follows it), a list of
+        (batch, time, size_i). `dropouts` replaces the config's probabilities for this call.
         """
-        cfg = self.config
-        x = embedding_dropout(self.embed, tokens, cfg.dropout_emb)  # (B, T, emb)
-        x = self.drop(x, cfg.dropout_input)
-        new_hidden = []
-        for i, (layer, state) in enumerate(zip(self.layers, hidden, strict=True)):
-            x, state = layer(x, state)  # (B, T, size_i)
-            new_hidden.append(state)
-            raw = x
-            if i < len(self.layers) - 1:
-                x = self.drop(x, cfg.dropout_hidden)
-        x = self.drop(x, cfg.dropout_output)
+        if activations and return_all:
+            raise ValueError("ask for activations or return_all, not both")
+        p = dropouts or self.dropouts
+        x = embedding_dropout(self.embed, tokens, p.emb)  # (B, T, emb)
+        x = self.drop(x, p.input)
+        outputs, new_hidden = run_layers(self.layers, x, hidden, lambda out: self.drop(out, p.hidden))
+        x = self.drop(outputs[-1], p.output)
         logits = self.decoder(x)
-        return (logits, new_hidden, Activations(raw, x)) if activations else (logits, new_hidden)
+        if activations:
+            return logits, new_hidden, Activations(outputs[-1], x)
+        return (logits, new_hidden, outputs) if return_all else (logits, new_hidden)
+
+
+def run_layers(layers: Iterable[Layer], x: torch.Tensor, hidden: list[Hidden],
+               between: Callable[[torch.Tensor], torch.Tensor] | None = None,
+               ) -> tuple[list[torch.Tensor], list[Hidden]]:
+    """The stacked LSTM, for the model and the engine: x (batch, time, input) through each layer
+    from its own state -> every layer's output (batch, time, size_i) and the new hidden state.
+    `between` (dropout, in training) is applied to each output but the last before the next layer."""
+    outputs, new_hidden = [], []
+    for layer, state in zip(layers, hidden, strict=True):
+        if outputs and between is not None:
+            x = between(x)
+        x, state = layer(x, state)
+        outputs.append(x)
+        new_hidden.append(state)
+    return outputs, new_hidden
 
 
 def detach(hidden: list[Hidden]) -> list[Hidden]:
