@@ -94,6 +94,58 @@ def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLS
     return base.model.train(), base.vocabulary
 
 
+@dataclasses.dataclass(frozen=True)
+class Place:
+    """Where this process trains: its rank among `world` processes (torchrun) and its device."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+
+@dataclasses.dataclass
+class Run:
+    """The training loop's state, in one place: what it trains and how (built once by _build_run),
+    how far it has got (position and hidden: what a checkpoint saves and --resume restores) and
+    the signal, if any, that asked it to stop."""
+
+    config: Config
+    out: Path
+    source: str | Path  # the corpus folder
+    init: str | None  # the base model fine-tuned (--init), or none
+    place: Place
+    precision: Precision  # its oneDNN switch settled by _begin
+    progress: bool
+    corpus: Corpus
+    model: AWDLSTM
+    vocabulary: list[str]
+    train_set: TrainSet
+    valid_pieces: list
+    plans: list[list[int]]  # each epoch's batch lengths
+    optimiser: torch.optim.Optimizer
+    schedule: torch.optim.lr_scheduler.LRScheduler
+    net: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun (set by _begin)
+    position: Position = dataclasses.field(default_factory=Position)
+    hidden: list | None = None  # the LSTM state carried from batch to batch within an epoch
+    stop_signal: int | None = None  # Ctrl-C or SIGTERM, caught by on_signal
+
+    @property
+    def cfg(self) -> TrainingConfig:
+        return self.config.training
+
+    @property
+    def total(self) -> int:
+        """Every planned step of every epoch."""
+        return sum(len(p) for p in self.plans)
+
+    @property
+    def at_max_steps(self) -> bool:
+        return bool(self.cfg.max_steps) and self.position.global_step >= self.cfg.max_steps
+
+    def on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        self.stop_signal = signum
+
+
 def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | None = None,
           resume: bool = False, progress: bool = True) -> dict:
     """Train, returning the final metrics; rank 0 writes the run folder."""
@@ -101,22 +153,31 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
     rank, world = _world()
     if cfg.batch_size % world:
         raise ClaraError(f"training.batch_size {cfg.batch_size} does not divide among {world} processes")
-    device = _device(cfg)
-    precision = choose_precision(cfg.precision, device.type, native_bf16(device), cfg.onednn)
+    place = Place(rank, world, _device(cfg))
+    precision = choose_precision(cfg.precision, place.device.type, native_bf16(place.device), cfg.onednn)
     if rank == 0:
         print(precision, file=sys.stderr)
-    # the whole run, validation too; the process's setting comes back after (a measured switch is set in _fit)
+    # the whole run, validation too; the process's setting comes back after (a measured switch is set in _begin)
     with onednn(precision.onednn):
-        return _fit(corpus_dir, Path(out), config, init, resume, progress, rank, world, device, precision)
+        run = _build_run(corpus_dir, Path(out), config, init, place, precision, progress)
+        _begin(run, resume)
+        _run_epochs(run)
+        _finish(run)
+        if run.stop_signal is not None:
+            raise KeyboardInterrupt
+        return {"epoch": run.position.epoch, "step": run.position.global_step,
+                "best_valid_nll": run.position.best_valid, "model": run.model}
 
 
-def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, resume: bool, progress: bool,
-         rank: int, world: int, device: torch.device, precision: Precision) -> dict:
+def _build_run(corpus_dir: str | Path, out: Path, config: Config, init: str | None, place: Place,
+               precision: Precision, progress: bool) -> Run:
+    """The model (fresh or --init), its train and valid pieces, each epoch's batch lengths, the
+    optimiser and the schedule; nothing written yet."""
     cfg = config.training
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     corpus = Corpus(corpus_dir)
     model, vocabulary = _base_model(corpus, config, init)
-    model.to(device)
+    model.to(place.device)
     train_pieces = corpus.pieces("train", vocabulary)
     valid_pieces = corpus.pieces("valid", vocabulary)
     if not train_pieces:
@@ -130,7 +191,15 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
     optimiser = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimiser, max_lr=cfg.lr, total_steps=max(total, 2),
                                                    pct_start=cfg.warmup_fraction)
-    position, hidden = Position(), None
+    return Run(config=config, out=out, source=corpus_dir, init=init, place=place, precision=precision,
+               progress=progress, corpus=corpus, model=model, vocabulary=vocabulary, train_set=train_set,
+               valid_pieces=valid_pieces, plans=plans, optimiser=optimiser, schedule=schedule)
+
+
+def _begin(run: Run, resume: bool) -> None:
+    """The run folder made; the checkpoint loaded (--resume), or a fresh run refused over one;
+    the oneDNN switch settled; the model wrapped for DDP; each rank's dropout seeded."""
+    out, rank = run.out, run.place.rank
     if rank == 0:
         make_folder(out)  # a --out that is a file is said now, not at the first log line
     if resume:
@@ -138,94 +207,110 @@ def _fit(corpus_dir: str | Path, out: Path, config: Config, init: str | None, re
             for target in (out / CHECKPOINT, out / "loss.png", out / "model" / WEIGHTS, out / "model" / CONFIG,
                            out / "model" / SPLITS):
                 remove_stale_temps(target)
-        position, hidden = _load_checkpoint(out / CHECKPOINT, model, optimiser, schedule, device, rank, world)
+        _load_checkpoint(run)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
-    precision = _settle_onednn(precision, model, train_pieces, plans[0], position if resume else None,
-                               cfg, device, rank, world)
-    if precision.onednn is not None:
-        torch.backends.mkldnn.enabled = precision.onednn  # train()'s onednn() block restores it after
-    position.onednn = precision.onednn
-    net = DistributedDataParallel(model) if world > 1 else model
+    run.precision = _settle_onednn(run, resume)
+    if run.precision.onednn is not None:
+        torch.backends.mkldnn.enabled = run.precision.onednn  # train()'s onednn() block restores it after
+    run.position.onednn = run.precision.onednn
+    run.net = DistributedDataParallel(run.model) if run.place.world > 1 else run.model
     if not resume:
-        torch.manual_seed(cfg.seed * 1000 + rank)  # each rank its own dropout masks
-    codec = dataclasses.replace(config.codec, **{k: v for k, v in corpus.manifest["codec"].items()})
-    info = {"corpus": str(corpus_dir), "sources": corpus.manifest.get("sources"), "training": dataclasses.asdict(cfg),
-            "world_size": world, "device": torch.cuda.get_device_name(device) if device.type == "cuda"
-            else platform.processor() or platform.machine(), "precision": precision.name,
-            "onednn": precision.onednn, "init": init}
-    stop = {"signal": None}
+        torch.manual_seed(run.cfg.seed * 1000 + rank)  # each rank its own dropout masks
 
-    def on_signal(signum, frame):  # noqa: ARG001 - signal handler signature
-        stop["signal"] = signum
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+def _run_epochs(run: Run) -> None:
+    """Epochs until the last or max_steps, each validated and checkpointed; Ctrl-C or SIGTERM
+    stops at the next step, once its checkpoint is saved (run.stop_signal says which)."""
+    cfg, position = run.cfg, run.position
+    previous = {s: signal.signal(s, run.on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     started = time.time()
     try:
         while position.epoch < cfg.epochs and (not cfg.max_steps or position.global_step < cfg.max_steps):
-            hidden = _run_epoch(net, model, train_set, plans[position.epoch], position, hidden, optimiser,
-                                schedule, cfg, precision, device, rank, world, out, stop, progress, total)
-            if cfg.max_steps and position.global_step >= cfg.max_steps and position.step < len(plans[position.epoch]):
+            _run_epoch(run)
+            if run.at_max_steps and position.step < len(run.plans[position.epoch]):
                 break
-            valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else {}
-            if rank == 0:
-                _log(out, {"epoch": position.epoch + 1, "step": position.global_step,
-                           **{f"valid_{k}": v for k, v in valid.items()}, "elapsed_s": round(time.time() - started)})
-                if valid and valid["nll"] < position.best_valid:
-                    position.best_valid = valid["nll"]
-                    save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid,
-                                                                        "epoch": position.epoch + 1})
-                plot_metrics(out / METRICS, out / "loss.png")
-            position.epoch, position.step, hidden = position.epoch + 1, 0, None
-            _save_checkpoint(out / CHECKPOINT, model, optimiser, schedule, position, hidden, rank, world)
+            _validate(run, started)
+            position.epoch, position.step, run.hidden = position.epoch + 1, 0, None
+            _save_checkpoint(run)
     except Stop:
         pass
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    if rank == 0:
+
+
+def _validate(run: Run, started: float) -> None:
+    """The epoch's valid scores logged (rank 0), the model saved when they are the best yet."""
+    position = run.position
+    valid = score(run.model, run.valid_pieces, max_tokens=run.cfg.eval_tokens) if run.valid_pieces else {}
+    if run.place.rank != 0:
+        return
+    _log(run.out, {"epoch": position.epoch + 1, "step": position.global_step,
+                   **{f"valid_{k}": v for k, v in valid.items()}, "elapsed_s": round(time.time() - started)})
+    if valid and valid["nll"] < position.best_valid:
+        position.best_valid = valid["nll"]
+        _save_model(run, {"valid": valid, "epoch": position.epoch + 1})
+    plot_metrics(run.out / METRICS, run.out / "loss.png")
+
+
+def _save_model(run: Run, extra: dict) -> None:
+    """model/ in the shipped format, its info saying how it was trained (and `extra`)."""
+    cfg, device, precision = run.cfg, run.place.device, run.precision
+    codec = dataclasses.replace(run.config.codec, **{k: v for k, v in run.corpus.manifest["codec"].items()})
+    info = {"corpus": str(run.source), "sources": run.corpus.manifest.get("sources"),
+            "training": dataclasses.asdict(cfg), "world_size": run.place.world,
+            "device": torch.cuda.get_device_name(device) if device.type == "cuda"
+            else platform.processor() or platform.machine(), "precision": precision.name,
+            "onednn": precision.onednn, "init": run.init}
+    save_model(run.out / "model", run.model, codec, run.vocabulary, {**info, **extra})
+
+
+def _finish(run: Run) -> None:
+    """Rank 0: a model/ even if no epoch finished, the held-out splits, the loss plot; under
+    torchrun the ranks wait for each other."""
+    out = run.out
+    if run.place.rank == 0:
         if not (out / "model" / "config.json").exists():  # no epoch finished: keep what we have
-            valid = score(model, valid_pieces, max_tokens=cfg.eval_tokens) if valid_pieces else None
-            save_model(out / "model", model, codec, vocabulary, {**info, "valid": valid})
-        if corpus.manifest.get("sources"):  # the benchmarks' held-out music is this model's
-            write_splits(corpus.manifest, out / "model")
+            valid = score(run.model, run.valid_pieces, max_tokens=run.cfg.eval_tokens) if run.valid_pieces else None
+            _save_model(run, {"valid": valid})
+        if run.corpus.manifest.get("sources"):  # the benchmarks' held-out music is this model's
+            write_splits(run.corpus.manifest, out / "model")
         plot_metrics(out / METRICS, out / "loss.png")
-    if world > 1:
+    if run.place.world > 1:
         digests = os.environ.get("CLARA_RANK_DIGESTS")  # tests: every rank's final parameters
         if digests:
-            flat = torch.cat([p.detach().cpu().flatten() for p in model.state_dict().values()])
-            torch.save(flat, Path(digests) / f"rank{rank}.pt")
+            flat = torch.cat([p.detach().cpu().flatten() for p in run.model.state_dict().values()])
+            torch.save(flat, Path(digests) / f"rank{run.place.rank}.pt")
         dist.barrier()
-    if stop["signal"] is not None:
-        raise KeyboardInterrupt
-    return {"epoch": position.epoch, "step": position.global_step, "best_valid_nll": position.best_valid,
-            "model": model}
 
 
-def _settle_onednn(precision: Precision, model: AWDLSTM, pieces, lengths: list[int], resumed: Position | None,
-                   cfg: TrainingConfig, device: torch.device, rank: int, world: int) -> Precision:
-    """precision with its oneDNN switch decided where it was left to measure (CPU fp32 under
+def _settle_onednn(run: Run, resumed: bool) -> Precision:
+    """run.precision with its oneDNN switch decided where it was left to measure (CPU fp32 under
     training.onednn: auto). A resumed run takes the switch its checkpoint records (off for a
     checkpoint from before the switch was recorded: the trainer then always ran fp32 with it off).
-    A fresh run times the real model on its first real batch (_time_step; lengths: the first
-    epoch's batch lengths, none: no batch, nothing to time, off); under torchrun rank 0 measures
-    and broadcasts its choice, so every rank runs the same kernels."""
+    A fresh run times the real model on its first real batch (_time_step; no batch in the first
+    epoch: nothing to time, off); under torchrun rank 0 measures and broadcasts its choice, so
+    every rank runs the same kernels."""
+    precision, cfg, place, lengths = run.precision, run.cfg, run.place, run.plans[0]
     if not precision.measure:
         return precision
     if not lengths:
         return dataclasses.replace(precision, onednn=False, measure=False, reason="no training batch to time")
-    if resumed is not None:
-        precision = dataclasses.replace(precision, onednn=bool(resumed.onednn), measure=False,
+    if resumed:
+        precision = dataclasses.replace(precision, onednn=bool(run.position.onednn), measure=False,
                                         reason="as the run began; not measured again on resume")
-    elif rank == 0:
-        data = rank_rows(batchify(epoch_stream(pieces, cfg.seed, 0), cfg.batch_size), rank, world)
-        precision = measured(precision, *_time_step(model, data[:, :lengths[0] + 1].to(device), device))
-    if rank == 0:
+    elif place.rank == 0:
+        data = rank_rows(batchify(epoch_stream(run.train_set.pieces, cfg.seed, 0), cfg.batch_size), place.rank,
+                         place.world)
+        precision = measured(precision, *_time_step(run.model, data[:, :lengths[0] + 1].to(place.device),
+                                                    place.device))
+    if place.rank == 0:
         print(f"oneDNN {'on' if precision.onednn else 'off'} for fp32 ({precision.reason})", file=sys.stderr)
-    if resumed is None and world > 1:
+    if not resumed and place.world > 1:
         choice = torch.tensor([int(bool(precision.onednn))])
         dist.broadcast(choice, 0)  # gloo: a CPU tensor (only CPU runs measure)
-        if rank != 0:
+        if place.rank != 0:
             precision = dataclasses.replace(precision, onednn=bool(choice.item()), measure=False,
                                             reason="measured on rank 0")
     return precision
@@ -251,62 +336,88 @@ def _time_step(model: AWDLSTM, batch: torch.Tensor, device: torch.device, timer=
             model.zero_grad(set_to_none=True)
 
 
-def _run_epoch(net, model: AWDLSTM, train_set: TrainSet, lengths: list[int], position: Position, hidden, optimiser,
-               schedule, cfg: TrainingConfig, precision: Precision, device: torch.device, rank: int, world: int,
-               out: Path, stop: dict, progress: bool, total: int):
-    data = rank_rows(batchify(train_set.stream(cfg.seed, position.epoch), cfg.batch_size), rank, world)
+@dataclasses.dataclass
+class _Window:
+    """The training loss and tokens since the last log line, and when that was."""
+
+    loss: float = 0.0
+    tokens: int = 0
+    start: float = dataclasses.field(default_factory=time.time)
+
+
+def _run_epoch(run: Run) -> None:
+    """The epoch's batches from run.position on (a resumed run: where its checkpoint left off),
+    one optimiser step each, logged every log_every steps and checkpointed every checkpoint_every;
+    raises Stop, once the checkpoint is safe, when a signal has asked to stop."""
+    cfg, position, place = run.cfg, run.position, run.place
+    lengths = run.plans[position.epoch]
+    data = rank_rows(batchify(run.train_set.stream(cfg.seed, position.epoch), cfg.batch_size), place.rank,
+                     place.world)
     offset = sum(lengths[:position.step])
-    if hidden is None:
-        hidden = model.init_hidden(data.size(0), device)
-    bar = tqdm(total=total, initial=position.global_step, desc=f"epoch {position.epoch + 1}/{cfg.epochs}",
-               unit="step", disable=not progress or rank != 0 or None)
-    window_loss, window_tokens, window_start = 0.0, 0, time.time()
-    model.train()
+    if run.hidden is None:
+        run.hidden = run.model.init_hidden(data.size(0), place.device)
+    bar = tqdm(total=run.total, initial=position.global_step, desc=f"epoch {position.epoch + 1}/{cfg.epochs}",
+               unit="step", disable=not run.progress or place.rank != 0 or None)
+    window = _Window()
+    run.model.train()
     for length in lengths[position.step:]:
-        batch = data[:, offset:offset + length + 1].to(device, non_blocking=True)
+        batch = data[:, offset:offset + length + 1].to(place.device, non_blocking=True)
         offset += length
-        inputs, targets = batch[:, :-1], batch[:, 1:]
-        hidden = detach(hidden)
-        # autocast runs the forward's matmuls in bf16; weights, gradients, optimiser state stay fp32
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision.bf16):
-            logits, hidden, acts = net(inputs, hidden, activations=True)
-            hidden = [(h.float(), c.float()) for h, c in hidden]  # carried and checkpointed in fp32 under bf16 too
-            loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
-            # AR penalises large outputs, TAR large changes between steps (Merity et al. 2017, 4.6)
-            regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
-                + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        regularised.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
-        if not _finite(loss, norm, world):  # before the step: the weights, checkpoint and model stay as they were
+        loss, norm = _backward(run, batch)
+        if not _finite(loss, norm, place.world):  # before the step: the weights, checkpoint and model stay as they were
             bar.close()
             raise ClaraError(f"training step {position.global_step + 1}: the loss ({loss.item():.4g}) or its gradient "
                              f"(norm {norm.item():.4g}) is not finite; stopped, {CHECKPOINT} and model/ are as "
                              "the last finite step left them (a lower training.lr, or another --init)")
-        optimiser.step()
-        schedule.step()
+        run.optimiser.step()
+        run.schedule.step()
         position.step += 1
         position.global_step += 1
-        window_loss += loss.item() * targets.numel()
-        window_tokens += targets.numel()
+        tokens = batch[:, 1:].numel()
+        window.loss += loss.item() * tokens
+        window.tokens += tokens
         bar.update()
-        done = cfg.max_steps and position.global_step >= cfg.max_steps
-        if rank == 0 and (position.global_step % cfg.log_every == 0 or done):
-            rate = window_tokens * world / max(time.time() - window_start, 1e-9)
-            _log(out, {"step": position.global_step, "epoch": position.epoch + 1,
-                       "train_loss": window_loss / window_tokens, "lr": schedule.get_last_lr()[0],
-                       "tokens_per_s": round(rate)})
-            bar.set_postfix(loss=f"{window_loss / window_tokens:.3f}", tok_s=f"{rate:,.0f}")
-            window_loss, window_tokens, window_start = 0.0, 0, time.time()
-        if position.global_step % cfg.checkpoint_every == 0 or stop["signal"] or done:
-            _save_checkpoint(out / CHECKPOINT, model, optimiser, schedule, position, hidden, rank, world)
-        if stop["signal"] is not None:
+        done = run.at_max_steps
+        if place.rank == 0 and (position.global_step % cfg.log_every == 0 or done):
+            window = _log_window(run, window, bar)
+        if position.global_step % cfg.checkpoint_every == 0 or run.stop_signal or done:
+            _save_checkpoint(run)
+        if run.stop_signal is not None:
             bar.close()
             raise Stop
         if done:
             break
     bar.close()
-    return hidden
+
+
+def _backward(run: Run, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss, gradient norm) of one batch ((rows, time + 1) token ids), its gradients computed and
+    clipped, the optimiser not stepped yet; run.hidden carried on."""
+    cfg = run.cfg
+    inputs, targets = batch[:, :-1], batch[:, 1:]
+    hidden = detach(run.hidden)
+    # autocast runs the forward's matmuls in bf16; weights, gradients, optimiser state stay fp32
+    with torch.autocast(run.place.device.type, dtype=torch.bfloat16, enabled=run.precision.bf16):
+        logits, hidden, acts = run.net(inputs, hidden, activations=True)
+        run.hidden = [(h.float(), c.float()) for h, c in hidden]  # carried and checkpointed in fp32 under bf16 too
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
+        # AR penalises large outputs, TAR large changes between steps (Merity et al. 2017, 4.6)
+        regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
+            + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
+    run.optimiser.zero_grad(set_to_none=True)
+    regularised.backward()
+    norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip)
+    return loss, norm
+
+
+def _log_window(run: Run, window: _Window, bar: tqdm) -> _Window:
+    """A metrics line and the bar's postfix for the steps since the last; a fresh window."""
+    rate = window.tokens * run.place.world / max(time.time() - window.start, 1e-9)
+    _log(run.out, {"step": run.position.global_step, "epoch": run.position.epoch + 1,
+                   "train_loss": window.loss / window.tokens, "lr": run.schedule.get_last_lr()[0],
+                   "tokens_per_s": round(rate)})
+    bar.set_postfix(loss=f"{window.loss / window.tokens:.3f}", tok_s=f"{rate:,.0f}")
+    return _Window()
 
 
 def _finite(loss: torch.Tensor, norm: torch.Tensor, world: int) -> bool:
@@ -333,33 +444,36 @@ def _gather_rows(tensor: torch.Tensor, world: int) -> torch.Tensor:
     return torch.cat(parts, dim=1)
 
 
-def _save_checkpoint(path: Path, model: AWDLSTM, optimiser, schedule, position: Position, hidden,
-                     rank: int, world: int) -> None:
+def _save_checkpoint(run: Run) -> None:
     """Called on every rank (the hidden state is gathered); rank 0 writes, atomically."""
+    hidden, world = run.hidden, run.place.world
     if hidden is not None:
         hidden = [(_gather_rows(h, world).cpu(), _gather_rows(c, world).cpu()) for h, c in hidden]
-    if rank != 0:
+    if run.place.rank != 0:
         return
     state = {
-        "model": model.state_dict(),
-        "optimiser": optimiser.state_dict(),
-        "schedule": schedule.state_dict(),
-        "position": dataclasses.asdict(position),
+        "model": run.model.state_dict(),
+        "optimiser": run.optimiser.state_dict(),
+        "schedule": run.schedule.state_dict(),
+        "position": dataclasses.asdict(run.position),
         "hidden": [list(h) for h in hidden] if hidden is not None else None,
         "rng": {"torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
     }
     buffer = io.BytesIO()
     torch.save(state, buffer)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(run.out / CHECKPOINT, buffer.getvalue())
 
 
-def _load_checkpoint(path: Path, model: AWDLSTM, optimiser, schedule, device: torch.device, rank: int, world: int):
+def _load_checkpoint(run: Run) -> None:
+    """run's model, optimiser, schedule, RNG, position and hidden state (this rank's rows) as the
+    checkpoint left them."""
+    path, place = run.out / CHECKPOINT, run.place
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["model"])
-        optimiser.load_state_dict(state["optimiser"])
-        schedule.load_state_dict(state["schedule"])
+        run.model.load_state_dict(state["model"])
+        run.optimiser.load_state_dict(state["optimiser"])
+        run.schedule.load_state_dict(state["schedule"])
     except FileNotFoundError:
         raise InputError(f"{path}: no checkpoint to resume") from None
     except (KeyError, RuntimeError, ValueError) as exc:
@@ -367,9 +481,10 @@ def _load_checkpoint(path: Path, model: AWDLSTM, optimiser, schedule, device: to
     torch.set_rng_state(state["rng"]["torch"])
     if state["rng"]["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-    def mine(t: torch.Tensor) -> torch.Tensor:  # this rank's rows of the global batch
-        rows = t.size(1) // world
-        return t[:, rank * rows:(rank + 1) * rows].to(device)
 
-    hidden = [(mine(h), mine(c)) for h, c in state["hidden"]] if state["hidden"] else None
-    return Position(**state["position"]), hidden
+    def mine(t: torch.Tensor) -> torch.Tensor:  # this rank's rows of the global batch
+        rows = t.size(1) // place.world
+        return t[:, place.rank * rows:(place.rank + 1) * rows].to(place.device)
+
+    run.hidden = [(mine(h), mine(c)) for h, c in state["hidden"]] if state["hidden"] else None
+    run.position = Position(**state["position"])
