@@ -444,11 +444,12 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
-    from training.composer import train_composer
+    from training.composer import ComposerOptions, train_composer
 
-    metrics = train_composer(args.corpus, args.out, args.model, head_epochs=args.head_epochs, epochs=args.epochs,
-                             window=args.window, transpose=args.transpose, per_piece=args.per_piece,
-                             head_lr=args.head_lr, lr=args.lr, seed=args.seed, min_works=args.min_works)
+    options = ComposerOptions(head_epochs=args.head_epochs, epochs=args.epochs, window=args.window,
+                              transpose=args.transpose, per_piece=args.per_piece, head_lr=args.head_lr, lr=args.lr,
+                              seed=args.seed, min_works=args.min_works)
+    metrics = train_composer(args.corpus, args.out, args.model, options)
     line = f"test pieces {metrics['test_pieces']}: top-1 {metrics['top1']:.1%}, top-3 {metrics['top3']:.1%}"
     if metrics["major_top1"] is not None:
         line += (f"; {len(metrics['major_composers'])} composers with >= 10 works ({metrics['major_test_pieces']} "
@@ -458,10 +459,10 @@ def _cmd_train_composer(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
-    from training.critic import train_critic
+    from training.critic import CriticOptions, train_critic
 
-    metrics = train_critic(args.corpus, args.out, args.model, count=args.generations, window=args.window,
-                           epochs=args.epochs)
+    options = CriticOptions(count=args.generations, window=args.window, epochs=args.epochs)
+    metrics = train_critic(args.corpus, args.out, args.model, options)
     worst = min(metrics["test_auc_by_setting"].items(), key=lambda kv: kv[1], default=("-", float("nan")))
     print(f"test ROC AUC {metrics['test_auc']:.3f} over {metrics['test_excerpts']} excerpts of "
           f"{metrics['test_items']} pieces and generations (pieces: {metrics['test_piece_auc']:.3f}); "

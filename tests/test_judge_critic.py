@@ -16,7 +16,7 @@ from clara_live.config import CorpusConfig
 from clara_live.corpus import split_of
 from clara_live.judge.store import load_judge
 from clara_live.model import load_model
-from training.critic import SCHEDULE, SETTINGS, auc, generations, setting_of
+from training.critic import SCHEDULE, SETTINGS, Prompts, auc, generations, setting_of
 
 pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
 
@@ -62,7 +62,7 @@ def test_prompted_generations_continue_a_drawn_prompt():
         return np.array([index[t] for p in pitches for t in (f"p{p}", "wait6", f"endp{p}")] * 6)
 
     for pitches, side in (([3, 5, 7, 8], "low"), ([51, 53, 55, 56], "high")):  # pN: MIDI pitch 33 + N
-        made = generations(GENERATOR, count=4, tokens=40, batch=4, prompts=[line(pitches)], prompt_tokens=60,
+        made = generations(GENERATOR, count=4, tokens=40, batch=4, prompts=Prompts([line(pitches)], tokens=60),
                            schedule=["T0.8-k5-rf0.25"])
         played = [int(loaded.vocabulary[i][1:]) for _, ids in made for i in ids
                   if loaded.vocabulary[i].startswith("p")]

@@ -16,7 +16,15 @@ from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces
 from clara_live.judge.pieces import load_labelled
 from clara_live.judge.predict import confusion, predict_pieces, top_k_accuracy
-from training.judge import head_probabilities, log_loss, train_head, train_judge, window_features
+from training.judge import (
+    HeadTraining,
+    JudgeTraining,
+    head_probabilities,
+    log_loss,
+    train_head,
+    train_judge,
+    window_features,
+)
 
 pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
 
@@ -56,8 +64,8 @@ def test_training_learns_a_label_the_tokens_carry():
     assert not {k for k, _ in items if split[k] == "train"} & {k for k, _ in items if split[k] == "test"}
     torch.manual_seed(0)
     model = Classifier(vocab, TINY, classes=2, head_dropout=0.0)
-    history = train_judge(model, [p for p, _ in train], [y for _, y in train], window=64, epochs=6, lr=5e-3,
-                          batch_size=8)
+    history = train_judge(model, [p for p, _ in train], [y for _, y in train],
+                          JudgeTraining(window=64, epochs=6, lr=5e-3, batch_size=8))
     assert history[-1] < history[0]
     probs = predict_pieces(model, [p for p, _ in test], window=64, stride=32)
     labels = [y for _, y in test]
@@ -84,7 +92,7 @@ def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
     test = [(piece(0, 120), 0), (piece(1, 300), 1), (piece(1, 90), 1)]
     features = [[window_features(model, ids, 32, 16)] for ids, _ in train]
     assert features[0][0].shape[1] == model.features == 3 * (24 + 16)  # every layer, pooled three ways
-    history = train_head(model, features, [y for _, y in train], epochs=30, lr=1e-2, batch_size=16)
+    history = train_head(model, features, [y for _, y in train], HeadTraining(epochs=30, lr=1e-2, batch_size=16))
     assert history[-1] < history[0]
     assert all(torch.equal(v, encoder_before[k]) for k, v in model.encoder.state_dict().items())
     stacked = torch.cat([f[0] for f in features])
@@ -97,7 +105,8 @@ def test_the_head_alone_learns_on_a_frozen_encoder_and_leaves_it_unchanged():
     assert log_loss(direct, labels) < log_loss(torch.full_like(direct, 0.5), labels)
     again = Classifier(40, TINY, classes=2, head_hidden=0, pool_layers="all", norm="standard")
     again.load_state_dict(before_training)
-    assert train_head(again, features, [y for _, y in train], epochs=30, lr=1e-2, batch_size=16) == history
+    assert train_head(again, features, [y for _, y in train], HeadTraining(epochs=30, lr=1e-2, batch_size=16)) \
+        == history
     assert all(torch.equal(a, b) for a, b in zip(again.head.parameters(), model.head.parameters(), strict=True))
 
 

@@ -73,7 +73,7 @@ def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
     from clara_live.judge.pieces import encode_file
     from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import load_judge
-    from training.critic import excerpts, generations
+    from training.critic import Prompts, excerpts, generations
 
     critic = load_judge(MODELS / "critic", kind="critic")
     split, sources = critic.info["split"], critic.info["sources"]
@@ -83,7 +83,7 @@ def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
     pieces = [encode_file(str(REPO / sources[k]), critic.codec, critic.vocabulary) for k in sorted(firsts.values())]
     human = [e for ids in pieces for e in excerpts(ids, critic.window, 2)]
     made = [ids for _, ids in generations(MODELS / "clara-notewise", 8, critic.window, seed=10_000, batch=8,
-                                          prompts=[pieces[0]], schedule=["default"])]
+                                          prompts=Prompts([pieces[0]]), schedule=["default"])]
     p = predict_pieces(critic.model, human + made, critic.window, critic.window)[:, 1].numpy()
     assert np.mean(p[:len(human)]) > 0.5 > np.mean(p[len(human):]), p
 

@@ -22,6 +22,7 @@ their signature, so `transpose` is off by default.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -39,6 +40,8 @@ from clara_live.judge.predict import confusion, predict_pieces, top_k_accuracy
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
 from training.judge import (
+    HeadTraining,
+    JudgeTraining,
     head_probabilities,
     log_loss,
     train_head,
@@ -81,17 +84,39 @@ def _pieces(corpus: list[str], loaded, min_works: int, log: Callable[[str], None
 _NO_COMPOSER = {"pop909"}
 
 
-def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *, head_epochs: int = 40,
-                   epochs: int = 0, window: int = 1024, stride: int | None = None, transpose: int = 0,
-                   head_lr: float = 1e-3, lr: float = 1e-4, per_piece: int = 4, batch_size: int = 16, seed: int = 0,
-                   min_pieces: int = 10, min_works: int = 5, max_windows: int = 8,
-                   log: Callable[[str], None] = print) -> dict:
+@dataclasses.dataclass(frozen=True)
+class ComposerOptions:
+    """How `train_composer` trains (the `clara judge train-composer` flags): `head_epochs` of the
+    head alone at `head_lr`, on the features of at most `max_windows` windows of `window` tokens
+    every `stride` (half a window when None) a piece, with copies moved -`transpose`..+`transpose`
+    semitones; then `epochs` of fine-tuning at `lr`, `per_piece` windows a piece an epoch, in
+    batches of `batch_size`. A built corpus keeps the composers with at least `min_works` works;
+    the test split is also reported for those with at least `min_pieces`."""
+
+    head_epochs: int = 40
+    epochs: int = 0
+    window: int = 1024
+    stride: int | None = None
+    transpose: int = 0
+    head_lr: float = 1e-3
+    lr: float = 1e-4
+    per_piece: int = 4
+    batch_size: int = 16
+    seed: int = 0
+    min_pieces: int = 10
+    min_works: int = 5
+    max_windows: int = 8
+
+
+def train_composer(corpus: list[str], out: str | Path, generator: str | Path,
+                   options: ComposerOptions = ComposerOptions(), *, log: Callable[[str], None] = print) -> dict:
+    window, seed, transpose = options.window, options.seed, options.transpose
     began = time.monotonic()
     loaded = load_model(generator)
     if transpose and loaded.codec.encoding != "notewise":
         raise InputError(f"{generator}: transposed copies need a notewise model (give --transpose 0)")
-    stride = stride or max(1, window // 2)
-    pieces, split, problems = _pieces(corpus, loaded, min_works, log)
+    stride = options.stride or max(1, window // 2)
+    pieces, split, problems = _pieces(corpus, loaded, options.min_works, log)
     classes = sorted({p.label for p in pieces})
     if len(classes) < 2:
         raise InputError(f"{', '.join(corpus)}: a composer classifier needs at least two composers (folders)")
@@ -108,11 +133,11 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
     valid_labels = [label[p.label] for p in part["valid"]]
 
     log(f"features of {len(part['train'])} training pieces x {2 * transpose + 1} transpositions, windows of "
-        f"{window} every {stride} tokens, at most {max_windows} a piece")
-    train_features = [[window_features(model, version, window, stride, most=max_windows)
+        f"{window} every {stride} tokens, at most {options.max_windows} a piece")
+    train_features = [[window_features(model, version, window, stride, most=options.max_windows)
                        for p in ps for version in transposed_versions(p.ids, loaded.vocabulary, transpose)]
                       for ps in train_works.values()]  # a work's pieces and keys are one work's versions
-    valid_features = [window_features(model, ids, window, stride, most=max_windows) for ids in valid_ids]
+    valid_features = [window_features(model, ids, window, stride, most=options.max_windows) for ids in valid_ids]
     best = {"loss": math.inf, "top1": math.nan, "state": None, "stage": "", "epoch": 0}
 
     def keep_if_best(stage: str, epoch: int, probs) -> None:
@@ -124,20 +149,21 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
         if loss < best["loss"]:
             best.update(loss=loss, top1=top1, state=copy.deepcopy(model.state_dict()), stage=stage, epoch=epoch + 1)
 
-    head_history = train_head(model, train_features, train_labels, epochs=head_epochs, lr=head_lr, seed=seed,
-                              log=log, after_epoch=lambda e: keep_if_best("head", e,
-                                                                          head_probabilities(model, valid_features)))
+    head = HeadTraining(epochs=options.head_epochs, lr=options.head_lr, seed=seed)
+    head_history = train_head(model, train_features, train_labels, head, log=log,
+                              after_epoch=lambda e: keep_if_best("head", e, head_probabilities(model, valid_features)))
     model.load_state_dict(best["state"])
     history = []
-    if epochs:
+    if options.epochs:
+        tuning = JudgeTraining(window=window, epochs=options.epochs, lr=options.lr, batch_size=options.batch_size,
+                               seed=seed, per_piece=options.per_piece)
         history = train_judge(model, [p.ids for p in part["train"]], [label[p.label] for p in part["train"]],
-                              window=window, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                              per_piece=per_piece, log=log,
+                              tuning, log=log,
                               after_epoch=lambda e: keep_if_best("fine-tune", e,
                                                                  predict_pieces(model, valid_ids, window, stride)))
         model.load_state_dict(best["state"])
     works_of = {c: {p.work for p in pieces if p.label == c} for c in classes}
-    major = [c for c in classes if len(works_of[c]) >= min_pieces]
+    major = [c for c in classes if len(works_of[c]) >= options.min_pieces]
     test_labels = [label[p.label] for p in part["test"]]
     probs = predict_pieces(model, [p.ids for p in part["test"]], window, stride)
     keep, sub, sub_labels = among(probs, [p.label for p in part["test"]], classes, major)
@@ -159,9 +185,10 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
         "head_loss": head_history, "train_loss": history, "minutes": (time.monotonic() - began) / 60,
     }
     out = Path(out)
-    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "seed": seed, "head_epochs": head_epochs,
-            "epochs": epochs, "transpose": transpose, "per_piece": per_piece, "min_works": min_works,
-            "max_windows": max_windows, "split": {p.key: split[p.key] for p in pieces},
+    info = {"corpus": corpus, "generator": str(generator), "metrics": metrics, "seed": seed,
+            "head_epochs": options.head_epochs, "epochs": options.epochs, "transpose": transpose,
+            "per_piece": options.per_piece, "min_works": options.min_works, "max_windows": options.max_windows,
+            "split": {p.key: split[p.key] for p in pieces},
             "labels": {p.key: p.label for p in pieces}, "sources": {p.key: p.source for p in pieces},
             "skipped": problems}
     save_judge(out, LoadedJudge(model, "composer", classes, loaded.codec, loaded.vocabulary, window, stride, info))
@@ -169,7 +196,8 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path, *,
                     f"composer, test pieces (top-1 {metrics['top1']:.0%})")
     if measured:
         _draw_confusion(confusion(sub, sub_labels, len(major)), major, out / "confusion-major.png",
-                        f"{len(major)} composers with >= {min_pieces} works (top-1 {metrics['major_top1']:.0%})")
+                        f"{len(major)} composers with >= {options.min_pieces} works "
+                        f"(top-1 {metrics['major_top1']:.0%})")
     return metrics
 
 

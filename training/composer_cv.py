@@ -25,7 +25,7 @@ from clara_live.judge.pieces import load_labelled
 from clara_live.judge.predict import top_k_accuracy
 from clara_live.model import load_model
 from training.composer import among
-from training.judge import head_probabilities, train_head, window_features
+from training.judge import HeadTraining, head_probabilities, train_head, window_features
 
 
 def folds_of(items: list[tuple[str, str]], folds: int) -> dict[str, int]:
@@ -77,7 +77,7 @@ def main() -> None:
         held = [i for i, p in enumerate(pool) if fold[p.key] == f]
         model = fresh()
         train_head(model, [features[p.key] for p in train], [label[p.label] for p in train],
-                   epochs=args.head_epochs)
+                   HeadTraining(epochs=args.head_epochs))
         probs[held] = head_probabilities(model, [features[pool[i].key][0] for i in held])
     labels = [label[p.label] for p in pool]
     keep, sub, sub_labels = among(probs, [p.label for p in pool], classes, major)

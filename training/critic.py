@@ -40,7 +40,7 @@ from clara_live.model import load_model
 from clara_live.model.evaluate import token_ids
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import generate
-from training.judge import train_judge
+from training.judge import JudgeTraining, train_judge
 
 CLASSES = ["generated", "human"]  # the critic's probability of "human" is column 1
 GRID = {f"T{t}-k{k}-rf{rf}": {"temperature": t, "top_k": k, "random_freq": rf}
@@ -49,47 +49,53 @@ SETTINGS: dict[str, dict] = {"default": {}} | GRID  # "default": the config's sa
 SCHEDULE = ["default"] * 4 + list(GRID)  # a batch per entry, cycled: the default a quarter of the time or so
 
 
+@dataclasses.dataclass(frozen=True)
+class Prompts:
+    """What the generations continue: `tokens` tokens of one of `pieces` (id arrays over the
+    generator's vocabulary), from a random place in a piece drawn at random for each batch."""
+
+    pieces: Sequence[np.ndarray]
+    tokens: int = 256
+
+
 def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int = 64, batch: int = 16,
-                seed: int = 0, prompts: Sequence[np.ndarray] = (), prompt_tokens: int = 256,
+                seed: int = 0, prompts: Prompts | None = None,
                 schedule: Sequence[str] = SCHEDULE) -> list[tuple[str, np.ndarray]]:
     """`count` generations of `tokens` tokens each, `batch` at a time, cycling through `schedule`
-    (names in SETTINGS); keyed by seed, row and setting. Without prompts a batch begins from
-    silence and drops its first `burn_in` tokens; with prompts (id arrays over the generator's
-    vocabulary) it continues `prompt_tokens` of one drawn at random (a random place in it)."""
+    (names in SETTINGS); keyed by seed, row and setting. Without prompts (or with none in them) a
+    batch begins from silence and drops its first `burn_in` tokens; with prompts it continues one."""
     loaded = load_model(generator_dir)
     config = load_config()
     index = {t: i for i, t in enumerate(loaded.vocabulary)}
     threads = torch.get_num_threads()
     try:
         engine = build_engine(loaded.model, config.inference)  # once: quantising it is the slow part
-        return _generate(engine, loaded, config, index, count, tokens, burn_in, batch, seed, prompts, prompt_tokens,
-                         schedule)
+        rng = np.random.default_rng(seed)
+        out = []
+        for start in range(0, count, batch):
+            name = schedule[(start // batch) % len(schedule)]
+            sampling = dataclasses.replace(config.sampling, **SETTINGS[name])
+            sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed + start)
+            skip = _begin(sampler, loaded, prompts, burn_in, rng)
+            sampler.expand(min(batch, count - start))
+            for row, seq in enumerate(generate(sampler, max_tokens=skip + tokens)):
+                key = f"generated/seed{seed + start}-{row}-{name}"
+                out.append((key, token_ids(seq[skip:skip + tokens], index, None, key)))
+        return out
     finally:  # the engine runs on inference.threads; training the critic afterwards wants them all
         torch.set_num_threads(threads)
 
 
-def _generate(engine, loaded, config, index, count, tokens, burn_in, batch, seed, prompts, prompt_tokens, schedule):
-    rng = np.random.default_rng(seed)
-    out = []
-    for start in range(0, count, batch):
-        k = min(batch, count - start)
-        name = schedule[(start // batch) % len(schedule)]
-        sampling = dataclasses.replace(config.sampling, **SETTINGS[name])
-        sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed + start)
-        if prompts:
-            piece = prompts[int(rng.integers(len(prompts)))]
-            at = int(rng.integers(0, max(1, len(piece) - prompt_tokens)))
-            sampler.feed([loaded.vocabulary[i] for i in piece[at:at + prompt_tokens]])
-            skip = 0
-        else:
-            sampler.feed([wait(loaded.codec.wait_limit)] if loaded.codec.encoding == "notewise" else
-                         [silence(loaded.codec)])
-            skip = burn_in
-        sampler.expand(k)
-        for row, seq in enumerate(generate(sampler, max_tokens=skip + tokens)):
-            key = f"generated/seed{seed + start}-{row}-{name}"
-            out.append((key, token_ids(seq[skip:skip + tokens], index, None, key)))
-    return out
+def _begin(sampler: Sampler, loaded, prompts: Prompts | None, burn_in: int, rng: np.random.Generator) -> int:
+    """Feeds a batch's start: a prompt drawn from prompts, or silence; returns the tokens to drop."""
+    if prompts is not None and len(prompts.pieces):
+        piece = prompts.pieces[int(rng.integers(len(prompts.pieces)))]
+        at = int(rng.integers(0, max(1, len(piece) - prompts.tokens)))
+        sampler.feed([loaded.vocabulary[i] for i in piece[at:at + prompts.tokens]])
+        return 0
+    sampler.feed([wait(loaded.codec.wait_limit)] if loaded.codec.encoding == "notewise" else
+                 [silence(loaded.codec)])
+    return burn_in
 
 
 def setting_of(key: str) -> str:
@@ -138,15 +144,31 @@ def _human_side(corpus: list[str], loaded, log: Callable[[str], None]):
     return held, [], problems
 
 
-def train_critic(corpus: list[str], out: str | Path, generator: str | Path, *, count: int = 496, window: int = 256,
-                 epochs: int = 6, per_piece: int = 4, lr: float = 1e-3, batch_size: int = 16, seed: int = 0,
-                 test_excerpts: int = 4, log: Callable[[str], None] = print) -> dict:
+@dataclasses.dataclass(frozen=True)
+class CriticOptions:
+    """How `train_critic` trains (the `clara judge train-critic` flags): `count` generated excerpts;
+    `epochs` of end-to-end training at `lr` on windows of `window` tokens, `per_piece` windows a
+    piece an epoch, in batches of `batch_size`; tested on up to `test_excerpts` excerpts a piece."""
+
+    count: int = 496
+    window: int = 256
+    epochs: int = 6
+    per_piece: int = 4
+    lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+    test_excerpts: int = 4
+
+
+def train_critic(corpus: list[str], out: str | Path, generator: str | Path, options: CriticOptions = CriticOptions(),
+                 *, log: Callable[[str], None] = print) -> dict:
+    count, window, test_excerpts = options.count, options.window, options.test_excerpts
     loaded = load_model(generator)
     human, prompts, problems = _human_side(corpus, loaded, log)
     corpora = sorted({c for _, _, c, _, _ in human})
     log(f"{len(human)} human pieces the generator never trained on ({', '.join(corpora) or 'one folder'}); "
         f"generating {count} excerpts" + (f" continuing its {len(prompts)} train pieces" if prompts else ""))
-    generated = generations(generator, count, window, seed=seed, prompts=prompts)
+    generated = generations(generator, count, window, seed=options.seed, prompts=Prompts(prompts))
     works = {group: c for _, group, c, _, _ in human}
     split_of_work = split_pieces([(group, c or "human") for group, c in works.items()])
     split = {key: split_of_work[group] for key, group, _, _, _ in human}
@@ -164,9 +186,10 @@ def train_critic(corpus: list[str], out: str | Path, generator: str | Path, *, c
         if not value <= best["auc"]:  # nan (no valid split) keeps the latest
             best.update(auc=value, state=copy.deepcopy(model.state_dict()), epoch=epoch + 1)
 
+    training = JudgeTraining(window=window, epochs=options.epochs, lr=options.lr, batch_size=options.batch_size,
+                             seed=options.seed, per_piece=options.per_piece)
     history = train_judge(model, [data[k][0] for k in part["train"]], [data[k][1] for k in part["train"]],
-                          window=window, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
-                          per_piece=per_piece, log=log, after_epoch=validate)
+                          training, log=log, after_epoch=validate)
     model.load_state_dict(best["state"])
     test = judged(model, part["test"], data, window, test_excerpts)
     metrics = {"test_auc": test["auc"], "test_piece_auc": test["piece_auc"], "test_items": len(part["test"]),

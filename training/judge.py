@@ -14,6 +14,7 @@ A piece is judged by the mean probability of its windows.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -25,22 +26,47 @@ from clara_live.judge.classifier import Classifier, Standardize, piece_probabili
 from clara_live.judge.data import pad_batch, windows
 
 
-def train_judge(model: Classifier, pieces: Sequence[np.ndarray], labels: Sequence[int], *, window: int = 256,
-                epochs: int = 4, lr: float = 1e-3, batch_size: int = 16, seed: int = 0, per_piece: int = 0,
-                log: Callable[[str], None] | None = None,
+@dataclasses.dataclass(frozen=True)
+class JudgeTraining:
+    """How `train_judge` trains end to end: windows of `window` tokens, `per_piece` > 0 of them drawn
+    from each piece per epoch (long pieces no longer outweigh short ones), 0 all of them; AdamW at
+    `lr` on batches of `batch_size` windows; `seed` draws the windows and the dropout."""
+
+    window: int = 256
+    epochs: int = 4
+    lr: float = 1e-3
+    batch_size: int = 16
+    seed: int = 0
+    per_piece: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HeadTraining:
+    """How `train_head` trains the head alone: AdamW at `lr` and `weight_decay` on batches of
+    `batch_size` windows' features; `seed` orders the batches and draws the dropout."""
+
+    epochs: int = 40
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 256
+    seed: int = 0
+
+
+def train_judge(model: Classifier, pieces: Sequence[np.ndarray], labels: Sequence[int],
+                options: JudgeTraining = JudgeTraining(), *, log: Callable[[str], None] | None = None,
                 after_epoch: Callable[[int], None] | None = None) -> list[float]:
-    """Train in place; returns the mean training loss of each epoch. per_piece > 0 draws that many
-    windows from each piece per epoch (long pieces no longer outweigh short ones); 0 takes them all.
-    after_epoch(epoch) runs after each (validation, keeping the best)."""
-    rng = np.random.default_rng(seed)
-    torch.manual_seed(seed)
+    """Train in place; returns the mean training loss of each epoch. after_epoch(epoch) runs after
+    each (validation, keeping the best)."""
+    window, epochs, batch_size = options.window, options.epochs, options.batch_size
+    rng = np.random.default_rng(options.seed)
+    torch.manual_seed(options.seed)
     counts = np.bincount(np.asarray(labels), minlength=model.classes).astype(float)
     weights = torch.tensor(np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / model.classes, 0.0),
                            dtype=torch.float32)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    opt = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=0.01)
     history = []
     for epoch in range(epochs):
-        batch = _epoch_windows(pieces, labels, window, rng, per_piece)
+        batch = _epoch_windows(pieces, labels, window, rng, options.per_piece)
         model.train()
         losses = []
         for start in range(0, len(batch), batch_size):
@@ -89,16 +115,16 @@ def window_features(model: Classifier, ids: np.ndarray, window: int, stride: int
     return torch.cat(out) if out else torch.zeros(0, model.features)
 
 
-def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], labels: Sequence[int], *,
-               epochs: int = 40, lr: float = 1e-3, weight_decay: float = 1e-2, batch_size: int = 256,
-               seed: int = 0, log: Callable[[str], None] | None = None,
+def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], labels: Sequence[int],
+               options: HeadTraining = HeadTraining(), *, log: Callable[[str], None] | None = None,
                after_epoch: Callable[[int], None] | None = None) -> list[float]:
     """Train model.head in place on fixed features: features[i] holds piece i's versions (say its
     transpositions), each a (windows, features) tensor. A window weighs 1 / (its version's windows
     x the piece's versions) x its class's weight, so every piece and every class count alike.
     A `Standardize` head is fitted to the training windows first. Returns each epoch's mean loss."""
-    rng = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)  # dropout
+    epochs, batch_size = options.epochs, options.batch_size
+    rng = torch.Generator().manual_seed(options.seed)
+    torch.manual_seed(options.seed)  # dropout
     rows, targets, weights = [], [], []
     for versions, label in zip(features, labels, strict=True):
         versions = [v for v in versions if len(v)]
@@ -114,7 +140,7 @@ def train_head(model: Classifier, features: Sequence[Sequence[torch.Tensor]], la
     w = w / w.mean()
     if isinstance(model.head[0], Standardize):
         model.head[0].fit(x)
-    opt = torch.optim.AdamW(model.head.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = torch.optim.AdamW(model.head.parameters(), lr=options.lr, weight_decay=options.weight_decay)
     history = []
     for epoch in range(epochs):
         model.head.train()
