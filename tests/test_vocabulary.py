@@ -63,8 +63,8 @@ def test_shifting_moves_notes_and_drops_those_off_the_keyboard_whole():
 @pytest.mark.parametrize("config", [NOTEWISE, CHORDWISE, CodecConfig(chamber=True)])
 def test_shifting_agrees_with_the_grammars_shift_table(config):
     codec = make_codec(config)
-    tokens = codec.vocabulary({"p100000000000": 3, "p010000000000": 2, "p000000000011": 1}) if config.encoding == "chordwise" \
-        else codec.vocabulary()
+    chords = {"p100000000000": 3, "p010000000000": 2, "p000000000011": 1}
+    tokens = codec.vocabulary(chords if config.encoding == "chordwise" else None)
     vocab = Vocabulary(tokens, config)
     table = shift_table(tokens, vocab.grammar, range(-3, 4))
     for shift, row in table.items():
