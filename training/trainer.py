@@ -9,14 +9,14 @@ checkpoint left off; Ctrl-C or SIGTERM saves a checkpoint and stops cleanly. Ste
 native bf16, else fp32); weights, optimiser state and checkpoints are fp32 either way. Under
 fp32 on a CPU, `training.onednn: auto` times the real model's step with oneDNN on and off at the
 start of a fresh run and keeps the faster (_settle_onednn); the checkpoint records the choice, so
-a resumed run keeps it without measuring.
+a resumed run keeps it without measuring. The loop's state lives in one `Run` (training/run.py,
+with the checkpoint's saving and loading); train is its named steps: build the run, begin or
+resume it, run the epochs (each validated and checkpointed), finish.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import io
-import math
 import os
 import platform
 import signal
@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from clara_live import finite_json
-from clara_live.atomic import make_folder, remove_stale_temps, write_bytes
+from clara_live.atomic import make_folder, remove_stale_temps
 from clara_live.config import Config, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
@@ -41,22 +41,13 @@ from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, s
 from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
 from training.heldout import SPLITS, write_splits
 from training.plot import plot_metrics
+from training.run import CHECKPOINT, Place, Run, load_checkpoint, save_checkpoint
 
-CHECKPOINT = "checkpoint.pt"
 METRICS = "metrics.jsonl"
 
 
 class Stop(Exception):
     """Raised inside the loop after Ctrl-C or SIGTERM, once the checkpoint is safe."""
-
-
-@dataclasses.dataclass
-class Position:
-    epoch: int = 0
-    step: int = 0  # batches done in this epoch
-    global_step: int = 0
-    best_valid: float = math.inf
-    onednn: bool | None = None  # the run's oneDNN switch (None: left alone); --resume keeps it
 
 
 def _device(config: TrainingConfig) -> torch.device:
@@ -92,58 +83,6 @@ def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLS
         raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
                          f"(e.g. {sorted(missing)[0]!r})")
     return base.model.train(), base.vocabulary
-
-
-@dataclasses.dataclass(frozen=True)
-class Place:
-    """Where this process trains: its rank among `world` processes (torchrun) and its device."""
-
-    rank: int
-    world: int
-    device: torch.device
-
-
-@dataclasses.dataclass
-class Run:
-    """The training loop's state, in one place: what it trains and how (built once by _build_run),
-    how far it has got (position and hidden: what a checkpoint saves and --resume restores) and
-    the signal, if any, that asked it to stop."""
-
-    config: Config
-    out: Path
-    source: str | Path  # the corpus folder
-    init: str | None  # the base model fine-tuned (--init), or none
-    place: Place
-    precision: Precision  # its oneDNN switch settled by _begin
-    progress: bool
-    corpus: Corpus
-    model: AWDLSTM
-    vocabulary: list[str]
-    train_set: TrainSet
-    valid_pieces: list
-    plans: list[list[int]]  # each epoch's batch lengths
-    optimiser: torch.optim.Optimizer
-    schedule: torch.optim.lr_scheduler.LRScheduler
-    net: torch.nn.Module | None = None  # the model, or its DDP wrapper under torchrun (set by _begin)
-    position: Position = dataclasses.field(default_factory=Position)
-    hidden: list | None = None  # the LSTM state carried from batch to batch within an epoch
-    stop_signal: int | None = None  # Ctrl-C or SIGTERM, caught by on_signal
-
-    @property
-    def cfg(self) -> TrainingConfig:
-        return self.config.training
-
-    @property
-    def total(self) -> int:
-        """Every planned step of every epoch."""
-        return sum(len(p) for p in self.plans)
-
-    @property
-    def at_max_steps(self) -> bool:
-        return bool(self.cfg.max_steps) and self.position.global_step >= self.cfg.max_steps
-
-    def on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
-        self.stop_signal = signum
 
 
 def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | None = None,
@@ -207,7 +146,7 @@ def _begin(run: Run, resume: bool) -> None:
             for target in (out / CHECKPOINT, out / "loss.png", out / "model" / WEIGHTS, out / "model" / CONFIG,
                            out / "model" / SPLITS):
                 remove_stale_temps(target)
-        _load_checkpoint(run)
+        load_checkpoint(run)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
     run.precision = _settle_onednn(run, resume)
@@ -232,7 +171,7 @@ def _run_epochs(run: Run) -> None:
                 break
             _validate(run, started)
             position.epoch, position.step, run.hidden = position.epoch + 1, 0, None
-            _save_checkpoint(run)
+            save_checkpoint(run)
     except Stop:
         pass
     finally:
@@ -381,7 +320,7 @@ def _run_epoch(run: Run) -> None:
         if place.rank == 0 and (position.global_step % cfg.log_every == 0 or done):
             window = _log_window(run, window, bar)
         if position.global_step % cfg.checkpoint_every == 0 or run.stop_signal or done:
-            _save_checkpoint(run)
+            save_checkpoint(run)
         if run.stop_signal is not None:
             bar.close()
             raise Stop
@@ -433,58 +372,3 @@ def _log(out: Path, record: dict) -> None:
     out.mkdir(parents=True, exist_ok=True)
     with open(out / METRICS, "a", encoding="utf-8") as handle:  # append-only: a torn last line is skipped
         handle.write(finite_json.dumps(record) + "\n")
-
-
-def _gather_rows(tensor: torch.Tensor, world: int) -> torch.Tensor:
-    """The whole global batch's hidden rows (batch is dim 1), from every rank."""
-    if world == 1:
-        return tensor
-    parts = [torch.empty_like(tensor) for _ in range(world)]
-    dist.all_gather(parts, tensor.contiguous())
-    return torch.cat(parts, dim=1)
-
-
-def _save_checkpoint(run: Run) -> None:
-    """Called on every rank (the hidden state is gathered); rank 0 writes, atomically."""
-    hidden, world = run.hidden, run.place.world
-    if hidden is not None:
-        hidden = [(_gather_rows(h, world).cpu(), _gather_rows(c, world).cpu()) for h, c in hidden]
-    if run.place.rank != 0:
-        return
-    state = {
-        "model": run.model.state_dict(),
-        "optimiser": run.optimiser.state_dict(),
-        "schedule": run.schedule.state_dict(),
-        "position": dataclasses.asdict(run.position),
-        "hidden": [list(h) for h in hidden] if hidden is not None else None,
-        "rng": {"torch": torch.get_rng_state(),
-                "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []},
-    }
-    buffer = io.BytesIO()
-    torch.save(state, buffer)
-    write_bytes(run.out / CHECKPOINT, buffer.getvalue())
-
-
-def _load_checkpoint(run: Run) -> None:
-    """run's model, optimiser, schedule, RNG, position and hidden state (this rank's rows) as the
-    checkpoint left them."""
-    path, place = run.out / CHECKPOINT, run.place
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        run.model.load_state_dict(state["model"])
-        run.optimiser.load_state_dict(state["optimiser"])
-        run.schedule.load_state_dict(state["schedule"])
-    except FileNotFoundError:
-        raise InputError(f"{path}: no checkpoint to resume") from None
-    except (KeyError, RuntimeError, ValueError) as exc:
-        raise InputError(f"{path}: not a checkpoint of this run ({exc.__class__.__name__})") from None
-    torch.set_rng_state(state["rng"]["torch"])
-    if state["rng"]["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-
-    def mine(t: torch.Tensor) -> torch.Tensor:  # this rank's rows of the global batch
-        rows = t.size(1) // place.world
-        return t[:, place.rank * rows:(place.rank + 1) * rows].to(place.device)
-
-    run.hidden = [(mine(h), mine(c)) for h, c in state["hidden"]] if state["hidden"] else None
-    run.position = Position(**state["position"])
