@@ -5,6 +5,7 @@ kept on one side of the split, encoded files cached, bad files reported (real fi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from clara_live.cli import main
-from clara_live.config import CorpusConfig, load_config
+from clara_live.config import CodecConfig, CorpusConfig, load_config
 from clara_live.corpus import build_corpus, corpus_kind, find_sources, split_of
 from clara_live.corpus.works import catalogue, composer_name, same_number
 
@@ -233,8 +234,18 @@ def test_a_performance_filed_twice_keeps_two_keys(tmp_path):
     keys = ["asap:B/18-2", "asap:B/18-2", "asap:B/18-2", "Bach/a.mid"]
     pieces = [{"source": s, "key": k, "composer": "B", "corpus": "asap", "group": 0, "split": "valid", "line": i}
               for i, (s, k) in enumerate(zip(sources, keys, strict=True))]
-    (tmp_path / "manifest.json").write_text(json.dumps({"vocabulary": ["wait1", "p1"], "pieces": pieces}))
+    manifest = {"vocabulary": ["wait1", "p1"], "pieces": pieces, "codec": dataclasses.asdict(CodecConfig())}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
     (tmp_path / "valid.txt").write_text("p1 wait1\n" * 4)
     got = [p.key for p in load_built(tmp_path, ["wait1", "p1"], ("valid",))]
     assert got == ["asap:B/18-2/18-2/Schmitt01", "asap:B/18-2/18-2_no_repeat/Schmitt01", "asap:B/18-2/Ko02",
                    "Bach/a.mid"]
+
+
+def test_a_manifest_without_codec_settings_is_refused_in_one_line(tmp_path):
+    from clara_live.corpus.built import BuiltCorpus
+    from clara_live.errors import InputError
+
+    (tmp_path / "manifest.json").write_text(json.dumps({"vocabulary": ["wait1"], "pieces": []}))
+    with pytest.raises(InputError, match=r"manifest.json: no codec settings"):
+        BuiltCorpus(tmp_path)

@@ -26,7 +26,11 @@ class BuiltCorpus:
             raise InputError(f"{self.folder / 'manifest.json'}: not valid JSON") from None
         self.vocabulary: list[str] = self.manifest["vocabulary"]
         self.unknown: str | None = self.manifest.get("unknown_token")
-        self.codec = CodecConfig(**self.manifest["codec"])
+        try:
+            self.codec = CodecConfig(**self.manifest["codec"])
+        except (KeyError, TypeError):
+            raise InputError(f"{self.folder / 'manifest.json'}: no codec settings (build the corpus again with "
+                             "`clara corpus`)") from None
 
     def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
         """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
