@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
 import pytest
 import torch
 
-from clara_live.config import ModelConfig
+from clara_live.codec.vocabulary import Vocabulary
+from clara_live.config import CodecConfig, ModelConfig
 from clara_live.judge.classifier import Classifier, piece_probabilities, pool
-from clara_live.judge.data import pad_batch, split_pieces, transpose_ids, transposition_table, windows
+from clara_live.judge.data import pad_batch, split_pieces, transposed_versions, windows
 from clara_live.model import AWDLSTM
 
 TINY = ModelConfig(emb_size=16, hidden_size=24, num_layers=2)
@@ -101,14 +101,13 @@ def test_windows_cover_the_sequence(length, size, stride):
         assert spans[-1][1] == length
 
 
-def test_transposition_moves_notes_and_drops_those_off_the_keyboard_whole():
-    vocabulary = ["wait1", "wait2", "p0", "p1", "p2", "endp0", "endp1", "endp2", "<unk>"]
-    ids = np.array([vocabulary.index(t) for t in ["p0", "p2", "wait1", "endp0", "endp2", "wait2", "p1", "endp1"]])
-    up = transpose_ids(ids, transposition_table(vocabulary, 1))
-    assert [vocabulary[i] for i in up] == ["p1", "wait1", "endp1", "wait2", "p2", "endp2"]
-    down = transpose_ids(ids, transposition_table(vocabulary, -2))
-    assert [vocabulary[i] for i in down] == ["p0", "wait1", "endp0", "wait2"]
-    assert np.array_equal(transpose_ids(ids, transposition_table(vocabulary, 0)), ids)
+def test_transposed_versions_are_the_piece_then_each_key_with_notes_off_the_keyboard_dropped_whole():
+    vocab = Vocabulary(["wait1", "wait2", "p0", "p1", "p2", "endp0", "endp1", "endp2", "<unk>"], CodecConfig())
+    ids = vocab.ids(["p0", "p2", "wait1", "endp0", "endp2", "wait2", "p1", "endp1"], "piece")
+    versions = [vocab.text(v) for v in transposed_versions(ids, vocab, 2)]
+    assert versions[0] == vocab.text(ids)
+    assert versions[1:] == [["p0", "wait1", "endp0", "wait2"], ["p1", "wait1", "endp1", "wait2", "p0", "endp0"],
+                            ["p1", "wait1", "endp1", "wait2", "p2", "endp2"], ["p2", "wait1", "endp2", "wait2"]]
 
 
 def test_an_all_layer_standardised_head_saves_and_loads(tmp_path):

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from clara_live.codec import make_codec, to_steps
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.model import load_model
-from clara_live.model.evaluate import score, token_ids
+from clara_live.model.evaluate import score
 from clara_live.music.read import read_music
 
 pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
@@ -33,10 +34,9 @@ def test_notewise_model_matches_its_codec(notewise):
 
 def test_notewise_model_predicts_real_music_far_better_than_chance(notewise):
     torch.backends.mkldnn.enabled = False
-    index = {t: i for i, t in enumerate(notewise.vocabulary)}
     piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
     tokens = make_codec(notewise.codec).encode(to_steps(piece, notewise.codec))[:1500]
-    result = score(notewise.model, [token_ids(tokens, index, None, "maestro_2")])
+    result = score(notewise.model, [Vocabulary(notewise.vocabulary, notewise.codec).ids(tokens, "maestro_2")])
     assert result["nll"] < 0.7 * math.log(len(notewise.vocabulary))
     assert result["accuracy"] > 0.15  # unquantised performance, never seen in training; chance is 0.7 %
 
@@ -56,10 +56,10 @@ def test_chordwise_model_matches_its_codec(chordwise):
 
 def test_chordwise_model_predicts_real_music_far_better_than_chance(chordwise):
     torch.backends.mkldnn.enabled = False
-    index = {t: i for i, t in enumerate(chordwise.vocabulary)}
     piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
     tokens = make_codec(chordwise.codec).encode(to_steps(piece, chordwise.codec))[:1000]
-    result = score(chordwise.model, [token_ids(tokens, index, "<unk>", "maestro_2")])
+    vocab = Vocabulary(chordwise.vocabulary, chordwise.codec)
+    result = score(chordwise.model, [vocab.ids(tokens, "maestro_2", unknown=True)])
     assert result["nll"] < 0.6 * math.log(len(chordwise.vocabulary))
     assert result["accuracy"] > 0.1  # chance is 1 in 20,752
 

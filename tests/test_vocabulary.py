@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clara_live.codec import make_codec
-from clara_live.codec.tokens import UNK, Kind, release, shift_table, strike, wait
+from clara_live.codec.tokens import UNK, Kind, release, strike, wait
 from clara_live.codec.vocabulary import Vocabulary, move_ids
 from clara_live.config import CodecConfig
 
@@ -60,12 +60,21 @@ def test_shifting_moves_notes_and_drops_those_off_the_keyboard_whole():
     assert np.array_equal(move_ids(ids, vocab.shifted(0)), ids)
 
 
-@pytest.mark.parametrize("config", [NOTEWISE, CHORDWISE, CodecConfig(chamber=True)])
-def test_shifting_agrees_with_the_grammars_shift_table(config):
-    codec = make_codec(config)
+def test_a_chord_moves_whole_and_one_never_seen_in_that_key_becomes_unk():
     chords = {"p100000000000": 3, "p010000000000": 2, "p000000000011": 1}
-    tokens = codec.vocabulary(chords if config.encoding == "chordwise" else None)
-    vocab = Vocabulary(tokens, config)
-    table = shift_table(tokens, vocab.grammar, range(-3, 4))
-    for shift, row in table.items():
-        assert vocab.shifted(shift).tolist() == row
+    vocab = Vocabulary(make_codec(CHORDWISE).vocabulary(chords), CHORDWISE)
+    up = vocab.shifted(1)
+    assert vocab.tokens[up[vocab.index["p100000000000"]]] == "p010000000000"
+    assert up[vocab.index["p000000000011"]] == -1  # its top note would leave the range
+    assert up[vocab.index["p010000000000"]] == vocab.unknown  # p001000000000 was never seen
+    assert vocab.tokens[up[vocab.index["prest2"]]] == "prest2" and up[vocab.unknown] == vocab.unknown
+    down = vocab.shifted(-1)
+    assert vocab.tokens[down[vocab.index["p000000000011"]]] == UNK and down[vocab.index["p100000000000"]] == -1
+
+
+def test_chamber_families_move_alike():
+    config = CodecConfig(chamber=True)
+    vocab = Vocabulary(make_codec(config).vocabulary(), config)
+    up = vocab.shifted(2)
+    for token, moved in (("v10", "v12"), ("endv10", "endv12"), ("p10", "p12"), ("wait3", "wait3")):
+        assert vocab.tokens[up[vocab.index[token]]] == moved

@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.corpus.works import composer_name
 from clara_live.errors import InputError
 from clara_live.judge.classifier import Classifier
@@ -134,8 +135,9 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path,
 
     log(f"features of {len(part['train'])} training pieces x {2 * transpose + 1} transpositions, windows of "
         f"{window} every {stride} tokens, at most {options.max_windows} a piece")
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     train_features = [[window_features(model, version, window, stride, most=options.max_windows)
-                       for p in ps for version in transposed_versions(p.ids, loaded.vocabulary, transpose)]
+                       for p in ps for version in transposed_versions(p.ids, vocab, transpose)]
                       for ps in train_works.values()]  # a work's pieces and keys are one work's versions
     valid_features = [window_features(model, ids, window, stride, most=options.max_windows) for ids in valid_ids]
     best = {"loss": math.inf, "top1": math.nan, "state": None, "stage": "", "epoch": 0}

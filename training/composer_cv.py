@@ -19,6 +19,7 @@ from collections import Counter, defaultdict
 
 import torch
 
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import hash_order, split_pieces, transposed_versions
 from clara_live.judge.pieces import load_labelled
@@ -69,8 +70,9 @@ def main() -> None:
 
     encoder = fresh()
     stride = max(1, args.window // 2)
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     features = {p.key: [window_features(encoder, version, args.window, stride)
-                        for version in transposed_versions(p.ids, loaded.vocabulary, args.transpose)] for p in pool}
+                        for version in transposed_versions(p.ids, vocab, args.transpose)] for p in pool}
     probs = torch.zeros(len(pool), len(classes))
     for f in range(args.folds):
         train = [p for p in pool if fold[p.key] != f]

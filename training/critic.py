@@ -37,7 +37,6 @@ from clara_live.judge.pieces import built_corpus, load_built, load_labelled
 from clara_live.judge.predict import predict_pieces
 from clara_live.judge.store import LoadedJudge, save_judge
 from clara_live.model import load_model
-from clara_live.model.evaluate import token_ids
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import generate
 from training.judge import JudgeTraining, train_judge
@@ -66,7 +65,6 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
     batch begins from silence and drops its first `burn_in` tokens; with prompts it continues one."""
     loaded = load_model(generator_dir)
     config = load_config()
-    index = {t: i for i, t in enumerate(loaded.vocabulary)}
     threads = torch.get_num_threads()
     try:
         engine = build_engine(loaded.model, config.inference)  # once: quantising it is the slow part
@@ -80,7 +78,7 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
             sampler.expand(min(batch, count - start))
             for row, seq in enumerate(generate(sampler, max_tokens=skip + tokens)):
                 key = f"generated/seed{seed + start}-{row}-{name}"
-                out.append((key, token_ids(seq[skip:skip + tokens], index, None, key)))
+                out.append((key, sampler.vocab.ids(seq[skip:skip + tokens], key)))
         return out
     finally:  # the engine runs on inference.threads; training the critic afterwards wants them all
         torch.set_num_threads(threads)

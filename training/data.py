@@ -14,8 +14,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from clara_live.codec.tokens import Grammar, shift_table
-from clara_live.config import CodecConfig, CorpusConfig
+from clara_live.codec.vocabulary import Vocabulary
+from clara_live.config import CorpusConfig
 from clara_live.corpus.built import BuiltCorpus
 from clara_live.errors import InputError
 
@@ -29,11 +29,8 @@ class Corpus(BuiltCorpus):
         if self.manifest.get("format", 1) < 2:
             return None
         train = sorted((p for p in self.manifest["pieces"] if p["split"] == "train"), key=lambda p: p["line"])
-        codec = CodecConfig(**self.manifest["codec"])
-        needed = sorted({s for p in train for s in p["shifts"]} - {0})
-        table = {}
-        for shift, row in shift_table(vocabulary, Grammar(codec), needed).items():
-            table[shift] = np.array(row, dtype=np.int64)
+        vocab = Vocabulary(vocabulary, self.codec)
+        table = {shift: vocab.shifted(shift) for shift in sorted({s for p in train for s in p["shifts"]} - {0})}
         if len(train) != len(pieces):
             raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, "
                              f"train.txt has {len(pieces)}")

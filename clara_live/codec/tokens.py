@@ -151,20 +151,3 @@ def transposed(token: Token, semitones: int, num_pitches: int) -> Token | None:
             bits = bits[-semitones:] + "0" * -semitones
         return token._replace(bits=bits)
     return token
-
-
-def shift_table(vocabulary: list[str], grammar: Grammar, shifts: range) -> dict[int, list[int]]:
-    """For each shift, every vocabulary id's transposed id: -1 where the token would leave the
-    pitch range, the <unk> id (or -1 without one) where its transposition is not in the
-    vocabulary (a chord never seen in that key)."""
-    index = {t: i for i, t in enumerate(vocabulary)}
-    unk = index.get(UNK, -1)
-    parsed = [grammar.parse(t) for t in vocabulary]
-    table = {}
-    for shift in shifts:
-        row = []
-        for token in parsed:
-            moved = transposed(token, shift, grammar.config.num_pitches)
-            row.append(-1 if moved is None else index.get(str(moved), unk))
-        table[shift] = row
-    return table

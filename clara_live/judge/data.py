@@ -10,12 +10,13 @@ has some in every split and a file keeps its split from run to run.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
 import torch
+
+from clara_live.codec.vocabulary import Vocabulary, move_ids
 
 
 def split_pieces(items: Sequence[tuple[str, str]], valid_fraction: float = 0.1,
@@ -73,31 +74,8 @@ def pad_batch(sequences: Sequence[Sequence[int]], pad: int = 0) -> tuple[torch.T
     return tokens, torch.tensor([len(s) for s in sequences], dtype=torch.long)
 
 
-def transposition_table(vocabulary: Sequence[str], semitones: int) -> np.ndarray:
-    """A notewise vocabulary's token ids -> the ids of the same tokens moved by `semitones`
-    (pN and endpN to pN+s and endpN+s; waits and the rest unchanged); -1 where the moved pitch
-    falls outside the vocabulary. Only for notewise vocabularies (a chordwise token is a whole
-    chord: the caller refuses those)."""
-    index = {token: i for i, token in enumerate(vocabulary)}
-    table = np.empty(len(vocabulary), dtype=np.int64)
-    for i, token in enumerate(vocabulary):
-        match = _NOTE.fullmatch(token)
-        moved = token if match is None else f"{match[1]}{int(match[2]) + semitones}"
-        table[i] = index.get(moved, -1)
-    return table
-
-
-def transposed_versions(ids: np.ndarray, vocabulary: Sequence[str], semitones: int) -> list[np.ndarray]:
-    """A notewise piece as it is, then moved by each of -semitones..+semitones but 0."""
+def transposed_versions(ids: np.ndarray, vocab: Vocabulary, semitones: int) -> list[np.ndarray]:
+    """A notewise piece as it is, then moved by each of -semitones..+semitones but 0 (a note moved
+    off the keyboard is dropped with its end)."""
     shifts = [s for s in range(-semitones, semitones + 1) if s]
-    return [ids] + [transpose_ids(ids, transposition_table(vocabulary, s)) for s in shifts]
-
-
-def transpose_ids(ids: np.ndarray, table: np.ndarray) -> np.ndarray:
-    """A piece's token ids moved through a `transposition_table`; a note moved out of range is
-    dropped with its end (both its tokens map to -1), as the keyboard would not have it."""
-    moved = table[ids]
-    return moved[moved >= 0]
-
-
-_NOTE = re.compile(r"(endp|p|endv|v)(\d+)")
+    return [ids] + [move_ids(ids, vocab.shifted(s)) for s in shifts]

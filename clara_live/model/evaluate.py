@@ -15,18 +15,6 @@ import torch.nn.functional as F
 from clara_live.model.awd_lstm import AWDLSTM, detach
 
 
-def token_ids(tokens: Sequence[str], vocabulary: dict[str, int], unknown: str | None, where: str) -> np.ndarray:
-    """Map tokens to ids; a token outside the vocabulary becomes `unknown`, or is an error naming where."""
-    unk = vocabulary.get(unknown) if unknown else None
-    ids = np.empty(len(tokens), dtype=np.int64)
-    for i, token in enumerate(tokens):
-        index = vocabulary.get(token, unk)
-        if index is None:
-            raise ValueError(f"{where}: token {i + 1} {token!r} is not in the model's vocabulary")
-        ids[i] = index
-    return ids
-
-
 @torch.no_grad()
 def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, batch_size: int = 16,
           max_tokens: int = 0) -> dict:
