@@ -150,6 +150,7 @@ def session(api: int, model: str, rounds: int, bpm: float, workdir: Path, candid
 def feed_cost(model: str, feeds: int = 100) -> dict:
     """In-process, no JACK: feeding a note (a wait and the note) back to back, and after 50 ms
     idle (the case of a player's notes), in ms: what the model's absorb is made of."""
+    from clara_live.codec.tokens import release, strike, wait
     from clara_live.config import load_config
     from clara_live.engine import build_engine
     from clara_live.model import load_model
@@ -158,7 +159,7 @@ def feed_cost(model: str, feeds: int = 100) -> dict:
     loaded, config = load_model(model), load_config()
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
                       config.sampling, seed=0)
-    sampler.feed(["wait3"])
+    sampler.feed([wait(3)])
     out = {}
     for name, gap in (("back_to_back", 0.0), ("after_50ms_idle", 0.05)):
         times = []
@@ -166,10 +167,10 @@ def feed_cost(model: str, feeds: int = 100) -> dict:
             if gap:
                 time.sleep(gap)
             started = time.perf_counter()
-            sampler.feed(["wait3", "p30"])
+            sampler.feed([wait(3), strike(30)])
             times.append((time.perf_counter() - started) * 1000)
         out[name] = _percentiles(times)
-    phrase = ["wait6", "p30", "wait6", "endp30", "p34", "wait6", "endp34"] * 43  # 301 tokens, 86 notes
+    phrase = [wait(6), strike(30), wait(6), release(30), strike(34), wait(6), release(34)] * 43  # 301 tokens, 86 notes
     mark = sampler.snapshot()
     for name, chunks in (("refeed_one_call", [phrase]), ("refeed_per_note", [phrase[i:i + 3] for i in
                                                                              range(0, len(phrase), 3)])):
