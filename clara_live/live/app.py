@@ -30,6 +30,7 @@ from clara_live.errors import ClaraError
 from clara_live.live import plumbing
 from clara_live.live.commands import Answer, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.computer_keys import HELP, TerminalKeys
+from clara_live.live.midi import NOTE_OFF, NOTE_ON, kind
 from clara_live.live.playback import TimedInput
 from clara_live.live.recorder import Recorder, SessionWriter, session_path
 from clara_live.live.scheduler import Event, Scheduler
@@ -250,7 +251,7 @@ class LiveApp:
         self.recorder.record(t, message, "player")
         self.roll.note("player", message, t)
         commands = self.session.on_event(message, t)
-        if message and message[0] & 0xE0 == 0x80:  # a note on or off: the session holds it now
+        if kind(message) in (NOTE_ON, NOTE_OFF):  # a note on or off: the session holds it now
             self.stats.absorbed.append(time.monotonic() - t)
         return commands
 

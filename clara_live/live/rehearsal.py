@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from clara_live.live.commands import Answer, Log, Send
+from clara_live.live.midi import NOTE_OFF, kind
 from clara_live.live.session import Session
 from clara_live.live.worker import Worker
 from clara_live.sampling.sampler import Sampler
@@ -28,7 +29,7 @@ def first_answer(session: Session, sampler: Sampler, events: Sequence[tuple[floa
     sent: list[tuple[float, tuple]] = []
     worker = Worker(sampler, lambda t, message, *rest: sent.append((t, message)), lookahead=1e9,
                     clock=lambda: now[0])
-    events = sorted(events, key=lambda e: (e[0], e[1][0] & 0xF0 != 0x80))  # at one time: offs first
+    events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))  # at one time: offs first
     answered, i, t = None, 0, 0.0
     limit = (events[-1][0] if events else 0.0) + patience
     while t < limit:

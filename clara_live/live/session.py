@@ -34,7 +34,7 @@ from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import LiveConfig, SamplingConfig
 from clara_live.live.beats_out import BeatsOut
 from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
-from clara_live.live.midi import CONTROL, NOTE_OFF, NOTE_ON, SUSTAIN
+from clara_live.live.midi import CLOCK, CONTROL, NOTE_OFF, NOTE_ON, SUSTAIN
 from clara_live.live.phrase import Phrase, PlayerWriter
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
 
@@ -104,7 +104,7 @@ class Session:
         if not message:
             return []
         status = message[0]
-        if status >= 0xF8:
+        if status >= CLOCK:  # system real-time
             return self._realtime(status, t)
         kind, channel = status & 0xF0, status & 0x0F
         if status < 0x80 or not all(0 <= b < 0x80 for b in message[1:3]):
