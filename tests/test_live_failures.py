@@ -179,7 +179,7 @@ def test_an_unplugged_keyboard_ends_the_session_and_every_note_clara_opened_is_c
             time.sleep(0.01)
         assert heard, run.text  # Clara is playing
         keyboard.close()  # unplugged mid-answer
-        assert run.wait(timeout=30) == 1
+        assert run.wait(timeout=30) == 1, run.text
     finally:
         run.kill()
         listener.close()

@@ -278,3 +278,19 @@ def test_a_stop_before_the_answer_began_gives_the_pause_back(loaded):
     reference.feed([f"wait{loaded.codec.wait_limit}", *PHRASE, "wait24"])
     assert torch.allclose(worker.sampler.logits, reference.logits, atol=1e-5)
     assert worker.state.now == base + 60
+
+
+def test_closing_mid_answer_ends_the_worker_without_finishing_the_answer(loaded):
+    """The session is over while she waits to play ahead: the worker's thread ends at once (a thread
+    left running in the model at exit aborted the process: "terminate called without an active exception")."""
+    grid = Grid(anchor_time=30.0, anchor_step=36.0, bpm=120.0, sample_freq=12)  # her answer is due in 30 s
+    worker = Worker(_sampler(loaded), lambda *e: None, lookahead=0.5, clock=Clock(0.0))
+    worker.start()
+    worker.submit(_feed(loaded, PHRASE, 80, 0.0, 36))
+    worker.submit(_answer(grid, start=48, steps=48))
+    deadline = time.monotonic() + 10
+    while worker._played is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker._played is not None, "the answer never began: the test proves nothing"
+    worker.close(timeout=10.0)
+    assert not worker._thread.is_alive() and worker.error is None

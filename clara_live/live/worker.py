@@ -257,6 +257,9 @@ class Worker:
             if isinstance(command, Stop) and command.id == answer.id:
                 self._stop(command)
                 return False
+            if isinstance(command, _Quit):  # the session is over: no answer to finish
+                self._pending.insert(0, command)
+                return False
             if isinstance(command, Sampling):
                 self.handle(command)
             else:
