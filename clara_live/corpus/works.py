@@ -116,53 +116,12 @@ class Works(NamedTuple):
 
 def assign(members: list[Member], config: CorpusConfig) -> Works:
     """Join members into works and give each work one split (see the module's docstring)."""
-    parent = list(range(len(members)))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    def join(i: int, j: int) -> None:
-        a, b = find(i), find(j)
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-
-    same: dict[tuple[str, str], int] = {}
-    for i, m in enumerate(members):  # a work within its corpus
-        if m.plain:
-            continue
-        first = same.setdefault((m.corpus, m.work), i)
-        join(first, i)
-        if m.corpus != "asap":  # rolls of one title by one composer: one work
-            first = same.setdefault((m.corpus, "title:" + composer_name(m.composer) + ":" + m.title.lower()), i)
-            join(first, i)
-    matches: list[dict] = []
-    by_composer: dict[str, list[int]] = defaultdict(list)
-    for i, m in enumerate(members):
-        by_composer[composer_name(m.composer)].append(i)
-    for indices in by_composer.values():
-        numbers = {i: catalogue(members[i].title) for i in indices}
-        for x, i in enumerate(indices):
-            for j in indices[x + 1:]:
-                a, b = members[i], members[j]
-                if a.corpus == b.corpus:
-                    continue
-                common = same_number(numbers[i], numbers[j])
-                if common:
-                    matches.append({"a": a.key, "b": b.key, "by": "catalogue " + common})
-                    join(i, j)
-                    continue
-                if min(sum(a.ngrams.values()), sum(b.ngrams.values())) < MIN_NGRAMS:
-                    continue
-                score = overlap(a.ngrams, b.ngrams)
-                if score >= SAME_WORK:
-                    matches.append({"a": a.key, "b": b.key, "by": "notes", "overlap": round(score, 3)})
-                    join(i, j)
+    works = _UnionFind(len(members))
+    _join_within_corpora(members, works)
+    matches = _join_across_corpora(members, works)
     groups: dict[int, list[int]] = defaultdict(list)
     for i in range(len(members)):
-        groups[find(i)].append(i)
+        groups[works.find(i)].append(i)
     splits = [""] * len(members)
     group_of = [0] * len(members)
     moved: list[dict] = []
@@ -175,6 +134,69 @@ def assign(members: list[Member], config: CorpusConfig) -> Works:
             if members[i].plain and own != split:
                 moved.append({"key": members[i].key, "from": own, "to": split})
     return Works(splits, group_of, matches, moved)
+
+
+class _UnionFind:
+    """Members joined into works: each work's root is its lowest member index."""
+
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> None:
+        a, b = self.find(i), self.find(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def _join_within_corpora(members: list[Member], works: _UnionFind) -> None:
+    """A work within its corpus, by the corpus's own work id; rolls of one title by one composer are one work."""
+    same: dict[tuple[str, str], int] = {}
+    for i, m in enumerate(members):
+        if m.plain:
+            continue
+        works.join(same.setdefault((m.corpus, m.work), i), i)
+        if m.corpus != "asap":
+            works.join(same.setdefault((m.corpus, "title:" + composer_name(m.composer) + ":" + m.title.lower()), i), i)
+
+
+def _join_across_corpora(members: list[Member], works: _UnionFind) -> list[dict]:
+    """One composer's pieces in two corpora joined by catalogue number, else by their notes; the joins made."""
+    matches: list[dict] = []
+    by_composer: dict[str, list[int]] = defaultdict(list)
+    for i, m in enumerate(members):
+        by_composer[composer_name(m.composer)].append(i)
+    for indices in by_composer.values():
+        numbers = {i: catalogue(members[i].title) for i in indices}
+        for x, i in enumerate(indices):
+            for j in indices[x + 1:]:
+                match = _match(members[i], members[j], numbers[i], numbers[j])
+                if match is not None:
+                    matches.append(match)
+                    works.join(i, j)
+    return matches
+
+
+def _match(a: Member, b: Member, number_a: set[tuple[str, str]], number_b: set[tuple[str, str]]) -> dict | None:
+    """Why two members of different corpora are one work (their catalogue number, or notes that
+    overlap at least SAME_WORK), or None."""
+    if a.corpus == b.corpus:
+        return None
+    common = same_number(number_a, number_b)
+    if common:
+        return {"a": a.key, "b": b.key, "by": "catalogue " + common}
+    if min(sum(a.ngrams.values()), sum(b.ngrams.values())) < MIN_NGRAMS:
+        return None
+    score = overlap(a.ngrams, b.ngrams)
+    if score >= SAME_WORK:
+        return {"a": a.key, "b": b.key, "by": "notes", "overlap": round(score, 3)}
+    return None
 
 
 def _split(members: list[Member], indices: list[int], config: CorpusConfig) -> str:
