@@ -472,15 +472,17 @@ def _cmd_train_critic(args: argparse.Namespace, config: Config) -> int:
 
 def _judged(args: argparse.Namespace, kind: str, folder: str | None = None, inputs: Sequence[str] | None = None):
     """(file, piece probabilities) for each readable input; each bad one reported in one line."""
+    from clara_live.codec.vocabulary import Vocabulary
     from clara_live.judge.pieces import encode_file
     from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import load_judge
 
     judge = load_judge(folder or args.judge, kind=kind)
+    vocab = Vocabulary(judge.vocabulary, judge.codec)
     results, failed = [], 0
     for source in args.inputs if inputs is None else inputs:
         try:
-            ids = encode_file(source, judge.codec, judge.vocabulary)
+            ids = encode_file(source, vocab)
         except ClaraError as exc:
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from clara_live.codec import make_codec
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, ModelConfig
 from clara_live.judge.classifier import Classifier
 from clara_live.judge.data import split_pieces
@@ -40,7 +41,7 @@ def test_the_loader_labels_by_folder_and_reports_bad_files(shared, tmp_path):
         for source in sorted((shared / "corpus" / "piano-midi-de" / composer).glob("*.mid"))[:2]:
             shutil.copy(source, tmp_path / composer / source.name)
     (tmp_path / "Bach" / "broken.mid").write_bytes(b"MThd not really")
-    pieces, problems = load_labelled([str(tmp_path)], codec, vocabulary)
+    pieces, problems = load_labelled([str(tmp_path)], Vocabulary(vocabulary, codec))
     assert sorted({p.label for p in pieces}) == ["Bach", "Chopin"]
     assert len(pieces) == 4 and all(len(p.ids) > 100 for p in pieces)
     assert len(problems) == 1 and "broken.mid" in problems[0]

@@ -80,7 +80,8 @@ def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
     tests = sorted(k for k, v in split.items() if v == "test" and not k.startswith("generated/"))
     firsts = {k.split(":")[0] if ":" in k else "piano-midi-de": k for k in reversed(tests)}
     assert sorted(firsts) == ["asap", "piano-midi-de", "pianolatron", "pop909"]
-    pieces = [encode_file(str(REPO / sources[k]), critic.codec, critic.vocabulary) for k in sorted(firsts.values())]
+    vocab = Vocabulary(critic.vocabulary, critic.codec)
+    pieces = [encode_file(str(REPO / sources[k]), vocab) for k in sorted(firsts.values())]
     human = [e for ids in pieces for e in excerpts(ids, critic.window, 2)]
     made = [ids for _, ids in generations(MODELS / "clara-notewise", 8, critic.window, seed=10_000, batch=8,
                                           prompts=Prompts([pieces[0]]), schedule=["default"])]
@@ -99,7 +100,8 @@ def test_the_shipped_composer_judge_names_held_out_composers():
     split, labels, sources = judge.info["split"], judge.info["labels"], judge.info["sources"]
     major = judge.info["metrics"]["major_composers"]
     tests = sorted(k for k, v in split.items() if v == "test" and labels[k] in major)[::6]  # a sixth: time
-    ids = [encode_file(str(REPO / sources[k]), judge.codec, judge.vocabulary) for k in tests]
+    vocab = Vocabulary(judge.vocabulary, judge.codec)
+    ids = [encode_file(str(REPO / sources[k]), vocab) for k in tests]
     truth = [judge.classes.index(labels[k]) for k in tests]
     probs = predict_pieces(judge.model, ids, judge.window, judge.stride)
     assert torch.allclose(probs.sum(-1), torch.ones(len(tests)), atol=1e-4)

@@ -75,7 +75,7 @@ def _pieces(corpus: list[str], loaded, min_works: int, log: Callable[[str], None
             f"works")
         return ([_Piece(p.key, name, p.ids, p.work, p.source) for p, name in kept], {p.key: p.split for p, _ in kept},
                 [])
-    pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
+    pieces, problems = load_labelled(corpus, Vocabulary(loaded.vocabulary, loaded.codec))
     for problem in problems:
         log(f"skipped: {problem}")
     return ([_Piece(p.key, p.label, p.ids, p.key, p.source) for p in pieces],

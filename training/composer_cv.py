@@ -52,7 +52,7 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model(args.model)
-    pieces, problems = load_labelled(args.corpus, loaded.codec, loaded.vocabulary)
+    pieces, problems = load_labelled(args.corpus, Vocabulary(loaded.vocabulary, loaded.codec))
     for problem in problems:
         print(f"skipped: {problem}")
     classes = sorted({p.label for p in pieces})

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from clara_live.codec.tokens import silence, wait
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CorpusConfig, load_config
 from clara_live.corpus import split_of
 from clara_live.engine import build_engine
@@ -135,7 +136,7 @@ def _human_side(corpus: list[str], loaded, log: Callable[[str], None]):
         held = load_built(corpus[0], loaded.vocabulary, ("valid", "test"))
         prompts = [p.ids for p in load_built(corpus[0], loaded.vocabulary, ("train",))]
         return [(p.key, p.work, p.corpus, p.ids, p.source) for p in held], prompts, []
-    pieces, problems = load_labelled(corpus, loaded.codec, loaded.vocabulary)
+    pieces, problems = load_labelled(corpus, Vocabulary(loaded.vocabulary, loaded.codec))
     for problem in problems:
         log(f"skipped: {problem}")
     held = [(p.key, p.key, "", p.ids, p.source) for p in pieces if split_of(p.key, CorpusConfig()) != "train"]

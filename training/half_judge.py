@@ -14,6 +14,7 @@ import argparse
 import shutil
 from pathlib import Path
 
+from clara_live.codec.vocabulary import Vocabulary
 from clara_live.judge.pieces import encode_file
 from clara_live.judge.predict import predict_pieces, top_k_accuracy
 from clara_live.judge.store import load_judge, save_judge
@@ -38,7 +39,8 @@ def main() -> None:
     files = {k: Path(sources[k]) if k in sources else args.corpus / k for k, v in full.info.get("split", {}).items()
              if v == "test"}
     tests = sorted(k for k, path in files.items() if path.is_file())[:args.limit or None]
-    ids = [encode_file(str(files[k]), full.codec, full.vocabulary) for k in tests]
+    vocab = Vocabulary(full.vocabulary, full.codec)
+    ids = [encode_file(str(files[k]), vocab) for k in tests]
     named = full.info.get("labels") or {k: k.split("/")[0] for k in tests}
     labels = [full.classes.index(named[k]) if named.get(k) in full.classes else -1 for k in tests]
     a = predict_pieces(full.model, ids, full.window, full.stride)

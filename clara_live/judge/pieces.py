@@ -14,7 +14,6 @@ import numpy as np
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.vocabulary import Vocabulary
-from clara_live.config import CodecConfig
 from clara_live.corpus import find_sources
 from clara_live.errors import ClaraError, InputError
 from clara_live.music.read import read_music
@@ -27,13 +26,13 @@ class LabelledPiece(NamedTuple):
     source: str
 
 
-def load_labelled(specs: Iterable[str], codec: CodecConfig, vocabulary: list[str]) -> tuple[list[LabelledPiece],
-                                                                                               list[str]]:
-    """(pieces, problems): each readable file with at least two tokens, and one line per file left out."""
+def load_labelled(specs: Iterable[str], vocab: Vocabulary) -> tuple[list[LabelledPiece], list[str]]:
+    """(pieces, problems): each readable file with at least two tokens as ids in a model's vocabulary,
+    and one line per file left out."""
     pieces, problems = [], []
     for source in find_sources(specs):
         try:
-            ids = encode_file(source.location, codec, vocabulary)
+            ids = encode_file(source.location, vocab)
         except ClaraError as exc:
             problems.append(str(exc))
             continue
@@ -41,11 +40,12 @@ def load_labelled(specs: Iterable[str], codec: CodecConfig, vocabulary: list[str
     return pieces, problems
 
 
-def encode_file(source: str, codec: CodecConfig, vocabulary: list[str]) -> np.ndarray:
+def encode_file(source: str, vocab: Vocabulary) -> np.ndarray:
     """One file's token ids in a model's vocabulary; InputError names the file and the reason."""
+    codec = vocab.codec
     tokens = make_codec(codec).encode(to_steps(read_music(source, codec.sustain_pedal), codec))
     try:
-        ids = Vocabulary(vocabulary, codec).ids(tokens, source, unknown=True)
+        ids = vocab.ids(tokens, source, unknown=True)
     except ValueError as exc:
         raise InputError(str(exc)) from None
     if len(ids) < 2:
