@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from clara_live.codec import make_codec
-from clara_live.codec.tokens import UNK, Kind, release, strike, wait
+from clara_live.codec.tokens import UNK, release, strike, wait
 from clara_live.codec.vocabulary import Vocabulary, move_ids
 from clara_live.config import CodecConfig
 
@@ -39,15 +39,19 @@ def test_pitch_of_names_the_midi_pitch_of_notes_only():
     for pitch in (NOTEWISE.low_pitch, 60, NOTEWISE.high_pitch):
         on, off = vocab.index[strike(pitch - NOTEWISE.low_pitch)], vocab.index[release(pitch - NOTEWISE.low_pitch)]
         assert vocab.pitch_of(on) == vocab.pitch_of(off) == pitch
-        assert vocab.strike_id(pitch) == on
-        assert (vocab.kind_of(on), vocab.kind_of(off)) == (Kind.ON, Kind.OFF)
-    assert vocab.pitch_of(vocab.index[wait(3)]) is None and vocab.kind_of(vocab.index[wait(3)]) is Kind.WAIT
-    assert vocab.strike_id(NOTEWISE.high_pitch + 1) is None
+    assert vocab.pitch_of(vocab.index[wait(3)]) is None
+
+
+def test_waits_are_written_as_the_codec_writes_a_silence():
+    vocab = Vocabulary(make_codec(NOTEWISE).vocabulary(), NOTEWISE)
+    limit = NOTEWISE.wait_limit
+    assert vocab.text(vocab.waits(2 * limit + 3)) == [wait(limit), wait(limit), wait(3)]
+    assert vocab.waits(limit) == [vocab.index[wait(limit)]] and vocab.waits(0) == vocab.waits(-4) == []
 
 
 def test_a_notewise_unk_is_kept_but_never_read_as_music():
     vocab = Vocabulary(["wait1", "p0", UNK], NOTEWISE)
-    assert vocab.kind_of(2) is None and vocab.pitch_of(2) is None
+    assert vocab.kind[2] == -1 and vocab.pitch_of(2) is None
     assert vocab.shifted(1).tolist()[2] == 2
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.vocabulary import Vocabulary
 
 
@@ -92,7 +91,7 @@ class NotewiseStream:
         self.now, self.sounding, self.pending_offs = state.now, dict(state.sounding), dict(state.pending_offs)
 
     def _waits(self, step: int) -> list[int]:
-        ids = self.vocab.ids(wait_tokens(step - self.now, self.vocab.codec.wait_limit), "a wait").tolist()
+        ids = self.vocab.waits(step - self.now)
         self.now = max(self.now, step)
         return ids
 

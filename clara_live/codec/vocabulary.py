@@ -12,7 +12,8 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from clara_live.codec.tokens import UNK, Grammar, Kind, strike, transposed
+from clara_live.codec.notewise import wait_tokens
+from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig
 
 KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
@@ -85,19 +86,14 @@ class Vocabulary:
         """Ids back to tokens."""
         return [self.tokens[i] for i in ids]
 
-    def kind_of(self, token_id: int) -> Kind | None:
-        """What a token does, or None for one the grammar cannot read."""
-        kind = int(self.kind[token_id])
-        return None if kind < 0 else KINDS[kind]
-
     def pitch_of(self, token_id: int) -> int | None:
         """The MIDI pitch a note-on or note-off token names (any family), else None."""
         key = int(self.key[token_id])
         return None if key < 0 else key % self.codec.num_pitches + self.codec.low_pitch
 
-    def strike_id(self, pitch: int) -> int | None:
-        """The id of the piano token that strikes MIDI `pitch`, None outside the vocabulary."""
-        return self.index.get(strike(pitch - self.codec.low_pitch))
+    def waits(self, steps: int) -> list[int]:
+        """The ids of the waits that move a stream on by `steps` (none for 0 or less), as the codec writes them."""
+        return self.ids(wait_tokens(steps, self.codec.wait_limit), "a wait").tolist()
 
     def shifted(self, semitones: int) -> np.ndarray:
         """Every id's id once the music is moved by `semitones`: notes and chords move, waits, rests and

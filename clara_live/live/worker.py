@@ -19,7 +19,6 @@ from typing import NamedTuple
 
 import numpy as np
 
-from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import Kind, wait
 from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
@@ -176,7 +175,7 @@ class Worker:
         self._played = played = Played(answer, sampler.snapshot(), self.state.now, [], self.base)
         if answer.from_step is not None:  # the stream goes on from there into the answer: the pause is skipped
             self.base -= answer.start_step - max(answer.from_step, self.state.now - self.base)
-        lead = self._waits(answer.start_step + self.base - self.state.now)
+        lead = sampler.vocab.waits(answer.start_step + self.base - self.state.now)
         sampler.feed_ids(lead)
         played.ids.extend(lead)
         if self.scorer is not None and self.candidates > 1:
@@ -291,9 +290,6 @@ class Worker:
         cut = stop.step + self.base - played.start
         heard = first_steps(played.ids, max(cut, 0), sampler.vocab)
         sampler.feed_ids(heard)
-        sampler.feed_ids(self._waits(stop.step + self.base - self.state.now))
+        sampler.feed_ids(sampler.vocab.waits(stop.step + self.base - self.state.now))
         closes = self.state.close_all()
         sampler.feed_ids(closes)
-
-    def _waits(self, steps: int) -> list[int]:
-        return self.sampler.vocab.ids(wait_tokens(steps, self.limit), "a wait").tolist()

@@ -14,7 +14,6 @@ from collections.abc import Callable
 import numpy as np
 from tqdm import tqdm
 
-from clara_live.codec.tokens import wait as wait_token
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.sampling.sampler import Sampler
 
@@ -208,9 +207,7 @@ def first_steps(ids: list[int], steps: int, vocab: Vocabulary) -> list[int]:
         if vocab.kind[i] == waits:
             steps_waited = int(vocab.value[i])
             if now + steps_waited >= steps:
-                if steps - now:
-                    out.append(vocab.index[wait_token(steps - now)])
-                return out
+                return out + vocab.waits(steps - now)
             now += steps_waited
         out.append(i)
     return out
