@@ -47,36 +47,35 @@ def make_folder(path: str | Path) -> Path:
 
 
 @contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """An OSError raised inside, while writing path, as an OutputError naming path and why."""
+    try:
+        yield
+    except OSError as exc:
+        raise OutputError(path, _reason(path, exc), exc.errno) from None
+
+
+@contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
     """Open a temporary file for writing; on a clean exit it replaces path, on an error it is removed."""
     path = Path(path)
-    try:
+    with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise OutputError(path, _reason(path, exc), exc.errno) from None
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
-            _finish(path, handle)
-        try:
+            with _writing(path):  # a full disk shows here at the latest
+                handle.flush()
+                os.fsync(handle.fileno())
+        with _writing(path):
             os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the usual mode
             os.replace(tmp, path)
-        except OSError as exc:
-            raise OutputError(path, _reason(path, exc), exc.errno) from None
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-
-
-def _finish(path: Path, handle: IO) -> None:
-    try:
-        handle.flush()
-        os.fsync(handle.fileno())
-    except OSError as exc:  # a full disk shows here at the latest
-        raise OutputError(path, exc.strerror or exc.__class__.__name__, exc.errno) from None
 
 
 def _umask() -> int:
@@ -86,20 +85,13 @@ def _umask() -> int:
 
 
 def write_text(path: str | Path, text: str) -> None:
-    with atomic_open(path, "w") as handle:
-        _write(path, handle, text)
+    with atomic_open(path, "w") as handle, _writing(Path(path)):
+        handle.write(text)
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:
-    with atomic_open(path, "wb") as handle:
-        _write(path, handle, data)
-
-
-def _write(path: str | Path, handle: IO, data: str | bytes) -> None:
-    try:
+    with atomic_open(path, "wb") as handle, _writing(Path(path)):
         handle.write(data)
-    except OSError as exc:
-        raise OutputError(path, exc.strerror or exc.__class__.__name__, exc.errno) from None
 
 
 def remove_stale_temps(target: str | Path) -> list[Path]:
