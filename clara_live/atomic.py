@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import os
-import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import IO
 from clara_live.errors import OutputError
 
 # mkstemp's names: ".<target name>.<8 random characters>.tmp"
-_TEMP = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.tmp")
+_RANDOM = "[a-z0-9_]" * 8
 
 
 def _reason(path: Path, exc: OSError) -> str:
@@ -100,9 +99,8 @@ def remove_stale_temps(target: str | Path) -> list[Path]:
     target. Returns what was removed."""
     target = Path(target)
     removed = []
-    for candidate in target.parent.glob(f".{glob.escape(target.name)}.*.tmp"):
-        match = _TEMP.fullmatch(candidate.name)
-        if match and match["name"] == target.name and candidate.is_file():
+    for candidate in target.parent.glob(f".{glob.escape(target.name)}.{_RANDOM}.tmp"):
+        if candidate.is_file():
             with contextlib.suppress(FileNotFoundError):
                 candidate.unlink()
                 removed.append(candidate)
