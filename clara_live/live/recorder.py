@@ -43,6 +43,10 @@ def _meta(kind: int, data: bytes) -> bytes:
     return bytes([0xFF, kind]) + _varlen(len(data)) + data
 
 
+def _set_tempo(bpm: float) -> bytes:
+    return _meta(0x51, mido.bpm2tempo(bpm).to_bytes(3, "big"))
+
+
 class _Track:
     """One track's events, encoded as they come: delta times and raw messages; notes struck again
     while sounding are closed first, offs of notes not sounding are dropped."""
@@ -94,7 +98,7 @@ class Recorder:
         self._times = [t0]  # when each tempo began (seconds, monotonic clock)
         self._segments = [(t0, bpm, 0.0)]  # (time, bpm, beats from t0 to time)
         self._conductor = _Track("Clara Live session")
-        self._conductor.add(0, _meta(0x51, mido.bpm2tempo(bpm).to_bytes(3, "big")))
+        self._conductor.add(0, _set_tempo(bpm))
         self._tracks = {track: _Track(name) for track, name in TRACKS.items()}
         self._lock = threading.Lock()
         self.version = 0  # counts changes, so a writer knows when there is something new
@@ -116,7 +120,7 @@ class Recorder:
             beats = self._beats(t)
             self._times.append(t)
             self._segments.append((t, bpm, beats))
-            self._conductor.add(round(beats * TICKS_PER_BEAT), _meta(0x51, mido.bpm2tempo(bpm).to_bytes(3, "big")))
+            self._conductor.add(round(beats * TICKS_PER_BEAT), _set_tempo(bpm))
             self.version += 1
 
     def notes(self, track: str) -> int:
