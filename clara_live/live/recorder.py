@@ -23,7 +23,7 @@ from pathlib import Path
 import mido
 
 from clara_live.atomic import write_bytes
-from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, OpenNotes
+from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, OpenNotes, kind
 
 TICKS_PER_BEAT = 480
 TRACKS = {"player": "Player", "clara": "Clara"}
@@ -104,9 +104,9 @@ class Recorder:
         self.version = 0  # counts changes, so a writer knows when there is something new
 
     def record(self, t: float, message: tuple[int, ...] | list[int], track: str) -> None:
-        if track not in self._tracks or len(message) < 3 or message[0] >= 0xF0:
+        if track not in self._tracks or len(message) < 3 or kind(message) not in (NOTE_OFF, NOTE_ON, CONTROL):
             return
-        if message[0] & 0xF0 not in (NOTE_OFF, NOTE_ON, CONTROL) or not all(0 <= b < 128 for b in message[1:3]):
+        if not (0 <= message[1] < 128 and 0 <= message[2] < 128):  # a data byte out of range
             return
         with self._lock:
             self._tracks[track].record(self._ticks(t), tuple(message))
