@@ -139,8 +139,9 @@ class Recorder:
     def to_bytes(self, end: float) -> bytes:
         """The session up to `end` as a type-1 Standard MIDI File; a note still sounding there is closed there."""
         with self._lock:
-            end_tick = max([self._ticks(end), self._conductor.tick, *(t.tick for t in self._tracks.values())])
-            chunks = [self._conductor.chunk(self._ticks(end))] + [t.chunk(end_tick) for t in self._tracks.values()]
+            end_at = self._ticks(end)
+            last = max([end_at, self._conductor.tick, *(t.tick for t in self._tracks.values())])
+            chunks = [self._conductor.chunk(end_at)] + [t.chunk(last) for t in self._tracks.values()]
         header = b"MThd" + struct.pack(">IHHH", 6, 1, len(chunks), TICKS_PER_BEAT)
         return header + b"".join(chunks)
 
