@@ -50,9 +50,6 @@ class Classifier(nn.Module):
         else:
             parts.append(nn.Linear(self.features, classes))
         self.head = nn.Sequential(*parts)
-        # the encoder's dropouts but none on its output: the head reads the layers' outputs
-        # undropped (and p = 0 draws no mask, so the random stream is the one it always was)
-        self.dropouts = self.encoder.dropouts._replace(output=0.0)
 
     @classmethod
     def from_generator(cls, generator: AWDLSTM, classes: int, **head: object) -> Classifier:
@@ -64,7 +61,7 @@ class Classifier(nn.Module):
     def encode(self, tokens: torch.Tensor) -> list[torch.Tensor]:
         """tokens (batch, time) -> each layer's outputs (batch, time, width), from a zero state."""
         hidden = self.encoder.init_hidden(tokens.size(0), tokens.device)
-        _, _, outputs = self.encoder(tokens, hidden, return_all=True, dropouts=self.dropouts)
+        outputs, _ = self.encoder.encode(tokens, hidden)  # undropped: the head reads the layers' outputs
         return outputs
 
     def pooled(self, tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

@@ -74,14 +74,22 @@ class AWDLSTM(nn.Module):
         if activations and return_all:
             raise ValueError("ask for activations or return_all, not both")
         p = dropouts or self.dropouts
-        x = embedding_dropout(self.embed, tokens, p.emb)  # (B, T, emb)
-        x = self.drop(x, p.input)
-        outputs, new_hidden = run_layers(self.layers, x, hidden, lambda out: self.drop(out, p.hidden))
+        outputs, new_hidden = self.encode(tokens, hidden, p)
         x = self.drop(outputs[-1], p.output)
         logits = self.decoder(x)
         if activations:
             return logits, new_hidden, Activations(outputs[-1], x)
         return (logits, new_hidden, outputs) if return_all else (logits, new_hidden)
+
+    def encode(self, tokens: torch.Tensor, hidden: list[Hidden],
+               dropouts: Dropouts | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
+        """The model short of its output dropout and decoder (a classifier's encoder needs no
+        logits): tokens (batch, time) -> every layer's output (batch, time, size_i) and the new
+        hidden state. `dropouts` replaces the config's probabilities for this call."""
+        p = dropouts or self.dropouts
+        x = embedding_dropout(self.embed, tokens, p.emb)  # (B, T, emb)
+        x = self.drop(x, p.input)
+        return run_layers(self.layers, x, hidden, lambda out: self.drop(out, p.hidden))
 
 
 def run_layers(layers: Iterable[Layer], x: torch.Tensor, hidden: list[Hidden],
