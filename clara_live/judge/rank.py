@@ -17,9 +17,12 @@ def critic_scorer(critic: LoadedJudge) -> Scorer:
     vocab = Vocabulary(critic.vocabulary, critic.codec)
     human = critic.classes.index("human")
 
+    def ids(seq: list[str]) -> np.ndarray:
+        known = seq if vocab.unknown is not None else [t for t in seq if t in vocab.index]
+        return vocab.ids(known or vocab.tokens[:1], "a candidate", unknown=True)  # an empty one: the first token
+
     def score(sequences: list[list[str]], mean_logprob: np.ndarray) -> np.ndarray:  # noqa: ARG001
-        pieces = [vocab.ids([t for t in seq if t in vocab.index or vocab.unknown is not None] or vocab.tokens[:1],
-                            "a candidate", unknown=True) for seq in sequences]
+        pieces = [ids(seq) for seq in sequences]
         return predict_pieces(critic.model, pieces, critic.window, critic.stride)[:, human].numpy()
 
     return score

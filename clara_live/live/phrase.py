@@ -58,6 +58,14 @@ class PlayerWriter:
         """The stream's position in steps: the one step counter (the worker reads it in each command)."""
         return self.stream.now
 
+    def skip_to(self, step: int) -> None:
+        """The stream moved on to step by tokens the worker wrote (her answer, to its end or its stop)."""
+        self.stream.now = step
+
+    def due(self, step: int) -> list[int]:
+        """Deferred note-offs due by step (a note released in the step it began)."""
+        return self.stream.due(step)
+
     def step(self, t: float) -> int:
         """The grid step of an event at t: the nearest, never before the stream's position."""
         return max(self.stream.now, round(self.tempo.grid.step_at(t)))

@@ -124,10 +124,10 @@ class Session:
     def on_tick(self, t: float) -> list[Command]:
         out: list[Command] = []
         if self.answer is not None and t >= self.answer.end_time:
-            self.writer.stream.now = self.answer.end_step  # her answer moved the stream there
+            self.writer.skip_to(self.answer.end_step)
             self.answer = None
         out += self._clock_gone(t)
-        out += self.writer.feeds(self.writer.stream.due(math.floor(self.grid.step_at(t) + 1e-9)), 0, None)
+        out += self.writer.feeds(self.writer.due(math.floor(self.grid.step_at(t) + 1e-9)), 0, None)
         if self.answer is None and self.phrase is not None and self._silent_since(t):
             out += self._end_phrase(t, "silence")
         out += self._schedule_beats(t)
@@ -272,7 +272,7 @@ class Session:
         answer, self.answer = self.answer, None
         assert answer is not None
         step = max(self.now, min(round(answer.grid.step_at(t)), answer.end_step))
-        self.writer.stream.now = step  # her answer moved the stream there
+        self.writer.skip_to(step)
         out: list[Command] = [Stop(answer.id, step, t)]
         if t >= answer.start_time:
             out.append(Log("Clara stops: the player plays"))
