@@ -32,6 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from live_latency import _start_jack  # noqa: E402 - the same JACK server as the latency benchmark
 
+from clara_live.live.midi import is_note_on  # noqa: E402
 from clara_live.live.playback import performance  # noqa: E402
 
 MAESTRO = REPO.parent / "shared" / "midi" / "maestro" / "maestro_1.mid"
@@ -99,7 +100,7 @@ def sigkill_loss(rng: random.Random, tmp: Path) -> dict:
     [path] = sorted(tmp.glob("clara-session-*.mid"))
     midi = mido.MidiFile(str(path))
     saved = sum(1 for m in midi.tracks[1] if m.type == "note_on" and m.velocity > 0)
-    onsets = [t for t, m in performance(MAESTRO) if m[0] & 0xF0 == 0x90 and m[2] > 0]
+    onsets = [t for t, m in performance(MAESTRO) if is_note_on(m)]
     played = [t for t in onsets if t <= killed - ready]
     last_saved = onsets[saved - 1] if saved else 0.0
     return {"killed_after_s": killed - ready, "notes_played": len(played), "notes_saved": saved,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 
 from clara_live.config import load_config  # noqa: E402
 from clara_live.live.app import LiveOptions, run_live  # noqa: E402
-from clara_live.live.midi import CLOCK, CONTROL, NOTE_ON, START, STOP, OpenNotes  # noqa: E402
+from clara_live.live.midi import CLOCK, CONTROL, DRUMS, NOTE_ON, START, STOP, OpenNotes, is_note_on  # noqa: E402
 from clara_live.live.playback import TimedInput, performance  # noqa: E402
 
 SHARED = REPO.parent / "shared"
@@ -163,8 +163,8 @@ def soak(minutes: float = 60.0, speed: float = 2.0, seed: int = 0, model: Path |
     rng = random.Random(seed)
     paths = performances(minutes, rng)
     events, counts = program(paths, rng, speed, minutes)
-    played_notes = sum(1 for _, m in events if len(m) == 3 and m[0] & 0xF0 == NOTE_ON and 0 < m[2] < 128
-                       and m[1] < 128 and m[0] & 0x0F != 9)
+    played_notes = sum(1 for _, m in events if len(m) == 3 and is_note_on(m) and m[1] < 128 and m[2] < 128
+                       and m[0] & 0x0F != DRUMS)
     output = CheckingOutput()
     rss: list[tuple[float, int]] = []
     stop = threading.Event()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from clara_live.errors import InputError
-from clara_live.live.midi import DRUMS, NOTE_ON, OpenNotes
+from clara_live.live.midi import DRUMS, OpenNotes, is_note_on
 
 Sink = Callable[[list[int], float], None]
 
@@ -41,7 +41,7 @@ def performance(path: str | Path, speed: float = 1.0) -> list[tuple[float, list[
     except (OSError, EOFError, ValueError, KeyError, IndexError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or exc.__class__.__name__
         raise InputError(f"{path}: cannot read as MIDI ({reason})") from None
-    if not any(m[0] & 0xF0 == NOTE_ON and m[2] > 0 for _, m in out):
+    if not any(is_note_on(m) for _, m in out):
         raise InputError(f"{path}: no notes to play")
     return out
 
