@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.config import CodecConfig
+from clara_live.live.synth import DEFAULT_SOUNDFONT
 from clara_live.music.midi_io import steps_to_midi, write_midi
 from clara_live.music.notes import StepNote
 from clara_live.music.read import read_music
@@ -42,10 +43,9 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "clara"))
 
 
 # the Debian packages tests need, each with how a run sees that it is there
-SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
 SYSTEM_PACKAGES: dict[str, Callable[[], bool]] = {
     "fluidsynth": lambda: shutil.which("fluidsynth") is not None,
-    "fluid-soundfont-gm": SOUNDFONT.is_file,
+    "fluid-soundfont-gm": DEFAULT_SOUNDFONT.is_file,
     "jackd2": lambda: shutil.which("jackd") is not None,
 }
 FIXTURE_PACKAGES = {"jack_server": ("jackd2",)}  # every test that uses the fixture needs these too
