@@ -24,6 +24,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,10 +40,15 @@ def timed_build(sources: list[str], cache: str, overrides: list[str]) -> dict:
         began = time.perf_counter()
         manifest = build_corpus(sources, out, config, progress=False)
         seconds = time.perf_counter() - began
-    files = len(manifest["pieces"]) + len(manifest.get("skipped", []))
+    skipped = manifest.get("skipped", [])
+    files = len(manifest["pieces"]) + len(skipped)
     tokens = sum(s["tokens"] for s in manifest["splits"].values())
     return {"seconds": seconds, "files": files, "from_cache": manifest.get("cached", 0),
-            "skipped": len(manifest.get("skipped", [])), "tokens": tokens}
+            "skipped": len(skipped), "tokens": tokens,
+            "skipped_by_reason": dict(Counter(item["reason"].removeprefix(f"{item['source']}: ").split(" (")[0]
+                                              for item in skipped)),
+            "splits": {name: {"pieces": s["pieces"], "works": s["works"]} for name, s in manifest["splits"].items()},
+            "joins": len(manifest.get("matches", []))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
             r = result[name]
             print(f"{name:7s} {r['seconds']:8.1f} s  {r['files']:6d} files, {r['from_cache']:6d} from the cache, "
                   f"{r['skipped']} skipped, {r['tokens']:,} tokens")
+            reasons = ", ".join(f"{n} {why}" for why, n in r["skipped_by_reason"].items())
+            print(f"        skipped: {reasons or 'none'}")
+            print("        split: " + ", ".join(f"{name} {s['pieces']} pieces in {s['works']} works"
+                                             for name, s in r["splits"].items()) + f"; {r['joins']} joins")
     if "cold" in result:
         ratio = result["cold"]["seconds"] / max(result["cached"]["seconds"], 1e-9)
         result["cold_over_cached"] = ratio
