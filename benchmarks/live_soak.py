@@ -6,8 +6,9 @@ runs (`run_live` with a played input and an output that checks every message).
 What it reports: exceptions (the run must end by itself with status 0), notes left sounding after
 the session ended (the output's own bookkeeping: an on without its off, all-notes-off aside),
 malformed messages Clara sent, resident memory (RSS) a minute in and at the end (goal: growth under
-10 %), the peak, and whether the saved session holds every note the player played. The session
-runs sped up (--speed, default 2: a performance at 150 bpm is heard at 300, the session's ceiling).
+10 %), the peak, and whether the saved session holds every note the player played (and its size: what
+the session writer copies every 2 s). The session runs sped up (--speed, default 2: a performance at
+150 bpm is heard at 300, the session's ceiling).
 
     python benchmarks/live_soak.py [--minutes 60] [--speed 2] [--seed 0] [--model DIR] [--json FILE]
 """
@@ -194,6 +195,7 @@ def soak(minutes: float = 60.0, speed: float = 2.0, seed: int = 0, model: Path |
         saved_player = sum(1 for m in session.tracks[1] if m.type == "note_on" and m.velocity > 0)
         saved_clara = sum(1 for m in session.tracks[2] if m.type == "note_on" and m.velocity > 0)
         session_seconds = session.length
+        session_bytes = saved.stat().st_size
     first = next((kib for t, kib in rss if t >= warm), rss[0][1] if rss else 0)
     last = rss[-1][1] if rss else 0
     return {
@@ -201,6 +203,7 @@ def soak(minutes: float = 60.0, speed: float = 2.0, seed: int = 0, model: Path |
         "speed": speed, "wall_s": wall, "status": status, "error": error, **counts,
         "events": len(events), "player_notes": played_notes, "saved_player_notes": saved_player,
         "saved_clara_notes": saved_clara, "session_seconds": session_seconds,
+        "session_bytes": session_bytes,
         "clara_messages": output.sent, "malformed_sent": len(output.malformed),
         "left_sounding": len(output.sounding.open),
         "rss_kib_after_warmup": first, "rss_kib_end": last, "rss_growth": (last / first - 1) if first else None,
