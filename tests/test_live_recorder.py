@@ -112,4 +112,6 @@ def test_an_all_notes_off_closes_the_channel_s_notes_in_the_file():
     rec.record(1.0, [0xB0, 123, 0], "clara")  # the panic's all-notes-off on channel 1
     midi = rec.to_midi(end=2.0)
     offs = [(m.channel, m.note) for m in midi.tracks[2] if m.type == "note_off"]
-    assert offs[0] == (0, 60) and (1, 62) in offs  # 60 closed by the all-notes-off, 62 at the end
+    assert offs[0] == (0, 60) and (1, 62) in offs
+    # 60 closed by the all-notes-off (1 s: tick 960), 62 on another channel only where the file ends (2 s)
+    assert _notes(midi.tracks[2]) == [(480, 60, "on"), (480, 62, "on"), (960, 60, "off"), (1920, 62, "off")]
