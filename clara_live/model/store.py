@@ -23,7 +23,7 @@ from torch.overrides import TorchFunctionMode
 from clara_live import finite_json
 from clara_live.atomic import write_bytes, write_text
 from clara_live.codec.tokens import Grammar
-from clara_live.config import CodecConfig, Config, ConfigError, ModelConfig, from_dict
+from clara_live.config import CodecConfig, Config, ConfigError, from_dict
 from clara_live.errors import ClaraError
 from clara_live.model.awd_lstm import AWDLSTM
 
@@ -64,14 +64,6 @@ def save_model(folder: str | Path, model: AWDLSTM, codec: CodecConfig, vocabular
         "info": info or {},
     }
     write_text(folder / CONFIG, finite_json.dumps(meta, indent=1) + "\n")
-
-
-def read_model_config(folder: str | Path) -> tuple[ModelConfig, CodecConfig, list[str], dict]:
-    """The config.json of a model folder, checked (its sections and vocabulary; see checked_folder)."""
-    path = Path(folder) / CONFIG
-    meta = _model_meta(folder)
-    config, vocabulary = check_config(meta, path)
-    return config.model, config.codec, vocabulary, typing.cast(dict, meta.get("info") or {})
 
 
 def _model_meta(folder: str | Path) -> dict:
