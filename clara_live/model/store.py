@@ -91,13 +91,13 @@ def check_config(meta: dict, path: Path) -> tuple[Config, list[str]]:
     if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) for t in vocabulary) \
             or len(set(vocabulary)) != len(vocabulary):
         raise ModelError(f"{path}: vocabulary must be a non-empty list of distinct strings")
-    grammar = Grammar(config.codec)
+    known, grammar = set(vocabulary), Grammar(config.codec)
     for token in vocabulary:
         try:
             grammar.parse(token)
         except ValueError as exc:
             raise ModelError(f"{path}: vocabulary: {exc} (codec.encoding {config.codec.encoding})") from None
-    missing = [t for t in grammar.fixed_vocabulary() if t not in set(vocabulary)]
+    missing = [t for t in grammar.fixed_vocabulary() if t not in known]
     if missing:
         raise ModelError(f"{path}: vocabulary lacks {len(missing)} tokens its codec needs (e.g. {missing[0]!r})")
     return config, vocabulary
