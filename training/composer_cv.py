@@ -52,7 +52,8 @@ def main() -> None:
     args = parser.parse_args()
 
     loaded = load_model(args.model)
-    pieces, problems = load_labelled(args.corpus, Vocabulary(loaded.vocabulary, loaded.codec))
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
+    pieces, problems = load_labelled(args.corpus, vocab)
     for problem in problems:
         print(f"skipped: {problem}")
     classes = sorted({p.label for p in pieces})
@@ -70,7 +71,6 @@ def main() -> None:
 
     encoder = fresh()
     stride = max(1, args.window // 2)
-    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     features = {p.key: [window_features(encoder, version, args.window, stride)
                         for version in transposed_versions(p.ids, vocab, args.transpose)] for p in pool}
     probs = torch.zeros(len(pool), len(classes))
