@@ -75,7 +75,7 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
             name = schedule[(start // batch) % len(schedule)]
             sampling = dataclasses.replace(config.sampling, **SETTINGS[name])
             sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed + start)
-            skip = _begin(sampler, loaded, prompts, burn_in, rng)
+            skip = _begin(sampler, prompts, burn_in, rng)
             sampler.expand(min(batch, count - start))
             for row, seq in enumerate(generate(sampler, max_tokens=skip + tokens)):
                 key = f"generated/seed{seed + start}-{row}-{name}"
@@ -85,15 +85,15 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
         torch.set_num_threads(threads)
 
 
-def _begin(sampler: Sampler, loaded, prompts: Prompts | None, burn_in: int, rng: np.random.Generator) -> int:
+def _begin(sampler: Sampler, prompts: Prompts | None, burn_in: int, rng: np.random.Generator) -> int:
     """Feeds a batch's start: a prompt drawn from prompts, or silence; returns the tokens to drop."""
     if prompts is not None and len(prompts.pieces):
         piece = prompts.pieces[int(rng.integers(len(prompts.pieces)))]
         at = int(rng.integers(0, max(1, len(piece) - prompts.tokens)))
-        sampler.feed([loaded.vocabulary[i] for i in piece[at:at + prompts.tokens]])
+        sampler.feed_ids(piece[at:at + prompts.tokens].tolist())  # already ids over the generator's vocabulary
         return 0
-    sampler.feed([wait(loaded.codec.wait_limit)] if loaded.codec.encoding == "notewise" else
-                 [silence(loaded.codec)])
+    codec = sampler.vocab.codec
+    sampler.feed([wait(codec.wait_limit)] if codec.encoding == "notewise" else [silence(codec)])
     return burn_in
 
 
