@@ -40,7 +40,6 @@ class Corpus(BuiltCorpus):
         return Augment(shifts, [config.weight_of(p.get("corpus", "")) for p in train], table)
 
 
-
 class Augment(NamedTuple):
     """How an epoch draws the train pieces: each piece's keys (semitone shifts that keep it in
     range), how often it is drawn (its corpus's weight) and the id tables that transpose."""

@@ -196,7 +196,7 @@ def _validate(run: Run, started: float) -> None:
 def _save_model(run: Run, extra: dict) -> None:
     """model/ in the shipped format, its info saying how it was trained (and `extra`)."""
     cfg, device, precision = run.cfg, run.place.device, run.precision
-    codec = dataclasses.replace(run.config.codec, **{k: v for k, v in run.corpus.manifest["codec"].items()})
+    codec = dataclasses.replace(run.config.codec, **run.corpus.manifest["codec"])
     info = {"corpus": str(run.source), "sources": run.corpus.manifest.get("sources"),
             "training": dataclasses.asdict(cfg), "world_size": run.place.world,
             "device": torch.cuda.get_device_name(device) if device.type == "cuda"
@@ -210,7 +210,7 @@ def _finish(run: Run) -> None:
     torchrun the ranks wait for each other."""
     out = run.out
     if run.place.rank == 0:
-        if not (out / "model" / "config.json").exists():  # no epoch finished: keep what we have
+        if not (out / "model" / CONFIG).exists():  # no epoch finished: keep what we have
             valid = score(run.model, run.valid_pieces, max_tokens=run.cfg.eval_tokens) if run.valid_pieces else None
             _save_model(run, {"valid": valid})
         if run.corpus.manifest.get("sources"):  # the benchmarks' held-out music is this model's
