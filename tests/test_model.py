@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from clara_live.config import ModelConfig
@@ -100,42 +99,40 @@ def test_activations_for_ar_and_tar():
     assert model.layers[-1].lstm.weight_hh_l0.grad is not None
 
 
-def test_return_all_gives_every_layer_and_the_last_is_the_decoders_input():
+def test_encode_gives_every_layer_and_the_last_is_the_decoders_input():
     torch.manual_seed(0)
     model = AWDLSTM(30, SMALL).eval()
     tokens = torch.randint(0, 30, (2, 6))
     logits, hidden = model(tokens, model.init_hidden(2))
-    all_logits, all_hidden, layers = model(tokens, model.init_hidden(2), return_all=True)
+    layers, all_hidden = model.encode(tokens, model.init_hidden(2))
     assert [out.shape for out in layers] == [(2, 6, 16), (2, 6, 16), (2, 6, 8)]
-    assert torch.equal(all_logits, logits) and torch.equal(all_hidden[-1][0], hidden[-1][0])
+    assert torch.equal(all_hidden[-1][0], hidden[-1][0])
     assert torch.equal(model.decoder(layers[-1]), logits)
     # each layer's output is its last hidden state at the last step
     assert all(torch.equal(out[:, -1], h[0]) for out, (h, _) in zip(layers, all_hidden, strict=True))
-    with pytest.raises(ValueError):
-        model(tokens, model.init_hidden(2), activations=True, return_all=True)
 
 
-def test_return_all_in_training_is_the_raw_activations_and_draws_the_same_masks():
+def test_encode_in_training_is_the_raw_activations_and_draws_the_same_masks():
     model = AWDLSTM(30, SMALL).train()
     tokens = torch.randint(0, 30, (2, 6))
     torch.manual_seed(1)
-    logits, _, acts = model(tokens, model.init_hidden(2), activations=True)
+    _, _, acts = model(tokens, model.init_hidden(2), activations=True)
     torch.manual_seed(1)
-    all_logits, _, layers = model(tokens, model.init_hidden(2), return_all=True)
-    assert torch.equal(layers[-1], acts.raw) and torch.equal(all_logits, logits)
+    layers, _ = model.encode(tokens, model.init_hidden(2))
+    assert torch.equal(layers[-1], acts.raw)
 
 
 def test_a_dropout_override_replaces_the_configs_for_one_call():
     model = AWDLSTM(30, ModelConfig(emb_size=8, hidden_size=16, num_layers=3, weight_drop=0.0)).train()
     tokens = torch.randint(0, 30, (2, 6))
-    expected, _ = model.eval()(tokens, model.init_hidden(2))
+    expected, _ = model.eval().encode(tokens, model.init_hidden(2))
     model.train()
     none = Dropouts(emb=0.0, input=0.0, hidden=0.0, output=0.0)
     state = torch.get_rng_state()
-    logits, _ = model(tokens, model.init_hidden(2), dropouts=none)
-    assert torch.equal(logits, expected) and torch.equal(torch.get_rng_state(), state)  # nothing drawn
-    dropped, _ = model(tokens, model.init_hidden(2))
-    assert not torch.equal(dropped, expected)
+    layers, _ = model.encode(tokens, model.init_hidden(2), none)
+    assert torch.equal(layers[-1], expected[-1]) and torch.equal(torch.get_rng_state(), state)  # nothing drawn
+    dropped, _ = model.encode(tokens, model.init_hidden(2))
+    assert not torch.equal(dropped[-1], expected[-1])
 
 
 def test_the_engine_agrees_with_the_model_exactly():
@@ -145,7 +142,8 @@ def test_the_engine_agrees_with_the_model_exactly():
     tokens = torch.randint(0, 30, (2, 9))
     logits, hidden, last = engine(tokens, engine.init_hidden(2), outputs=True)
     with torch.no_grad():
-        expected, expected_hidden, layers = model(tokens, model.init_hidden(2), return_all=True)
+        expected, _ = model(tokens, model.init_hidden(2))
+        layers, expected_hidden = model.encode(tokens, model.init_hidden(2))
     assert torch.equal(logits, expected) and torch.equal(last, layers[-1])
     assert all(torch.equal(a, b) for got, want in zip(hidden, expected_hidden, strict=True)
                for a, b in zip(got, want, strict=True))

@@ -62,24 +62,17 @@ class AWDLSTM(nn.Module):
         return [(torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device),
                  torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device)) for layer in self.layers]
 
-    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False,
-                return_all: bool = False, dropouts: Dropouts | None = None):
+    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False):
         """tokens: (batch, time) ids -> logits (batch, time, vocab) and the new hidden state.
 
-        A third value, asked for by a flag rather than a second method (so DistributedDataParallel
-        sees one forward): with activations=True the last layer's outputs for AR/TAR; with
-        return_all=True every layer's output (before the dropout that follows it), a list of
-        (batch, time, size_i). `dropouts` replaces the config's probabilities for this call.
+        With activations=True a third value holds the last layer's outputs for AR/TAR (a flag
+        rather than a second method, so DistributedDataParallel sees one forward). Every layer's
+        output, without the logits: `encode`.
         """
-        if activations and return_all:
-            raise ValueError("ask for activations or return_all, not both")
-        p = dropouts or self.dropouts
-        outputs, new_hidden = self.encode(tokens, hidden, p)
-        x = self.drop(outputs[-1], p.output)
+        outputs, new_hidden = self.encode(tokens, hidden)
+        x = self.drop(outputs[-1], self.dropouts.output)
         logits = self.decoder(x)
-        if activations:
-            return logits, new_hidden, Activations(outputs[-1], x)
-        return (logits, new_hidden, outputs) if return_all else (logits, new_hidden)
+        return (logits, new_hidden, Activations(outputs[-1], x)) if activations else (logits, new_hidden)
 
     def encode(self, tokens: torch.Tensor, hidden: list[Hidden],
                dropouts: Dropouts | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
