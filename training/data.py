@@ -14,7 +14,6 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CorpusConfig
 from clara_live.corpus.built import BuiltCorpus
 from clara_live.errors import InputError
@@ -29,7 +28,7 @@ class Corpus(BuiltCorpus):
         if self.manifest.get("format", 1) < 2:
             return None
         train = sorted((p for p in self.manifest["pieces"] if p["split"] == "train"), key=lambda p: p["line"])
-        vocab = Vocabulary(vocabulary, self.codec)
+        vocab = self.vocab(vocabulary)
         table = {shift: vocab.shifted(shift) for shift in sorted({s for p in train for s in p["shifts"]} - {0})}
         if len(train) != len(pieces):
             raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, "

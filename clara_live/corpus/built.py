@@ -31,10 +31,18 @@ class BuiltCorpus:
         except (KeyError, TypeError):
             raise InputError(f"{self.folder / 'manifest.json'}: no codec settings (build the corpus again with "
                              "`clara corpus`)") from None
+        self._vocabs: dict[tuple[str, ...], Vocabulary] = {}
+
+    def vocab(self, vocabulary: list[str] | None = None) -> Vocabulary:
+        """A model's vocabulary (the corpus's own by default) read through the corpus's codec, once."""
+        tokens = tuple(vocabulary or self.vocabulary)
+        if tokens not in self._vocabs:
+            self._vocabs[tokens] = Vocabulary(tokens, self.codec)
+        return self._vocabs[tokens]
 
     def pieces(self, split: str, vocabulary: list[str] | None = None) -> list[np.ndarray]:
         """Each line of split.txt as an id array over vocabulary (the corpus's own by default)."""
-        vocab = Vocabulary(vocabulary or self.vocabulary, self.codec)
+        vocab = self.vocab(vocabulary)
         path = self.folder / f"{split}.txt"
         try:
             lines = path.read_text(encoding="utf-8").splitlines()
