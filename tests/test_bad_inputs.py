@@ -349,3 +349,46 @@ def test_json_written_holds_no_nan():
     text = finite_json.dumps({"auc": math.nan, "by": {"a": math.inf, "b": (1.5, -math.inf)}, "n": 3})
     expected = {"auc": None, "by": {"a": None, "b": [1.5, None]}, "n": 3}
     assert json.loads(text, parse_constant=lambda c: pytest.fail(c)) == expected
+
+
+def _smf(*tracks: bytes, fmt: int = 1, ticks_per_beat: int = 480) -> bytes:
+    chunks = b"".join(b"MTrk" + len(t).to_bytes(4, "big") + t for t in tracks)
+    return b"MThd" + (6).to_bytes(4, "big") + fmt.to_bytes(2, "big") + len(tracks).to_bytes(2, "big") + \
+        ticks_per_beat.to_bytes(2, "big") + chunks
+
+
+NEVER_RELEASED = _smf(b"".join(b"\x83\x60\x90" + bytes([48 + n % 24, 80]) for n in range(50)) + b"\x00\xff\x2f\x00",
+                      fmt=0)  # 50 note-ons a quarter apart, no note-off
+
+
+def test_notes_with_no_note_off_are_encoded_and_the_closing_reported(tmp_path, capsys):
+    """It was '0 tokens: the input has no notes', exit 0."""
+    (tmp_path / "held.mid").write_bytes(NEVER_RELEASED)
+    assert main(["encode", str(tmp_path / "held.mid"), "-o", str(tmp_path / "held.txt")]) == 0
+    captured = capsys.readouterr()
+    assert captured.err == (f"clara: warning: {tmp_path / 'held.mid'}: 50 notes had no note-off; closed at the next "
+                            "strike of their key or the track's end\n")
+    tokens = (tmp_path / "held.txt").read_text().split()
+    assert sum(t.startswith("p") for t in tokens) == 50 and "no notes" not in captured.out
+
+
+def test_notes_with_no_note_off_are_continued(tiny_model, tmp_path, capsys):
+    """It was 'no notes in the model's range'."""
+    (tmp_path / "held.mid").write_bytes(NEVER_RELEASED)
+    assert main(["continue", str(tmp_path / "held.mid"), "-o", str(tmp_path / "x.mid"), "--tokens", "8",
+                 "--seed", "1", "--model", str(tiny_model), "--only-continuation"]) == 0
+    assert "50 notes had no note-off" in capsys.readouterr().err
+    assert (tmp_path / "x.mid").exists()
+
+
+def test_a_one_byte_tempo_is_not_read_from_the_bytes_after_it(tiny_model, tmp_path, capsys):
+    """`FF 51 01 05` was read as 327,824 us a quarter, and the continuation written at ~183 bpm."""
+    notes = b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00\x00\x90\x3e\x40\x83\x60\x80\x3e\x00"
+    (tmp_path / "tempo.mid").write_bytes(_smf(b"\x00\xff\x51\x01\x05" + notes + b"\x00\xff\x2f\x00", fmt=0))
+    out = tmp_path / "x.mid"
+    assert main(["continue", str(tmp_path / "tempo.mid"), "-o", str(out), "--tokens", "8", "--seed", "1",
+                 "--model", str(tiny_model)]) == 0
+    assert capsys.readouterr().err == (f"clara: warning: {tmp_path / 'tempo.mid'}: ignored 1 meta event of the "
+                                       "wrong length (a tempo of 1 byte, not 3)\n")
+    tempos = [m.tempo for t in mido.MidiFile(str(out)).tracks for m in t if m.type == "set_tempo"]
+    assert tempos == [mido.bpm2tempo(120)]

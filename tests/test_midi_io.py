@@ -294,3 +294,87 @@ def test_write_midi_replaces_the_file_atomically(tmp_path):
     write_midi(steps_to_midi([StepNote(0, 2, 62)], 12), target)
     assert [n.pitch for n in read_midi(target).notes] == [62]
     assert sorted(p.name for p in target.parent.iterdir()) == ["out.mid"]  # no temporary left behind
+
+
+# --- hostile bytes: what a parser reads wrong unless told --------------------------------------------
+
+
+def smf(*tracks: bytes, fmt: int = 1, ticks_per_beat: int = 480) -> bytes:
+    """A Standard MIDI File of raw track bodies (each event with its delta time), byte for byte."""
+    chunks = b"".join(b"MTrk" + len(t).to_bytes(4, "big") + t for t in tracks)
+    return b"MThd" + (6).to_bytes(4, "big") + fmt.to_bytes(2, "big") + len(tracks).to_bytes(2, "big") + \
+        ticks_per_beat.to_bytes(2, "big") + chunks
+
+
+EOT = b"\x00\xff\x2f\x00"
+
+
+def test_notes_never_released_close_at_the_next_strike_of_their_key_or_the_track_s_end(tmp_path, capsys):
+    # 60 struck at 0 and again at 960 and never released; 62 released; 64 never; the track ends at 1920
+    track = (b"\x00\x90\x3c\x50" b"\x83\x60\x90\x3e\x40" b"\x81\x70\x80\x3e\x00" b"\x81\x70\x90\x3c\x60"
+             b"\x83\x60\x90\x40\x30" b"\x83\x60\xff\x01\x00" + EOT)
+    path = tmp_path / "held.mid"
+    path.write_bytes(smf(track, fmt=0))
+    assert timing(read_midi(path)) == [(0.0, 2.0, 60), (1.0, 1.5, 62), (2.0, 4.0, 60), (3.0, 4.0, 64)]
+    assert [n.velocity for n in read_midi(path).notes] == [80, 64, 96, 48]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"clara: warning: {path}: 3 notes had no note-off; closed at the next strike of their key "
+                   "or the track's end"] * 2
+
+
+def test_a_note_struck_twice_and_released_once_keeps_both_strikes(tmp_path, capsys):
+    # the release pairs with the first strike (as symusic pairs them); the second sounds to the track's end
+    track = b"\x00\x90\x3c\x40" b"\x10\x90\x3c\x50" b"\x10\x80\x3c\x00" b"\x20\xff\x01\x00" + EOT
+    path = tmp_path / "twice.mid"
+    path.write_bytes(smf(track, fmt=0, ticks_per_beat=16))
+    assert timing(read_midi(path)) == [(0.0, 2.0, 60), (1.0, 4.0, 60)]
+    assert "1 notes had no note-off" in capsys.readouterr().err
+
+
+def test_unreleased_notes_keep_their_track_s_instrument(tmp_path, capsys):
+    violin = b"\x00\xc1\x28" b"\x00\x91\x48\x40" b"\x83\x60\xff\x01\x00" + EOT
+    piano = b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00" + EOT
+    drums = b"\x00\x99\x24\x40\x83\x60\xff\x01\x00" + EOT  # channel 10: dropped, released or not
+    path = tmp_path / "parts.mid"
+    path.write_bytes(smf(violin, piano, drums))
+    notes = read_midi(path).notes
+    assert [(n.pitch, n.family, n.end) for n in notes] == [(60, "p", 1.0), (72, "v", 1.0)]
+    assert len({n.part for n in notes}) == 2
+
+
+def test_a_file_whose_notes_are_all_released_reads_without_a_warning(maestro_files, capsys):
+    for path in maestro_files:
+        read_midi(path)
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("event, kind", [
+    (b"\xff\x51\x01\x05", "a tempo of 1 byte, not 3"), (b"\xff\x51\x00", "a tempo of 0 bytes, not 3"),
+    (b"\xff\x51\x04\x07\xa1\x20\x00", "a tempo of 4 bytes, not 3"),
+    (b"\xff\x58\x02\x06\x03", "a time signature of 2 bytes, not 4"),
+    (b"\xff\x59\x01\x04", "a key signature of 1 byte, not 2"),
+])
+def test_a_meta_event_of_the_wrong_length_is_ignored_with_a_warning(tmp_path, capsys, event, kind):
+    """`FF 51 01 05` was read as the 3 bytes from its first on (327,824 us a quarter: 183 bpm)."""
+    track = b"\x00" + event + b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00\x00\x90\x3e\x40\x83\x60\x80\x3e\x00" + EOT
+    path = tmp_path / "meta.mid"
+    path.write_bytes(smf(track, fmt=0))
+    piece = read_midi(path, seconds=True)
+    assert piece.bpm == 120.0
+    assert timing(piece) == [(0.0, 0.5, 60), (0.5, 1.0, 62)]
+    assert capsys.readouterr().err == f"clara: warning: {path}: ignored 1 meta event of the wrong length ({kind})\n"
+
+
+def test_a_good_tempo_after_a_bad_one_still_counts(tmp_path, capsys):
+    track = b"\x00\xff\x51\x01\x05" b"\x00\xff\x51\x03\x09\x89\x68" b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00" + EOT
+    path = tmp_path / "tempos.mid"
+    path.write_bytes(smf(track, fmt=0))
+    assert read_midi(path).bpm == pytest.approx(96.0)
+    assert "ignored 1 meta event" in capsys.readouterr().err
+
+
+def test_a_division_of_0_ticks_a_quarter_is_refused_for_what_it_is(tmp_path):
+    path = tmp_path / "tpq0.mid"
+    path.write_bytes(bytes.fromhex("4d546864000000060000000100004d54726b0000000d00903c408360803c4000ff2f00"))
+    with pytest.raises(InputError, match="tpq0.mid: .*0 ticks a quarter note"):
+        read_midi(path)

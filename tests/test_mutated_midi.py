@@ -146,6 +146,21 @@ def many_notes(data: bytes, rng: random.Random) -> bytes:
     return insert_event(data, b"".join(b"\x00\x90" + bytes([p % 128, 1 + p % 127]) for p in range(3000)))
 
 
+def wrong_length_meta(data: bytes, rng: random.Random) -> bytes:
+    """A tempo, time or key signature shorter or longer than its kind (read past its end, it was a tempo
+    from the bytes of the next event), before the track's first note or in the middle of a track."""
+    event = rng.choice([b"\x00\xff\x51\x01\x05", b"\x00\xff\x51\x00", b"\x00\xff\x51\x05\x01\x02\x03\x04\x05",
+                        b"\x00\xff\x58\x02\x06\x03", b"\x00\xff\x59\x01\x04", b"\x00\xff\x59\x00"])
+    return insert_event(data, event, rng.randrange(16))
+
+
+def running_status(data: bytes, rng: random.Random) -> bytes:
+    """Data bytes that lean on a running status across a meta or sysex event, or with none set at all."""
+    event = rng.choice([b"\x00\x90\x3c\x40\x00\xff\x01\x00\x00\x3e\x40\x60\x3c\x00\x00\x3e\x00",
+                        b"\x00\x90\x3c\x40\x00\xf0\x01\xf7\x00\x3c\x00", b"\x00\x3c\x40\x10\x3c\x00"])
+    return insert_event(data, event, rng.randrange(16))
+
+
 def splice(data: bytes, rng: random.Random) -> bytes:
     """Two mutations, one after the other."""
     first, second = rng.sample(SIMPLE, 2)
@@ -154,7 +169,7 @@ def splice(data: bytes, rng: random.Random) -> bytes:
 
 SIMPLE: list[Callable[[bytes, random.Random], bytes]] = [
     flip_bytes, truncate, chunk_length, insert_garbage, duplicate_chunk, tempo, huge_delta, header, meta_length,
-    bad_data_bytes, many_notes]
+    bad_data_bytes, many_notes, wrong_length_meta, running_status]
 MUTATIONS = SIMPLE + [splice]
 
 
@@ -179,17 +194,24 @@ def tiny_model(tmp_path_factory) -> Path:
 
 
 def _run(args: list[str], capsys: pytest.CaptureFixture, source: Path) -> tuple[int, str]:
-    """main(args) -> (status, stdout); fails on anything but 0, or 1 with one error line naming source."""
+    """main(args) -> (status, stdout); fails on anything but 0, or 1 with one error line naming source.
+    Warnings (what was mended: a meta of the wrong length, notes never released) come before it, one
+    line each naming source."""
     try:
         status = main(args)
     except SystemExit as exc:  # argparse: not expected here
         pytest.fail(f"{source.name}: exit {exc.code} from {args[0]}")
     captured = capsys.readouterr()
     assert status in (0, 1), f"{source.name}: {args[0]} returned {status}"
+    lines = captured.err.strip().splitlines()
+    warnings = [line for line in lines if line.startswith(f"clara: warning: {source}: ")]
+    errors = lines[len(warnings):]
+    assert lines[:len(warnings)] == warnings, f"{args[0]} {source.name}: {captured.err!r}"
     if status == 1:
-        lines = captured.err.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("clara: error: ") and source.name in lines[0], \
+        assert len(errors) == 1 and errors[0].startswith("clara: error: ") and source.name in errors[0], \
             f"{args[0]} {source.name}: {captured.err!r}"
+    else:
+        assert errors == [], f"{args[0]} {source.name}: {captured.err!r}"
     for word in ("nan", "inf"):
         assert word not in captured.out.lower().replace("info", ""), f"{args[0]} {source.name}: {captured.out!r}"
     return status, captured.out

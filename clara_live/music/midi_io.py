@@ -8,6 +8,7 @@ Writing uses mido: plain, explicit messages, so every note-on is paired by const
 from __future__ import annotations
 
 import io
+import sys
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,9 +19,10 @@ import symusic
 
 from clara_live.atomic import write_bytes
 from clara_live.errors import InputError
-from clara_live.music.instruments import PROGRAM_OF_FAMILY, family_of
+from clara_live.music.instruments import DRUM_CHANNEL, PROGRAM_OF_FAMILY, family_of
 from clara_live.music.notes import FAMILIES, PIANO, VIOLIN, Note, Piece, StepNote, normalise
 from clara_live.music.pedal_scan import noteless_track_pedals
+from clara_live.music.smf_repair import PROBE_TICKS, Held, mend_metas, probe, unreleased
 
 MIDI_SUFFIXES = (".mid", ".midi", ".smf")
 # the longest a file's notes may run, in quarter notes: 9 hours at 120 bpm, 18 times the longest piece
@@ -41,14 +43,8 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
     and files often put it in one hand's track or in a track of its own, so it applies to every
     track of the same program (symusic does not report channels).
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
-    try:
-        score = symusic.Score.from_midi(data, ttype="tick")
-    except Exception as exc:  # symusic raises RuntimeError/ValueError with a terse reason
-        raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
+    data = midi_bytes(path)
+    score, held = _parse(data, path)
     tpq = float(score.ticks_per_quarter)
     if tpq <= 0:
         raise InputError(f"{path}: not a readable MIDI file (SMPTE time division is not supported)")
@@ -60,18 +56,15 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
         for program, intervals in noteless_track_pedals(data).items():
             pedals[program].extend(intervals)
     notes: list[Note] = []
-    for part, track in enumerate(score.tracks):
-        family = family_of(track.program, track.is_drum)
-        if family is None or len(track.notes) == 0:
+    for part, (program, is_drum, arr) in enumerate(_parts(score, held)):
+        family = family_of(program, is_drum)
+        if family is None or len(arr["time"]) == 0:
             continue
-        arr = track.notes.numpy()
         start = arr["time"].astype(np.int64)
         end = start + np.maximum(arr["duration"].astype(np.int64), 0)
-        if pedals.get(track.program):
-            end = _hold_under_pedal(end, pedals[track.program])
-        if end.max() > MAX_QUARTERS * tpq:
-            raise InputError(f"{path}: a note ends at quarter note {end.max() / tpq:,.0f}, past the "
-                             f"{MAX_QUARTERS:,} a piece may span (a corrupt delta time?)")
+        if pedals.get(program):
+            end = _hold_under_pedal(end, pedals[program])
+        check_span(path, end.max() / tpq)
         on, off = (_seconds(score, start), _seconds(score, end)) if seconds else (start / tpq, end / tpq)
         for s, e, p, v in zip(on.tolist(), off.tolist(),
                               arr["pitch"].tolist(), arr["velocity"].tolist(), strict=True):
@@ -80,6 +73,74 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
     tempos = _tempos(score)
     bpm = float(tempos[0].qpm) if tempos else 120.0
     return Piece(notes, bpm, str(path))
+
+
+def midi_bytes(path: str | Path) -> bytes:
+    """A MIDI file's bytes as every reader of it takes them (encoding and `clara live --play` alike):
+    InputError for a file that cannot be read or has no time to play in (a division of 0 ticks a
+    quarter, or SMPTE frames); a meta event of the wrong length made inert, with a warning."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read ({exc.strerror or exc.__class__.__name__})") from None
+    if data[:4] == b"MThd" and len(data) >= 14:
+        division = int.from_bytes(data[12:14], "big")
+        if division == 0:
+            raise InputError(f"{path}: not a readable MIDI file (a time division of 0 ticks a quarter note)")
+        if division & 0x8000:
+            raise InputError(f"{path}: not a readable MIDI file (SMPTE time division is not supported)")
+    data, mended = mend_metas(data)
+    if mended:
+        kinds = ", ".join(sorted(set(mended)))
+        warn(path, f"ignored {len(mended)} meta event{'s' if len(mended) > 1 else ''} of the wrong length ({kinds})")
+    return data
+
+
+def check_span(path: str | Path, quarters: float) -> None:
+    """InputError when a file's notes run to quarter note `quarters`, past the MAX_QUARTERS a piece may span."""
+    if quarters > MAX_QUARTERS:
+        raise InputError(f"{path}: a note ends at quarter note {quarters:,.0f}, past the "
+                         f"{MAX_QUARTERS:,} a piece may span (a corrupt delta time?)")
+
+
+def warn(path: str | Path, text: str) -> None:
+    """One line on stderr naming the file: something read that is not what the file meant."""
+    print(f"clara: warning: {path}: {text}", file=sys.stderr)
+
+
+def _parse(data: bytes, path: str | Path) -> tuple[symusic.Score, list[Held]]:
+    """The score symusic reads, and the notes the file never released (which symusic drops), each
+    closed at the next strike of its key or its track's end. The probe is parsed in the file's
+    stead: with nothing left sounding it reads the same, at the cost of one parse."""
+    try:
+        score = symusic.Score.from_midi(probe(data), ttype="tick")
+        if not any(len(t.notes) and t.notes.numpy()["duration"].max() >= PROBE_TICKS for t in score.tracks):
+            return score, []
+    except Exception:  # noqa: BLE001 - the file itself is parsed below, and its error reported
+        pass
+    try:
+        score = symusic.Score.from_midi(data, ttype="tick")
+    except Exception as exc:  # symusic raises RuntimeError/ValueError with a terse reason
+        raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
+    held = unreleased(data)
+    if held:
+        warn(path, f"{len(held)} notes had no note-off; closed at the next strike of their key or the track's end")
+    return score, held
+
+
+def _parts(score: symusic.Score, held: list[Held]) -> list[tuple[int, bool, dict[str, np.ndarray]]]:
+    """(program, drums?, notes as symusic's arrays by field) of each track, then of the notes never
+    released, one part for each track, channel and program they were struck in."""
+    parts = [(t.program, t.is_drum, t.notes.numpy()) for t in score.tracks]
+    groups: dict[tuple[int, int, int], list[Held]] = defaultdict(list)
+    for note in held:
+        groups[note.track, note.channel, note.program].append(note)
+    for (_, channel, program), group in groups.items():
+        arr = {field: np.array([getattr(n, name) for n in group], dtype=np.int64)
+               for field, name in (("time", "start"), ("pitch", "pitch"), ("velocity", "velocity"))}
+        arr["duration"] = np.array([n.end - n.start for n in group], dtype=np.int64)
+        parts.append((program, channel == DRUM_CHANNEL, arr))
+    return parts
 
 
 def _tempos(score: symusic.Score) -> list:
