@@ -392,3 +392,16 @@ def test_a_one_byte_tempo_is_not_read_from_the_bytes_after_it(tiny_model, tmp_pa
                                        "wrong length (a tempo of 1 byte, not 3)\n")
     tempos = [m.tempo for t in mido.MidiFile(str(out)).tracks for m in t if m.type == "set_tempo"]
     assert tempos == [mido.bpm2tempo(120)]
+
+
+def test_a_symlink_loop_is_called_one(tmp_path, capsys):
+    """It was reported as 'a dangling link'."""
+    (tmp_path / "a.mid").symlink_to(tmp_path / "b.mid")
+    (tmp_path / "b.mid").symlink_to(tmp_path / "a.mid")
+    (tmp_path / "self.mid").symlink_to(tmp_path / "self.mid")
+    for name in ("a.mid", "self.mid"):
+        assert main(["encode", str(tmp_path / name), "-o", str(tmp_path / "x.txt")]) == 1
+        one_line(capsys.readouterr().err, name, "not a regular file (a symlink loop)")
+    (tmp_path / "dangling.mid").symlink_to(tmp_path / "nowhere.mid")
+    assert main(["encode", str(tmp_path / "dangling.mid"), "-o", str(tmp_path / "x.txt")]) == 1
+    one_line(capsys.readouterr().err, "dangling.mid", "not a regular file (a dangling link)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import stat
 from pathlib import Path
 
@@ -33,13 +34,14 @@ def read_music(source: str | Path, sustain_pedal: bool = True) -> Piece:
 
 def not_regular(path: str | Path) -> str | None:
     """None for a regular file (or a link to one); else why it cannot be read as music: no such
-    file, a folder, a FIFO, a dangling link... (reading a FIFO would wait for a writer forever)."""
+    file, a folder, a FIFO, a dangling link, a symlink loop... (reading a FIFO would wait for a writer
+    forever)."""
     path = Path(path)
     try:
         mode = path.stat().st_mode
     except OSError as exc:
-        if path.is_symlink():
-            return "not a regular file (a dangling link)"
+        if path.is_symlink():  # stat follows links: ELOOP for a loop, ENOENT at the end of a dangling one
+            return f"not a regular file ({'a symlink loop' if exc.errno == errno.ELOOP else 'a dangling link'})"
         return "no such file" if isinstance(exc, FileNotFoundError) else f"cannot read ({exc.strerror})"
     if stat.S_ISREG(mode):
         return None
