@@ -405,3 +405,102 @@ def test_a_symlink_loop_is_called_one(tmp_path, capsys):
     (tmp_path / "dangling.mid").symlink_to(tmp_path / "nowhere.mid")
     assert main(["encode", str(tmp_path / "dangling.mid"), "-o", str(tmp_path / "x.txt")]) == 1
     one_line(capsys.readouterr().err, "dangling.mid", "not a regular file (a dangling link)")
+
+
+# --- clara live --play: the file read as encode reads it ---------------------------------------------
+
+TPQ_0 = bytes.fromhex("4d546864000000060000000100004d54726b0000000d00903c408360803c4000ff2f00")
+A_NOTE = b"\x00\x90\x3c\x40\x83\x60\x80\x3c\x00\x00\xff\x2f\x00"
+
+
+def test_play_refuses_a_division_of_0_ticks_as_encode_does(tmp_path, capsys):
+    """mido raised ZeroDivisionError."""
+    from clara_live.errors import InputError
+    from clara_live.live.playback import performance
+
+    (tmp_path / "tpq0.mid").write_bytes(TPQ_0)
+    with pytest.raises(InputError) as played:
+        performance(tmp_path / "tpq0.mid")
+    assert main(["encode", str(tmp_path / "tpq0.mid"), "-o", str(tmp_path / "x.txt")]) == 1
+    assert one_line(capsys.readouterr().err) == f"clara: error: {played.value}"
+    assert "tpq0.mid: not a readable MIDI file (a time division of 0 ticks a quarter note)" in str(played.value)
+
+
+def test_play_plays_a_format_2_file_s_tracks_together_as_encode_reads_them(tmp_path):
+    """mido raised `TypeError: can't merge tracks in type 2`."""
+    from clara_live.live.playback import performance
+
+    (tmp_path / "fmt2.mid").write_bytes(_smf(A_NOTE, A_NOTE.replace(b"\x3c", b"\x40"), fmt=2))
+    assert performance(tmp_path / "fmt2.mid") == [(0.0, [0x90, 60, 64]), (0.0, [0x90, 64, 64]),
+                                                  (0.5, [0x80, 60, 0]), (0.5, [0x80, 64, 0])]
+
+
+def test_play_ignores_a_tempo_of_the_wrong_length_as_encode_does(tmp_path, capsys):
+    from clara_live.live.playback import performance
+
+    (tmp_path / "tempo.mid").write_bytes(_smf(b"\x00\xff\x51\x01\x05" + A_NOTE, fmt=0))
+    assert performance(tmp_path / "tempo.mid") == [(0.0, [0x90, 60, 64]), (0.5, [0x80, 60, 0])]
+    assert "tempo.mid: ignored 1 meta event of the wrong length (a tempo of 1 byte, not 3)" in capsys.readouterr().err
+
+
+def test_play_refuses_a_fifo_rather_than_waiting_for_a_writer(tmp_path):
+    import threading
+
+    from clara_live.errors import InputError
+    from clara_live.live.playback import performance
+
+    os.mkfifo(tmp_path / "fifo.mid")
+    raised: list[Exception] = []
+
+    def play() -> None:
+        try:
+            performance(tmp_path / "fifo.mid")
+        except InputError as exc:
+            raised.append(exc)
+
+    reader = threading.Thread(target=play, daemon=True)
+    reader.start()
+    reader.join(10)
+    if reader.is_alive():  # let the blocked open return
+        os.close(os.open(tmp_path / "fifo.mid", os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("performance() waited on a FIFO")
+    assert [str(e) for e in raised] == [f"{tmp_path / 'fifo.mid'}: not a regular file (a FIFO)"]
+
+
+def test_play_of_10000_tracks_is_read_in_bounded_time(tmp_path):
+    import time
+
+    from clara_live.live.playback import performance
+
+    one = b"\x00\x90\x3c\x40\x60\x80\x3c\x00\x00\xff\x2f\x00"
+    (tmp_path / "many.mid").write_bytes(_smf(*[one] * 10_000))
+    began = time.perf_counter()
+    played = performance(tmp_path / "many.mid")
+    assert len(played) == 20_000 and played[-1][0] == 0.1
+    assert time.perf_counter() - began < 10  # ~1 s here
+
+
+def test_play_refuses_notes_past_the_span_encode_refuses(tmp_path, capsys):
+    from clara_live.errors import InputError
+    from clara_live.live.playback import performance
+
+    late = b"\x00\x90\x3c\x40\x01\x80\x3c\x00\xff\xff\xff\x7f\x90\x3e\x40\x01\x80\x3e\x00\x00\xff\x2f\x00"
+    (tmp_path / "late.mid").write_bytes(_smf(late, fmt=0, ticks_per_beat=1))
+    with pytest.raises(InputError) as played:
+        performance(tmp_path / "late.mid")
+    assert main(["encode", str(tmp_path / "late.mid"), "-o", str(tmp_path / "x.txt")]) == 1
+    assert one_line(capsys.readouterr().err) == f"clara: error: {played.value}"
+
+
+@pytest.mark.parametrize("name, data", [("tpq0.mid", TPQ_0), ("fmt2-empty.mid", _smf(b"\x00\xff\x2f\x00", fmt=2))],
+                         ids=["ticks-per-beat-0", "format-2"])
+def test_live_play_of_a_bad_file_is_one_line_and_exit_1(tiny_model, tmp_path, name, data):
+    """As a user runs it; no MIDI system is needed to play a file (as in test_live_failures)."""
+    (tmp_path / name).write_bytes(data)
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}
+    done = subprocess.run([sys.executable, "-m", "clara_live", "live", "--play", str(tmp_path / name), "--no-ui",
+                           "--model", str(tiny_model), "--midi-api", "jack", "--set", "live.audio_driver=none",
+                           "--save-dir", str(tmp_path / "sessions")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 1, done.stdout + done.stderr
+    one_line(done.stderr, name)

@@ -9,6 +9,7 @@ tell it from a player.
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -16,21 +17,31 @@ from pathlib import Path
 
 from clara_live.errors import InputError
 from clara_live.live.midi import DRUMS, OpenNotes, is_note_on
+from clara_live.music.midi_io import check_span, midi_bytes
+from clara_live.music.read import not_regular
 
 Sink = Callable[[list[int], float], None]
 
 
 def performance(path: str | Path, speed: float = 1.0) -> list[tuple[float, list[int]]]:
     """(seconds from the start, message) for every note on/off and controller of the file, in order,
-    played `speed` times as fast. Raises InputError (one line naming the file) when it cannot be read
-    or holds no notes."""
+    played `speed` times as fast. The file is read as encoding reads it (midi_io.midi_bytes: the same
+    refusals, the same metas of a wrong length ignored, a format-2 file's tracks played together, the
+    same span). Raises InputError (one line naming the file) when it cannot be read or holds no notes."""
     import mido
 
     if not speed > 0:
         raise InputError(f"speed {speed}: must be positive")
     path = Path(path)
+    kind = not_regular(path)
+    if kind is not None:
+        raise InputError(f"{path}: {kind}")
+    data = midi_bytes(path)
     try:
-        midi = mido.MidiFile(str(path))
+        midi = mido.MidiFile(file=io.BytesIO(data))
+        if midi.type == 2:  # independent sequences: symusic reads them as one piece, and so do we
+            midi.type = 1
+        check_span(path, max(map(_last_note, midi.tracks), default=0) / midi.ticks_per_beat)
         t, out = 0.0, []
         for message in midi:  # merged tracks, delta times in seconds through the tempo map
             t += message.time
@@ -44,6 +55,16 @@ def performance(path: str | Path, speed: float = 1.0) -> list[tuple[float, list[
     if not any(is_note_on(m) for _, m in out):
         raise InputError(f"{path}: no notes to play")
     return out
+
+
+def _last_note(track) -> int:
+    """The tick of a track's last note message (0 with none)."""
+    tick = last = 0
+    for message in track:
+        tick += message.time
+        if message.type in ("note_on", "note_off"):
+            last = tick
+    return last
 
 
 class TimedInput:
