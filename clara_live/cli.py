@@ -369,7 +369,7 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
             print(f"clara: error: {exc}", file=sys.stderr)
     if not sequences:  # every input was reported above
         return 1
-    result = {**score(loaded.model, sequences), "files": len(sequences), "notes": notes}
+    result = {**score(loaded.model, sequences, progress=sys.stderr.isatty()), "files": len(sequences), "notes": notes}
     result["bits_per_note"] = bits_per_note(result["nll"], result["tokens"], notes)
     if args.json:
         print(json.dumps(result, allow_nan=False))  # always JSON: a NaN would be a bug, raised here

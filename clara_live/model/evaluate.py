@@ -11,25 +11,31 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from clara_live.model.awd_lstm import AWDLSTM, detach
 
 
 @torch.no_grad()
 def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, batch_size: int = 16,
-          max_tokens: int = 0) -> dict:
+          max_tokens: int = 0, progress: bool = False) -> dict:
     """Sum of NLL and hits over every predicted token; each sequence starts from a zero state.
 
     Sequences are packed side by side (batch_size at a time, each padded to the longest of
     its batch) and run in chunks of `chunk` steps with the hidden state carried, which is
     exactly sequential evaluation. The first token of a sequence has no context and is not
-    predicted. max_tokens > 0 stops after roughly that many predictions.
+    predicted. max_tokens > 0 stops after roughly that many predictions. progress: a bar on stderr
+    counting the tokens scored (the model is nearly all the time: ~700 tokens a second on a busy
+    2-core CPU for the shipped notewise model, so a 50 MB file of 11 million tokens takes hours).
     """
     was_training = model.training
     model.eval()
     device = model.embed.weight.device
     nll, hits, count = 0.0, 0, 0
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
+    total = sum(max(len(s) - 1, 0) for s in sequences)
+    bar = tqdm(total=min(total, max_tokens) if max_tokens else total, desc="scoring", unit="token",
+               unit_scale=True, disable=not progress, leave=False)
     for start in range(0, len(order), batch_size):
         group = [sequences[i] for i in order[start:start + batch_size] if len(sequences[i]) > 1]
         if not group:
@@ -51,9 +57,12 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
             losses = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
             nll += losses[valid].sum().item()
             hits += (logits.argmax(-1) == targets)[valid].sum().item()
-            count += int(valid.sum().item())
+            scored = int(valid.sum().item())
+            count += scored
+            bar.update(scored)
         if max_tokens and count >= max_tokens:
             break
+    bar.close()
     model.train(was_training)
     mean = nll / count if count else float("nan")
     return {"nll": mean, "perplexity": math.exp(mean) if count else float("nan"),
