@@ -26,6 +26,7 @@ pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `mak
 MAESTRO = REPO.parent / "shared" / "midi" / "maestro" / "maestro_1.mid"
 NOTE_ON, NOTE_OFF, CONTROL = 0x90, 0x80, 0xB0
 NO_JACK = {"JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}
+EXIT_AFTER_LOSS = 1.0  # seconds from a JACK server's exit to clara live's (saved by then)
 
 
 class Run(LiveProcess):
@@ -155,7 +156,9 @@ def test_a_jack_server_that_stops_ends_the_session_in_one_line_and_it_is_saved(t
     assert len(errors) == 1 and "JACK server stopped" in errors[0], run.text
     assert "Traceback" not in run.text and "Cannot read socket" not in run.text  # libjack's own noise kept quiet
     assert "session saved" in run.text and run.session() is not None
-    assert ended < 10.0  # noticed at all (how fast: benchmarks/live_failures.py)
+    # promptly: closing a stopped server's JACK output alone waited a second (1.61-2.03 s in all before);
+    # the figures over many runs: benchmarks/live_failures.py
+    assert ended < EXIT_AFTER_LOSS, f"exited {ended:.2f} s after the server stopped"
 
 
 def test_an_unplugged_keyboard_ends_the_session_and_every_note_clara_opened_is_closed(jack_server, tmp_path):  # noqa: F811

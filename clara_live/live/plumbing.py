@@ -12,7 +12,7 @@ from clara_live.config import Config
 from clara_live.errors import ClaraError
 from clara_live.live.computer_keys import TerminalKeys
 from clara_live.live.playback import TimedInput, performance
-from clara_live.live.watch import JackServerWatch
+from clara_live.live.watch import JackServerWatch, Watchdog
 
 if TYPE_CHECKING:
     from clara_live.live.app import LiveOptions
@@ -106,11 +106,11 @@ def clara_output(options: LiveOptions, config: Config, api: int | None, notices:
         return SilentOutput(), True
 
 
-def checks(api: int | None, source, output, stack: contextlib.ExitStack) -> list:
-    """What the watchdog watches: the JACK server, and the ports and synth that can go away."""
+def watchdog(api: int | None, source, output, stack: contextlib.ExitStack) -> Watchdog:
+    """The watchdog over what can go away (the JACK server, the ports and synth), closed with stack."""
     from clara_live.live import ports
 
-    checks = []
+    checks, server = [], None
     if api is not None and ports.api_label(api) == "jack":
         with contextlib.suppress(OSError):
             server = JackServerWatch()
@@ -120,7 +120,20 @@ def checks(api: int | None, source, output, stack: contextlib.ExitStack) -> list
         gone = getattr(part, "gone", None)
         if gone is not None:
             checks.append(gone)
-    return checks
+    dog = Watchdog(checks)
+    stack.callback(dog.close)
+    if server is not None:
+        server.on_lost = dog.wake  # a stopped server heard at once, not at the next check
+        # the stack unwinds in reverse, so this runs before the output's close: a port of a server that
+        # stopped is abandoned, not closed (closing a JACK output would wait a second for nothing)
+        stack.callback(_abandon_if_lost, server, output)
+    return dog
+
+
+def _abandon_if_lost(server: JackServerWatch, output) -> None:
+    abandon = getattr(output, "abandon", None)
+    if server.lost is not None and abandon is not None:
+        abandon()
 
 
 def render_session(path: Path, config: Config, out: TextIO) -> None:

@@ -29,6 +29,7 @@ _AUTO = {"darwin": ("coremidi", "jack"), "win32": ("winmm",)}  # elsewhere ("als
 _ALSA_SEQ = "/dev/snd/seq"
 _JACK_SETTLE = 0.05  # seconds to wait before unregistering a JACK port, see _release
 Sink = Callable[[list[int], float], None]
+_abandoned: list = []  # rtmidi clients of a MIDI system that went away, never closed: see OutputPort.abandon
 
 
 class MidiSystemError(ClaraError):
@@ -262,8 +263,19 @@ class OutputPort:
             present = self._closed or self.name in self._midi.get_ports()
         return None if present else f"MIDI output {self.name} is gone"
 
+    def abandon(self) -> None:
+        """Leave the port without closing it, once its MIDI system is gone (a stopped JACK server): RtMidi's
+        JACK output waits up to a second in closePort, holding the GIL, for a server cycle that will never
+        come. The client is kept for the life of the process, so nothing closes it later; close() is then
+        a no-op. Safe to call again, and while a send is stuck."""
+        if not self._closed:
+            self._closed = True
+            _abandoned.append(self._midi)
+
     def close(self) -> None:
         """Close the port; safe to call again."""
+        if self._closed:
+            return
         if not self._lock.acquire(timeout=self.CLOSE_TIMEOUT):
             self._closed = True  # a send is stuck in rtmidi; deleting the client under it would crash
             return

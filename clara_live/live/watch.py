@@ -5,7 +5,8 @@ goes on filling a ring buffer nobody drains. `JackServerWatch` is a small JACK c
 through libjack (ctypes), whose shutdown callback JACK calls when the server goes, however it goes.
 `Watchdog` is a thread that every PERIOD seconds asks each check whether what it watches is still
 there (the server watch, a keyboard's port, FluidSynth's process) and keeps the first reason it
-hears in `lost`; the session's loop reads that attribute each tick and ends within a second.
+hears in `lost`; the session's loop reads that attribute each tick and ends within a second. The
+server watch wakes it at once (`wake`), so a stopped server is heard within milliseconds.
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class JackServerWatch:
         lib.jack_set_info_function(_keep)
         self._lib = lib
         self.lost: str | None = None
+        self.on_lost: Callable[[], None] | None = None  # called on libjack's thread once the server went
         status = ctypes.c_int(0)
         # the pid in the name: libjack names each client's socket by client name, whatever the server
         client = lib.jack_client_open(f"clara-watch-{os.getpid()}".encode(), JACK_NO_START_SERVER,
@@ -85,6 +87,8 @@ class JackServerWatch:
     def _shutdown(self, code: int, reason: bytes | None, arg: int | None) -> None:  # noqa: ARG002 - JACK's signature
         text = (reason or b"").decode("utf-8", "replace").strip()
         self.lost = "the JACK server stopped" + (f" ({text})" if text else "")
+        if self.on_lost is not None:
+            self.on_lost()
 
     def check(self) -> str | None:
         return self.lost
@@ -98,18 +102,28 @@ class JackServerWatch:
 
 
 class Watchdog:
-    """Runs every check each PERIOD seconds on a thread; `lost` holds the first reason one gave."""
+    """Runs every check each PERIOD seconds, or at once when woken, on a thread; `lost` holds the first
+    reason one gave."""
 
     def __init__(self, checks: list[Check], period: float = PERIOD) -> None:
         self.checks = checks
         self.period = period
         self.lost: str | None = None
-        self._stop = threading.Event()
+        self._closing = False
+        self._due = threading.Event()
         self._thread = threading.Thread(target=self._run, name="clara-watchdog", daemon=True)
         self._thread.start()
 
+    def wake(self) -> None:
+        """Run the checks now, not at the end of the period (from any thread)."""
+        self._due.set()
+
     def _run(self) -> None:
-        while self.lost is None and not self._stop.wait(self.period):
+        while self.lost is None:
+            self._due.wait(self.period)
+            self._due.clear()
+            if self._closing:
+                return
             for check in self.checks:
                 try:
                     reason = check()
@@ -120,5 +134,6 @@ class Watchdog:
                     return
 
     def close(self) -> None:
-        self._stop.set()
+        self._closing = True
+        self._due.set()
         self._thread.join(1.0)
