@@ -66,6 +66,15 @@ class Studio:
         self.player.close()
 
 
+def excuse_loss(realtime: bool, what: str) -> None:
+    """Called once a message is seen lost: an xfail only where JACK runs without realtime scheduling
+    (jackd -R refused), whose starved clients miss whole cycles on a busy machine (a 1,000 message/s
+    burst lost ~10 messages in one run in six); with it, none was lost in 31 runs (BENCHMARKS), so
+    there a loss is a failure, however many cycles the server logged as missed."""
+    if not realtime:
+        pytest.xfail(f"JACK runs without realtime scheduling here, so its clients miss whole cycles: {what}")
+
+
 def _sleep_until(t: float) -> None:
     while (left := t - time.monotonic()) > 0:
         time.sleep(min(left, 0.002))
@@ -106,7 +115,8 @@ def studio(jack_server, tmp_path):  # noqa: F811 - the fixture's name
     live.kill()
 
 
-def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio, jack_server):  # noqa: F811
+def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio, jack_server,  # noqa: F811
+                                                                          jack_realtime):  # noqa: F811
     live, studio = studio
     missed = xruns(jack_server)
     for attempt in range(2):  # the phrase again if none of it reached Clara (a route still settling, or XRuns)
@@ -136,13 +146,10 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
     # about as long as the call: 8 beats
     offs = [t for t, m in answer if m[0] & 0xF0 in (NOTE_OFF, NOTE_ON)]
     assert 4 * BEAT <= max(offs) - first <= 8 * BEAT + JITTER
-    try:
-        assert _unpaired(answer) == []
-    except AssertionError:
-        if xruns(jack_server) > missed:  # seen on a 2-core VM under load: a lost note-off, in any client
-            pytest.xfail(f"the JACK server logged {xruns(jack_server) - missed} missed cycles while Clara played "
-                         "and a message was lost on its way to the listener")
-        raise
+    if _unpaired(answer):  # seen on a 2-core VM under load without -R: a lost note-off, in any client
+        excuse_loss(jack_realtime, f"a message lost on its way to the listener ({xruns(jack_server) - missed} "
+                                   f"missed cycles logged): {_unpaired(answer)}")
+    assert _unpaired(answer) == []
     assert all(m[2] == 90 for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0)  # the player's velocity
     # SIGTERM while silent: only the panic follows
     before = len(studio.heard)
@@ -157,9 +164,9 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
     assert "Player" in names and "Clara" in names
     player = midi.tracks[names.index("Player")]
     struck = sum(1 for m in player if m.type == "note_on" and m.velocity > 0)
-    if struck != 8 and xruns(jack_server) > missed:
-        pytest.xfail(f"the session saved {struck} of the player's 8 notes while the JACK server logged "
-                     f"{xruns(jack_server) - missed} missed cycles (a message lost on its way in)")
+    if struck != 8:
+        excuse_loss(jack_realtime, f"the session saved {struck} of the player's 8 notes (a message lost on its way "
+                                   f"in; {xruns(jack_server) - missed} missed cycles logged)")
     assert struck == 8
 
 
@@ -231,11 +238,9 @@ def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(
         received = [line for line in live.lines if line.startswith("session:")]
         echoed = [m for _, m in studio.clara(channel=1) if m[0] & 0xF0 in (NOTE_ON, NOTE_OFF)]  # not the panic
         complete = bool(received) and f"session: {8 + len(sent)} messages in" in received[0]
-        if not jack_realtime and not (complete and echoed == sent):
-            pytest.xfail(f"JACK runs without realtime scheduling here, so its clients miss cycles: {received}")
-        if missed and not (complete and echoed == sent):  # seen on a 2-core VM: every client, the test's own too
-            pytest.xfail(f"the JACK server logged {missed} missed cycles during the burst: this machine starves "
-                         f"its realtime clients (the test's sender and listener as well as Clara's): {received}")
+        if not (complete and echoed == sent):
+            excuse_loss(jack_realtime, f"{len(echoed)} of {len(sent)} came back, {received} ({missed} missed cycles "
+                                       "logged during the burst)")
         assert complete, received  # clara live read every message
         assert len(echoed) == len(sent), f"{len(echoed)} of {len(sent)} came back"
         assert echoed == sent  # complete and in order
@@ -243,3 +248,9 @@ def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(
     finally:
         studio.close()
         live.kill()
+
+
+def test_a_lost_message_is_excused_only_where_jack_runs_without_realtime_scheduling():
+    excuse_loss(True, "a lost note-off")  # returns: the caller's assertion then fails, missed cycles or not
+    with pytest.raises(pytest.xfail.Exception, match="without realtime scheduling"):
+        excuse_loss(False, "a lost note-off")
