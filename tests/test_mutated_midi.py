@@ -260,3 +260,27 @@ def test_mutated_files_end_in_output_or_one_line(tmp_path, capsys, tiny_model, h
 def test_the_variants_are_the_same_every_run():
     first, again = variants(24), variants(24)
     assert first == again and len({data for _, data in first}) == 24
+
+
+def test_mutated_files_are_played_or_refused_in_one_line(tmp_path, capsys):
+    """`clara live --play`'s reader (mido, behind encode's checks): the same variants end in messages at
+    finite, ordered times, or in an InputError naming the file; nothing else escapes."""
+    from clara_live.errors import InputError
+    from clara_live.live.playback import performance
+
+    played = refused = 0
+    for name, data in variants():
+        source = tmp_path / f"{name}.mid"
+        source.write_bytes(data)
+        try:
+            events = performance(source)
+        except InputError as exc:
+            assert source.name in str(exc) and "\n" not in str(exc), str(exc)
+            refused += 1
+            continue
+        times = [t for t, _ in events]
+        assert all(math.isfinite(t) for t in times) and times == sorted(times), name
+        assert all(len(m) == 3 and m[0] >= 0x80 and max(m[1:]) < 0x80 for _, m in events), name
+        played += 1
+    assert played >= 20 and refused >= 20, (played, refused)
+    capsys.readouterr()
