@@ -201,7 +201,7 @@ def test_an_unplugged_keyboard_ends_the_session_and_every_note_clara_opened_is_c
     assert sounding == set(), heard
 
 
-def test_two_sessions_with_one_client_name_each_print_their_own_ports(jack_server, tmp_path):  # noqa: F811
+def test_two_sessions_on_one_server_name_their_ports_apart_and_print_them(jack_server, tmp_path):  # noqa: F811
     first = Run(tmp_path / "a", "--midi-api", "jack", "--virtual", "--no-save")
     second = None
     try:
@@ -217,6 +217,11 @@ def test_two_sessions_with_one_client_name_each_print_their_own_ports(jack_serve
             assert ins in outputs and outs in inputs, (line, inputs, outputs)  # others write to our input
             named += [ins, outs]
         assert len(set(named)) == 4, named
+        # the ports a user sees in a patchbay differ by name, not only by JACK's client suffix ("clara-01")
+        assert [n.split(":", 1)[1] for n in named] == ["Clara In", "Clara Out", "Clara 2 In", "Clara 2 Out"], named
+        said = [line for line in second.lines if "another Clara is running" in line]
+        assert len(said) == 1 and "'Clara 2 In' and 'Clara 2 Out'" in said[0], second.text
+        assert not any("another Clara" in line for line in first.lines), first.text
     finally:
         for run in (first, second):
             if run is not None:

@@ -20,7 +20,7 @@ import pytest
 from jack_fixture import jack_realtime, jack_server  # noqa: F401
 
 from clara_live.errors import ClaraError, InputError
-from clara_live.live.port_names import find_port
+from clara_live.live.port_names import find_port, virtual_stem
 from clara_live.live.ports import (
     API_NAMES,
     InputPort,
@@ -107,6 +107,19 @@ def _await_queue_route(out: OutputPort, inp: InputPort) -> None:
 ])
 def test_find_port_matches(spec, index):
     assert find_port(NAMES, spec, "input") == index
+
+
+@pytest.mark.parametrize(("names", "stem"), [
+    ([], "Clara"),
+    (["system:midi_capture_1", "tester:Clara Inside", "tester:My Clara In"], "Clara"),  # others' look-alikes
+    (["clara:Clara In", "clara:Clara Out"], "Clara 2"),                  # another session (JACK)
+    (["clara:Clara In 128:0"], "Clara 2"),                               # ALSA's "client:port client:port"
+    (["clara:Clara Out"], "Clara 2"),                                    # --virtual --synth gives one port
+    (["clara:Clara In", "clara-01:Clara 2 Out", "x:Clara 4 In"], "Clara 3"),  # the lowest number free
+    (["clara-01:Clara 2 In", "clara-01:Clara 2 Out"], "Clara"),          # the first session has left
+])
+def test_virtual_stem_numbers_a_second_session_s_ports(names, stem):
+    assert virtual_stem(names) == stem
 
 
 def test_find_port_refuses_an_ambiguous_substring():

@@ -122,12 +122,13 @@ class LiveApp:
         self.session: Session | None = None
         sink = lambda m, t: self.events.put((m, t))  # noqa: E731 - the readers' one way in
         beat = lambda: self.session.beat_seconds if self.session else 60.0 / live.bpm  # noqa: E731
+        stem = plumbing.virtual_stem(options, self.api, self.notices)  # "Clara", or "Clara 2" beside another
         self.source = player(sink) if player is not None else plumbing.player_input(
-            options, self.api, live.client_name, sink, beat, self.notices)
+            options, self.api, live.client_name, sink, beat, self.notices, stem)
         stack.callback(self.source.close)
         self.silent = False
         if output is None:
-            output, self.silent = plumbing.clara_output(options, config, self.api, self.notices)
+            output, self.silent = plumbing.clara_output(options, config, self.api, self.notices, stem)
         self.output = output
         stack.callback(output.close)
         self.t0 = time.monotonic()

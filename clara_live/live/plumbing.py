@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from clara_live.config import Config
 from clara_live.errors import ClaraError
+from clara_live.live import port_names
 from clara_live.live.computer_keys import TerminalKeys
 from clara_live.live.playback import TimedInput, performance
 from clara_live.live.watch import JackServerWatch, Watchdog
@@ -34,9 +35,24 @@ def midi_system(options: LiveOptions, live, notices: list[str]) -> int | None:
         return None
 
 
-def player_input(options: LiveOptions, api: int | None, client_name: str, sink, beat, notices: list[str]):
-    """The player: a MIDI file, the computer keyboard, or a MIDI input port (named, virtual, or the only
-    keyboard plugged in; with none, the computer keyboard when there is a terminal to play in)."""
+def virtual_stem(options: LiveOptions, api: int | None, notices: list[str]) -> str:
+    """What this session's virtual ports are called: "Clara In" and "Clara Out", or "Clara 2 In" and
+    "Clara 2 Out" where another session's are there already (said in a notice)."""
+    from clara_live.live import ports
+
+    if not options.virtual or api is None:
+        return port_names.STEM
+    inputs, outputs = ports.list_ports(api)
+    stem = port_names.virtual_stem(inputs + outputs)
+    if stem != port_names.STEM:
+        notices.append(f"another Clara is running: this one's ports are '{stem} In' and '{stem} Out'")
+    return stem
+
+
+def player_input(options: LiveOptions, api: int | None, client_name: str, sink, beat, notices: list[str],
+                 stem: str = port_names.STEM):
+    """The player: a MIDI file, the computer keyboard, or a MIDI input port (named, virtual ("{stem} In"), or
+    the only keyboard plugged in; with none, the computer keyboard when there is a terminal to play in)."""
     from clara_live.live import ports
 
     if options.play is not None:
@@ -46,7 +62,7 @@ def player_input(options: LiveOptions, api: int | None, client_name: str, sink, 
     missing = None
     if api is not None:
         if options.virtual and options.input is None:
-            return ports.InputPort(api, virtual="Clara In", client=client_name, sink=sink)
+            return ports.InputPort(api, virtual=f"{stem} In", client=client_name, sink=sink)
         try:
             return ports.InputPort(api, spec=options.input or _keyboard(api), client=client_name, sink=sink)
         except NoKeyboard as err:
@@ -80,15 +96,17 @@ def _keyboard(api: int) -> str:
     raise ClaraError(f"{len(candidates)} MIDI inputs: choose one with --in ({', '.join(candidates)})")
 
 
-def clara_output(options: LiveOptions, config: Config, api: int | None, notices: list[str]):
-    """Where Clara plays, and whether it is silent (no audio device: the session becomes a WAV at the end)."""
+def clara_output(options: LiveOptions, config: Config, api: int | None, notices: list[str],
+                 stem: str = port_names.STEM):
+    """Where Clara plays ("{stem} Out" when virtual), and whether it is silent (no audio device: the session
+    becomes a WAV at the end)."""
     from clara_live.live import ports
     from clara_live.live.synth import FluidSynthOutput, SilentOutput
 
     if options.output is not None:
         return ports.OutputPort(api, spec=options.output, client=config.live.client_name), False
     if options.virtual and not options.synth:
-        return ports.OutputPort(api, virtual="Clara Out", client=config.live.client_name), False
+        return ports.OutputPort(api, virtual=f"{stem} Out", client=config.live.client_name), False
     if config.live.audio_driver == "none":
         notices.append("no sound while playing (live.audio_driver none): the session is rendered to WAV at the end")
         return SilentOutput(), True

@@ -1,9 +1,15 @@
 """Which port a player means: a port named on the command line (exactly, by index, or by a
-unique part of its name) found among the names the MIDI system lists. Pure: no rtmidi here."""
+unique part of its name) found among the names the MIDI system lists; and what a session's own
+virtual ports are called when another session's are there already. Pure: no rtmidi here."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
+
 from clara_live.errors import InputError
+
+STEM = "Clara"  # a session's virtual ports are "Clara In" and "Clara Out"
 
 
 def _numbered(names: list[str]) -> str:
@@ -29,3 +35,16 @@ def find_port(names: list[str], spec: str, kind: str) -> int:
         matches = ", ".join(repr(names[i]) for i in hits)
         raise InputError(f"MIDI {kind} port {spec!r} is ambiguous: it matches {matches}; give more of the name")
     raise InputError(f"no MIDI {kind} port matches {spec!r}; available: {_numbered(names)}")
+
+
+def virtual_stem(names: Iterable[str], stem: str = STEM) -> str:
+    """What to call this session's virtual ports ("{stem} In" and "{stem} Out"): stem itself when no port
+    of that name is there, else "{stem} 2", "{stem} 3", ..., the lowest number no port uses, so a second
+    session is told apart by its port names, not only by the suffix JACK gives its client ("clara-01").
+
+    names: the full names of every port the MIDI system lists, inputs and outputs, as rtmidi gives them
+    ("client:Clara In" on JACK, "client:Clara In 128:0" on ALSA); another program's "Clara In" counts too."""
+    pattern = re.compile(rf"(?:^|:){re.escape(stem)}(?: (\d+))? (?:In|Out)(?: \d+:\d+)?$")
+    taken = {int(m.group(1) or 1) for m in map(pattern.search, names) if m}
+    number = next(n for n in range(1, len(taken) + 2) if n not in taken)
+    return stem if number == 1 else f"{stem} {number}"
