@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import yaml
 
@@ -19,6 +21,8 @@ from clara_live.errors import ClaraError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
 MAX_SEED = 2**64 - 1  # the largest seed torch's generator takes
+MAX_SIZE = 16384  # model.emb_size and model.hidden_size (and a judge's head), at most
+MAX_LAYERS = 16  # model.num_layers, at most
 
 
 class ConfigError(ClaraError):
@@ -43,21 +47,23 @@ class CodecConfig:
     bpm: float = 120.0  # tempo written to decoded MIDI files
     velocity: int = 80  # velocity written to decoded MIDI files
 
+    # the numeric settings' ranges (_check_ranges); the upper ends keep the vocabulary (waits, rests)
+    # and a MIDI file's tempo (at most 0xFFFFFF microseconds a quarter: 4 bpm) within reach
+    RANGES: ClassVar[dict[str, str]] = {
+        "sample_freq": "[1, 480]", "max_wait": "[0, 10000] (0: automatic)", "low_pitch": "[0, 127]",
+        "num_pitches": "[12, 128]", "violin_low": "[0, 127]", "rest_window": "[1, 10000]", "rest_cap": "[0, 10000]",
+        "chord_hold": "(0, 1000]", "bpm": "[4, 1000]", "velocity": "[1, 127]",
+    }
+
     def __post_init__(self) -> None:
         _check(self.encoding in ("notewise", "chordwise"), "codec.encoding",
                f"must be notewise or chordwise, not {self.encoding!r}")
-        _check(self.sample_freq >= 1, "codec.sample_freq", "must be at least 1")
-        _check(self.max_wait >= 0, "codec.max_wait", "must be 0 (automatic) or positive")
-        _check(0 <= self.low_pitch and self.low_pitch + self.num_pitches <= 128, "codec.low_pitch",
-               "low_pitch .. low_pitch + num_pitches - 1 must lie in MIDI 0..127")
-        _check(self.num_pitches >= 12, "codec.num_pitches", "must span at least an octave")
+        _check_ranges(self, "codec")
+        _check(self.low_pitch + self.num_pitches <= 128, "codec.low_pitch, codec.num_pitches",
+               f"{self.low_pitch} + {self.num_pitches} pitches pass MIDI 127")
         _check(self.low_pitch <= self.violin_low <= self.high_pitch - 11, "codec.violin_low",
-               "must leave at least an octave inside the token range")
-        _check(self.rest_window >= 1, "codec.rest_window", "must be at least 1")
-        _check(self.rest_cap >= 0, "codec.rest_cap", "must be 0 or more")
-        _check(self.chord_hold > 0, "codec.chord_hold", "must be positive")
-        _check(self.bpm > 0, "codec.bpm", "must be positive")
-        _check(1 <= self.velocity <= 127, "codec.velocity", "must be 1..127")
+               f"{self.violin_low} must leave an octave inside the token range (at most {self.high_pitch - 11})"
+               if self.violin_low > self.low_pitch else f"{self.violin_low} is below low_pitch {self.low_pitch}")
 
     @property
     def high_pitch(self) -> int:
@@ -84,15 +90,16 @@ class CorpusConfig:
     weights: str = ""  # training: pieces of a corpus drawn this often an epoch, "asap=2,pop909=0.5" (default 1)
     performance_grid: str = "beats"  # annotated performances: "beats" (12 steps an annotated beat) or "seconds"
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "valid_fraction": "[0, 1)", "test_fraction": "[0, 1)", "transpose_low": "[-12, 0]", "transpose_high": "[0, 12]",
+        "workers": "[0, 1024] (0: one per core)", "chord_min_count": "[1, 1e9]",
+    }
+    MAX_WEIGHT: ClassVar[float] = 100.0  # a piece drawn more often than this an epoch is a typo
+
     def __post_init__(self) -> None:
-        _check(0 <= self.valid_fraction < 1, "corpus.valid_fraction", "must be in [0, 1)")
-        _check(0 <= self.test_fraction < 1, "corpus.test_fraction", "must be in [0, 1)")
+        _check_ranges(self, "corpus")
         _check(self.valid_fraction + self.test_fraction < 1, "corpus.test_fraction",
                "valid_fraction + test_fraction must leave a train split")
-        _check(self.transpose_low <= 0 <= self.transpose_high, "corpus.transpose_low",
-               "the range must include 0 (the original key)")
-        _check(self.workers >= 0, "corpus.workers", "must be 0 (one per core) or more")
-        _check(self.chord_min_count >= 1, "corpus.chord_min_count", "must be at least 1")
         self.weight_of("")  # refuses a malformed corpus.weights now, not at training time
         _check(self.performance_grid in ("beats", "seconds"), "corpus.performance_grid",
                f"must be beats or seconds, not {self.performance_grid!r}")
@@ -106,8 +113,8 @@ class CorpusConfig:
                 weight = float(value)
             except ValueError:
                 weight = math.nan
-            _check(bool(name.strip()) and math.isfinite(weight) and weight >= 0, "corpus.weights",
-                   f"{item!r} is not corpus=weight with a weight of 0 or more")
+            _check(bool(name.strip()) and 0 <= weight <= self.MAX_WEIGHT, "corpus.weights",
+                   f"{item!r} is not corpus=weight with a weight in [0, {self.MAX_WEIGHT:g}]")
             weights[name.strip()] = weight
         return weights.get(corpus, 1.0)
 
@@ -126,11 +133,16 @@ class ModelConfig:
     weight_drop: float = 0.4  # wdrop: DropConnect on hidden-to-hidden weights
     tie_weights: bool = True
 
+    # the upper ends: an LSTM of 16 layers of 16,384 is already ~550 GB to train; beyond them a size is
+    # a typo (and torch's storage size overflows before memory runs out: 10**9 did, even on the meta device)
+    RANGES: ClassVar[dict[str, str]] = {
+        "emb_size": f"[1, {MAX_SIZE}]", "hidden_size": f"[1, {MAX_SIZE}]", "num_layers": f"[1, {MAX_LAYERS}]",
+        "dropout_emb": "[0, 1)", "dropout_input": "[0, 1)", "dropout_hidden": "[0, 1)", "dropout_output": "[0, 1)",
+        "weight_drop": "[0, 1)",
+    }
+
     def __post_init__(self) -> None:
-        _check(self.emb_size >= 1 and self.hidden_size >= 1, "model.hidden_size", "sizes must be positive")
-        _check(self.num_layers >= 1, "model.num_layers", "must be at least 1")
-        for name in ("dropout_emb", "dropout_input", "dropout_hidden", "dropout_output", "weight_drop"):
-            _check(0.0 <= getattr(self, name) < 1.0, f"model.{name}", "must be in [0, 1)")
+        _check_ranges(self, "model")
 
 
 @dataclass(frozen=True)
@@ -158,21 +170,23 @@ class TrainingConfig:
     max_steps: int = 0  # stop after this many steps in all (0: run every epoch)
     eval_tokens: int = 0  # cap on validation tokens per evaluation (0: the whole split)
 
+    # a negative clip flips the gradient; a negative alpha, beta or weight decay rewards what it should
+    # punish; the seed times 1000 (plus the rank) must stay a torch seed
+    RANGES: ClassVar[dict[str, str]] = {
+        "batch_size": "[1, 65536]", "bptt": "[2, 10000]", "epochs": "[1, 100000]", "lr": "(0, 10]",
+        "weight_decay": "[0, 1]", "warmup_fraction": "(0, 1)", "clip": "(0, 1000]", "alpha": "[0, 1000]",
+        "beta": "[0, 1000]", "checkpoint_every": "[1, 1e9]", "log_every": "[1, 1e9]", "seed": "[0, 4294967295]",
+        "max_steps": "[0, 1e12] (0: every epoch)", "eval_tokens": "[0, 1e12] (0: the whole split)",
+    }
+
     def __post_init__(self) -> None:
         if isinstance(self.onednn, bool):
             object.__setattr__(self, "onednn", "on" if self.onednn else "off")
         _check(self.onednn in ("auto", "on", "off"), "training.onednn", f"must be auto, on or off, not {self.onednn!r}")
-        _check(self.batch_size >= 1, "training.batch_size", "must be at least 1")
-        _check(self.bptt >= 2, "training.bptt", "must be at least 2")
-        _check(self.epochs >= 1, "training.epochs", "must be at least 1")
-        _check(self.lr > 0, "training.lr", "must be positive")
-        _check(0 < self.warmup_fraction < 1, "training.warmup_fraction", "must be in (0, 1)")
-        _check(self.checkpoint_every >= 1, "training.checkpoint_every", "must be at least 1")
-        _check(self.log_every >= 1, "training.log_every", "must be at least 1")
+        _check_ranges(self, "training")
         _check(self.device in ("auto", "cpu", "cuda"), "training.device", "must be auto, cpu or cuda")
         _check(self.precision in ("auto", "fp32", "bf16"), "training.precision",
                f"must be auto, fp32 or bf16, not {self.precision!r}")
-        _check(self.max_steps >= 0 and self.eval_tokens >= 0, "training.max_steps", "must be 0 or more")
 
 
 @dataclass(frozen=True)
@@ -206,24 +220,18 @@ class SamplingConfig:
     # near real music as without it, reusing the player's motifs (BENCHMARKS.md, answer quality)
     motif_pull: float = 4.5
 
+    # a temperature under 0.01 or a cache_theta over 1000 overflows float32 logits into NaN
+    RANGES: ClassVar[dict[str, str]] = {
+        "random_freq": "[0, 1]", "top_k": "[0, 1000000] (0: no limit)", "top_p": "(0, 1]", "temperature": "[0.01, 100]",
+        "min_p": "[0, 1) (0: no limit)", "seed": f"[-1, {MAX_SEED}] (-1: fresh each run)", "polyphony": "[1, 128]",
+        "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",
+        "phrase_bars": "[1, 1000]", "beats_per_bar": "[1, 32]", "cache_size": "[1, 100000]",
+        "cache_theta": "[0, 1000]", "cache_lambda": "[0, 1)", "register_pull": "[0, 20] (0: off)",
+        "motif_pull": "[0, 20] (0: off)",
+    }
+
     def __post_init__(self) -> None:
-        _check(0.0 <= self.random_freq <= 1.0, "sampling.random_freq", "must be in [0, 1]")
-        _check(self.top_k >= 0, "sampling.top_k", "must be 0 (no limit) or more")
-        _check(0.0 < self.top_p <= 1.0, "sampling.top_p", "must be in (0, 1]")
-        _check(self.temperature > 0.0, "sampling.temperature", "must be positive")
-        _check(0.0 <= self.min_p < 1.0, "sampling.min_p", "must be in [0, 1)")
-        _check(-1 <= self.seed <= MAX_SEED, "sampling.seed", f"must be -1 (fresh each run) or a seed 0..{MAX_SEED}")
-        _check(self.polyphony >= 1, "sampling.polyphony", "must be at least 1")
-        _check(self.max_note_quarters > 0, "sampling.max_note_quarters", "must be positive")
-        _check(self.max_repeats >= 0, "sampling.max_repeats", "must be 0 (no guard) or more")
-        _check(self.prompt_tokens >= 1, "sampling.prompt_tokens", "must be at least 1")
-        _check(self.phrase_bars >= 1, "sampling.phrase_bars", "must be at least 1")
-        _check(self.beats_per_bar >= 1, "sampling.beats_per_bar", "must be at least 1")
-        _check(self.cache_size >= 1, "sampling.cache_size", "must be at least 1")
-        _check(self.cache_theta >= 0.0, "sampling.cache_theta", "must be 0 or more")
-        _check(0.0 <= self.cache_lambda < 1.0, "sampling.cache_lambda", "must be in [0, 1)")
-        _check(self.register_pull >= 0.0, "sampling.register_pull", "must be 0 (off) or more")
-        _check(0.0 <= self.motif_pull <= 20.0, "sampling.motif_pull", "must be in [0 (off), 20]")
+        _check_ranges(self, "sampling")
 
 
 # Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any
@@ -245,10 +253,12 @@ class InferenceConfig:
     precision: str = "auto"  # auto (int8 on CPU, fp32 on CUDA) | fp32 | int8 (CPU only)
     threads: int = 1  # CPU threads for the model; 0 = torch's default
 
+    RANGES: ClassVar[dict[str, str]] = {"threads": "[0, 1024] (0: torch's default)"}
+
     def __post_init__(self) -> None:
         _check(self.device in ("auto", "cpu", "cuda"), "inference.device", "must be auto, cpu or cuda")
         _check(self.precision in ("auto", "fp32", "int8"), "inference.precision", "must be auto, fp32 or int8")
-        _check(self.threads >= 0, "inference.threads", "must be 0 (torch's default) or more")
+        _check_ranges(self, "inference")
 
 
 @dataclass(frozen=True)
@@ -288,24 +298,23 @@ class LiveConfig:
     audio_driver: str = ""  # --synth: FluidSynth's audio driver ("": its default; jack under JACK MIDI;
     # none: no sound while playing, the session rendered to WAV beside its MIDI at the end)
 
+    RANGES: ClassVar[dict[str, str]] = {
+        "bpm": "[20, 300]", "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
+        "max_answer_bars": "[1, 64]", "channel": "[1, 16]", "velocity": "[1, 127]", "velocity_window": "[1, 1000]",
+        "tap_cc": "[-1, 127] (-1: none)", "tap_note": "[-1, 127] (-1: none)", "metronome_channel": "[1, 16]",
+        "metronome_note": "[0, 126] (the other beats are a semitone up)", "cc_temperature": "[-1, 127] (-1: none)",
+        "cc_top_k": "[-1, 127] (-1: none)", "cc_random_freq": "[-1, 127] (-1: none)", "lookahead": "(0, 10]",
+        # each candidate is a sampler stream and a critic's judgement before the answer is due
+        "candidates": "[1, 64]",
+    }
+
     def __post_init__(self) -> None:
         _check(self.mode in ("call-response", "suggest"), "live.mode", "must be call-response or suggest")
         _check(self.midi_api in ("auto", "alsa", "jack", "coremidi", "winmm"), "live.midi_api",
                "must be auto, alsa, jack, coremidi or winmm")
-        _check(20.0 <= self.bpm <= 300.0, "live.bpm", "must be 20..300")
+        _check_ranges(self, "live")
         _check(self.tempo_method in ("learned", "classic"), "live.tempo_method", "must be learned or classic")
         _check(bool(self.client_name.strip()), "live.client_name", "must not be empty")
-        _check(self.silence_beats > 0, "live.silence_beats", "must be positive")
-        for name in ("trigger_cc", "tap_cc", "cc_temperature", "cc_top_k", "cc_random_freq"):
-            _check(-1 <= getattr(self, name) <= 127, f"live.{name}", "must be a controller 0..127 or -1 (none)")
-        _check(-1 <= self.tap_note <= 127, "live.tap_note", "must be a key 0..127 or -1 (none)")
-        _check(self.suggest_bars >= 1 and self.max_answer_bars >= 1, "live.suggest_bars", "must be at least 1")
-        _check(1 <= self.channel <= 16 and 1 <= self.metronome_channel <= 16, "live.channel", "must be 1..16")
-        _check(1 <= self.velocity <= 127, "live.velocity", "must be 1..127")
-        _check(self.velocity_window >= 1, "live.velocity_window", "must be at least 1")
-        _check(0 <= self.metronome_note <= 126, "live.metronome_note", "must be 0..126")
-        _check(self.lookahead > 0, "live.lookahead", "must be positive")
-        _check(self.candidates >= 1, "live.candidates", "must be at least 1")
 
 
 @dataclass(frozen=True)
@@ -322,6 +331,34 @@ class Config:
 def _check(ok: bool, key: str, reason: str) -> None:
     if not ok:
         raise ConfigError(f"{key}: {reason}")
+
+
+_INTERVAL = re.compile(r"([\[(])(\S+), (\S+)([\])])(?: \((.+)\))?")
+
+
+def _number(text: str) -> int | float:
+    return int(text) if text.lstrip("-").isdigit() else float(text)  # ints exactly: a seed goes to 2**64 - 1
+
+
+def _in_range(value: float, interval: str) -> bool:
+    """Whether value lies in an interval written `[low, high]` (`(` or `)` for an open end),
+    optionally followed by a note in parentheses."""
+    match = _INTERVAL.fullmatch(interval)
+    if match is None:
+        raise ValueError(f"not an interval: {interval!r}")
+    opening, low, high, closing, _ = match.groups()
+    low_ok = value > _number(low) if opening == "(" else value >= _number(low)
+    high_ok = value < _number(high) if closing == ")" else value <= _number(high)
+    return low_ok and high_ok  # NaN is in no interval
+
+
+def _check_ranges(settings: object, section: str) -> None:
+    """Each numeric setting of a section against its class's RANGES: one line naming
+    section.key, the value and the range allowed."""
+    for key, interval in type(settings).RANGES.items():  # type: ignore[attr-defined]
+        value = getattr(settings, key)
+        if not _in_range(value, interval):
+            raise ConfigError(f"{section}.{key}: {value!r} is outside {interval}")
 
 
 def _coerce(key: str, value: object, annotation: object) -> object:
@@ -382,16 +419,44 @@ def parse_override(text: str) -> tuple[str, str, object]:
     return section, key, value
 
 
+class _DuplicateKey(yaml.YAMLError):
+    """A key given twice in one mapping of a YAML file."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load's loader (the same types, no Python objects), but a key given twice in one
+    mapping is refused: plain YAML keeps the last silently, so a setting edited in one place
+    would be undone by a forgotten copy further down."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[object, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *anchor` may be overridden, as YAML means
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: SafeLoader's own construct_mapping refuses it
+                continue
+            if first is not None:
+                raise _DuplicateKey(f"line {line}: key {key!r} given twice (first on line {first})")
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(path: str | Path | None = None, overrides: typing.Iterable[str] = ()) -> Config:
     """Read config.yaml (the repository's, unless path is given) and apply --set overrides."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
     data: dict = {}
     if path.exists():
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
         except OSError as exc:  # a folder, or a file we may not read
             reason = exc.strerror or exc.__class__.__name__
             raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
+        except _DuplicateKey as exc:
+            raise ConfigError(f"{path}: {exc}") from None
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
         if not isinstance(data, dict):
