@@ -31,6 +31,10 @@ WEIGHTS = "weights.pt"
 CONFIG = "config.json"
 FORMAT = "clara-awd-lstm"
 VERSION = 1
+MAX_VOCABULARY = 2**20  # tokens; the shipped chordwise model has 20,752
+# what a floating-point weight may be stored as (training/half_weights.py ships float16); load_state_dict
+# casts each to the model's float32, so an int8 or bool copy would load silently and predict nothing
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 class ModelError(ClaraError):
@@ -88,6 +92,8 @@ def check_config(meta: dict, path: Path) -> tuple[Config, list[str]]:
     except ConfigError as exc:
         raise ModelError(f"{path}: {exc}") from None
     vocabulary = meta.get("vocabulary")
+    if isinstance(vocabulary, list) and len(vocabulary) > MAX_VOCABULARY:
+        raise ModelError(f"{path}: vocabulary of {len(vocabulary):,} tokens, more than the {MAX_VOCABULARY:,} allowed")
     if not isinstance(vocabulary, list) or not vocabulary or not all(isinstance(t, str) for t in vocabulary) \
             or len(set(vocabulary)) != len(vocabulary):
         raise ModelError(f"{path}: vocabulary must be a non-empty list of distinct strings")
@@ -140,9 +146,10 @@ def load_weights(build: Callable[[], torch.nn.Module], path: Path, config_name: 
     """build() filled from a plain state dict of tensors, read with weights_only=True (never
     unpickling code); ModelError names the file and why it does not fit.
 
-    The names and shapes are compared with a model built on torch's meta device (no memory), so
-    a config whose sizes would need many gigabytes is refused before anything is allocated; NaN
-    or infinite weights are refused too (they would only ever produce NaN)."""
+    The names, shapes and dtypes are compared with a model built on torch's meta device (no
+    memory), so a config whose sizes would need many gigabytes is refused before anything is
+    allocated; a floating-point weight stored as anything but FLOAT_DTYPES (int8, bool, complex)
+    and NaN or infinite weights are refused too (they would only ever predict nothing or NaN)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -153,17 +160,26 @@ def load_weights(build: Callable[[], torch.nn.Module], path: Path, config_name: 
         raise ModelError(f"{path}: not a state dict of tensors")
     try:
         with torch.device("meta"), _ShapesOnly():
-            expected = {name: tuple(t.shape) for name, t in build().state_dict().items()}
+            expected = dict(build().state_dict())
     except (TypeError, ValueError) as exc:  # a setting the model refuses (a judge's head)
         raise ModelError(f"{path.parent / config_name}: incomplete or invalid ({exc})") from None
+    except RuntimeError as exc:  # sizes past what torch can count even on the meta device
+        first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+        raise ModelError(f"{path.parent / config_name}: sizes torch cannot build ({first})") from None
     missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
     if missing or unexpected:
         what = f"missing {missing[0]!r}" if missing else f"unexpected {unexpected[0]!r}"
         raise ModelError(f"{path}: weights do not fit {config_name} ({what})")
-    for name, shape in expected.items():
-        if tuple(state[name].shape) != shape:
+    for name, want in expected.items():
+        if tuple(state[name].shape) != tuple(want.shape):
             raise ModelError(f"{path}: weights do not fit {config_name} ({name} is {list(state[name].shape)} in "
-                             f"the file, {list(shape)} by the config)")
+                             f"the file, {list(want.shape)} by the config)")
+        dtype = state[name].dtype
+        if dtype not in FLOAT_DTYPES if want.is_floating_point() else dtype != want.dtype:
+            allowed = ", ".join(str(d).removeprefix("torch.") for d in FLOAT_DTYPES) \
+                if want.is_floating_point() else str(want.dtype).removeprefix("torch.")
+            raise ModelError(f"{path}: {name} is {str(dtype).removeprefix('torch.')} in the file, not a weight "
+                             f"dtype ({allowed})")
     bad = non_finite(state)
     if bad is not None:
         raise ModelError(f"{path}: {bad} holds NaN or infinite values")
