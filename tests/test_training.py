@@ -289,3 +289,30 @@ def test_distributed_auto_measures_on_rank_zero_only(corpus, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stderr.count("for fp32 (measured: ") == 1, done.stderr[-2000:]
     assert isinstance(load_model(tmp_path / "two" / "model").info["onednn"], bool)
+
+
+def test_a_model_too_large_to_train_is_refused_before_anything_is_allocated(corpus, tmp_path, capsys):
+    """16 layers of 16,384 (the largest sizes config allows) need ~550 GB: refused in one line, where
+    the allocator's RuntimeError was a traceback; model.hidden_size=100000 is refused by config itself."""
+    args = ["train", "--corpus", str(corpus), "--out", str(tmp_path / "run")]
+    for item in TINY + ["model.emb_size=16384", "model.hidden_size=16384", "model.num_layers=16"]:
+        args += ["--set", item]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        "clara: error: model.emb_size 16384, hidden_size 16384, num_layers 16: 34,"), err
+    assert "GB to train, more than this machine's" in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_memory_estimate_refuses_what_the_machine_cannot_hold(corpus, tmp_path, monkeypatch):
+    import training.trainer as trainer
+    from clara_live.config import ConfigError
+    from training.hardware import training_bytes
+
+    config = load_config(overrides=TINY + ["training.max_steps=1"])
+    monkeypatch.setattr(trainer, "memory_bytes", lambda device: 10**5)  # a 0.1 MB machine
+    with pytest.raises(ConfigError, match=r"parameters need ~.* MB to train, more than this machine's 0.1 MB of"):
+        train(corpus, tmp_path / "run", config, progress=False)
+    # weights, gradients and AdamW's two moments in fp32, and a batch's logits thrice
+    assert training_bytes(1000, rows=4, bptt=20, vocabulary=100) == 16 * 1000 + 12 * 4 * 40 * 100

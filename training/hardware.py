@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import platform
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -169,3 +170,21 @@ def onednn(enabled: bool | None) -> Iterator[None]:
         yield
     finally:
         torch.backends.mkldnn.enabled = before
+
+
+def memory_bytes(device: torch.device) -> int | None:
+    """The memory a run on device can use at most: the GPU's own, or the machine's physical memory
+    (os.sysconf; None where the system does not say)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows) or no such name
+        return None
+
+
+def training_bytes(parameters: int, rows: int, bptt: int, vocabulary: int) -> int:
+    """A lower bound on the memory one process needs to train: 16 bytes a parameter (fp32 weights,
+    their gradients and AdamW's two moments) and the batch's logits three times over (the logits,
+    their softmax and its gradient; a batch is at most bptt + 20 steps long)."""
+    return 16 * parameters + 3 * 4 * rows * (bptt + 20) * vocabulary

@@ -32,13 +32,22 @@ from tqdm import tqdm
 
 from clara_live import finite_json
 from clara_live.atomic import make_folder, remove_stale_temps
-from clara_live.config import Config, TrainingConfig
+from clara_live.config import Config, ConfigError, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
-from clara_live.model.store import CONFIG, WEIGHTS
+from clara_live.model.store import CONFIG, WEIGHTS, parameter_count
 from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
-from training.hardware import Precision, choose_precision, measured, native_bf16, onednn, time_onednn
+from training.hardware import (
+    Precision,
+    choose_precision,
+    measured,
+    memory_bytes,
+    native_bf16,
+    onednn,
+    time_onednn,
+    training_bytes,
+)
 from training.heldout import SPLITS, write_splits
 from training.plot import plot_metrics
 from training.run import CHECKPOINT, Place, Run, load_checkpoint, save_checkpoint
@@ -68,11 +77,16 @@ def _world() -> tuple[int, int]:
     return (dist.get_rank(), world) if world > 1 else (0, 1)
 
 
-def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLSTM, list[str]]:
-    """A fresh model over the corpus vocabulary, or a base model to fine-tune (--init)."""
+def _base_model(corpus: Corpus, config: Config, init: str | None, place: Place) -> tuple[AWDLSTM, list[str]]:
+    """A fresh model over the corpus vocabulary, or a base model to fine-tune (--init); either
+    refused first if its training cannot fit in memory (_check_fits)."""
     if init is None:
-        return AWDLSTM(len(corpus.vocabulary), config.model), corpus.vocabulary
+        size = len(corpus.vocabulary)
+        _check_fits(parameter_count(lambda: AWDLSTM(size, config.model)), size, config, place)
+        return AWDLSTM(size, config.model), corpus.vocabulary
     base = load_model(init)
+    _check_fits(sum(p.numel() for p in base.model.parameters()), len(base.vocabulary),
+                dataclasses.replace(config, model=base.model.config), place)
     codec = corpus.manifest["codec"]
     for key in ("encoding", "sample_freq", "chamber", "low_pitch", "num_pitches"):
         if codec.get(key) != getattr(base.codec, key):
@@ -83,6 +97,25 @@ def _base_model(corpus: Corpus, config: Config, init: str | None) -> tuple[AWDLS
         raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
                          f"(e.g. {sorted(missing)[0]!r})")
     return base.model.train(), base.vocabulary
+
+
+def _check_fits(parameters: int, vocabulary: int, config: Config, place: Place) -> None:
+    """Refuse, before anything is allocated, a model whose training needs more memory than the device
+    has (training_bytes: a lower bound; under torchrun on CPUs every rank holds a whole copy), rather
+    than end in the allocator's RuntimeError."""
+    available = memory_bytes(place.device)
+    copies = 1 if place.device.type == "cuda" else int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    need = copies * training_bytes(parameters, config.training.batch_size // place.world, config.training.bptt,
+                                   vocabulary)
+    if available is not None and need > available:
+        m, where = config.model, "this GPU's" if place.device.type == "cuda" else "this machine's"
+        raise ConfigError(f"model.emb_size {m.emb_size}, hidden_size {m.hidden_size}, num_layers {m.num_layers}: "
+                          f"{parameters:,} parameters need ~{_size(need)} to train, more than {where} "
+                          f"{_size(available)} of memory; choose smaller model sizes or training.batch_size")
+
+
+def _size(count: int) -> str:
+    return f"{count / 1e9:,.3g} GB" if count >= 1e9 else f"{count / 1e6:.3g} MB"
 
 
 def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | None = None,
@@ -115,7 +148,7 @@ def _build_run(corpus_dir: str | Path, out: Path, config: Config, init: str | No
     cfg = config.training
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     corpus = Corpus(corpus_dir)
-    model, vocabulary = _base_model(corpus, config, init)
+    model, vocabulary = _base_model(corpus, config, init, place)
     model.to(place.device)
     train_pieces = corpus.pieces("train", vocabulary)
     valid_pieces = corpus.pieces("valid", vocabulary)

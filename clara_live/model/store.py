@@ -192,6 +192,13 @@ def load_weights(build: Callable[[], torch.nn.Module], path: Path, config_name: 
     return model
 
 
+def parameter_count(build: Callable[[], torch.nn.Module]) -> int:
+    """How many parameters build() makes (tied ones once), counted on the meta device: nothing is
+    allocated, so a model too large to build can be measured before it is refused."""
+    with torch.device("meta"), _ShapesOnly():
+        return sum(p.numel() for p in build().parameters())
+
+
 class _ShapesOnly(TorchFunctionMode):
     """Random initialisation skipped, for a model built on the meta device only for its shapes: there
     normal_ goes through torch's Python decompositions, 1.7 s of imports at the first call."""
