@@ -107,8 +107,13 @@ def test_phrases_at_the_ends_of_the_range_stay_in_it(bpm, method):
         assert other is None or MIN_BPM <= other.bpm <= MAX_BPM
 
 
-@pytest.mark.parametrize("method", methods(learned_fails=HALF))
-@pytest.mark.parametrize("bpm", [30.0, 300.0])
+@pytest.mark.parametrize(("bpm", "method"), [
+    pytest.param(30.0, "learned", marks=pytest.mark.xfail(strict=True, reason=(
+        "the learned tracker hears five notes 2 s apart (30 bpm) at 60 bpm, twice their tempo: each gap as two "
+        "beats"))),
+    pytest.param(300.0, "learned", marks=pytest.mark.xfail(strict=True, reason=(
+        "the learned tracker hears 300 bpm at 150, half its tempo: " + HALF.split(": ", 1)[1]))),
+    (30.0, "classic"), (300.0, "classic")])
 def test_phrases_at_the_ends_of_the_range(bpm, method):
     beats = list(range(5)) if bpm < 60 else list(range(24))
     estimate = METHODS[method](played(bpm, beats=beats, jitter=0.004), prior_bpm=bpm)
