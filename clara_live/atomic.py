@@ -2,24 +2,54 @@
 
 A reader never sees a half-written file, and a crash leaves the old file (or none) in place;
 a process killed mid-write (SIGKILL) leaves its temporary file, which `remove_stale_temps`
-clears when the writer starts again. A target that cannot be written (its folder is a file,
-it is a folder, the disk is full) raises OutputError, one line naming it and the reason.
+clears when the writer starts again. What the path names decides how it is written, as `cp`
+and `sed -i` decide it:
+- a regular file, or nothing yet: atomically, as above;
+- a symbolic link: the file it leads to, atomically beside that file (a dangling link's
+  target is created); the link stays. A loop of links is refused;
+- a character device or a FIFO (/dev/null, a named pipe): written through as a stream, never
+  replaced. A FIFO is opened as `cp` opens it: the write waits for a reader;
+- `-`: standard output, as a stream, the whole output at the end (binary data is refused
+  while stdout is a terminal);
+- a folder, a socket, a block device, a path under a file: refused.
+A target that cannot be written raises OutputError, one line naming it and the reason.
+Where SIGTERM would kill the process outright (no handler of its own), it raises Terminated
+while a temporary file exists, so the temporary is removed on the way out.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import glob
+import io
 import os
+import signal
+import stat
+import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from clara_live.errors import OutputError
 
+STDOUT = "-"  # the path that names standard output
+MAX_LINKS = 40  # links followed before a path counts as a loop (Linux's own limit, ELOOP)
 # mkstemp's names: ".<target name>.<8 random characters>.tmp"
 _RANDOM = "[a-z0-9_]" * 8
+
+
+class Terminated(BaseException):  # noqa: N818 - named for the signal, as KeyboardInterrupt is
+    """SIGTERM, raised (inside `removed_on_sigterm`) where it would have killed the process outright."""
+
+
+class Target(NamedTuple):
+    """Where a write to a path lands."""
+
+    path: Path | None  # the file written, links followed; None: standard output
+    stream: bool  # written through as it comes (stdout, a FIFO, a character device), never replaced
 
 
 def _reason(path: Path, exc: OSError) -> str:
@@ -32,6 +62,62 @@ def _reason(path: Path, exc: OSError) -> str:
     if path.is_dir():
         return "it is a folder"
     return exc.strerror or exc.__class__.__name__
+
+
+def _follow(path: Path) -> Path:
+    """The path its symbolic links lead to (path itself when it is none); OutputError for a loop."""
+    start = path
+    for _ in range(MAX_LINKS):
+        try:
+            link = os.readlink(path)
+        except OSError:  # not a link (EINVAL), missing, or under a file: the path as it stands
+            return path
+        path = path.parent / link  # an absolute link replaces the whole path
+    raise OutputError(start, "a loop of symbolic links", errno.ELOOP)
+
+
+def output_target(path: str | Path) -> Target:
+    """Where a write to path lands, or OutputError when it cannot be written there (a folder, a
+    socket, a block device, a loop of links, a folder on the way that is a file)."""
+    if str(path) == STDOUT:
+        return Target(None, True)
+    path = Path(path)
+    try:
+        found = os.stat(path)  # links followed as the kernel follows them (/dev/stdout's in /proc too)
+    except (FileNotFoundError, NotADirectoryError):  # new, or a dangling link: its target is created
+        found = None
+    except OSError as exc:
+        reason = "a loop of symbolic links" if exc.errno == errno.ELOOP else _reason(path, exc)
+        raise OutputError(path, reason, exc.errno) from None
+    if found is None or stat.S_ISREG(found.st_mode):
+        resolved = _follow(path)
+        if found is not None and not _same_file(resolved, found):
+            return Target(path, True)  # a link only the kernel can follow (/proc's): written through
+        for parent in resolved.parents:  # the first folder on the way that exists must be one
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputError(path, f"{parent} is not a folder")
+                break
+        return Target(resolved, False)
+    if stat.S_ISCHR(found.st_mode) or stat.S_ISFIFO(found.st_mode):
+        return Target(path, True)
+    kind = "a folder" if stat.S_ISDIR(found.st_mode) else "a socket" if stat.S_ISSOCK(found.st_mode) else \
+        "a block device (clara does not write to disks)" if stat.S_ISBLK(found.st_mode) else "not a file"
+    raise OutputError(path, f"it is {kind}")
+
+
+def _same_file(path: Path, found: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(os.stat(path), found)
+    except OSError:
+        return False
+
+
+def scratch_folder(path: str | Path) -> Path:
+    """Where temporaries for a write to path belong: beside the file it lands in (so a rename
+    finishes the write and a big one never fills /tmp), or the system's for a stream."""
+    where = output_target(path)
+    return where.path.parent if not where.stream else Path(tempfile.gettempdir())
 
 
 def make_folder(path: str | Path) -> Path:
@@ -54,14 +140,50 @@ def _writing(path: Path) -> Iterator[None]:
         raise OutputError(path, _reason(path, exc), exc.errno) from None
 
 
+def _terminated(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise Terminated
+
+
+@contextlib.contextmanager
+def removed_on_sigterm() -> Iterator[None]:
+    """Inside, SIGTERM raises Terminated rather than killing the process outright, so the with
+    blocks around it remove their temporaries. Only in the main thread (where Python runs signal
+    handlers) and only while SIGTERM has no handler of its own (clara live and training have
+    theirs); elsewhere it changes nothing."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
-    """Open a temporary file for writing; on a clean exit it replaces path, on an error it is removed."""
-    path = Path(path)
+    """Open path for writing as the module's docstring says: a temporary file that on a clean exit
+    replaces the file path leads to and on an error is removed; or a stream (stdout, a FIFO, a
+    character device) written through."""
+    where = output_target(path)
+    binary = "b" in mode
+    if where.path is None:
+        with _stdout(binary, encoding) as handle:
+            yield handle
+    elif where.stream:
+        with _stream(Path(path), where.path, binary, encoding) as handle:
+            yield handle
+    else:
+        with removed_on_sigterm(), _replacing(where.path, mode, binary, encoding) as handle:
+            yield handle
+
+
+@contextlib.contextmanager
+def _replacing(path: Path, mode: str, binary: bool, encoding: str | None) -> Iterator[IO]:
     with _writing(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as handle:
             yield handle
@@ -75,6 +197,37 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def _stream(named: Path, path: Path, binary: bool, encoding: str | None) -> Iterator[IO]:
+    """A FIFO or a character device, opened as it is (no O_CREAT: a node that went away is not
+    replaced by a file) and written through; /dev/full's ENOSPC shows at the flush at the latest."""
+    with _writing(named):
+        fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
+    with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding) as handle:
+        try:
+            yield handle
+            with _writing(named):
+                handle.flush()
+        except OSError:
+            with contextlib.suppress(OSError):  # the write failed: drop what the buffer still holds
+                handle.close()
+            raise
+
+
+@contextlib.contextmanager
+def _stdout(binary: bool, encoding: str | None) -> Iterator[IO]:
+    """Standard output: what is written is held, then written at the end as one piece, so a failed
+    write sends nothing. A closed pipe raises BrokenPipeError as it is, which `clara` ends quietly."""
+    if binary and sys.stdout.isatty():
+        raise OutputError(STDOUT, "standard output is a terminal; redirect it or name a file")
+    held = io.BytesIO() if binary else io.StringIO()
+    yield held
+    data = held.getvalue() if binary else held.getvalue().encode(encoding or "utf-8")
+    sys.stdout.flush()  # what was printed before comes first
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()
 
 
 def _umask() -> int:
@@ -105,4 +258,3 @@ def remove_stale_temps(target: str | Path) -> list[Path]:
                 candidate.unlink()
                 removed.append(candidate)
     return removed
-
