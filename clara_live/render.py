@@ -29,7 +29,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from clara_live.atomic import atomic_open, write_bytes
+from clara_live.atomic import atomic_open, make_folder, removed_on_sigterm, scratch_folder, write_bytes
 from clara_live.errors import ClaraError, InputError
 from clara_live.music.notes import StepNote
 
@@ -39,36 +39,51 @@ INSTALL_HINT = "apt-get install fluidsynth fluid-soundfont-gm"
 GAIN = 1.0  # FluidSynth's default 0.2 is very quiet; a dense MAESTRO excerpt peaks near -10 dBFS at 1.0
 TAIL_S = 1.0  # seconds kept after the last MIDI event, for the last release and the reverb
 SILENCE = 10 ** (-60 / 20)  # -60 dBFS: trailing audio below this is trimmed (down to TAIL_S)
+PEAK_BLOCKS = 1000  # 10 ms blocks whose peaks are measured at once (10 s of audio)
 TIMEOUT_S = 60.0  # plus TIMEOUT_PER_S per second of music; it renders ~90x real time here
 TIMEOUT_PER_S = 0.5
+MAX_RENDER_S = 3600.0  # an hour of music at most: a 635 MB WAV, rendered in ~40 s here (~90x real time)
 
 
-def render_wav(midi_path: str | Path, wav_path: str | Path, soundfont: str | Path | None = None,
+def render_wav(midi: str | Path | mido.MidiFile, wav_path: str | Path, soundfont: str | Path | None = None,
                sample_rate: int = 44100) -> None:
-    """Render a MIDI file to a 16-bit stereo WAV of the whole piece plus the release tail.
+    """Render a MIDI file (a path, or one in memory) to a 16-bit stereo WAV of the whole piece plus the release tail.
 
     The WAV lasts the MIDI's length (seconds, tempo changes included) plus TAIL_S, longer only while
-    the sound stays above -60 dBFS. The soundfont is, in order: the argument, $CLARA_SOUNDFONT, then
-    FluidR3_GM.sf2 or default-GM.sf2 in /usr/share/sounds/sf2. The WAV is written atomically.
+    the sound stays above -60 dBFS; a piece longer than MAX_RENDER_S is refused before anything is
+    rendered. The soundfont is, in order: the argument, $CLARA_SOUNDFONT, then FluidR3_GM.sf2 or
+    default-GM.sf2 in /usr/share/sounds/sf2. The WAV is written as atomic.py writes (atomically beside
+    a file or a link's target; through a FIFO, a device or `-`); the render's temporary folder is
+    removed on every way out, SIGTERM and Ctrl-C included.
     Raises InputError for an unreadable MIDI file or soundfont or an unwritable target, ClaraError when
-    fluidsynth is missing, fails or runs past its time limit; each message is one line naming the file.
+    the piece is too long, or fluidsynth is missing, fails or runs past its time limit; each message is
+    one line naming the file.
     """
-    midi_path, wav_path = Path(midi_path), Path(wav_path)
+    wav_path = Path(wav_path)  # Path("-") is still `-`, standard output
     if not 8000 <= sample_rate <= 96000:  # FluidSynth's synth.sample-rate range
         raise ValueError(f"sample_rate {sample_rate} outside 8000..96000")
-    midi, seconds = _read_midi(midi_path)
+    if isinstance(midi, mido.MidiFile):
+        label = Path(midi.filename or "the piece")
+        midi, seconds = _checked(midi, label)
+    else:
+        label = Path(midi)
+        midi, seconds = _read_midi(label)
+    if seconds > MAX_RENDER_S:
+        raise ClaraError(f"{label}: {seconds / 60:.0f} minutes of music; WAVs are rendered up to "
+                         f"{MAX_RENDER_S / 60:.0f} minutes (the MIDI file holds it all)")
     exe = shutil.which("fluidsynth")
     if exe is None:
-        raise ClaraError(f"{midi_path}: cannot render: fluidsynth not found on PATH (install it: {INSTALL_HINT})")
+        raise ClaraError(f"{label}: cannot render: fluidsynth not found on PATH (install it: {INSTALL_HINT})")
     sf2 = _find_soundfont(soundfont)
     try:
-        wav_path.parent.mkdir(parents=True, exist_ok=True)
-        # the render and the padded copy live beside the target, so a big WAV never fills /tmp
-        with tempfile.TemporaryDirectory(prefix=f".{wav_path.name}.", suffix=".tmp", dir=wav_path.parent) as tmp:
+        # the render and the padded copy live beside the target, so a big WAV never fills /tmp (a stream's: in /tmp)
+        scratch = make_folder(scratch_folder(wav_path))
+        with removed_on_sigterm(), \
+                tempfile.TemporaryDirectory(prefix=f".{wav_path.name}.", suffix=".tmp", dir=scratch) as tmp:
             padded, raw = Path(tmp) / "padded.mid", Path(tmp) / "render.wav"
             _pad(midi, TAIL_S).save(str(padded))
-            _run_fluidsynth(exe, sf2, padded, raw, sample_rate, midi_path, TIMEOUT_S + TIMEOUT_PER_S * seconds)
-            _write_trimmed(raw, wav_path, min_seconds=seconds + TAIL_S, label=midi_path)
+            _run_fluidsynth(exe, sf2, padded, raw, sample_rate, label, TIMEOUT_S + TIMEOUT_PER_S * seconds)
+            _write_trimmed(raw, wav_path, min_seconds=seconds + TAIL_S, label=label)
     except OSError as exc:
         raise InputError(f"{wav_path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None
 
@@ -83,8 +98,12 @@ def _read_midi(path: Path) -> tuple[mido.MidiFile, float]:
         midi = mido.MidiFile(file=io.BytesIO(data))
     except Exception as exc:  # mido raises OSError, EOFError, ValueError or KeyError on bad data
         raise InputError(f"{path}: not a readable MIDI file ({exc})") from None
+    return _checked(midi, path)
+
+
+def _checked(midi: mido.MidiFile, label: Path) -> tuple[mido.MidiFile, float]:
     if midi.type == 2:
-        raise InputError(f"{path}: type 2 (sequential tracks) MIDI files are not supported")
+        raise InputError(f"{label}: type 2 (sequential tracks) MIDI files are not supported")
     return midi, midi.length
 
 
@@ -174,17 +193,22 @@ def _write_trimmed(raw: Path, target: Path, min_seconds: float, label: Path) -> 
         raise ClaraError(f"{label}: fluidsynth wrote {8 * params.sampwidth}-bit samples, expected 16")
     samples = np.frombuffer(frames, dtype="<i2").reshape(-1, params.nchannels)  # (frames, channels)
     block = max(1, params.framerate // 100)  # 10 ms
-    n_blocks = -(-len(samples) // block)
-    peaks = np.zeros(n_blocks * block, dtype=np.int32)
-    peaks[:len(samples)] = np.abs(samples.astype(np.int32)).max(axis=1) if len(samples) else 0
-    loud = np.flatnonzero(peaks.reshape(n_blocks, block).max(axis=1) > SILENCE * 32768)
-    end = (loud[-1] + 1) * block if len(loud) else 0
-    end = min(len(samples), max(end, round(min_seconds * params.framerate)))
+    chunk = PEAK_BLOCKS * block  # the peaks a chunk at a time: an hour's int32 copy would take 1.3 GB
+    loud_end = 0
+    for start in range(0, len(samples), chunk):
+        part = samples[start:start + chunk]
+        n_blocks = -(-len(part) // block)
+        peaks = np.zeros(n_blocks * block, dtype=np.int32)
+        peaks[:len(part)] = np.abs(part.astype(np.int32)).max(axis=1)
+        loud = np.flatnonzero(peaks.reshape(n_blocks, block).max(axis=1) > SILENCE * 32768)
+        if len(loud):
+            loud_end = start + (loud[-1] + 1) * block
+    end = min(len(samples), max(loud_end, round(min_seconds * params.framerate)))
     with atomic_open(target, "wb") as handle, wave.open(handle, "wb") as dst:
         dst.setnchannels(params.nchannels)
         dst.setsampwidth(2)
         dst.setframerate(params.framerate)
-        dst.writeframes(samples[:end].tobytes())
+        dst.writeframes(samples[:end])  # a view, not a copy
 
 
 # --- piano roll ---------------------------------------------------------------------------------
