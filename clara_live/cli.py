@@ -11,12 +11,13 @@ import argparse
 import contextlib
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from clara_live import __version__
-from clara_live.atomic import make_folder
+from clara_live.atomic import STDOUT, Terminated, make_folder, output_target
 from clara_live.config import SAMPLING_PRESETS, Config, load_config
 from clara_live.errors import ClaraError, InputError
 
@@ -47,12 +48,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("encode", parents=[common, codec], help="MIDI or score files to tokens")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="MIDI, MusicXML, kern or ABC files, or music21:PATH")
-    p.add_argument("-o", "--out", required=True, help="a .txt file for one input, else a folder of <stem>.txt")
+    p.add_argument("-o", "--out", required=True,
+                   help="a .txt file (-: standard output) for one input, else a folder of <stem>.txt")
     p.set_defaults(run=_cmd_encode)
 
     p = commands.add_parser("decode", parents=[common, codec], help="token files to MIDI")
     p.add_argument("inputs", nargs="+", metavar="TOKENS", help="text files of whitespace-separated tokens")
-    p.add_argument("-o", "--out", required=True, help="a .mid file for one input, else a folder of <stem>.mid")
+    p.add_argument("-o", "--out", required=True,
+                   help="a .mid file (-: standard output) for one input, else a folder of <stem>.mid")
     p.set_defaults(run=_cmd_decode)
 
     p = commands.add_parser("corpus", parents=[common, codec], help="build a train/valid/test token corpus")
@@ -79,11 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("continue", parents=[common], help="continue a piece in progress (or start one)")
     p.add_argument("prompt", nargs="?", metavar="PROMPT",
                    help="a MIDI or score file, or music21:PATH; none: Clara starts from silence")
-    p.add_argument("-o", "--out", required=True, metavar="OUT.mid", help="the prompt followed by Clara's continuation")
+    p.add_argument("-o", "--out", required=True, metavar="OUT.mid",
+                   help="the prompt followed by Clara's continuation (-: standard output)")
     length = p.add_mutually_exclusive_group()
-    length.add_argument("--tokens", type=_positive_int, metavar="N", help="continue for N tokens")
-    length.add_argument("--seconds", type=_positive_float, metavar="S",
-                        help="continue for S seconds at the prompt's tempo (default: 8 bars)")
+    length.add_argument("--tokens", type=_int_up_to(MAX_TOKENS), metavar="N",
+                        help=f"continue for N tokens (at most {MAX_TOKENS:,}); Ctrl-C keeps what was made")
+    length.add_argument("--seconds", type=_float_up_to(MAX_SECONDS), metavar="S",
+                        help=f"continue for S seconds at the prompt's tempo (default: 8 bars; at most "
+                             f"{MAX_SECONDS:,.0f})")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="model folder (default: %(default)s)")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling.temperature")
     p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k (0: no limit)")
@@ -96,9 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the music so far")
     search = p.add_mutually_exclusive_group()
-    search.add_argument("--beam", type=_positive_int, default=1, metavar="B", help="beam search of width B")
-    search.add_argument("--candidates", type=_positive_int, default=1, metavar="K",
-                        help="generate K candidates batched and keep the model's favourite")
+    search.add_argument("--beam", type=_int_up_to(MAX_BEAM), default=1, metavar="B",
+                        help=f"beam search of width B (at most {MAX_BEAM})")
+    search.add_argument("--candidates", type=_int_up_to(MAX_CANDIDATES), default=1, metavar="K",
+                        help=f"generate K candidates batched and keep the model's favourite "
+                             f"(at most {MAX_CANDIDATES:,})")
     search.add_argument("--form", choices=["aab"], help="aab: a phrase, its repeat, and a departure from its middle")
     p.add_argument("--rank", choices=["model", "critic"], default="model",
                    help="how --candidates picks: the model's likelihood, or the critic's P(human)")
@@ -204,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the most `clara continue` takes: beyond these, memory or time runs away (a beam of 10**6 grew to 12.8 GB
+# in 25 s). Measured with the shipped notewise model, 100 tokens, 2 busy cores: a beam of 256 or 1,024
+# candidates peak under 0.5 GB RSS in 9-20 s; plain sampling takes ~3 ms a token, so 100,000 tokens
+# (about an hour of music) or an hour take ~5 minutes
+MAX_TOKENS = 100_000
+MAX_SECONDS = 3600.0
+MAX_BEAM = 64
+MAX_CANDIDATES = 64  # as live.candidates
+
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-notewise"
 DEFAULT_COMPOSER = DEFAULT_MODEL.parent / "composer"
 DEFAULT_CRITIC = DEFAULT_MODEL.parent / "critic"
@@ -221,6 +238,29 @@ def _natural_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"{text}: must be 0 or more")
     return value
+
+
+def _int_up_to(most: int) -> Callable[[str], int]:
+    """argparse's type for a whole number from 1 to most."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text}: must be a whole number") from None
+        if not 1 <= value <= most:
+            raise argparse.ArgumentTypeError(f"{text}: must be 1 to {most:,}")
+        return value
+    return parse
+
+
+def _float_up_to(most: float) -> Callable[[str], float]:
+    """argparse's type for a positive number up to most."""
+    def parse(text: str) -> float:
+        value = _positive_float(text)
+        if value > most:
+            raise argparse.ArgumentTypeError(f"{text}: must be at most {most:,g}")
+        return value
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -242,6 +282,8 @@ def _config(args: argparse.Namespace) -> Config:
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir"),
                       ("candidates", "live.candidates"), ("critic", "live.critic")):
+        if flag in ("candidates", "critic") and args.command != "live":
+            continue  # continue's --candidates and --critic are its own, not the live session's
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")
@@ -252,6 +294,8 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[tuple[str, Pa
     """One output per input: OUT itself for a single input, else OUT/<stem><suffix>."""
     if len(inputs) == 1 and not Path(out).is_dir():
         return [(inputs[0], Path(out))]
+    if out == STDOUT:
+        raise ClaraError(f"-o -: standard output takes one input's output, not {len(inputs)}; name a folder")
     folder = make_folder(out)
     stems = [Path(i.split(":", 1)[-1]).stem for i in inputs]
     # two inputs with one stem must not overwrite each other
@@ -260,16 +304,38 @@ def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[tuple[str, Pa
 
 
 def _batch(pairs: list[tuple[str, Path]], work: Callable[[str, Path], str]) -> int:
+    """Each pair's work, its line printed (on stderr when the output itself goes to stdout), each failure
+    reported; 1 when any failed. A reader of stdout that left (`| head -1`) stops no file being written:
+    the lines are for it, the files are the work, so a batch whose every file was written exits 0."""
     failed = 0
     for source, target in pairs:
         try:
-            print(work(source, target))
+            line = work(source, target)
         except ClaraError as exc:
             failed += 1
             print(f"clara: error: {exc}", file=sys.stderr)
+            continue
+        _say(line, sys.stderr if str(target) == STDOUT else sys.stdout)
     if failed and len(pairs) > 1:
         print(f"clara: {failed} of {len(pairs)} inputs failed", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _say(line: str, stream) -> None:
+    """Print a line now (flushed, so a reader that left is seen here); if stdout's reader left, stdout
+    goes to devnull and the caller carries on."""
+    try:
+        print(line, file=stream, flush=True)
+    except BrokenPipeError:
+        _drop_stdout()
+
+
+def _drop_stdout() -> None:
+    """The reader of stdout went away: what is left in stdout's buffer, and all that follows, goes to
+    devnull, not to a second error at exit (Python's docs advise it: the note on SIGPIPE in the signal module)."""
+    with contextlib.suppress(OSError, ValueError):  # a stdout with no file descriptor has no buffer to drop
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _cmd_encode(args: argparse.Namespace, config: Config) -> int:
@@ -388,6 +454,12 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     from clara_live.music.read import read_music
     from clara_live.sampling.sampler import Sampler
 
+    outputs = [o for o in (args.out, args.png, args.wav) if o is not None]
+    if outputs.count(STDOUT) > 1:
+        raise ClaraError("-o, --png, --wav: only one of them can be - (standard output)")
+    for output in outputs:  # a folder, a socket, a loop of links...: said now, not after the generation
+        output_target(output)
+    say = sys.stderr if STDOUT in outputs else sys.stdout  # stdout holds the output itself
     loaded = load_model(args.model)
     piece = read_music(args.prompt, loaded.codec.sustain_pedal) if args.prompt else None  # as the model was trained
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
@@ -399,14 +471,18 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
         scorer = critic_scorer(load_judge(args.critic, kind="critic"))
     request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form, scorer)
     result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())
+    if result.interrupted:
+        print(f"clara: interrupted: writing the {len(result.tokens)} tokens made so far", file=sys.stderr)
     sf = loaded.codec.sample_freq
     bar_steps = config.sampling.beats_per_bar * sf
-    write_midi(to_midi(result, sf, loaded.codec.violin_low, args.only_continuation, bar_steps), args.out)
+    midi = to_midi(result, sf, loaded.codec.violin_low, args.only_continuation, bar_steps)
+    midi.filename = str(args.out)  # the name a failed render gives
+    write_midi(midi, args.out)
     seconds = max((n.end for n in result.continuation), default=0) - min(
         (n.start for n in result.continuation), default=0)
     print(f"{args.prompt or '(no prompt)'} -> {args.out}: {len(result.continuation)} notes in "
           f"{seconds / sf * 60 / result.bpm:.1f} s, {len(result.tokens)} tokens "
-          f"(context {result.context_tokens} tokens, seed {result.seed})")
+          f"(context {result.context_tokens} tokens, seed {result.seed})", file=say)
     if args.png:
         from clara_live.render import draw_piano_roll
 
@@ -415,12 +491,12 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
             parts.insert(0, ("prompt", result.prompt))
         draw_piano_roll(parts, sf, args.png, bpm=result.bpm, beats_per_bar=config.sampling.beats_per_bar,
                         title=f"{Path(args.prompt).name if args.prompt else 'Clara'} (seed {result.seed})")
-        print(f"piano roll -> {args.png}")
+        print(f"piano roll -> {args.png}", file=say)
     if args.wav:
         from clara_live.render import render_wav
 
-        render_wav(args.out, args.wav, soundfont=args.soundfont)
-        print(f"audio -> {args.wav}")
+        render_wav(midi, args.wav, soundfont=args.soundfont)  # the MIDI as made: -o may be a stream
+        print(f"audio -> {args.wav}", file=say)
     return 0
 
 
@@ -435,6 +511,10 @@ def _cmd_live(args: argparse.Namespace, config: Config) -> int:
     from clara_live.live.app import LiveOptions, run_live
 
     ui = not args.no_ui and sys.stdout.isatty()
+    if args.stats == STDOUT:
+        raise ClaraError("--stats -: standard output holds the session's lines; name a file")
+    if args.stats:
+        output_target(args.stats)  # a folder, a loop of links...: said now, not after the session
     if sum(bool(x) for x in (args.input, args.keys, args.play)) > 1:
         raise InputError("choose one input: --in, --keys or --play")
     options = LiveOptions(Path(args.model), args.input, args.output, args.virtual, args.synth, ui,
@@ -564,15 +644,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClaraError as exc:
         print(f"clara: error: {exc}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        # the reader of stdout went away: stop quietly, as Python's docs advise (the note on SIGPIPE
-        # in the signal module): what is left in stdout's buffer goes to devnull, not to a second error
-        # at exit
-        with contextlib.suppress(OSError, ValueError):  # a stdout with no file descriptor has no buffer to drop
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
+    except BrokenPipeError:  # the reader of stdout went away: stop quietly
+        _drop_stdout()
         return 1
     except KeyboardInterrupt:
         print("clara: interrupted", file=sys.stderr)
         return 130
-
+    except Terminated:  # SIGTERM while a temporary file or folder existed: it was removed on the way here
+        print("clara: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM

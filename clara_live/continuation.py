@@ -41,6 +41,7 @@ class Continuation(NamedTuple):
     context_tokens: int  # how many prompt tokens the model read
     bpm: float
     seed: int
+    interrupted: bool = False  # Ctrl-C ended the sampling early: the continuation is what was made by then
 
 
 def prompt_context(notes: list[StepNote], codec, max_tokens: int, bar_steps: int) -> tuple[list[str], int]:
@@ -70,7 +71,10 @@ def _tail_tokens(notes: list[StepNote], codec, cut: int) -> list[str]:
 
 def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, request: Request,
                    sampling: SamplingConfig, progress: bool = False) -> Continuation:
-    """Feed the prompt (or a moment of silence) and generate Clara's continuation."""
+    """Feed the prompt (or a moment of silence) and generate Clara's continuation.
+
+    Ctrl-C while plain sampling (no beam, candidates or form) ends it early: the continuation is what was
+    made, `interrupted` set; during a search, which has nothing whole to give yet, it propagates."""
     codec_config = loaded.codec
     codec = make_codec(codec_config)
     sf = codec_config.sample_freq
@@ -88,6 +92,7 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
         context_steps = sampler.states[0].now  # the steps the context spans, as the grammar counted them
     else:  # from scratch: a moment of silence, as between two pieces of the corpus
         sampler.feed([_silence(codec_config)])
+    interrupted = False
     steps = round(request.seconds * bpm / 60 * sf) if request.seconds else None
     max_tokens = request.max_tokens
     if not steps and not max_tokens:
@@ -101,14 +106,42 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
         tokens, _ = best_of(sampler, request.candidates, max_tokens, steps, scorer=request.scorer or model_score,
                             progress=progress)
     else:
-        tokens = generate(sampler, max_tokens, steps, progress=progress)[0]
+        tokens, interrupted = _generate_keeping(sampler, max_tokens, steps, progress)
     velocity = _velocity(notes, codec_config.velocity)
     if context:  # decoded together, so notes the continuation closes keep their place
         decoded = codec.decode(context + tokens, velocity=velocity)
         clara = [n._replace(start=n.start + cut, end=n.end + cut) for n in decoded if n.start >= context_steps]
     else:
         clara = codec.decode(tokens, velocity=velocity)
-    return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed)
+    return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed, interrupted)
+
+
+class _Keeping:
+    """A sampler as generate() drives it, keeping each token stream 0 is advanced by, so what was
+    made survives a Ctrl-C that stops generate() before it returns (its own list goes with it)."""
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler, self.ids = sampler, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.sampler, name)
+
+    def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
+        self.sampler.advance(ids, active, score)
+        if active is None or active[0]:
+            self.ids.append(int(ids[0]))
+
+
+def _generate_keeping(sampler: Sampler, max_tokens: int | None, steps: int | None,
+                      progress: bool) -> tuple[list[str], bool]:
+    """One stream sampled as generate() samples it, and whether Ctrl-C ended it early. Cut short, the
+    tokens are those made so far, notes left sounding (the decoder closes them at the end); the
+    sampler is then mid-token and not to be used again."""
+    keeping = _Keeping(sampler)
+    try:
+        return generate(keeping, max_tokens, steps, progress=progress)[0], False  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        return sampler.vocab.text(keeping.ids), True
 
 
 def _silence(codec_config) -> str:
