@@ -316,3 +316,41 @@ def test_the_memory_estimate_refuses_what_the_machine_cannot_hold(corpus, tmp_pa
         train(corpus, tmp_path / "run", config, progress=False)
     # weights, gradients and AdamW's two moments in fp32, and a batch's logits thrice
     assert training_bytes(1000, rows=4, bptt=20, vocabulary=100) == 16 * 1000 + 12 * 4 * 40 * 100
+
+
+def _train_steps(out: Path) -> list[int]:
+    return [r["step"] for r in map(json.loads, (out / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
+
+
+def test_resume_after_a_kill_logs_each_step_once(corpus, tmp_path):
+    """A run killed (SIGKILL) after logging past its last checkpoint logged those steps again on
+    --resume: metrics.jsonl held the step-250 line twice. The lines past the checkpoint go."""
+    logged = TINY + ["training.log_every=1", "training.checkpoint_every=100"]
+    straight = tmp_path / "a"
+    train(corpus, straight, load_config(overrides=logged + ["training.max_steps=8"]), progress=False)
+    out = tmp_path / "b"
+    train(corpus, out, load_config(overrides=logged + ["training.max_steps=5"]), progress=False)
+    at_five = (out / "checkpoint.pt").read_bytes()
+    train(corpus, out, load_config(overrides=logged + ["training.max_steps=7"]), resume=True, progress=False)
+    (out / "checkpoint.pt").write_bytes(at_five)  # killed at step 7 before its checkpoint: steps 6, 7 logged
+    with open(out / "metrics.jsonl", "a") as handle:
+        handle.write('{"step": 8, "epoch": 1, "train_lo')  # and a line torn by the kill
+    train(corpus, out, load_config(overrides=logged + ["training.max_steps=8"]), resume=True, progress=False)
+    assert _train_steps(out) == _train_steps(straight) == list(range(1, 9))
+    assert _train_losses(out) == _train_losses(straight)  # exact resume: the same losses, each once
+
+
+def test_trimming_metrics_keeps_what_the_checkpoint_has_seen(tmp_path):
+    from training.run import Position
+    from training.trainer import _trim_metrics
+
+    lines = [{"step": 10, "epoch": 1, "train_loss": 3.0}, {"epoch": 1, "step": 12, "valid_nll": 2.5},
+             {"step": 20, "epoch": 2, "train_loss": 2.0}, {"step": 24, "epoch": 2, "train_loss": 1.9},
+             {"epoch": 2, "step": 24, "valid_nll": 2.4}, {"step": 30, "epoch": 3, "train_loss": 1.8}]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"step": 3')
+    # the checkpoint: epoch 2 (0-based 1) at its last step, saved before that epoch's validation line was
+    _trim_metrics(tmp_path, Position(epoch=1, step=12, global_step=24))
+    kept = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert kept == lines[:4]
+    _trim_metrics(tmp_path / "none", Position())  # no metrics yet: nothing to do
+    assert not (tmp_path / "none").exists()

@@ -17,6 +17,7 @@ resume it, run the epochs (each validated and checkpointed), finish.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import platform
 import signal
@@ -31,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from clara_live import finite_json
-from clara_live.atomic import make_folder, remove_stale_temps
+from clara_live.atomic import make_folder, remove_stale_temps, write_text
 from clara_live.config import Config, ConfigError, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
@@ -50,7 +51,7 @@ from training.hardware import (
 )
 from training.heldout import SPLITS, write_splits
 from training.plot import plot_metrics
-from training.run import CHECKPOINT, Place, Run, load_checkpoint, save_checkpoint
+from training.run import CHECKPOINT, Place, Position, Run, load_checkpoint, save_checkpoint
 
 METRICS = "metrics.jsonl"
 
@@ -180,6 +181,8 @@ def _begin(run: Run, resume: bool) -> None:
                            out / "model" / SPLITS):
                 remove_stale_temps(target)
         load_checkpoint(run)
+        if rank == 0:
+            _trim_metrics(out, run.position)
     elif rank == 0 and (out / CHECKPOINT).exists():
         raise ClaraError(f"{out}: holds a checkpoint already; pass --resume to continue it or choose another --out")
     run.precision = _settle_onednn(run, resume)
@@ -399,6 +402,33 @@ def _finite(loss: torch.Tensor, norm: torch.Tensor, world: int) -> bool:
     if world > 1:
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     return bool(ok.item())
+
+
+def _trim_metrics(out: Path, position: Position) -> None:
+    """metrics.jsonl cut back to what the checkpoint at `position` had seen, rewritten atomically: a
+    run killed (SIGKILL) after logging past its last checkpoint would log those steps again when
+    resumed. A train line stays up to the checkpoint's step, a validation line if its epoch was
+    finished by the checkpoint (one killed between the two logs its validation again); a line torn
+    by the kill goes too (the next line would be appended to it)."""
+    path = out / METRICS
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        return
+    kept = []
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+            continue
+        seen = record["step"] <= position.global_step if "train_loss" in record \
+            else isinstance(record.get("epoch"), int) and record["epoch"] <= position.epoch
+        if seen:
+            kept.append(line)
+    if kept != lines:
+        write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _log(out: Path, record: dict) -> None:
