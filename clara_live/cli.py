@@ -647,8 +647,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # the reader of stdout went away: stop quietly
         _drop_stdout()
         return 1
-    except KeyboardInterrupt:
-        print("clara: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # training's says where it saved and how to resume
+        print(f"clara: {str(exc) or 'interrupted'}", file=sys.stderr)
         return 130
     except Terminated:  # SIGTERM while a temporary file or folder existed: it was removed on the way here
         print("clara: terminated", file=sys.stderr)

@@ -122,6 +122,7 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     _, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
     assert "Traceback" not in err
+    assert f"; checkpoint saved in {out}/checkpoint.pt; resume with: clara train --corpus" in err
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["position"]["global_step"] >= 10  # saved at the interrupt, not at an interval
     assert (out / "model" / "config.json").exists()
@@ -354,3 +355,27 @@ def test_trimming_metrics_keeps_what_the_checkpoint_has_seen(tmp_path):
     assert kept == lines[:4]
     _trim_metrics(tmp_path / "none", Position())  # no metrics yet: nothing to do
     assert not (tmp_path / "none").exists()
+
+
+def test_an_interrupted_run_says_where_it_saved_and_how_to_resume(corpus, tmp_path, monkeypatch, capsys):
+    """Ctrl-C saved a checkpoint but said only 'interrupted'."""
+    calls, clip = [], torch.nn.utils.clip_grad_norm_
+
+    def clip_and_interrupt(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # Ctrl-C during step 3: the step finishes, its checkpoint is saved
+            os.kill(os.getpid(), signal.SIGINT)
+        return clip(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", clip_and_interrupt)
+    out = tmp_path / "my run"
+    args = ["train", "--corpus", str(corpus), "--out", str(out)]
+    for item in TINY + ["training.max_steps=10"]:
+        args += ["--set", item]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.strip().splitlines()[-1] == (
+        f"clara: interrupted at step 3; checkpoint saved in {out}/checkpoint.pt; resume with: clara train "
+        f"--corpus {corpus} --out '{out}' --resume (and any --config/--set given)")
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["position"]["global_step"] == 3

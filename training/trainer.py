@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import platform
+import shlex
 import signal
 import sys
 import time
@@ -137,9 +138,18 @@ def train(corpus_dir: str | Path, out: str | Path, config: Config, init: str | N
         _run_epochs(run)
         _finish(run)
         if run.stop_signal is not None:
-            raise KeyboardInterrupt
+            raise KeyboardInterrupt(_stopped(run))  # cli.main prints it: `clara: interrupted at step ...`
         return {"epoch": run.position.epoch, "step": run.position.global_step,
                 "best_valid_nll": run.position.best_valid, "model": run.model}
+
+
+def _stopped(run: Run) -> str:
+    """What Ctrl-C or SIGTERM left: the step, where the checkpoint is, the command that resumes it."""
+    how = "terminated" if run.stop_signal == signal.SIGTERM else "interrupted"
+    command = ["clara", "train", "--corpus", str(run.source), "--out", str(run.out), "--resume"]
+    command += ["--init", run.init] if run.init else []
+    return (f"{how} at step {run.position.global_step}; checkpoint saved in {run.out / CHECKPOINT}; resume with: "
+            f"{shlex.join(command)} (and any --config/--set given)")
 
 
 def _build_run(corpus_dir: str | Path, out: Path, config: Config, init: str | None, place: Place,
