@@ -78,6 +78,18 @@ def events(onsets: Sequence[float], velocities: Sequence[float] | None = None) -
     return np.array(times), np.sqrt(np.array(weights) / 64.0)
 
 
+class Heard(NamedTuple):
+    """What the learned tracker made of a phrase: its estimate (None when too weak), and the
+    network's beat activation (frames from `start`, beat_net.FPS a second) and tempo-head
+    probabilities over `tempo_bpm` (None without a head), for a caller that weighs more."""
+
+    estimate: TempoEstimate | None
+    activation: np.ndarray
+    start: float
+    tempo: np.ndarray | None
+    tempo_bpm: np.ndarray | None
+
+
 def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None = None, prior_bpm: float = 100.0,
                    pitches: Sequence[float] | None = None, weights: dict[str, np.ndarray] | None = None,
                    **constants: float) -> TempoEstimate | None:
@@ -89,6 +101,15 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
     fewer than LEARNED_MIN_BEATS beats, or a mean activation on the beats under
     LEARNED_MIN_CONFIDENCE. Keyword constants (tuning): the decoder's, and min_confidence."""
+    heard = hear(onsets, velocities, prior_bpm, pitches, weights, **constants)
+    return None if heard is None else heard.estimate
+
+
+def hear(onsets: Sequence[float], velocities: Sequence[float] | None = None, prior_bpm: float = 100.0,
+         pitches: Sequence[float] | None = None, weights: dict[str, np.ndarray] | None = None,
+         **constants: float) -> Heard | None:
+    """`estimate_tempo`, with the network's outputs it decoded; None where no network ran (too
+    few events, a bad first guess)."""
     t, w = events(onsets, velocities)
     if len(t) < MIN_EVENTS or not math.isfinite(prior_bpm) or prior_bpm <= 0 or t[-1] - t[0] <= 0:
         return None
@@ -97,24 +118,25 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
     start = float(t[0]) - LEARNED_MARGIN
     length = int((t[-1] + LEARNED_MARGIN - start) * beat_net.FPS) + 1
     x = beat_net.frames(onsets, velocities, pitches, start=start, length=length)
-    # sharpened (a ** LEARNED_POWER): the decoder then takes weak off-beat peaks for what they are
     activations, tempo = beat_net.forward(weights, x)
-    activation = activations[:, 0] ** constants.get("power", LEARNED_POWER)
+    heard = Heard(None, activations[:, 0], start, tempo, weights.get("tempo.bpm"))
+    # sharpened (a ** LEARNED_POWER): the decoder then takes weak off-beat peaks for what they are
+    activation = heard.activation ** constants.get("power", LEARNED_POWER)
     decoder = {k: v for k, v in constants.items() if k not in ("min_confidence", "power")}
-    heard = None if tempo is None else (weights["tempo.bpm"], tempo)
-    beats = beat_dbn.track(activation, prior_bpm, heard, **decoder) + start
+    head = None if tempo is None else (weights["tempo.bpm"], tempo)
+    beats = beat_dbn.track(activation, prior_bpm, head, **decoder) + start
     if len(beats) < LEARNED_MIN_BEATS:
-        return None
+        return heard
     on_beats = np.interp((beats - start) * beat_net.FPS, np.arange(len(activation)), activation)
     confidence = float(np.mean(on_beats))
     if confidence < constants.get("min_confidence", LEARNED_MIN_CONFIDENCE):
-        return None
+        return heard
     period, phase = _fit_beats(beats, t)
     half, phase = refine(t, w, period / 2, phase)  # the events on half beats too: more of them, a finer fit
     period = 2 * half
     bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / period))
     k = round((t[0] - phase) / period)
-    return TempoEstimate(bpm, phase + k * period, confidence)
+    return heard._replace(estimate=TempoEstimate(bpm, phase + k * period, confidence))
 
 
 def _fit_beats(beats: np.ndarray, t: np.ndarray) -> tuple[float, float]:
