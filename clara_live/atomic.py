@@ -220,14 +220,19 @@ def _stream(named: Path, path: Path, binary: bool, encoding: str | None) -> Iter
 def _stdout(binary: bool, encoding: str | None) -> Iterator[IO]:
     """Standard output: what is written is held, then written at the end as one piece, so a failed
     write sends nothing. A closed pipe raises BrokenPipeError as it is, which `clara` ends quietly."""
-    if binary and sys.stdout.isatty():
-        raise OutputError(STDOUT, "standard output is a terminal; redirect it or name a file")
+    raw = getattr(sys.stdout, "buffer", None)  # None: no stdout, or one that takes text alone
+    if binary and (raw is None or sys.stdout.isatty()):
+        raise OutputError(STDOUT, "standard output is a terminal; redirect it or name a file" if raw is not None
+                          else "standard output takes no bytes here")
     held = io.BytesIO() if binary else io.StringIO()
     yield held
-    data = held.getvalue() if binary else held.getvalue().encode(encoding or "utf-8")
+    if raw is None:
+        sys.stdout.write(held.getvalue())
+        sys.stdout.flush()
+        return
     sys.stdout.flush()  # what was printed before comes first
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    raw.write(held.getvalue() if binary else held.getvalue().encode(encoding or "utf-8"))
+    raw.flush()
 
 
 def _umask() -> int:

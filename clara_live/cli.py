@@ -292,7 +292,7 @@ def _config(args: argparse.Namespace) -> Config:
 
 def _outputs(inputs: Sequence[str], out: str, suffix: str) -> list[tuple[str, Path]]:
     """One output per input: OUT itself for a single input, else OUT/<stem><suffix>."""
-    if len(inputs) == 1 and not Path(out).is_dir():
+    if len(inputs) == 1 and (out == STDOUT or not Path(out).is_dir()):
         return [(inputs[0], Path(out))]
     if out == STDOUT:
         raise ClaraError(f"-o -: standard output takes one input's output, not {len(inputs)}; name a folder")
