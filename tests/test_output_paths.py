@@ -85,9 +85,9 @@ class _Reader(threading.Thread):
         return self.data
 
 
-def _node(path: Path, major: int, minor: int) -> None:
+def _node(path: Path, major: int, minor: int, kind: int = stat.S_IFCHR) -> None:
     try:
-        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(major, minor))
+        os.mknod(path, kind | 0o666, os.makedev(major, minor))
     except OSError as exc:
         pytest.skip(f"cannot make a device node here ({exc.strerror})")
 
@@ -104,8 +104,8 @@ def _read_only_folder(tmp_path: Path) -> Path:
 
 
 # each kind of path: what to make, then the exit status expected and what must hold afterwards
-KINDS = ["null device", "full device", "fifo", "link to a file", "dangling link", "link loop", "under a link loop",
-         "folder", "under a file", "socket", "read-only folder", "stdout"]
+KINDS = ["null device", "full device", "block device", "fifo", "link to a file", "dangling link", "link loop",
+         "under a link loop", "folder", "under a file", "socket", "read-only folder", "stdout"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -118,6 +118,9 @@ def test_every_output_path_ends_in_the_right_result_or_one_line(command, kind, t
     elif kind == "full device":
         _node(out, 1, 7)
         expect_error = "No space left on device"
+    elif kind == "block device":
+        _node(out, 7, 0, stat.S_IFBLK)  # loop0's numbers: refused before it is opened
+        expect_error = "it is a block device"
     elif kind == "fifo":
         os.mkfifo(out)
         reader = _Reader(out)
@@ -167,6 +170,8 @@ def test_every_output_path_ends_in_the_right_result_or_one_line(command, kind, t
         assert status == 0, err
     if kind in ("null device", "full device"):
         assert stat.S_ISCHR(os.lstat(out).st_mode)  # never replaced by a file
+    elif kind == "block device":
+        assert stat.S_ISBLK(os.lstat(out).st_mode)
     elif kind == "fifo":
         assert stat.S_ISFIFO(os.lstat(out).st_mode) and _right(command, data), data[:40]
     elif kind == "link to a file":
