@@ -152,8 +152,8 @@ def test_a_closed_stdout_ends_quietly(tmp_path):
     (lambda f: edit_config(f, lambda m: m["codec"].update(encoding="chordwise")), ["config.json", "'wait1'"]),
     (lambda f: edit_config(f, lambda m: m.update(vocabulary=[t for t in m["vocabulary"] if t != "wait3"])),
      ["config.json", "lacks 1 tokens", "'wait3'"]),
-    # sizes that would need 40 GB: refused by their shapes before anything is allocated
-    (lambda f: edit_config(f, lambda m: m["model"].update(emb_size=100_000, hidden_size=50_000)),
+    # sizes that would need ~17 GB: refused by their shapes before anything is allocated (past 16384, by config)
+    (lambda f: edit_config(f, lambda m: m["model"].update(emb_size=16_384, hidden_size=16_384)),
      ["weights.pt", "do not fit config.json", "embed.weight"]),
     (nan_weights, ["weights.pt", "NaN"]),
     (lambda f: edit_config(f, lambda m: m.pop("model")), ["config.json", "no 'model' section"]),
