@@ -417,3 +417,32 @@ def test_accepted_codec_edges_encode_a_file(tmp_path, capsys):
             status = main(["encode", str(midi), "-o", str(tmp_path / "x.txt"), "--set", text,
                            "--set", f"codec.encoding={encoding}", *extra])
             assert status == 0, (text, encoding, capsys.readouterr().err)
+
+
+# every accepted edge of a sampling setting does work: clara continue with a tiny model
+SAMPLING_EDGES = ["sampling.random_freq=0", "sampling.random_freq=1", "sampling.top_k=1", "sampling.top_k=1000000",
+                  "sampling.top_p=1.0e-9", "sampling.temperature=0.01", "sampling.temperature=100",
+                  "sampling.min_p=0.999", "sampling.seed=18446744073709551615", "sampling.polyphony=1",
+                  "sampling.polyphony=128", "sampling.max_note_quarters=1.0e-9", "sampling.max_repeats=0",
+                  "sampling.max_repeats=1000", "sampling.prompt_tokens=1", "sampling.beats_per_bar=32",
+                  "sampling.register_pull=20", "sampling.motif_pull=20", "sampling.cache_size=1",
+                  "sampling.cache_theta=1000", "sampling.cache_lambda=0.999", "sampling.phrase_bars=1000",
+                  "inference.threads=0"]
+
+
+@pytest.mark.parametrize("text", SAMPLING_EDGES)
+def test_accepted_sampling_edges_continue_a_piece(tmp_path, capsys, text):
+    from conftest import save_tiny_model
+
+    from clara_live.cli import main
+
+    midi = Path(__file__).resolve().parents[2] / "shared" / "midi" / "maestro" / "maestro_1.mid"
+    if not midi.exists():
+        pytest.skip(f"{midi} not found")
+    model = save_tiny_model(tmp_path / "tiny")
+    cache = ["--set", "sampling.cache=true"] if "cache" in text else []
+    status = main(["continue", str(midi), "-o", str(tmp_path / "x.mid"), "--tokens", "16", "--model", str(model),
+                   "--set", text, *cache])
+    err = capsys.readouterr().err
+    assert status == 0 and "Traceback" not in err, (text, err)
+    assert (tmp_path / "x.mid").stat().st_size > 0
