@@ -213,9 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # the most `clara continue` takes: beyond these, memory or time runs away (a beam of 10**6 grew to 12.8 GB
-# in 25 s). Measured with the shipped notewise model, 100 tokens, 2 busy cores: a beam of 256 or 1,024
-# candidates peak under 0.5 GB RSS in 9-20 s; plain sampling takes ~3 ms a token, so 100,000 tokens
-# (about an hour of music) or an hour take ~5 minutes
+# in 25 s, ~13 KB a stream). Measured with the shipped notewise model on 2 cores shared with other work
+# (load 8): a beam of 256 or 1,024 candidates stay under 0.5 GB RSS, so time binds first: 1,000 tokens
+# take 30 s at --beam 64 and 91 s with 256 candidates; plain sampling 100,000 tokens (about an hour of
+# music) 155 s, --seconds 3600 234 s
 MAX_TOKENS = 100_000
 MAX_SECONDS = 3600.0
 MAX_BEAM = 64
