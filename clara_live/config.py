@@ -7,6 +7,7 @@ or in `--set section.key=value` never passes silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
@@ -364,6 +365,9 @@ def _check_ranges(settings: object, section: str) -> None:
 def _coerce(key: str, value: object, annotation: object) -> object:
     """Return value as the field's type, or refuse it naming the key."""
     kind = {"int": int, "float": float, "str": str, "bool": bool}.get(str(annotation), annotation)
+    if kind is float and isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            value = float(value.strip())  # YAML 1.1 reads 1e-3 (an exponent, no dot) as a string
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value) if abs(value) < 2**1023 else math.inf  # float() overflows past that
     if kind is float and isinstance(value, float) and not math.isfinite(value):

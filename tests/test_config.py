@@ -446,3 +446,19 @@ def test_accepted_sampling_edges_continue_a_piece(tmp_path, capsys, text):
     err = capsys.readouterr().err
     assert status == 0 and "Traceback" not in err, (text, err)
     assert (tmp_path / "x.mid").stat().st_size > 0
+
+
+@pytest.mark.parametrize("text", ["1e-3", "1E-3", "2e-4"])
+def test_a_float_written_with_an_exponent_is_a_float(text, tmp_path):
+    # YAML 1.1 reads 1e-3 (no dot) as a string: --set training.lr=1e-3 was refused as "expected float, got str"
+    assert load_config(overrides=[f"training.lr={text}"]).training.lr == pytest.approx(float(text))
+    path = tmp_path / "c.yaml"
+    path.write_text(f"training:\n  lr: {text}\n")
+    assert load_config(path).training.lr == pytest.approx(float(text))
+
+
+def test_a_word_where_a_float_is_meant_is_still_refused():
+    with pytest.raises(ConfigError, match="training.lr"):
+        load_config(overrides=["training.lr=fast"])
+    with pytest.raises(ConfigError, match="training.lr"):
+        load_config(overrides=["training.lr=nan"])
