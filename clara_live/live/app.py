@@ -195,7 +195,8 @@ class LiveApp:
             self._finish(time.monotonic())
 
     def _finish(self, end: float) -> None:
-        """The summary line, the stats file, the session saved (and rendered, when nothing played it)."""
+        """The summary line, the session saved (and rendered, when nothing played it), then the stats
+        file (last: a FIFO with no reader, a slow disk, must not hold up the session's save)."""
         worker, stats, out = self.worker, self.stats, self.out
         summary = (f"session: {stats.received} messages in, {self.recorder.notes('player')} notes from you, "
                    f"{self.recorder.notes('clara')} from Clara, {self.session.answers} answers")
@@ -205,6 +206,11 @@ class LiveApp:
         if worker.chosen:
             summary += f"; candidates per answer {worker.chosen}"
         print(summary, file=out, flush=True)
+        if self.writer is not None:
+            path = self.writer.close(end)
+            print(f"session saved: {path}", file=out, flush=True)
+            if self.silent:
+                plumbing.render_session(path, self.config, out)
         if self.options.stats is not None:
             from clara_live.atomic import write_text
 
@@ -214,11 +220,6 @@ class LiveApp:
                 "received": stats.received, "answers": self.session.answers, "candidates": worker.chosen,
                 "choice_ms": [[a * 1000, b * 1000] for a, b in worker.choices], "calibration": stats.calibration,
                 "session_writes": self.writer.writes if self.writer is not None else 0}))
-        if self.writer is not None:
-            path = self.writer.close(end)
-            print(f"session saved: {path}", file=out, flush=True)
-            if self.silent:
-                plumbing.render_session(path, self.config, out)
 
     def _loop(self) -> None:
         started = next_frame = time.monotonic()
