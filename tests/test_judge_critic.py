@@ -119,14 +119,46 @@ def test_score_a_folder_of_generations(tiny_critic, tmp_path, capsys):
     for key, ids in generations(GENERATOR, count=3, tokens=120, burn_in=8, batch=3):
         notes = codec.decode([loaded.vocabulary[i] for i in ids])
         write_midi(steps_to_midi(notes, loaded.codec.sample_freq), gen_dir / f"{key.split('/')[1]}.mid")
-    capsys.readouterr()
-    assert main(["judge", "score", str(gen_dir), "--composer", str(composer), "--critic", str(critic), "--json"]) == 0
-    result = json.loads(capsys.readouterr().out)
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for k in range(3):
+        shutil.copy(sorted(gen_dir.glob("*.mid"))[0], copies / f"copy{k}.mid")
+    judges = ["--composer", str(composer), "--critic", str(critic), "--json"]
+
+    def judged(*args: str):
+        capsys.readouterr()
+        assert main(["judge", *args]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    result = judged("score", str(gen_dir), *judges)
     classes = len(load_judge(composer).classes)
     assert result["files"] == 3 and result["composers"] == classes >= 2
-    assert 1.0 - 1e-9 <= result["inception_score"] <= classes + 1e-9
-    assert 0.0 <= result["human_mean"] <= 1.0 and isinstance(result["novel"], list)
+    # the score is the files' own: the critic's mean P(human) over them (its --json rounds to 4 places), and
+    # exp(mean KL(p(y|x) || p(y))) over the composer judge's probabilities for them
+    files = sorted(str(f) for f in gen_dir.glob("*.mid"))
+    human = [r["human"] for r in judged("critic", *files, "--judge", str(critic), "--json")]
+    assert result["human_mean"] == pytest.approx(np.mean(human), abs=1e-4)
+    assert result["inception_score"] == pytest.approx(_inception(composer, files), rel=1e-6)
+    assert isinstance(result["novel"], list)
+    # copies of one piece: every p(y|x) is the marginal, so the score is 1 whatever the judge
+    same = judged("score", str(copies), *judges)
+    assert same["inception_score"] == pytest.approx(1.0, abs=1e-6) and same["human_mean"] == pytest.approx(human[0],
+                                                                                                       abs=1e-4)
     assert main(["judge", "score", str(tmp_path / "nowhere")]) == 1
+
+
+def _inception(folder, files: list[str]) -> float:
+    """exp(mean over files of KL(p(y|x) || p(y))), computed here from the composer judge's probabilities."""
+    from clara_live.codec.vocabulary import Vocabulary
+    from clara_live.judge.pieces import encode_file
+    from clara_live.judge.predict import predict_pieces
+
+    judge = load_judge(folder, kind="composer")
+    vocab = Vocabulary(judge.vocabulary, judge.codec)
+    p = np.stack([predict_pieces(judge.model, [encode_file(f, vocab)], judge.window, judge.stride)[0].double().numpy()
+                  for f in files])
+    p = np.clip(p, 1e-12, None)
+    return float(np.exp(np.mean(np.sum(p * (np.log(p) - np.log(p.mean(0, keepdims=True))), axis=1))))
 
 
 def test_best_of_k_keeps_the_candidate_the_critic_likes_best(tiny_critic, tmp_path, shared):

@@ -130,3 +130,89 @@ def test_clara_judge_score_runs_on_the_shipped_judges(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["files"] == 4 and result["composers"] == classes
     assert 1.0 <= result["inception_score"] <= classes and 0.0 <= result["human_mean"] <= 1.0
+
+
+# --- the judges pinned on known inputs ---------------------------------------------------------------
+
+PIANO_MIDI_DE = SHARED / "corpus" / "piano-midi-de"
+# one piece each by ten composers, all in the composer judge's test split (never trained on)
+DISTINCT = ["Albeniz/alb_se8.mid", "Chopin/chpn-p18.mid", "Clementi/clementi_opus36_1_3.mid", "Haydn/haydn_7_1.mid",
+            "Liszt/liz_et3.mid", "Mendelssohn/mendel_op30_3.mid", "Mozart/mz_570_3.mid", "Rachmaninoff/rac_op23_2.mid",
+            "Schumann/scn15_12.mid", "Tchaikovsky/ty_juni.mid"]
+
+
+def _write_notes(path: Path, notes: list[tuple[float, float, int]]) -> Path:
+    """A one-track MIDI file of (start, length, pitch) notes, in beats at 120 bpm, velocity 80."""
+    import mido
+
+    events = sorted(e for start, length, pitch in notes
+                    for e in ((round(start * 480), 1, pitch), (round((start + length) * 480), 0, pitch)))
+    midi, track, now = mido.MidiFile(ticks_per_beat=480), mido.MidiTrack(), 0
+    midi.tracks.append(track)
+    for at, on, pitch in events:
+        track.append(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0, time=at - now))
+        now = at
+    midi.save(str(path))
+    return path
+
+
+def _judge_json(capsys, *args: str):
+    import json
+
+    from clara_live.cli import main
+
+    capsys.readouterr()
+    assert main(["judge", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_the_shipped_critic_hears_real_music_as_human_and_a_repeated_note_or_chord_not(tmp_path, capsys):
+    """P(human) measured (issue 27): three MAESTRO performances, in no corpus any model saw, 0.9999,
+    0.9885, 0.9811; a piano-midi.de piece of the critic's own test split 0.8247; C4 struck 400 times
+    0.0001, a C major chord 200 times 0.0005."""
+    real = [SHARED / "midi" / "maestro" / f"maestro_{k}.mid" for k in (1, 2, 3)]
+    held_out = PIANO_MIDI_DE / "Clementi" / "clementi_opus36_1_3.mid"
+    repeated = _write_notes(tmp_path / "repeated.mid", [(k * 0.5, 0.45, 60) for k in range(400)])
+    chord = _write_notes(tmp_path / "chord.mid", [(k * 1.0, 0.9, p) for k in range(200) for p in (60, 64, 67)])
+    human = [r["human"] for r in _judge_json(capsys, "critic", *map(str, [*real, held_out, repeated, chord]))]
+    assert min(human[:3]) > 0.95, human
+    assert human[3] > 0.7, human
+    assert max(human[4:]) < 0.01, human
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped critic takes random notes for human: P(human) 0.9993-0.9998 over six seeded random pieces "
+    "(measured in issue 27); it learned human music against Clara's own generations, and noise is neither"))
+def test_the_shipped_critic_does_not_take_random_notes_for_human(tmp_path, capsys):
+    import random
+
+    rng = random.Random(0)
+    noise = [(k * 0.25, rng.choice([0.2, 0.45, 0.95]), rng.randint(36, 96)) for k in range(800)]
+    [result] = _judge_json(capsys, "critic", str(_write_notes(tmp_path / "random.mid", noise)))
+    assert result["human"] < 0.5, result
+
+
+def test_clara_judge_score_pins_the_inception_score_of_known_sets(tmp_path, capsys):
+    """Ten held-out pieces by ten composers: measured 4.51 (of 30), the critic's mean P(human) 0.93.
+    Four copies of one piece: every p(y|x) is the marginal, so the score is 1 and the mean P(human)
+    that piece's own."""
+    import shutil
+
+    from clara_live.judge.store import load_judge
+
+    info = load_judge(MODELS / "composer", kind="composer").info
+    assert all(info["split"][k] == "test" for k in DISTINCT)
+    distinct, copies = tmp_path / "distinct", tmp_path / "copies"
+    distinct.mkdir()
+    copies.mkdir()
+    for key in DISTINCT:
+        shutil.copy(PIANO_MIDI_DE / key, distinct / key.replace("/", "_"))
+    for k in range(4):
+        shutil.copy(PIANO_MIDI_DE / "Clementi" / "clementi_opus36_1_3.mid", copies / f"copy{k}.mid")
+    spread = _judge_json(capsys, "score", str(distinct))
+    assert spread["files"] == 10 and spread["inception_score"] > 3.5, spread
+    assert spread["human_mean"] > 0.8, spread
+    same = _judge_json(capsys, "score", str(copies))
+    [one] = _judge_json(capsys, "critic", str(copies / "copy0.mid"))
+    assert same["files"] == 4 and same["inception_score"] == pytest.approx(1.0, abs=1e-6), same
+    assert same["human_mean"] == pytest.approx(one["human"], abs=1e-4), (same, one)
