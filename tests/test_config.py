@@ -109,7 +109,7 @@ def test_wrong_shapes_are_refused(data, message):
 
 
 @pytest.mark.parametrize(("data", "named"), [
-    ({"live": {"tempo_method": "neural"}}, "live.tempo_method: must be learned or classic"),
+    ({"live": {"tempo_method": "neural"}}, "live.tempo_method: must be chosen, learned or classic"),
     ({"sampling": {"motif_pull": -1.0}}, r"sampling.motif_pull: -1.0 is outside \[0, 20\] \(0: off\)"),
     ({"sampling": {"motif_pull": float("nan")}}, "sampling.motif_pull"),
 ])

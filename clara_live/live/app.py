@@ -76,10 +76,12 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     loaded = load_model(options.model)
     if loaded.codec.encoding != "notewise":
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
-    if config.live.tempo_from_playing and config.live.tempo_method == "learned":
-        from clara_live.live import beat_net
+    if config.live.tempo_from_playing and config.live.tempo_method != "classic":
+        from clara_live.live import beat_choice, beat_net
 
         beat_net.load()  # a missing or bad beat tracker fails here, in one line, not at the first phrase's end
+        if config.live.tempo_method == "chosen":
+            beat_choice.load()
     sys.setswitchinterval(SWITCH_INTERVAL)  # a note must not wait 5 ms for a busy thread to yield
     # what is loaded by now lives as long as the process: frozen out of the collector's reach, a full
     # collection no longer walks torch's ~170,000 objects (~0.2 s under load, a pause mid-session), nor

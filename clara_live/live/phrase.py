@@ -18,6 +18,7 @@ from clara_live.codec.steps import fold
 from clara_live.codec.stream import NotewiseStream, StreamState
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.live.beat import TempoEstimate, estimate_tempo
+from clara_live.live.beat_choice import estimate_tempo_chosen
 from clara_live.live.beat_classic import estimate_tempo_classic
 from clara_live.live.commands import Feed
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
@@ -148,10 +149,14 @@ class PlayerWriter:
         if mark is None or not onsets:
             return None
         times, velocities = [te for te, _, _ in onsets], [v for _, v, _ in onsets]
+        pitches = [key for _, _, key in onsets]
         if method == "classic":
             estimate = estimate_tempo_classic(times, velocities, prior_bpm=grid.bpm)
-        else:
-            estimate = estimate_tempo(times, velocities, prior_bpm=grid.bpm, pitches=[key for _, _, key in onsets])
+        elif method == "learned":
+            estimate = estimate_tempo(times, velocities, prior_bpm=grid.bpm, pitches=pitches)
+        else:  # the session's tempo is a heard one (not the first guess): a second phrase seldom leaves it
+            estimate = estimate_tempo_chosen(times, velocities, prior_bpm=grid.bpm, pitches=pitches,
+                                             informed=self.tempo.source != "bpm")
         if estimate is None:
             return None
         if _same_beats(grid, estimate, times[0], times[-1]):

@@ -1,0 +1,269 @@
+"""The tempo a jamming player can trust: the two estimators' candidates, chosen between by a small
+learned ranker.
+
+The classic estimator (clara_live.live.beat_classic) lands on a steady player's period to a
+hundredth of a percent but often at twice or half the notated beat; the learned tracker
+(clara_live.live.beat) chooses the metrical level better under rubato but lands a few percent off
+on steady playing and hears simple pulses at half their tempo. Each gives a period; their
+multiples (x1/3 .. x3, the metrical levels either may have missed) are the candidates, each
+refined by a least-squares fit to the events near its beats (`beat.refine`: exact on steady
+playing). Every candidate is described by what a musician would weigh (FEATURES): its distance
+from the first guess (the previous phrase's tempo: a player seldom changes tempo between two
+phrases), its absolute tempo, the periodicity of the onsets at it, how many notes fall in a beat,
+the share of the onsets' weight on its beats and their subdivisions, how steady the playing is
+on its grid, the learned network's beat activation on its beats and its tempo head's belief, and
+which estimator proposed it with what confidence. A linear score over them (weights learned by
+training/tempo_choice.py, listwise, on the train works of ASAP's performances, POP909's steady
+melodies and synthetic steady phrases; chosen on valid) picks one.
+
+Weights ship as JSON (trained_models/beat/choice.json), read with json and checked.
+Pure functions but for the weights' load, cached once.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from clara_live.errors import InputError
+from clara_live.live import beat_net
+from clara_live.live.beat import MIN_EVENTS, TempoEstimate, events, hear, refine
+from clara_live.live.beat_classic import _autocorrelation, _comb, _phase, estimate_tempo_classic
+from clara_live.live.tempo import MAX_BPM, MIN_BPM
+
+WEIGHTS = Path(__file__).resolve().parents[2] / "trained_models" / "beat" / "choice.json"
+LEVELS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)  # a proposed beat's metrical neighbours
+PRIOR_LEVELS = (1 / 2, 1.0, 2.0)  # the first guess's period and its octaves are candidates too
+PEAKS = 4  # ... and the strongest peaks of the onsets' periodicity
+SOURCES = ("classic", "learned", "prior", "comb")
+FEATURES = ("prior", "prior_sq", "prior_abs", "informed", "informed_prior_sq", "informed_prior_abs",
+            "tempo", "tempo_sq", "comb", "comb_2", "per_beat", "per_beat_sq",
+            "on_beat", "on_half", "on_third", "on_quarter", "accent", "residual", "residual_sq",
+            "activation", "activation_ratio", "head", "is_classic", "is_learned", "classic_confidence",
+            "learned_confidence", "refined", "from_classic", "from_learned", "from_prior", "from_comb", "beats",
+            "level", "level_3_2")
+
+
+class Candidate(NamedTuple):
+    period: float  # seconds
+    phase: float  # a beat time, seconds
+    source: str  # one of SOURCES
+    level: float  # the proposing period over this one
+    refined: bool
+
+
+class Phrase(NamedTuple):
+    """One phrase heard once: the events, both estimators' answers and the network's outputs."""
+
+    t: np.ndarray
+    w: np.ndarray
+    classic: TempoEstimate | None
+    learned: TempoEstimate | None
+    activation: np.ndarray
+    start: float
+    tempo: np.ndarray | None
+    tempo_bpm: np.ndarray | None
+    autocorrelation: np.ndarray
+    prior_bpm: float
+
+
+def listen(onsets: Sequence[float], velocities: Sequence[float] | None, prior_bpm: float,
+           pitches: Sequence[float] | None = None) -> Phrase | None:
+    """Both estimators on a phrase; None when neither has anything to say."""
+    t, w = events(onsets, velocities)
+    if len(t) < MIN_EVENTS or t[-1] - t[0] <= 0 or not math.isfinite(prior_bpm) or prior_bpm <= 0:
+        return None
+    classic = estimate_tempo_classic(onsets, velocities, prior_bpm=prior_bpm)
+    heard = hear(onsets, velocities, prior_bpm, pitches)
+    if heard is None or (classic is None and heard.estimate is None):
+        return None
+    ac = _autocorrelation(t - t[0], w, float(t[-1] - t[0]))
+    return Phrase(t, w, classic, heard.estimate, heard.activation, heard.start, heard.tempo, heard.tempo_bpm, ac,
+                  min(MAX_BPM, max(MIN_BPM, prior_bpm)))
+
+
+def candidates(phrase: Phrase) -> list[Candidate]:
+    """The periods worth ranking, each refined on the events near its beats: each estimate's at
+    its metrical neighbours (LEVELS; the learned one also as it was tracked), the first guess's
+    and its octaves (a second phrase at the first one's tempo), and the PEAKS strongest peaks of
+    the onsets' periodicity (a pulse both estimators missed); all within MIN_BPM..MAX_BPM and
+    no longer than the phrase."""
+    t, w = phrase.t, phrase.w
+    span = float(t[-1] - t[0])
+    longest = min(60.0 / MIN_BPM, span)
+    proposals: list[tuple[str, float, float, float | None]] = []  # (source, base period, level, phase)
+    for source, estimate in (("classic", phrase.classic), ("learned", phrase.learned)):
+        if estimate is not None:
+            proposals += [(source, estimate.period, level, estimate.beat_time if level == 1.0 else None)
+                          for level in LEVELS]
+    proposals += [("prior", 60.0 / phrase.prior_bpm, level, None) for level in PRIOR_LEVELS]
+    proposals += [("comb", period, 1.0, None) for period in _peaks(phrase.autocorrelation, span, longest)]
+    out = []
+    for source, base, level, phase in proposals:
+        period = base / level
+        if not 60.0 / MAX_BPM <= period <= longest:
+            continue
+        if phase is None:
+            phase = _phase(t, w, period)[0]
+        if source == "learned" and level == 1.0:
+            out.append(Candidate(period, phase, source, level, False))
+        refined_period, refined_phase = refine(t, w, period, phase)
+        out.append(Candidate(refined_period, refined_phase, source, level, True))
+    return out
+
+
+def _peaks(ac: np.ndarray, span: float, longest: float) -> list[float]:
+    """The periods of the PEAKS highest local maxima of the comb over the onsets' autocorrelation."""
+    shortest = 60.0 / MAX_BPM
+    if longest <= shortest:
+        return []
+    periods = shortest * (longest / shortest) ** np.linspace(0.0, 1.0, 160)
+    score = _comb(ac, periods, span)
+    peak = np.flatnonzero((score[1:-1] >= score[:-2]) & (score[1:-1] > score[2:])) + 1
+    best = peak[np.argsort(score[peak])[::-1][:PEAKS]]
+    return periods[best].tolist()
+
+
+def _shares(t: np.ndarray, w: np.ndarray, period: float, phase: float) -> list[float]:
+    """The share of the onsets' weight on beats, half, third and quarter beats."""
+    out = []
+    for division in (1, 2, 3, 4):
+        q = period / division
+        d = np.abs((t - phase + q / 2) % q - q / 2)
+        out.append(float(np.sum(w * (d <= max(0.025, 0.08 * period))) / np.sum(w)))
+    return out
+
+
+def features(phrase: Phrase, c: Candidate, informed: bool) -> np.ndarray:
+    """The candidate described in FEATURES' order. informed: the first guess is the tempo heard
+    before (the previous phrase, a tap, a clock), not a default."""
+    t, w = phrase.t, phrase.w
+    span = float(t[-1] - t[0])
+    bpm = 60.0 / c.period
+    prior = math.log2(bpm / phrase.prior_bpm)
+    known = float(informed)
+    tempo = math.log2(bpm / 100.0)
+    comb, comb_2 = _comb(phrase.autocorrelation, np.array([c.period, 2 * c.period]), span).tolist()
+    rate = (len(t) - 1) / span
+    per_beat = math.log2(max(rate * c.period, 1e-3))
+    d = np.abs((t - c.phase + c.period / 2) % c.period - c.period / 2)
+    on = d <= 0.08 * c.period
+    accent = float(np.mean(w[on]) / np.mean(w)) if on.any() else 0.5
+    # steadiness: the weighted RMS distance to the nearest quarter or third of a beat, in beats
+    quarter = np.abs((t - c.phase + c.period / 8) % (c.period / 4) - c.period / 8)
+    third = np.abs((t - c.phase + c.period / 6) % (c.period / 3) - c.period / 6)
+    residual = float(np.sqrt(np.sum(w * np.minimum(quarter, third) ** 2) / np.sum(w))) / c.period
+    first = math.ceil((t[0] - c.phase) / c.period - 1e-9)
+    last = math.floor((t[-1] - c.phase) / c.period + 1e-9)
+    beats = c.phase + c.period * np.arange(first, last + 1)
+    a = phrase.activation
+    on_beats = np.interp((beats - phrase.start) * beat_net.FPS, np.arange(len(a)), a) if len(beats) else np.zeros(1)
+    activation = float(on_beats.mean())
+    head = 0.0
+    if phrase.tempo is not None and phrase.tempo_bpm is not None:
+        head = float(np.interp(math.log(bpm), np.log(phrase.tempo_bpm), phrase.tempo))
+    is_classic = phrase.classic is not None and abs(math.log2(c.period / phrase.classic.period)) < 0.03
+    is_learned = phrase.learned is not None and abs(math.log2(c.period / phrase.learned.period)) < 0.03
+    return np.array([
+        prior, prior * prior, abs(prior), known, known * prior * prior, known * abs(prior),
+        tempo, tempo * tempo, comb, comb_2, per_beat, per_beat * per_beat,
+        *_shares(t, w, c.period, c.phase), accent, residual, residual * residual,
+        activation, activation / (float(a.mean()) + 1e-6), math.log(head + 1e-4),
+        float(is_classic), float(is_learned),
+        float(is_classic) * (phrase.classic.confidence if phrase.classic else 0.0),
+        float(is_learned) * (phrase.learned.confidence if phrase.learned else 0.0),
+        float(c.refined), *(float(c.source == s) for s in SOURCES), math.log(span / c.period),
+        abs(math.log2(c.level)), float(c.level in (2 / 3, 3 / 2))])
+
+
+class Ranker(NamedTuple):
+    """A candidate's score: a one-hidden-layer network over its standardised features."""
+
+    mean: np.ndarray  # (features,)
+    scale: np.ndarray  # (features,)
+    hidden_weight: np.ndarray  # (hidden, features)
+    hidden_bias: np.ndarray  # (hidden,)
+    out_weight: np.ndarray  # (hidden,)
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        h = np.tanh(((x - self.mean) / self.scale) @ self.hidden_weight.T + self.hidden_bias)
+        return h @ self.out_weight
+
+
+def _numbers(value: object, shape: tuple[int, ...]) -> np.ndarray | None:
+    try:
+        a = np.array(value, dtype=float)
+    except (TypeError, ValueError):
+        return None
+    if a.shape != shape or not np.all(np.isfinite(a)) or _has_bool(value):
+        return None
+    return a
+
+
+def _has_bool(value: object) -> bool:
+    return isinstance(value, bool) or (isinstance(value, list) and any(_has_bool(v) for v in value))
+
+
+def check(data: object, name: str) -> Ranker:
+    """A Ranker from choice.json's contents, or an InputError naming `name` and what is wrong."""
+    if not isinstance(data, dict) or data.get("features") != list(FEATURES):
+        raise InputError(f"{name}: not a tempo chooser for these features ({len(FEATURES)} named in beat_choice)")
+    hidden = data.get("hidden")
+    if not isinstance(hidden, int) or isinstance(hidden, bool) or not 1 <= hidden <= 256:
+        raise InputError(f"{name}: hidden must be a whole number from 1 to 256")
+    n = len(FEATURES)
+    shapes = {"mean": (n,), "scale": (n,), "hidden_weight": (hidden, n), "hidden_bias": (hidden,),
+              "out_weight": (hidden,)}
+    arrays = {}
+    for key, shape in shapes.items():
+        arrays[key] = _numbers(data.get(key), shape)
+        if arrays[key] is None:
+            raise InputError(f"{name}: {key} must be finite numbers of shape {shape}")
+    if np.any(arrays["scale"] <= 0):
+        raise InputError(f"{name}: scale must be positive")
+    return Ranker(**arrays)
+
+
+@functools.lru_cache(maxsize=4)
+def load(path: Path = WEIGHTS) -> Ranker:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: not a readable tempo chooser ({exc.__class__.__name__})") from None
+    return check(data, str(path))
+
+
+def choose(phrase: Phrase, ranker: Ranker, informed: bool = False) -> TempoEstimate | None:
+    """The best-scored candidate as an estimate (its beat the one nearest the first event), with
+    the confidence of the estimator that proposed it (0.5 for the others); None without candidates."""
+    found = candidates(phrase)
+    if not found:
+        return None
+    x = np.stack([features(phrase, c, informed) for c in found])
+    best = found[int(np.argmax(ranker.scores(x)))]
+    bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / best.period))
+    period = 60.0 / bpm
+    k = round((phrase.t[0] - best.phase) / period)
+    proposer = {"classic": phrase.classic, "learned": phrase.learned}.get(best.source)
+    confidence = proposer.confidence if proposer is not None else 0.5
+    return TempoEstimate(bpm, best.phase + k * period, confidence)
+
+
+def estimate_tempo_chosen(onsets: Sequence[float], velocities: Sequence[float] | None = None,
+                          prior_bpm: float = 100.0, pitches: Sequence[float] | None = None,
+                          informed: bool = False, ranker: Ranker | None = None) -> TempoEstimate | None:
+    """The tempo and phase of a phrase (onsets in seconds, velocities 1..127 and MIDI pitches
+    optional), the candidates ranked (`ranker` default: the shipped weights). `prior_bpm` is the
+    first guess; `informed` says it is the tempo heard before (the previous phrase, a tap, a
+    clock), which a player seldom leaves between two phrases, rather than a default. None when
+    neither estimator hears a pulse (a caller keeps its tempo)."""
+    phrase = listen(onsets, velocities, prior_bpm, pitches)
+    if phrase is None:
+        return None
+    return choose(phrase, load() if ranker is None else ranker, informed)

@@ -1,0 +1,179 @@
+"""Learn how clara_live.live.beat_choice ranks its tempo candidates.
+
+Data (training/tempo_data.py): ASAP's performance openings (rubato), POP909's steady melody
+openings and synthetic steady phrases, each split by work. Each phrase is heard twice: from the
+first guess 100 bpm (a fresh session, as `clara live --bpm 100`), and from the previous phrase's
+tempo (the truth moved by up to 3 %, as a second phrase at one tempo is heard). Every candidate of
+every phrase is described by beat_choice.FEATURES; a candidate within 4 % of the truth is right.
+
+The ranker is a one-hidden-layer network scoring each candidate; a softmax over a phrase's
+candidates is trained to put its mass on the right ones (listwise; Adam, full batch), each set
+weighing the same. Its size and L2 penalty are chosen on the valid works by the mean of the sets'
+Acc1 (fresh and second phrase); test is never read here.
+The features are cached in OUT/features.npz (plain arrays) so that a second run only fits.
+
+    python -m training.tempo_choice --out ~/.cache/clara-live/runs/tempo-choice
+    cp ~/.cache/clara-live/runs/tempo-choice/choice.json trained_models/beat/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from clara_live.atomic import write_text
+from clara_live.live import beat_choice
+from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from training import tempo_data
+
+TOLERANCE = 0.04
+FRESH = 100.0  # the first guess of a fresh session
+SECOND = 0.03  # a second phrase's first guess: the truth moved by up to this share
+CHOICES = ((8, 1e-3), (16, 1e-4), (16, 1e-3), (32, 1e-3), (32, 1e-2))  # (hidden units, L2), chosen on valid
+EPOCHS = 600
+SCENARIOS = ("fresh", "second")
+
+
+def hit(bpm: float, truth: float) -> bool:
+    return abs(bpm / truth - 1.0) <= TOLERANCE
+
+
+def _describe_one(item: tuple[int, dict]) -> list[tuple]:
+    """One phrase's scenarios: (kind, split, scenario, prior, truth, [(features, right, bpm)...])."""
+    index, phrase = item
+    rng = np.random.default_rng(index)
+    out = []
+    for scenario in SCENARIOS:
+        prior = FRESH if scenario == "fresh" else phrase["bpm"] * float(rng.uniform(1 - SECOND, 1 + SECOND))
+        prior = min(MAX_BPM, max(MIN_BPM, prior))
+        heard = beat_choice.listen(phrase["onsets"], phrase["velocities"], prior, phrase["pitches"])
+        found = beat_choice.candidates(heard) if heard is not None else []
+        rows = [(beat_choice.features(heard, c, scenario == "second"), hit(60.0 / c.period, phrase["bpm"]),
+                 60.0 / c.period) for c in found]
+        out.append((phrase["kind"], phrase["split"], scenario, prior, phrase["bpm"], rows))
+    return out
+
+
+def describe(phrases: list[dict], workers: int = 2) -> dict[str, np.ndarray]:
+    """Every candidate's features, flat, with the index of its phrase-scenario (a group), whether
+    it is right, its bpm; and per group the phrase's set, split and scenario, and the prior.
+    A phrase's second-phrase prior is drawn from its own seed (the same whatever the workers)."""
+    slim = [{k: p[k] for k in ("kind", "split", "bpm", "onsets", "velocities", "pitches")} for p in phrases]
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        described = pool.map(_describe_one, enumerate(slim), chunksize=16)
+    x, group, right, bpm, meta = [], [], [], [], []
+    for scenarios in described:
+        for kind, split, scenario, prior, truth, rows in scenarios:
+            for features, ok, candidate_bpm in rows:
+                x.append(features)
+                group.append(len(meta))
+                right.append(ok)
+                bpm.append(candidate_bpm)
+            meta.append((kind, split, scenario, prior, truth))
+    kinds, splits, scenarios_, priors, truths = zip(*meta, strict=True)
+    return {"x": np.array(x, dtype=np.float64).reshape(-1, len(beat_choice.FEATURES)),
+            "group": np.array(group, dtype=np.int64), "right": np.array(right, dtype=bool),
+            "bpm": np.array(bpm), "kind": np.array(kinds), "split": np.array(splits),
+            "scenario": np.array(scenarios_), "prior": np.array(priors), "truth": np.array(truths)}
+
+
+def fit(data: dict[str, np.ndarray], hidden: int, penalty: float, mean: np.ndarray, scale: np.ndarray,
+        epochs: int = EPOCHS) -> beat_choice.Ranker:
+    """A ranker (one hidden tanh layer) over the standardised features, trained on the train groups."""
+    torch.manual_seed(0)
+    train = data["split"][data["group"]] == "train"
+    groups = data["group"][train]
+    # groups with no right candidate teach nothing (counted as misses when scored)
+    useful = np.zeros(len(data["split"]), dtype=bool)
+    np.logical_or.at(useful, groups, data["right"][train])
+    keep = useful[groups]
+    groups, ids = np.unique(groups[keep], return_inverse=True)
+    x = torch.tensor((data["x"][train][keep] - mean) / scale, dtype=torch.float32)
+    right = torch.tensor(data["right"][train][keep], dtype=torch.float32)
+    seg = torch.tensor(ids)
+    kinds = data["kind"][groups]
+    share = {k: float(np.mean(kinds == k)) for k in set(kinds.tolist())}
+    weight = torch.tensor([1.0 / (len(share) * share[k]) for k in kinds], dtype=torch.float32)
+    layer, out = torch.nn.Linear(x.shape[1], hidden), torch.nn.Linear(hidden, 1, bias=False)  # a softmax ignores a bias
+    optimiser = torch.optim.Adam([*layer.parameters(), *out.parameters()], lr=0.01, weight_decay=penalty)
+    n = len(groups)
+    for _ in range(epochs):
+        s = out(torch.tanh(layer(x))).squeeze(1)
+        top = torch.zeros(n).scatter_reduce(0, seg, s.detach(), "amax", include_self=False)
+        z = torch.exp(s - top[seg])
+        total = torch.zeros(n).index_add(0, seg, z)
+        good = torch.zeros(n).index_add(0, seg, z * right)
+        loss = -(weight * (torch.log(good + 1e-12) - torch.log(total))).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return beat_choice.Ranker(mean, scale, layer.weight.detach().double().numpy(),
+                              layer.bias.detach().double().numpy(), out.weight.detach().double().numpy()[0])
+
+
+def chosen(data: dict[str, np.ndarray], ranker: beat_choice.Ranker) -> np.ndarray:
+    """Each group's chosen bpm (its prior where it has no candidate)."""
+    out = data["prior"].copy()
+    best = np.full(len(out), -np.inf)
+    scores = ranker.scores(data["x"])
+    for i, (g, s) in enumerate(zip(data["group"].tolist(), scores.tolist(), strict=True)):
+        if s > best[g]:
+            best[g], out[g] = s, data["bpm"][i]
+    return out
+
+
+def table(data: dict[str, np.ndarray], bpm: np.ndarray, split: str) -> dict[str, dict[str, float]]:
+    """Acc1 per set and scenario on a split."""
+    out = {}
+    for kind in sorted(set(data["kind"].tolist())):
+        for scenario in SCENARIOS:
+            mask = (data["kind"] == kind) & (data["scenario"] == scenario) & (data["split"] == split)
+            if mask.any():
+                acc1 = np.abs(bpm[mask] / data["truth"][mask] - 1) <= TOLERANCE
+                out[f"{kind}/{scenario}"] = {"phrases": int(mask.sum()), "acc1": float(acc1.mean())}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="a folder for the features, metrics and choice.json")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache = args.out / "features.npz"
+    if cache.exists():
+        with np.load(cache, allow_pickle=False) as f:
+            data = {k: f[k] for k in f.files}
+    else:
+        began = time.perf_counter()
+        data = describe(tempo_data.all_sets())
+        np.savez(cache, **data)
+        print(f"described {len(data['split'])} phrase-scenarios, {len(data['x'])} candidates in "
+              f"{time.perf_counter() - began:.0f} s", file=sys.stderr)
+    train = data["split"][data["group"]] == "train"
+    mean, scale = data["x"][train].mean(axis=0), data["x"][train].std(axis=0) + 1e-6
+    results = []
+    for hidden, penalty in CHOICES:
+        ranker = fit(data, hidden, penalty, mean, scale)
+        valid = table(data, chosen(data, ranker), "valid")
+        score = float(np.mean([v["acc1"] for v in valid.values()]))
+        print(f"hidden {hidden}, L2 {penalty:g}: valid mean Acc1 {score:.3f} " +
+              " ".join(f"{k} {v['acc1']:.3f}" for k, v in valid.items()))
+        results.append((score, hidden, penalty, ranker, valid))
+    score, hidden, penalty, ranker, valid = max(results, key=lambda r: r[0])
+    write_text(args.out / "choice.json", json.dumps({
+        "features": list(beat_choice.FEATURES), "hidden": hidden,
+        **{k: getattr(ranker, k).tolist() for k in ("mean", "scale", "hidden_weight", "hidden_bias", "out_weight")},
+        "penalty": penalty, "valid": valid}) + "\n")
+    print(f"chose hidden {hidden}, L2 {penalty:g} (valid mean Acc1 {score:.3f}); wrote {args.out / 'choice.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Phrases with a known tempo, for choosing and measuring the tempo heard from playing.
+
+Three sets, each split by work (valid is for choosing, test is reported once):
+- `asap_openings`: the first seconds of ASAP's performances (rubato), the truth their annotated
+  beats; split as training/heldout.py splits ASAP (the beat tracker learned from its train works);
+- `pop909_openings`: the first seconds of POP909's MELODY tracks, a steady melody the way a player
+  jams, the truth the file's tempo (only where one tempo holds through the opening) and its beat
+  grid (the file's quarter notes); split as `clara corpus` splits POP909;
+- `synthetic_phrases`: steady phrases at 40-240 bpm with dotted, swung, triplet and sixteenth
+  cells, rests, accents on the beat and ~15 ms of human jitter, a known beat grid; a seeded draw,
+  every tenth phrase valid, every tenth test.
+
+A phrase is a dict: kind, name, split, bpm (the truth), beats (seconds; the truth's grid, also
+past the opening where known), onsets, velocities, pitches (times in seconds from the first
+note), and for POP909 phase_division 4 (its beats' phase is known only to a sixteenth).
+`second_phrase` cuts the phrase that follows an opening, for the second-phrase case.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+import symusic
+
+from clara_live.config import CorpusConfig
+from clara_live.corpus import find_sources, split_of
+from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
+
+SECONDS = 10.0
+SYNTHETIC = 600
+# a beat's onsets, in beats: even, dotted, swung, sixteenths, their mixes, triplets
+CELLS = ((0.0,), (0.0, 0.5), (0.0, 0.75), (0.0, 2 / 3), (0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 0.75),
+         (0.0, 0.25, 0.5), (0.0, 1 / 3, 2 / 3))
+SHORTEST = 0.09  # seconds: the fastest notes a synthetic phrase plays (about 11 a second)
+JITTER = 0.0075  # seconds: the onsets' standard deviation (about +-15 ms)
+
+
+def _window(notes: list[tuple[float, int, int]], beats: list[float], start: float, seconds: float) -> dict:
+    """The notes and beats from `start` for `seconds`, times from the first note in the window."""
+    inside = [n for n in notes if start <= n[0] < start + seconds]
+    if not inside:
+        return {"onsets": [], "velocities": [], "pitches": [], "beats": []}
+    first = inside[0][0]
+    return {"onsets": [t - first for t, _, _ in inside], "velocities": [v for _, v, _ in inside],
+            "pitches": [p for _, _, p in inside], "beats": [b - first for b in beats]}
+
+
+def asap_openings(seconds: float = SECONDS, root: Path = CORPUS / "asap") -> list[dict]:
+    """ASAP performances whose MIDI holds one tempo and whose opening has three annotated beats."""
+    splits = asap_splits()
+    out = []
+    for row in asap_rows(root):
+        data = (root / row["midi_performance"]).read_bytes()
+        if len(symusic.Score.from_midi(data, ttype="tick").tempos) > 1:
+            continue
+        score = symusic.Score.from_midi(data, ttype="second")
+        notes = sorted((float(n.time), int(n.velocity), int(n.pitch)) for track in score.tracks for n in track.notes)
+        if not notes:
+            continue
+        beats = [float(line.split("\t")[0]) for line in
+                 (root / row["performance_annotations"]).read_text().splitlines() if line.strip()]
+        phrase = _window(notes, beats, notes[0][0], seconds)
+        opening = [b for b in phrase["beats"] if -1e-6 <= b <= seconds]
+        if len(opening) < 3:
+            continue
+        out.append({"kind": "asap", "name": row["midi_performance"], "split": splits[asap_work(row["folder"])],
+                    "bpm": 60.0 / statistics.median(np.diff(opening)), "notes": notes, "all_beats": beats, **phrase})
+    return out
+
+
+def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909") -> list[dict]:
+    """POP909 songs whose MELODY track's opening is at one tempo; the truth is that tempo."""
+    config = CorpusConfig()
+    out = []
+    for source in find_sources([str(root)]):
+        data = Path(source.location).read_bytes()
+        score = symusic.Score.from_midi(data, ttype="second")
+        melody = [t for t in score.tracks if t.name.strip().upper() == "MELODY"]
+        if not melody or len(melody[0].notes) < 2:
+            continue
+        notes = sorted((float(n.time), int(n.velocity), int(n.pitch)) for n in melody[0].notes)
+        first = notes[0][0]
+        tempos = [(float(t.time), float(t.qpm)) for t in score.tempos] or [(0.0, 120.0)]
+        ruling = [q for t, q in tempos if t <= first] or [tempos[0][1]]
+        during = [q for t, q in tempos if first < t < first + 2 * seconds] + [ruling[-1]]
+        if max(during) / min(during) > 1.001:
+            continue
+        bpm = ruling[-1]
+        # POP909's notes lie on a sixteenth grid offset from the file's ticks by the recording's start: the
+        # grid is known from the first note, the beat's phase only to a sixteenth (phase_division 4)
+        period = 60.0 / bpm
+        beats = (first + period * np.arange(-1, int(3 * seconds / period) + 2)).tolist()
+        phrase = _window(notes, beats, first, seconds)
+        out.append({"kind": "pop909", "name": source.key, "split": split_of(source.key, config), "bpm": bpm,
+                    "notes": notes, "all_beats": beats, "phase_division": 4, **phrase})
+    return out
+
+
+def synthetic_phrases(count: int = SYNTHETIC, seed: int = 0, seconds: float = 2 * SECONDS) -> list[dict]:
+    """Steady phrases: a tempo drawn log-uniform in 40-240 bpm, a cell a beat (a rest one beat
+    in seven), accents on the beat, jittered onsets; `seconds` long (an opening and what follows)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        bpm = float(np.exp(rng.uniform(np.log(40.0), np.log(240.0))))
+        period = 60.0 / bpm
+        playable = [c for c in CELLS if all(b - a >= SHORTEST / period for a, b in zip(c, (*c[1:], 1.0), strict=True))]
+        cells = playable or [(0.0,)]
+        notes = []
+        for beat in range(int(seconds / period) + 1):
+            cell = cells[int(rng.integers(len(cells)))] if beat else (0.0,)
+            if beat > 1 and rng.random() < 1 / 7:
+                continue  # a rest
+            for c in cell:
+                velocity = int(np.clip(rng.normal(84.0 if c == 0.0 else 66.0, 8.0), 1, 127))
+                notes.append(((beat + c) * period + float(rng.normal(0.0, JITTER)), velocity,
+                              int(rng.integers(55, 80))))
+        notes.sort()
+        beats = (period * np.arange(int(seconds / period) + 2)).tolist()
+        split = "valid" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
+        phrase = _window(notes, beats, notes[0][0], SECONDS)
+        out.append({"kind": "synthetic", "name": f"synthetic-{seed}-{i}", "split": split, "bpm": bpm,
+                    "notes": notes, "all_beats": beats, **phrase})
+    return out
+
+
+def drifting_phrases(count: int = 200, seed: int = 5, seconds: float = 30.0) -> list[dict]:
+    """Phrases whose tempo moves linearly by up to +-15 % over `seconds` (from 60-180 bpm): the
+    beat a follower must keep up with. A cell a beat, a rest one beat in seven, ~+-15 ms jitter;
+    every tenth valid, every tenth test. bpm is the starting tempo."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        start_bpm = float(np.exp(rng.uniform(np.log(60.0), np.log(180.0))))
+        ratio = float(rng.uniform(0.85, 1.15))
+        beats, t = [0.0], 0.0
+        while t < seconds:
+            t += 60.0 / (start_bpm * (1.0 + (ratio - 1.0) * t / seconds))
+            beats.append(t)
+        notes = []
+        for k in range(len(beats) - 1):
+            if k > 1 and rng.random() < 1 / 7:
+                continue
+            a, b = beats[k], beats[k + 1]
+            for c in CELLS[int(rng.integers(3))] if k else (0.0,):
+                notes.append((a + c * (b - a) + float(rng.normal(0.0, JITTER)), 84 if c == 0.0 else 66, 60))
+        notes.sort()
+        split = "valid" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
+        out.append({"kind": "drift", "name": f"drift-{seed}-{i}", "split": split, "bpm": start_bpm, "notes": notes,
+                    "all_beats": beats, **_window(notes, beats, notes[0][0], SECONDS)})
+    return out
+
+
+def second_phrase(phrase: dict, seconds: float = SECONDS) -> dict | None:
+    """The phrase after an opening: the next `seconds` of the same music (None when it holds
+    fewer than four notes or, with annotated beats, fewer than three beats)."""
+    notes = phrase["notes"]
+    opening_end = notes[0][0] + seconds
+    later = [n for n in notes if n[0] >= opening_end]
+    if len(later) < 4:
+        return None
+    window = _window(notes, phrase["all_beats"], later[0][0], seconds)
+    if phrase["kind"] == "asap":
+        inside = [b for b in window["beats"] if -1e-6 <= b <= seconds]
+        if len(inside) < 3:
+            return None
+        return {**phrase, **window, "bpm": 60.0 / statistics.median(np.diff(inside))}
+    return {**phrase, **window}
+
+
+def all_sets(seconds: float = SECONDS) -> list[dict]:
+    return asap_openings(seconds) + pop909_openings(seconds) + synthetic_phrases()
