@@ -1,4 +1,4 @@
-"""Tempo and beat phase from a phrase's onsets (clara_live.live.beat): synthetic phrases with
+"""Tempo and beat phase from a phrase's onsets (clara_live.beat.tracker): synthetic phrases with
 human timing jitter, seeded, so each test is exact and repeatable. Each test runs on both
 estimators: `learned` (estimate_tempo, the shipped beat tracker) and `classic`
 (estimate_tempo_classic, the hand-made one the benchmark compares it with); a strict xfail marks
@@ -11,23 +11,26 @@ import math
 import numpy as np
 import pytest
 
+from clara_live.beat.choice import estimate_tempo_chosen
+from clara_live.beat.classic import estimate_tempo_classic
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.tracker import TempoEstimate, estimate_tempo, events
 from clara_live.errors import InputError
-from clara_live.live.beat import TempoEstimate, estimate_tempo, events
-from clara_live.live.beat_classic import estimate_tempo_classic
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
 
 # a simple melody in beats: quarters, a pair of eighths, a half note (its onsets only)
 MELODY = [0, 1, 2, 2.5, 3, 4, 6, 7, 7.5, 8, 9, 10, 10.5, 11, 12, 14]
-METHODS = {"learned": estimate_tempo, "classic": estimate_tempo_classic}
+METHODS = {"learned": estimate_tempo, "classic": estimate_tempo_classic, "chosen": estimate_tempo_chosen}
 HALF = ("the learned tracker hears simple synthetic pulses at half their tempo (or a third): a model of "
         "ASAP's notated beats, where a pulse of even notes is as often two notes a beat")
 
 
-def methods(learned_fails: str | None = None, classic_fails: str | None = None) -> list:
-    """The two estimators' names as parameters, each a strict xfail where `..._fails` says why."""
+def methods(learned_fails: str | None = None, classic_fails: str | None = None, chosen_fails: str | None = None
+            ) -> list:
+    """The three estimators' names as parameters, each a strict xfail where `..._fails` says why
+    (chosen: the two others' candidates ranked, what clara live uses)."""
     def param(name: str, reason: str | None):
         return pytest.param(name, marks=pytest.mark.xfail(strict=True, reason=reason)) if reason else name
-    return [param("learned", learned_fails), param("classic", classic_fails)]
+    return [param("learned", learned_fails), param("classic", classic_fails), param("chosen", chosen_fails)]
 
 
 def played(bpm: float, beats=MELODY, jitter: float = 0.012, seed: int = 0, start: float = 50.0) -> np.ndarray:
@@ -41,8 +44,13 @@ def phase_off(estimate: TempoEstimate, beat: float, bpm: float) -> float:
     return abs(k - round(k))
 
 
-@pytest.mark.parametrize("method", methods())
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("seed", "method"), [
+    *((seed, m) for seed in range(5) for m in ("learned", "classic")),
+    *((seed, "chosen") for seed in (0, 1, 2, 4)),
+    pytest.param(3, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears this take at 42, half: its ranker learned from POP909's steady melodies, notated "
+        "at 60-90 bpm with eighths and sixteenths, that a tune of quarters and eighths is as often eighths at "
+        "half the tempo (BENCHMARKS, tempo a player can trust)")))])
 def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
     onsets = played(84.0, seed=seed)
     estimate = METHODS[method](onsets, prior_bpm=100.0)
@@ -55,7 +63,8 @@ def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
 @pytest.mark.parametrize(("bpm", "prior", "method"), [
     *(pytest.param(bpm, prior, "learned", marks=pytest.mark.xfail(strict=True, reason=HALF))
       for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)]),
-    *((bpm, prior, m) for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)] for m in ["classic"]),
+    *((bpm, prior, m) for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)]
+      for m in ["classic", "chosen"]),
     *((bpm, prior, m) for bpm, prior in [(72.0, 100.0), (72.0, 60.0)] for m in METHODS)])
 def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior, method):
     # its eighth notes make 2x a candidate and its half notes 1/2: the comb and the prior pick the beat
@@ -69,9 +78,11 @@ def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior, method):
                   "did as well on valid, narrower worse): its network and tempo head decide, here 60 bpm"))
 def test_the_prior_settles_a_pulse_that_fits_two_levels_alike(method):
     # one note a beat at 120 bpm is as much 60 bpm with eighth notes: the first guess decides
+    # (chosen: where it is a tempo heard before, the previous phrase's, not a default)
     onsets = played(120.0, beats=list(range(12)), jitter=0.005)
-    assert METHODS[method](onsets, prior_bpm=110.0).bpm == pytest.approx(120.0, rel=0.02)
-    assert METHODS[method](onsets, prior_bpm=55.0).bpm == pytest.approx(60.0, rel=0.02)
+    heard = {"informed": True} if method == "chosen" else {}
+    assert METHODS[method](onsets, prior_bpm=110.0, **heard).bpm == pytest.approx(120.0, rel=0.02)
+    assert METHODS[method](onsets, prior_bpm=55.0, **heard).bpm == pytest.approx(60.0, rel=0.02)
 
 
 @pytest.mark.parametrize("method", methods())
@@ -170,8 +181,12 @@ def test_an_estimate_lists_its_beats():
     assert estimate.beats(9.0, 11.0).tolist() == pytest.approx([9.0, 9.5, 10.0, 10.5, 11.0])
 
 
-@pytest.mark.parametrize("method", methods())
-@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize(("seed", "method"), [
+    *((seed, m) for seed in range(5) for m in ("learned", "classic")),
+    *((seed, "chosen") for seed in (1, 3, 4)),
+    *(pytest.param(seed, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears two of the five takes at 45, half: the same bias towards POP909's notated "
+        "level as the 84-bpm melody's take 3"))) for seed in (0, 2))])
 def test_a_melody_with_rubato_is_heard_at_its_median_tempo(seed, method):
     # about 89 bpm, each beat 6 % longer or shorter in a slow swing (a phrase's rubato); the
     # benchmark's Acc1 asks for 4 % of 60 / the median beat
@@ -192,8 +207,13 @@ def eighths(accented: tuple[int, ...], seed: int = 0) -> tuple[list[float], list
     return onsets, [100 if k % 6 in accented else 50 for k in range(24)]
 
 
-@pytest.mark.parametrize("method", methods())
-@pytest.mark.parametrize("prior", [60.0, 80.0, 100.0])
+@pytest.mark.parametrize(("prior", "method"), [
+    *((prior, m) for prior in (60.0, 80.0, 100.0) for m in ("learned", "classic")),
+    (80.0, "chosen"),
+    *(pytest.param(prior, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears running eighths accented in threes at 120 (3/4's quarters) unless the first "
+        "guess is near 80: its candidates' features weigh the onsets' accents on beats, not the accents' "
+        "grouping, and its training phrases hold little 6/8"))) for prior in (60.0, 100.0))])
 def test_six_eight_is_heard_in_dotted_quarters(prior, method):
     estimate = METHODS[method](*eighths((0, 3)), prior_bpm=prior)
     assert estimate.bpm == pytest.approx(80.0, rel=0.02)  # 6/8: two beats of three eighths

@@ -1,4 +1,4 @@
-"""The tempo chosen among both estimators' candidates (clara_live.live.beat_choice): what a jamming
+"""The tempo chosen among both estimators' candidates (clara_live.beat.choice): what a jamming
 player needs of it, bad input, and the shipped weights' file checked as a model's is."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
+from clara_live.beat import choice as beat_choice
+from clara_live.beat.choice import FEATURES, check, estimate_tempo_chosen
 from clara_live.errors import InputError
-from clara_live.live import beat_choice
-from clara_live.live.beat_choice import FEATURES, check, estimate_tempo_chosen
 from training import tempo_data
 
 

@@ -1,12 +1,12 @@
-"""Beats decoded from a beat activation (clara_live.live.beat_dbn): synthetic activations."""
+"""Beats decoded from a beat activation (clara_live.beat.dbn): synthetic activations."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from clara_live.live import beat_dbn
-from clara_live.live.beat_net import FPS
+from clara_live.beat import dbn as beat_dbn
+from clara_live.beat.net import FPS
 
 
 def activation(beat_frames, length: int, floor: float = 0.02, peak: float = 0.9) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The beat followed while the player plays (clara_live.live.beat_follow): a grid corrected at each
+"""The beat followed while the player plays (clara_live.beat.follow): a grid corrected at each
 onset, following a tempo that drifts, deaf to ornaments, never dragged far by wrong notes."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from clara_live.live.beat import TempoEstimate
-from clara_live.live.beat_follow import MAX_CHANGE, BeatFollower
+from clara_live.beat.follow import MAX_CHANGE, BeatFollower
+from clara_live.beat.tracker import TempoEstimate
 
 
 def ramp(bpm_from: float, bpm_to: float, seconds: float, halves: bool = True, jitter: float = 0.0075,

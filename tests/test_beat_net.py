@@ -1,4 +1,4 @@
-"""The learned beat tracker's frames, numpy forward pass and weights file (clara_live.live.beat_net)."""
+"""The learned beat tracker's frames, numpy forward pass and weights file (clara_live.beat.net)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
+from clara_live.beat import net as beat_net
 from clara_live.errors import InputError
-from clara_live.live import beat_net
 from training.beat_tracker import TCN
 
 FPS = beat_net.FPS

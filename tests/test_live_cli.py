@@ -34,7 +34,8 @@ def test_a_chordwise_model_is_refused_in_one_line(capsys):
 def test_a_bad_beat_tracker_is_refused_in_one_line_before_any_port(capsys, monkeypatch, tmp_path):
     """The learned beat tracker is loaded at start (not at the first phrase's end, mid-session);
     with tempo_method classic it is never needed."""
-    from clara_live.live import beat_net, ports
+    from clara_live.beat import net as beat_net
+    from clara_live.live import ports
 
     bad = tmp_path / "weights.npz"
     bad.write_bytes(b"not an npz")

@@ -1135,3 +1135,59 @@ def test_any_phrase_heard_at_its_tempo_still_decodes_to_its_notes(notes):
     got = decoded(rig)
     assert sorted(p for _, _, p in got) == sorted(keys)
     assert rig.stream()[1] == rig.session.now
+
+
+def _ramp(rig: Rig, first: float, beats: int, bpm_from: float, bpm_to: float, seed: int = 4) -> list[float]:
+    """A player whose tempo moves linearly from bpm_from to bpm_to over `beats` beats, a note on
+    each beat (an eighth between every other pair), with timing jitter; the true beat times,
+    one beyond the last note's."""
+    rng = np.random.default_rng(seed)
+    times = [first]
+    for k in range(beats):
+        times.append(times[-1] + 60.0 / (bpm_from + (bpm_to - bpm_from) * k / (beats - 1)))
+    onsets = []
+    for k in range(beats):
+        onsets.append(times[k])
+        if k % 2:
+            onsets.append((times[k] + times[k + 1]) / 2)
+    onsets = [t + (rng.normal(0, 0.006) if k else 0.0) for k, t in enumerate(onsets)]
+    ends = [*onsets[1:], onsets[-1] + 0.3]
+    for k, (on, end) in enumerate(zip(onsets, ends, strict=True)):
+        rig.on(60 + k % 12, on)
+        rig.off(60 + k % 12, end - 0.03)
+    return times
+
+
+def test_a_second_phrase_that_drifts_is_answered_on_the_beat_where_the_player_left_it():
+    """The beat is followed as the player plays (TempoKeeper.follower, seeded by the first
+    phrase): the second phrase speeds up from 90 to 95 bpm, and her answer's first note lands on
+    the player's beat continued at 95, where a line through the whole phrase would miss it."""
+    rig = Rig()
+    _played(rig, 90.0, beats=list(range(12)))
+    rig.tick_to(T1 + 12 * 60 / 90 + 3.0)
+    [(_, first)] = rig.answers()
+    t2 = first.grid.time_of(first.end_step) + 2.0  # after her answer, a new phrase
+    beats = _ramp(rig, t2, 16, 90.0, 95.0)
+    rig.tick_to(beats[-1] + 4.0)
+    (_, answer) = rig.answers()[-1]
+    # the player's beats go on at the tempo they reached
+    period = beats[-1] - beats[-2]
+    k = round((answer.start_time - beats[-1]) / period)
+    assert k >= 1 and abs(answer.start_time - (beats[-1] + k * period)) < 0.02
+    assert answer.grid.bpm == pytest.approx(60.0 / period, rel=0.02)
+
+
+def test_without_the_follower_the_same_drifting_phrase_is_answered_off_the_beat():
+    # the test above could not pass by chance: a grid from the phrase's estimate alone misses the beat
+    rig = Rig()
+    rig.session.tempo.follow_phrase = lambda t, now: False  # the heard estimate only
+    _played(rig, 90.0, beats=list(range(12)))
+    rig.tick_to(T1 + 12 * 60 / 90 + 3.0)
+    [(_, first)] = rig.answers()
+    t2 = first.grid.time_of(first.end_step) + 2.0
+    beats = _ramp(rig, t2, 16, 90.0, 95.0)
+    rig.tick_to(beats[-1] + 4.0)
+    (_, answer) = rig.answers()[-1]
+    period = beats[-1] - beats[-2]
+    k = round((answer.start_time - beats[-1]) / period)
+    assert abs(answer.start_time - (beats[-1] + k * period)) > 0.02

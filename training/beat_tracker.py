@@ -1,4 +1,4 @@
-"""Train the learned beat tracker (clara_live.live.beat_net) on ASAP's train works.
+"""Train the learned beat tracker (clara_live.beat.net) on ASAP's train works.
 
 Data: ../shared/corpus/asap's performances (onsets, velocities, pitches) and their annotated
 beats and downbeats, split by work as training/heldout.py splits them; the parsed performances
@@ -27,8 +27,8 @@ import symusic
 import torch
 from torch import nn
 
-from clara_live.live import beat_net
-from clara_live.live.beat import estimate_tempo
+from clara_live.beat import net as beat_net
+from clara_live.beat.tracker import estimate_tempo
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
 
 ROOT = CORPUS / "asap"

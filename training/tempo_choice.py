@@ -1,10 +1,13 @@
-"""Learn how clara_live.live.beat_choice ranks its tempo candidates.
+"""Learn how clara_live.beat.choice ranks its tempo candidates.
 
 Data (training/tempo_data.py): ASAP's performance openings (rubato), POP909's steady melody
-openings and synthetic steady phrases, each split by work. Each phrase is heard twice: from the
-first guess 100 bpm (a fresh session, as `clara live --bpm 100`), and from the previous phrase's
-tempo (the truth moved by up to 3 %, as a second phrase at one tempo is heard). Every candidate of
-every phrase is described by beat_choice.FEATURES; a candidate within 4 % of the truth is right.
+openings and synthetic steady phrases, each split by work; a quarter of the steady phrases are
+heard without their velocities (a keyboard without velocity) and a quarter without their
+pitches, so that neither is needed to choose. Each phrase is heard twice: from the first guess
+100 bpm (a fresh session, as `clara live --bpm 100`), and from the previous phrase's tempo (the
+truth moved by up to 3 %, as a second phrase at one tempo is heard, or one time in four by
+5-15 %, a player who changed tempo). Every candidate of every phrase is described by
+beat_choice.FEATURES; a candidate within 4 % of the truth is right.
 
 The ranker is a one-hidden-layer network scoring each candidate; a softmax over a phrase's
 candidates is trained to put its mass on the right ones (listwise; Adam, full batch), each set
@@ -29,13 +32,14 @@ import numpy as np
 import torch
 
 from clara_live.atomic import write_text
-from clara_live.live import beat_choice
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from clara_live.beat import choice as beat_choice
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
 from training import tempo_data
 
 TOLERANCE = 0.04
 FRESH = 100.0  # the first guess of a fresh session
-SECOND = 0.03  # a second phrase's first guess: the truth moved by up to this share
+SECOND = 0.03  # a second phrase's first guess: the truth moved by up to this share ...
+CHANGED = 0.25  # ... or, this often, by 5-15 % (the player changed tempo between the phrases)
 CHOICES = ((8, 1e-3), (16, 1e-4), (16, 1e-3), (32, 1e-3), (32, 1e-2))  # (hidden units, L2), chosen on valid
 EPOCHS = 600
 SCENARIOS = ("fresh", "second")
@@ -49,9 +53,16 @@ def _describe_one(item: tuple[int, dict]) -> list[tuple]:
     """One phrase's scenarios: (kind, split, scenario, prior, truth, [(features, right, bpm)...])."""
     index, phrase = item
     rng = np.random.default_rng(index)
+    if phrase["kind"] != "asap" and index % 4 == 1:
+        phrase = {**phrase, "velocities": None}  # a keyboard without velocity (every note 64)
+    if phrase["kind"] != "asap" and index % 4 == 2:
+        phrase = {**phrase, "pitches": None}  # onsets and velocities only (read as middle C)
     out = []
     for scenario in SCENARIOS:
-        prior = FRESH if scenario == "fresh" else phrase["bpm"] * float(rng.uniform(1 - SECOND, 1 + SECOND))
+        # a second phrase: mostly at the tempo heard before, but a player may have moved it
+        moved = float(rng.uniform(1 - SECOND, 1 + SECOND)) if rng.random() >= CHANGED \
+            else float(rng.choice([-1.0, 1.0]) * rng.uniform(0.05, 0.15) + 1.0)
+        prior = FRESH if scenario == "fresh" else phrase["bpm"] * moved
         prior = min(MAX_BPM, max(MIN_BPM, prior))
         heard = beat_choice.listen(phrase["onsets"], phrase["velocities"], prior, phrase["pitches"])
         found = beat_choice.candidates(heard) if heard is not None else []

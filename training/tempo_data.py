@@ -6,9 +6,11 @@ Three sets, each split by work (valid is for choosing, test is reported once):
 - `pop909_openings`: the first seconds of POP909's MELODY tracks, a steady melody the way a player
   jams, the truth the file's tempo (only where one tempo holds through the opening) and its beat
   grid (the file's quarter notes); split as `clara corpus` splits POP909;
-- `synthetic_phrases`: steady phrases at 40-240 bpm with dotted, swung, triplet and sixteenth
-  cells, rests, accents on the beat and ~15 ms of human jitter, a known beat grid; a seeded draw,
-  every tenth phrase valid, every tenth test.
+- `synthetic_phrases`: steady phrases at 40-240 bpm: two in five cells (dotted, swung, triplet
+  and sixteenth beats, rests), two in five tunes (a quarter, two eighths, a half note or a dotted
+  figure a beat or two, in accented bars of three or four, some beats a chord), one in five a
+  pulse (a note or chord every beat, perhaps a soft one between); ~15 ms of human jitter and a
+  known beat grid; a seeded draw, every tenth phrase valid, every tenth test.
 
 A phrase is a dict: kind, name, split, bpm (the truth), beats (seconds; the truth's grid, also
 past the opening where known), onsets, velocities, pitches (times in seconds from the first
@@ -29,7 +31,7 @@ from clara_live.corpus import find_sources, split_of
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
 
 SECONDS = 10.0
-SYNTHETIC = 600
+SYNTHETIC = 1000
 # a beat's onsets, in beats: even, dotted, swung, sixteenths, their mixes, triplets
 CELLS = ((0.0,), (0.0, 0.5), (0.0, 0.75), (0.0, 2 / 3), (0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 0.75),
          (0.0, 0.25, 0.5), (0.0, 1 / 3, 2 / 3))
@@ -99,31 +101,75 @@ def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909") ->
 
 
 def synthetic_phrases(count: int = SYNTHETIC, seed: int = 0, seconds: float = 2 * SECONDS) -> list[dict]:
-    """Steady phrases: a tempo drawn log-uniform in 40-240 bpm, a cell a beat (a rest one beat
-    in seven), accents on the beat, jittered onsets; `seconds` long (an opening and what follows)."""
+    """Steady phrases at a tempo drawn log-uniform in 40-240 bpm, `seconds` long (an opening and
+    what follows), jittered, in turn of three kinds: cells (a beat's rhythm drawn from CELLS, a rest
+    one beat in seven, accents on the beat), tunes (TUNE_FIGURES on the beats, mostly a quarter,
+    in bars of three or four accented on their first beat, some beats a chord) and pulses."""
     rng = np.random.default_rng(seed)
     out = []
     for i in range(count):
         bpm = float(np.exp(rng.uniform(np.log(40.0), np.log(240.0))))
-        period = 60.0 / bpm
-        playable = [c for c in CELLS if all(b - a >= SHORTEST / period for a, b in zip(c, (*c[1:], 1.0), strict=True))]
-        cells = playable or [(0.0,)]
-        notes = []
-        for beat in range(int(seconds / period) + 1):
-            cell = cells[int(rng.integers(len(cells)))] if beat else (0.0,)
-            if beat > 1 and rng.random() < 1 / 7:
-                continue  # a rest
-            for c in cell:
-                velocity = int(np.clip(rng.normal(84.0 if c == 0.0 else 66.0, 8.0), 1, 127))
-                notes.append(((beat + c) * period + float(rng.normal(0.0, JITTER)), velocity,
-                              int(rng.integers(55, 80))))
+        notes = (_cells, _cells, _tune, _tune, _pulse)[i % 5](rng, 60.0 / bpm, seconds)
         notes.sort()
+        period = 60.0 / bpm
         beats = (period * np.arange(int(seconds / period) + 2)).tolist()
         split = "valid" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
         phrase = _window(notes, beats, notes[0][0], SECONDS)
         out.append({"kind": "synthetic", "name": f"synthetic-{seed}-{i}", "split": split, "bpm": bpm,
                     "notes": notes, "all_beats": beats, **phrase})
     return out
+
+
+def _note(rng: np.random.Generator, beat: float, period: float, velocity: float) -> tuple[float, int, int]:
+    return (beat * period + float(rng.normal(0.0, JITTER)), int(np.clip(rng.normal(velocity, 8.0), 1, 127)),
+            int(rng.integers(55, 80)))
+
+
+def _cells(rng: np.random.Generator, period: float, seconds: float) -> list[tuple[float, int, int]]:
+    playable = [c for c in CELLS if all(b - a >= SHORTEST / period for a, b in zip(c, (*c[1:], 1.0), strict=True))]
+    cells = playable or [(0.0,)]
+    notes = []
+    for beat in range(int(seconds / period) + 1):
+        cell = cells[int(rng.integers(len(cells)))] if beat else (0.0,)
+        if beat > 1 and rng.random() < 1 / 7:
+            continue  # a rest
+        notes += [_note(rng, beat + c, period, 84.0 if c == 0.0 else 66.0) for c in cell]
+    return notes
+
+
+TUNE_FIGURES = (((0.0,), 1, 0.45), ((0.0, 0.5), 1, 0.25), ((0.0,), 2, 0.15), ((0.0, 1.5), 2, 0.1),
+                ((0.0, 0.5, 1.0), 2, 0.05))  # (onsets in beats, beats long, how often): a quarter,
+# two eighths, a half note, a dotted quarter and an eighth, two eighths and a quarter
+
+
+def _tune(rng: np.random.Generator, period: float, seconds: float) -> list[tuple[float, int, int]]:
+    meter = 3 if rng.random() < 0.3 else 4
+    figures = [f for f in TUNE_FIGURES if all(b - a >= SHORTEST / period for a, b in zip(f[0], f[0][1:], strict=False))]
+    weights = np.array([f[2] for f in figures])
+    chords = rng.random() < 0.3  # a chord on some beats, as a left hand would
+    notes, beat = [], 0
+    while beat * period < seconds:
+        onsets, length, _ = figures[int(rng.choice(len(figures), p=weights / weights.sum()))]
+        for c in onsets:
+            velocity = 90.0 if (beat + c) % meter == 0 else 72.0 if c % 1 == 0 else 62.0
+            notes.append(_note(rng, beat + c, period, velocity))
+            if chords and c % 1 == 0 and rng.random() < 0.5:
+                notes += [_note(rng, beat + c, period, 70.0) for _ in range(2)]
+        beat += length
+    return notes
+
+
+def _pulse(rng: np.random.Generator, period: float, seconds: float) -> list[tuple[float, int, int]]:
+    """A note or a chord on every beat (a left hand, a strummed pulse), in half the phrases with a
+    soft note between each two (oom-pah)."""
+    between = rng.random() < 0.5 and period / 2 >= SHORTEST
+    chord = rng.random() < 0.5
+    notes = []
+    for beat in range(int(seconds / period) + 1):
+        notes += [_note(rng, beat, period, 92.0) for _ in range(3 if chord else 1)]
+        if between:
+            notes.append(_note(rng, beat + 0.5, period, 50.0))
+    return notes
 
 
 def drifting_phrases(count: int = 200, seed: int = 5, seconds: float = 30.0) -> list[dict]:

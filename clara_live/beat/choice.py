@@ -1,9 +1,9 @@
 """The tempo a jamming player can trust: the two estimators' candidates, chosen between by a small
 learned ranker.
 
-The classic estimator (clara_live.live.beat_classic) lands on a steady player's period to a
+The classic estimator (clara_live.beat.classic) lands on a steady player's period to a
 hundredth of a percent but often at twice or half the notated beat; the learned tracker
-(clara_live.live.beat) chooses the metrical level better under rubato but lands a few percent off
+(clara_live.beat.tracker) chooses the metrical level better under rubato but lands a few percent off
 on steady playing and hears simple pulses at half their tempo. Each gives a period; their
 multiples (x1/3 .. x3, the metrical levels either may have missed) are the candidates, each
 refined by a least-squares fit to the events near its beats (`beat.refine`: exact on steady
@@ -31,11 +31,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from clara_live.beat import net as beat_net
+from clara_live.beat.classic import _autocorrelation, _comb, _phase, estimate_tempo_classic
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.tracker import MIN_EVENTS, TempoEstimate, events, hear, refine
 from clara_live.errors import InputError
-from clara_live.live import beat_net
-from clara_live.live.beat import MIN_EVENTS, TempoEstimate, events, hear, refine
-from clara_live.live.beat_classic import _autocorrelation, _comb, _phase, estimate_tempo_classic
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "trained_models" / "beat" / "choice.json"
 LEVELS = (1 / 3, 1 / 2, 2 / 3, 1.0, 3 / 2, 2.0, 3.0)  # a proposed beat's metrical neighbours
@@ -63,7 +63,7 @@ class Phrase(NamedTuple):
 
     t: np.ndarray
     w: np.ndarray
-    classic: TempoEstimate | None
+    classic: TempoEstimate
     learned: TempoEstimate | None
     activation: np.ndarray
     start: float
@@ -75,13 +75,18 @@ class Phrase(NamedTuple):
 
 def listen(onsets: Sequence[float], velocities: Sequence[float] | None, prior_bpm: float,
            pitches: Sequence[float] | None = None) -> Phrase | None:
-    """Both estimators on a phrase; None when neither has anything to say."""
+    """Both estimators on a phrase; None when the hand-made one hears no pulse. Its confidence
+    (periodicity, onsets on the grid, the phrase's length) is what tells a pulse from scattered
+    notes: where it hears none, the learned tracker was right on 4 of ASAP's 30 train openings,
+    and it gives a tempo to most of five random notes in 4 s (tests/test_beat.py)."""
     t, w = events(onsets, velocities)
     if len(t) < MIN_EVENTS or t[-1] - t[0] <= 0 or not math.isfinite(prior_bpm) or prior_bpm <= 0:
         return None
     classic = estimate_tempo_classic(onsets, velocities, prior_bpm=prior_bpm)
+    if classic is None:
+        return None
     heard = hear(onsets, velocities, prior_bpm, pitches)
-    if heard is None or (classic is None and heard.estimate is None):
+    if heard is None:
         return None
     ac = _autocorrelation(t - t[0], w, float(t[-1] - t[0]))
     return Phrase(t, w, classic, heard.estimate, heard.activation, heard.start, heard.tempo, heard.tempo_bpm, ac,
@@ -262,7 +267,7 @@ def estimate_tempo_chosen(onsets: Sequence[float], velocities: Sequence[float] |
     optional), the candidates ranked (`ranker` default: the shipped weights). `prior_bpm` is the
     first guess; `informed` says it is the tempo heard before (the previous phrase, a tap, a
     clock), which a player seldom leaves between two phrases, rather than a default. None when
-    neither estimator hears a pulse (a caller keeps its tempo)."""
+    the hand-made estimator hears no pulse (`listen`; a caller keeps its tempo)."""
     phrase = listen(onsets, velocities, prior_bpm, pitches)
     if phrase is None:
         return None

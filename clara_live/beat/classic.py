@@ -1,4 +1,4 @@
-"""The hand-made tempo estimator the learned tracker (clara_live.live.beat) replaced, kept for the
+"""The hand-made tempo estimator the learned tracker (clara_live.beat.tracker) replaced, kept for the
 benchmark's comparison and as `live.tempo_method: classic`: after the tempo-induction methods of
 the beat-tracking literature (Dixon 2001's inter-onset intervals, Ellis 2007's autocorrelation
 with a log-Gaussian tempo prior and its duple/triple "metrical" sums, Davies and Plumbley 2007's
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from clara_live.live.beat import MIN_EVENTS, TempoEstimate, events, refine
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.tracker import MIN_EVENTS, TempoEstimate, events, refine
 
 SIGMA = 0.025  # seconds: the width of an event's pulse in the onset-strength signal
 HOP = 0.005  # seconds: the onset-strength signal's resolution

@@ -21,8 +21,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from clara_live.live.beat_net import FPS
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.net import FPS
 
 TEMPI_PER_OCTAVE = 24  # tempo states (fewer where intervals run out of whole frames)
 TRANSITION = 30.0  # lambda of exp(-lambda |ratio - 1|) between consecutive intervals

@@ -1,6 +1,6 @@
 """The beat followed while the player plays: period and phase corrected at every onset.
 
-A phrase's estimate (clara_live.live.beat_choice) says where the beats are from a whole phrase,
+A phrase's estimate (clara_live.beat.choice) says where the beats are from a whole phrase,
 after it ends. Between two estimates the player's beat still moves: a tempo drifts, a phrase
 pushes ahead. `BeatFollower` keeps a beat grid (a period and a beat time) and corrects it at each
 onset event, as a musician listening along does: the linear phase and period correction of
@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from clara_live.live.beat import CHORD, TempoEstimate
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.tracker import CHORD, TempoEstimate
 
 ALPHA = 0.5  # phase correction: the share of an on-beat onset's asynchrony taken (chosen on valid: benchmarks)
 BETA = 0.2  # period correction: the share of it taken into the period

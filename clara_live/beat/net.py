@@ -4,7 +4,7 @@ After Böck & Davies' temporal convolutional beat trackers (Davies & Böck 2019;
 2020) and Liu et al., "Performance MIDI-to-score conversion by neural beat tracking" (ISMIR
 2022), which both hear beats in a performance's onsets: the notes become frames (FPS a second)
 of a few cheap features, a stack of dilated 1-D convolutions turns them into a beat and a
-downbeat activation per frame, and a decoder (clara_live.live.beat) reads a tempo off them.
+downbeat activation per frame, and a decoder (clara_live.beat.tracker) reads a tempo off them.
 Trained by training/beat_tracker.py on ASAP's train works; the weights ship in
 trained_models/beat/weights.npz, loaded with allow_pickle=False.
 

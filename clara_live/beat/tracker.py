@@ -2,13 +2,13 @@
 
 `estimate_tempo` is a learned beat tracker (after Böck & Davies' TCN beat trackers and Liu et
 al., ISMIR 2022, who track beats in performance MIDI): the phrase's notes become frames
-(clara_live.live.beat_net), a small dilated convolutional network trained on ASAP's train works
-turns them into a beat activation, and a tempo-by-phase Viterbi decoder (clara_live.live.beat_dbn)
+(clara_live.beat.net), a small dilated convolutional network trained on ASAP's train works
+turns them into a beat activation, and a tempo-by-phase Viterbi decoder (clara_live.beat.dbn)
 tracks beats on it, the first guess a soft prior. The tracked beats (on the network's 20 ms
 frames) take the times of the events beside them, and a least-squares line through them, refined
 by the events on half beats, gives the tempo and phase finer than a frame.
 
-`estimate_tempo_classic` (clara_live.live.beat_classic) is the hand-made estimator it replaced.
+`estimate_tempo_classic` (clara_live.beat.classic) is the hand-made estimator it replaced.
 
 Pure functions (but for the weights' load, cached once): times are seconds on any clock,
 nothing here reads one. The result carries a confidence in 0..1; a phrase with too little
@@ -24,8 +24,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from clara_live.live import beat_dbn, beat_net
-from clara_live.live.tempo import MAX_BPM, MIN_BPM
+from clara_live.beat import dbn as beat_dbn
+from clara_live.beat import net as beat_net
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
 
 CHORD = 0.05  # seconds: onsets closer than this (to the event's first) are one event
 MIN_EVENTS = 4  # fewer events than this: no estimate
@@ -95,8 +96,8 @@ def estimate_tempo(onsets: Sequence[float], velocities: Sequence[float] | None =
                    **constants: float) -> TempoEstimate | None:
     """The tempo and phase of a phrase from its note onsets (seconds), velocities (1..127) and
     MIDI pitches (both optional, one per onset), by the learned beat tracker: the network's beat
-    activation (clara_live.live.beat_net; `weights` default: the shipped ones), beats tracked on
-    it (clara_live.live.beat_dbn, `prior_bpm` the first guess), period and phase fitted to the
+    activation (clara_live.beat.net; `weights` default: the shipped ones), beats tracked on
+    it (clara_live.beat.dbn, `prior_bpm` the first guess), period and phase fitted to the
     events on them (`_fit_beats`, then `refine` on half beats), the beat the one nearest the
     first onset. None when the evidence is too weak: fewer than MIN_EVENTS events,
     fewer than LEARNED_MIN_BEATS beats, or a mean activation on the beats under

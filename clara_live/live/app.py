@@ -77,7 +77,8 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     if loaded.codec.encoding != "notewise":
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
     if config.live.tempo_from_playing and config.live.tempo_method != "classic":
-        from clara_live.live import beat_choice, beat_net
+        from clara_live.beat import choice as beat_choice
+        from clara_live.beat import net as beat_net
 
         beat_net.load()  # a missing or bad beat tracker fails here, in one line, not at the first phrase's end
         if config.live.tempo_method == "chosen":

@@ -6,7 +6,7 @@ folded onto a pitch another held key sounds does not strike it again, and with t
 pedal (as corpus preprocessing does) a released key's note sounds until the pedal lifts.
 While a phrase's tempo is to be heard, the writer keeps its state at the phrase's start (the
 mark), the phrase's raw events and the ids fed since; `requantise` estimates the phrase's
-tempo and beat phase (clara_live.live.beat) and writes the events again on that grid.
+tempo and beat phase (clara_live.beat.tracker) and writes the events again on that grid.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
+from clara_live.beat.choice import estimate_tempo_chosen
+from clara_live.beat.classic import estimate_tempo_classic
+from clara_live.beat.tracker import TempoEstimate, estimate_tempo
 from clara_live.codec.steps import fold
 from clara_live.codec.stream import NotewiseStream, StreamState
 from clara_live.codec.vocabulary import Vocabulary
-from clara_live.live.beat import TempoEstimate, estimate_tempo
-from clara_live.live.beat_choice import estimate_tempo_chosen
-from clara_live.live.beat_classic import estimate_tempo_classic
 from clara_live.live.commands import Feed
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
 

@@ -18,10 +18,12 @@ the answer (`Answer.from_step`), which still sounds at its time.
 Tempo from the playing (`live.tempo_from_playing`, unless a tap or an incoming MIDI clock set
 the tempo): a phrase's first note sends `Mark` (the worker remembers its model there) and the
 session keeps the phrase's raw events and its token writer's state at that point. At the
-phrase's end it estimates the tempo and beat phase from the onsets (clara_live.live.beat, the
+phrase's end it estimates the tempo and beat phase from the onsets (clara_live.beat.tracker, the
 current tempo as the first guess), runs the events through the token writer again on that
 grid, and when that quantises them differently sends `Refeed`: the worker rewinds to the
-mark and reads the re-quantised phrase instead. The answer follows the new grid.
+mark and reads the re-quantised phrase instead. The answer follows the new grid; from the second
+phrase on, where the beat followed through the phrase (TempoKeeper.follower) agrees with the heard
+tempo, from the followed beat's phase and tempo at the phrase's end.
 """
 
 from __future__ import annotations
@@ -144,6 +146,8 @@ class Session:
         self.keys.add(key)
         self.last_activity = t
         self.velocities.append(velocity)
+        if self._hears_tempo(t):
+            self.tempo.follower.onset(t)  # the beat followed as the player plays
         if self.phrase is None:
             out += self._begin_phrase(t)
         self.writer.record("on", key, velocity, t)
@@ -255,6 +259,8 @@ class Session:
             lead = REFEED_LEAD
         elif ids:  # fed as it came (or quantised exactly so): only its end to close
             out.append(Feed(tuple(ids), 0, None, self.now))
+        if self._hears_tempo(t):  # her answer goes on from the beat where the player left it
+            self.tempo.follow_phrase(t, self.now)
         start = next_beat(max(self.grid.step_at(t + lead), self.now), self.sf)
         if self.live.mode == "suggest":
             beats = self.live.suggest_bars * self.beats_per_bar

@@ -11,9 +11,13 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+from clara_live.beat.follow import BeatFollower
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.tracker import TempoEstimate
 from clara_live.live.midi import CLOCK, CONTINUE, START, STOP
 
-MIN_BPM, MAX_BPM = 20.0, 300.0
+FOLLOW_AGREES = 0.04  # the followed beat's tempo this close to a phrase's heard one: the follower's phase wins
+FOLLOW_HEARD = 3  # ... where at least this many of the phrase's onsets fell on its beats (it is in phase)
 TICKS_PER_BEAT = 24  # MIDI clock
 TAP_RESET = 2.0  # seconds: a tap after a longer gap starts a new count
 CLOCK_TIMEOUT = 0.5  # seconds without a clock tick before the clock no longer leads
@@ -132,7 +136,11 @@ class ClockFollower:
 class TempoKeeper:
     """Who sets the session's tempo and beat: its first guess (`source` "bpm"), the phrase heard
     ("playing", set by the session), taps ("tap") or an incoming MIDI clock ("clock"). Methods take
-    the stream's position `now` (steps: the grid is re-pinned only at or after it) and return log lines."""
+    the stream's position `now` (steps: the grid is re-pinned only at or after it) and return log lines.
+
+    Between phrases the player's beat is followed as they play (`follower`, beat/follow.py:
+    seeded by each phrase's heard tempo, corrected at each onset), so that a phrase whose tempo
+    drifted is answered on the beat where the player left it (`follow_phrase`)."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
@@ -140,6 +148,26 @@ class TempoKeeper:
         self.taps = TapTempo()
         self.clock = ClockFollower()
         self.before_clock = (grid.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
+        self.follower = BeatFollower()
+
+    def follow_phrase(self, t: float, now: int) -> bool:
+        """At a phrase's end, once its tempo is heard (the grid set from it): where the follower,
+        seeded by the phrase before and corrected through this one (FOLLOW_HEARD onsets on its
+        beats at least), agrees with the heard tempo (within FOLLOW_AGREES), the grid goes on from
+        the follower's beat and tempo at t, the beat where the player left it; else the follower
+        starts again from the grid. Whether it moved."""
+        sf = self.grid.sample_freq
+        follower = self.follower
+        moved = False
+        if (follower.bpm is not None and follower.corrections >= FOLLOW_HEARD
+                and abs(follower.bpm / self.grid.bpm - 1.0) <= FOLLOW_AGREES):
+            beat_time = follower.next_beat(t)
+            beat_step = max(next_beat(now, sf), round(self.grid.step_at(beat_time) / sf) * sf)
+            self.grid = Grid(beat_time, float(beat_step), clamp_bpm(follower.bpm), sf)
+            moved = True
+        beat = next_beat(self.grid.step_at(t), sf)
+        follower.seed(TempoEstimate(self.grid.bpm, self.grid.time_of(beat), 1.0))
+        return moved
 
     def hears_tempo(self, t: float) -> bool:
         """Whether a phrase's tempo is heard from the playing (no tap or clock has it)."""
