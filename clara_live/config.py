@@ -271,7 +271,7 @@ class LiveConfig:
     client_name: str = "clara"  # the MIDI client's name (ports show as "clara:Clara In")
     bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another (the first guess of tempo_from_playing)
     tempo_from_playing: bool = True  # hear each phrase's tempo and beat, re-quantise it and answer at it
-    tempo_method: str = "chosen"  # chosen (both below, ranked: live/beat_choice.py) | learned | classic
+    tempo_method: str = "chosen"  # chosen (both below, ranked: beat/choice.py) | learned | classic
     silence_beats: float = 1.0  # a phrase ends after this much silence with no key and no sustain pedal held
     trigger_cc: int = 67  # pressing this controller (>= 64) ends the phrase at once; -1 = none (67: soft pedal)
     suggest_bars: int = 2  # suggest: how long Clara continues
