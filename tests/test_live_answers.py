@@ -14,7 +14,7 @@ import pytest
 from clara_live.config import load_config
 from clara_live.engine import build_engine
 from clara_live.live.rehearsal import first_answer
-from clara_live.live.session import Session
+from clara_live.live.session import REFEED_LEAD, Session
 from clara_live.model import load_model
 from clara_live.sampling.sampler import Sampler
 
@@ -98,8 +98,11 @@ def test_any_phrase_followed_by_a_silence_gets_a_sound_answer_at_once(loaded, ca
     first, notes, unpaired = answer(loaded, events)
     assert not unpaired, "a note still sounding after the answer"
     assert first is not None and notes, "no answer in the silence after the phrase"
-    # the phrase ends a beat after the last key or the pedal goes up, and she begins on the next beat
-    assert first.start_time - max(t for t, _ in events) <= 3 * 60.0 / first.grid.bpm
+    # the phrase ends a beat after the last key or the pedal goes up (a beat of the tempo it was played
+    # on, the first guess's), and she begins on a beat of the tempo heard, once the model re-read it
+    config = load_config()
+    silence = config.live.silence_beats * 60.0 / config.live.bpm
+    assert first.start_time - max(t for t, _ in events) <= silence + REFEED_LEAD + 2 * 60.0 / first.grid.bpm
     assert all(first.start_time - 1e-6 <= a < b <= first.end_time + 1e-6 for a, b, _ in notes)
     # the player's chords spread over 12 ms are chords (the session quantises them onto one step)
     assert longest_run(notes) <= max(3, longest_run(played, chord=0.02))
