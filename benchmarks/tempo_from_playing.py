@@ -64,15 +64,16 @@ OCTAVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)
 PHASE_GOAL = 0.020  # seconds
 GOALS = {"pop909": {"acc1": 0.80, "acc2": 0.98, "err": 0.005}, "synthetic": {"acc1": 0.95},
          "asap": {"acc1": 0.60, "acc2": 0.85}, "second": {"acc1": 0.97}}
-Estimator = Callable[[list[float], list[int], list[int], float], "TempoEstimate | None"]
+Estimator = Callable[..., "TempoEstimate | None"]  # (onsets, velocities, pitches, first guess, heard before)
 
 
 def estimators() -> dict[str, Estimator]:
     beat_net.load()  # once, before anything is timed
     beat_choice.load()
-    return {"classic": lambda o, v, p, prior: estimate_tempo_classic(o, v, prior_bpm=prior),
-            "learned": lambda o, v, p, prior: estimate_tempo(o, v, prior, pitches=p),
-            "chosen": lambda o, v, p, prior: beat_choice.estimate_tempo_chosen(o, v, prior, pitches=p)}
+    return {"classic": lambda o, v, p, prior, heard=False: estimate_tempo_classic(o, v, prior_bpm=prior),
+            "learned": lambda o, v, p, prior, heard=False: estimate_tempo(o, v, prior, pitches=p),
+            "chosen": lambda o, v, p, prior, heard=False: beat_choice.estimate_tempo_chosen(
+                o, v, prior, pitches=p, informed=heard)}
 
 
 def hit(bpm: float, truth: float, octaves: tuple[float, ...] = (1.0,)) -> bool:
@@ -106,7 +107,8 @@ def run(phrase: dict, name: str, estimate_of: Estimator) -> dict:
         row["phase_s"] = answer_phase(estimate, phrase)
     later = tempo_data.second_phrase(phrase)
     if later is not None:
-        again = estimate_of(later["onsets"], later["velocities"], later["pitches"], bpm)
+        # as the session hears it: the opening's tempo, marked as heard before (not a default)
+        again = estimate_of(later["onsets"], later["velocities"], later["pitches"], bpm, estimate is not None)
         row["second_acc1"] = hit(again.bpm if again is not None else bpm, later["bpm"])
     return row
 
