@@ -21,6 +21,15 @@ pedal at their times, an injected clock: no JACK, no sleeps). Each continuation 
   silence        share of the time with nothing sounding
   motif_reuse    share of the prompt's melodic interval 3-grams (top line) heard again
 
+Touch, beside them (issue 24; not in the combined distance, so that its figures stay comparable
+with earlier runs), from the notes as played, never quantised:
+
+  vel_sd         standard deviation of the velocities
+  vel_distinct   distinct velocities per 12 s
+  vel_level      |mean velocity - the prompt's last 4 s's|
+  vel_beat       mean velocity on beats (within 0.1 beat of the file's or her grid's beat) minus off them
+  ioi_s_entropy  entropy (bits) of inter-onset intervals in seconds (10 ms bins, <= 2 s)
+
 The combined distance of a setting is the mean over these metrics of |its median - the real
 continuations' median| / the real continuations' inter-quartile range (floored at a just
 audible difference, FLOORS, so a metric where real music never varies does not divide by
@@ -66,6 +75,7 @@ METRICS = ("pc_cosine", "drift", "range", "density", "polyphony", "longest_run",
            "ioi_entropy", "silence", "motif_reuse")
 FLOORS = {"pc_cosine": 0.05, "drift": 1.0, "range": 2.0, "density": 0.1, "polyphony": 0.1, "longest_run": 1.0,
           "loop_share": 0.05, "distinct": 2.0, "ioi_entropy": 0.1, "silence": 0.05, "motif_reuse": 0.05}
+TOUCH = ("vel_sd", "vel_distinct", "vel_level", "vel_beat", "ioi_s_entropy")
 CHORD_SPREAD = 0.035  # seconds: onsets this close are one onset set (a performed chord is spread)
 LOOP = 4  # a run of this many identical onset sets is a loop
 SEED_STRIDE = 100_000  # --seeds: take k of prompt i has seed --seed + SEED_STRIDE * k + i
@@ -260,8 +270,27 @@ def measure(notes: list[Timed], prompt: list[Timed], length: float, beat: float)
     }
 
 
+def touch(notes: list[Timed], prompt: list[Timed], length: float, beat: float) -> dict[str, float]:
+    """The TOUCH metrics of a continuation against its prompt (seconds, the notes as played)."""
+    if not notes:
+        return {"vel_sd": 0.0, "vel_distinct": 0.0, "vel_level": 127.0, "vel_beat": 0.0, "ioi_s_entropy": 0.0}
+    v = np.array([n.velocity for n in notes], dtype=float)
+    last = max(n.start for n in prompt)
+    recent = [n.velocity for n in prompt if n.start >= last - 4.0] or [n.velocity for n in prompt]
+    phase = np.array([n.start / beat for n in notes])
+    on = np.abs(phase - np.round(phase)) <= 0.1
+    beat_gap = float(v[on].mean() - v[~on].mean()) if on.any() and (~on).any() else 0.0
+    starts = np.array(sorted(t for t, _ in onset_sets(notes)))
+    iois = np.diff(starts)
+    bins = np.bincount(np.minimum(np.round(iois / 0.01), 200).astype(int), minlength=201) if len(iois) else np.zeros(1)
+    p = bins[bins > 0] / bins.sum() if bins.sum() else np.ones(1)
+    return {"vel_sd": float(v.std()), "vel_distinct": len(set(v.tolist())) * 12.0 / max(length, 1e-9),
+            "vel_level": abs(float(v.mean()) - float(np.mean(recent))), "vel_beat": beat_gap,
+            "ioi_s_entropy": float(-(p * np.log2(p)).sum())}
+
+
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {m: float(np.median([r[m] for r in rows])) for m in METRICS}
+    return {m: float(np.median([r[m] for r in rows])) for m in METRICS + TOUCH if m in rows[0]}
 
 
 def distance(rows: list[dict[str, float]], real: list[dict[str, float]]) -> float:
@@ -352,6 +381,11 @@ def live(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: in
 # --- the run -------------------------------------------------------------------------------
 
 
+def measured(notes: list[Timed], prompt: list[Timed], length: float, beat: float) -> dict[str, float]:
+    """The METRICS and the TOUCH metrics of a continuation."""
+    return {**measure(notes, prompt, length, beat), **touch(notes, prompt, length, beat)}
+
+
 def _clip(notes: list[Timed], length: float) -> list[Timed]:
     return [n._replace(end=min(n.end, length)) for n in notes if n.start < length]
 
@@ -363,13 +397,13 @@ def run(args: argparse.Namespace) -> dict:
     prompts = load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit, args.corpus, Path(args.model))
     print(f"{len(prompts)} prompts from the {args.split} split ({args.prompt_seconds:g} s each, "
           f"continued {args.seconds:g} s)", file=sys.stderr)
-    real = [measure(p.reference, p.notes, p.seconds, p.beat) for p in prompts]
+    real = [measured(p.reference, p.notes, p.seconds, p.beat) for p in prompts]
     results: dict[str, dict] = {"real": {"rows": real}}
     shift = [prompts[(i + len(prompts) // 2) % len(prompts)] for i in range(len(prompts))]
-    results["another piece"] = {"rows": [measure(_clip(o.reference, p.seconds), p.notes, p.seconds, p.beat)
+    results["another piece"] = {"rows": [measured(_clip(o.reference, p.seconds), p.notes, p.seconds, p.beat)
                                          for p, o in zip(prompts, shift, strict=True)]}
     results["copy the prompt"] = {"rows": [
-        measure(_clip(p.notes, p.seconds), p.notes, p.seconds, p.beat) for p in prompts]}
+        measured(_clip(p.notes, p.seconds), p.notes, p.seconds, p.beat) for p in prompts]}
     nll, count = 0.0, 0
     for p in prompts:
         a, b = nll_of_reference(loaded, engine, p)
@@ -388,7 +422,7 @@ def run(args: argparse.Namespace) -> dict:
                 else:
                     notes, length = offline(loaded, engine, config, p, setting, seed), p.seconds
                 notes = _clip(notes, length)
-                rows.append(measure(notes, p.notes, length, p.beat))
+                rows.append(measured(notes, p.notes, length, p.beat))
                 lengths.append(length)
                 if take == 0 and i < args.examples:
                     examples.setdefault(name, []).append(notes)
@@ -437,6 +471,9 @@ def table(report: dict) -> str:
     lines = [f"{'setting':<16}" + "".join(f"{c[:11]:>12}" for c in cols)]
     for name, r in report["results"].items():
         lines.append(f"{name:<16}{r['distance']:>12.2f}" + "".join(f"{r['median'][m]:>12.2f}" for m in METRICS))
+    lines.append(f"{'touch':<16}" + "".join(f"{c[:11]:>12}" for c in TOUCH))
+    for name, r in report["results"].items():
+        lines.append(f"{name:<16}" + "".join(f"{r['median'][m]:>12.2f}" for m in TOUCH))
     lines.append(f"model NLL of the real continuations: {report['reference_nll_per_token']:.3f} nats/token "
                  f"({report['reference_tokens']} tokens)")
     return "\n".join(lines)

@@ -23,6 +23,21 @@ def _line(pitches: list[int], ioi: float = 0.25, length: float = 0.2) -> list[Ti
     return [Timed(i * ioi, i * ioi + length, p) for i, p in enumerate(pitches)]
 
 
+def test_touch_tells_a_flat_sequencer_from_a_played_line():
+    prompt = [n._replace(velocity=v) for n, v in zip(_line([60, 62, 64, 65]), (70, 72, 74, 76), strict=True)]
+    flat = bench.touch(_line([60, 62, 64, 65, 67, 65, 64, 62]), prompt, 2.0, 0.5)  # all at 80, on a 0.25 s grid
+    assert flat["vel_sd"] == 0.0 and flat["vel_distinct"] == pytest.approx(12 / 2.0)
+    assert flat["vel_level"] == pytest.approx(80 - 73) and flat["vel_beat"] == 0.0
+    assert flat["ioi_s_entropy"] == 0.0  # one inter-onset interval
+    # louder on the beats (every other onset at 0.5 s beats), placed a little off the grid
+    played = [Timed(i * 0.25 + (0.012 if i % 3 else -0.008), i * 0.25 + 0.2, 60 + i, 90 if i % 2 == 0 else 60)
+              for i in range(8)]
+    shaped = bench.touch(played, prompt, 2.0, 0.5)
+    assert shaped["vel_sd"] == pytest.approx(15.0) and shaped["vel_beat"] > 20.0
+    assert shaped["ioi_s_entropy"] > 1.0  # the intervals differ in seconds: what a 1/12-beat grid cannot see
+    assert bench.touch([], prompt, 2.0, 0.5)["vel_level"] == 127.0
+
+
 def test_runs_and_loop_share_count_repeated_onset_sets():
     notes = _line([60, 60, 60, 60, 60, 62, 64, 64])
     chord = [Timed(3.0 + d, 3.2, p) for d, p in ((0.0, 48), (0.01, 52), (0.02, 55))]  # a spread chord is one set
