@@ -115,7 +115,7 @@ def test_both_paths_run_end_to_end(shared, tmp_path, path):
                        "--seconds", "6", "--json", str(out), "--png", str(tmp_path), "--examples", "1"]) == 0
     report = json.loads(out.read_text())
     result = report["results"]["default"]
-    assert set(result["median"]) == set(bench.METRICS)
+    assert set(result["median"]) == set(bench.METRICS) | set(bench.TOUCH)
     assert report["results"]["real"]["distance"] == 0.0
     assert result["median"]["distinct"] > 0  # Clara played
     assert report["reference_tokens"] > 0
