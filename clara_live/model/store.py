@@ -174,12 +174,10 @@ def load_weights(build: Callable[[], torch.nn.Module], path: Path, config_name: 
         if tuple(state[name].shape) != tuple(want.shape):
             raise ModelError(f"{path}: weights do not fit {config_name} ({name} is {list(state[name].shape)} in "
                              f"the file, {list(want.shape)} by the config)")
-        dtype = state[name].dtype
-        if dtype not in FLOAT_DTYPES if want.is_floating_point() else dtype != want.dtype:
-            allowed = ", ".join(str(d).removeprefix("torch.") for d in FLOAT_DTYPES) \
-                if want.is_floating_point() else str(want.dtype).removeprefix("torch.")
+        dtype, allowed = state[name].dtype, FLOAT_DTYPES if want.is_floating_point() else (want.dtype,)
+        if dtype not in allowed:
             raise ModelError(f"{path}: {name} is {str(dtype).removeprefix('torch.')} in the file, not a weight "
-                             f"dtype ({allowed})")
+                             f"dtype ({', '.join(str(d).removeprefix('torch.') for d in allowed)})")
     bad = non_finite(state)
     if bad is not None:
         raise ModelError(f"{path}: {bad} holds NaN or infinite values")
