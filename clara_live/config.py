@@ -18,6 +18,7 @@ from typing import ClassVar
 
 import yaml
 
+from clara_live.beat.limits import MAX_BPM, MIN_BPM
 from clara_live.errors import ClaraError
 
 DEFAULT_CONFIG_PATH = Path(__file__).resolve().parent.parent / "config.yaml"
@@ -300,7 +301,8 @@ class LiveConfig:
     # none: no sound while playing, the session rendered to WAV beside its MIDI at the end)
 
     RANGES: ClassVar[dict[str, str]] = {
-        "bpm": "[20, 300]", "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
+        "bpm": f"[{MIN_BPM:g}, {MAX_BPM:g}]",  # the tempi the session hears and plays at (beat/limits.py)
+        "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
         "max_answer_bars": "[1, 64]", "channel": "[1, 16]", "velocity": "[1, 127]", "velocity_window": "[1, 1000]",
         "tap_cc": "[-1, 127] (-1: none)", "tap_note": "[-1, 127] (-1: none)", "metronome_channel": "[1, 16]",
         "metronome_note": "[0, 126] (the other beats are a semitone up)", "cc_temperature": "[-1, 127] (-1: none)",
