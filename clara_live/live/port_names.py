@@ -37,14 +37,22 @@ def find_port(names: list[str], spec: str, kind: str) -> int:
     raise InputError(f"no MIDI {kind} port matches {spec!r}; available: {_numbered(names)}")
 
 
+def called(names: Iterable[str], port: str) -> list[str]:
+    """The full names among names of every port called `port`, whatever its client: "client:port" on
+    JACK, "client:port 128:0" on ALSA (as rtmidi lists them)."""
+    pattern = re.compile(rf"(?:^|:){re.escape(port)}(?: \d+:\d+)?$")
+    return [n for n in names if pattern.search(n)]
+
+
 def virtual_stem(names: Iterable[str], stem: str = STEM) -> str:
     """What to call this session's virtual ports ("{stem} In" and "{stem} Out"): stem itself when no port
     of that name is there, else "{stem} 2", "{stem} 3", ..., the lowest number no port uses, so a second
     session is told apart by its port names, not only by the suffix JACK gives its client ("clara-01").
 
-    names: the full names of every port the MIDI system lists, inputs and outputs, as rtmidi gives them
-    ("client:Clara In" on JACK, "client:Clara In 128:0" on ALSA); another program's "Clara In" counts too."""
-    pattern = re.compile(rf"(?:^|:){re.escape(stem)}(?: (\d+))? (?:In|Out)(?: \d+:\d+)?$")
-    taken = {int(m.group(1) or 1) for m in map(pattern.search, names) if m}
-    number = next(n for n in range(1, len(taken) + 2) if n not in taken)
-    return stem if number == 1 else f"{stem} {number}"
+    names: the full names of every port the MIDI system lists, inputs and outputs (see `called`);
+    another program's "Clara In" counts too."""
+    names, number, candidate = list(names), 1, stem
+    while called(names, f"{candidate} In") or called(names, f"{candidate} Out"):
+        number += 1
+        candidate = f"{stem} {number}"
+    return candidate

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
-import re
 import sys
 import threading
 import time
@@ -19,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 import rtmidi
 
 from clara_live.errors import ClaraError
-from clara_live.live.port_names import find_port
+from clara_live.live.port_names import called, find_port
 
 API_NAMES = ("auto", "alsa", "jack", "coremidi", "winmm")
 _APIS = {"alsa": rtmidi.API_LINUX_ALSA, "jack": rtmidi.API_UNIX_JACK,
@@ -125,9 +124,7 @@ def list_ports(api: int) -> tuple[list[str], list[str]]:
 def _virtual_names(api: int, kind: str, virtual: str) -> list[str]:
     """The full names others see of every port called `virtual` ("clara:Clara In" on JACK,
     "clara:Clara In 128:0" on ALSA), ours or another program's."""
-    seen_by_others = _port_names(rtmidi.MidiOut if kind == "input" else rtmidi.MidiIn, api)
-    pattern = re.compile(rf"(^|:){re.escape(virtual)}( \d+:\d+)?$")
-    return [n for n in seen_by_others if pattern.search(n)]
+    return called(_port_names(rtmidi.MidiOut if kind == "input" else rtmidi.MidiIn, api), virtual)
 
 
 def _virtual_name(api: int, kind: str, virtual: str, client: str, before: list[str]) -> str:
