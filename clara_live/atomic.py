@@ -48,7 +48,7 @@ class Terminated(BaseException):  # noqa: N818 - named for the signal, as Keyboa
 class Target(NamedTuple):
     """Where a write to a path lands."""
 
-    path: Path | None  # the file written, links followed; None: standard output
+    path: Path | None  # the file written, links followed (a stream's: as named); None: standard output
     stream: bool  # written through as it comes (stdout, a FIFO, a character device), never replaced
 
 
@@ -172,7 +172,7 @@ def atomic_open(path: str | Path, mode: str = "w", encoding: str | None = "utf-8
         with _stdout(binary, encoding) as handle:
             yield handle
     elif where.stream:
-        with _stream(Path(path), where.path, binary, encoding) as handle:
+        with _stream(where.path, binary, encoding) as handle:
             yield handle
     else:
         with removed_on_sigterm(), _replacing(where.path, mode, binary, encoding) as handle:
@@ -200,15 +200,15 @@ def _replacing(path: Path, mode: str, binary: bool, encoding: str | None) -> Ite
 
 
 @contextlib.contextmanager
-def _stream(named: Path, path: Path, binary: bool, encoding: str | None) -> Iterator[IO]:
+def _stream(path: Path, binary: bool, encoding: str | None) -> Iterator[IO]:
     """A FIFO or a character device, opened as it is (no O_CREAT: a node that went away is not
     replaced by a file) and written through; /dev/full's ENOSPC shows at the flush at the latest."""
-    with _writing(named):
+    with _writing(path):
         fd = os.open(path, os.O_WRONLY | os.O_NOCTTY)
     with os.fdopen(fd, "wb" if binary else "w", encoding=None if binary else encoding) as handle:
         try:
             yield handle
-            with _writing(named):
+            with _writing(path):
                 handle.flush()
         except OSError:
             with contextlib.suppress(OSError):  # the write failed: drop what the buffer still holds
