@@ -193,9 +193,14 @@ def _write_trimmed(raw: Path, target: Path, min_seconds: float, label: Path) -> 
         raise ClaraError(f"{label}: fluidsynth wrote {8 * params.sampwidth}-bit samples, expected 16")
     samples = np.frombuffer(frames, dtype="<i2").reshape(-1, params.nchannels)  # (frames, channels)
     block = max(1, params.framerate // 100)  # 10 ms
+    min_frames = round(min_seconds * params.framerate)
     chunk = PEAK_BLOCKS * block  # the peaks a chunk at a time: an hour's int32 copy would take 1.3 GB
     loud_end = 0
-    for start in range(0, len(samples), chunk):
+    # the last loud block, sought from the end: it stops at the first loud chunk, or where min_seconds
+    # keeps what is left anyway, so only the tail past the music is read, not the hour before it
+    for start in reversed(range(0, len(samples), chunk)):
+        if start + chunk <= min_frames:
+            break
         part = samples[start:start + chunk]
         n_blocks = -(-len(part) // block)
         peaks = np.zeros(n_blocks * block, dtype=np.int32)
@@ -203,7 +208,8 @@ def _write_trimmed(raw: Path, target: Path, min_seconds: float, label: Path) -> 
         loud = np.flatnonzero(peaks.reshape(n_blocks, block).max(axis=1) > SILENCE * 32768)
         if len(loud):
             loud_end = start + (loud[-1] + 1) * block
-    end = min(len(samples), max(loud_end, round(min_seconds * params.framerate)))
+            break
+    end = min(len(samples), max(loud_end, min_frames))
     with atomic_open(target, "wb") as handle, wave.open(handle, "wb") as dst:
         dst.setnchannels(params.nchannels)
         dst.setsampwidth(2)

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from clara_live import render
 from clara_live.errors import ClaraError, InputError
 from clara_live.music.midi_io import steps_to_midi, write_midi
 from clara_live.music.notes import StepNote
@@ -156,6 +157,26 @@ def test_unwritable_target_names_it(tmp_path: Path) -> None:
     with pytest.raises(InputError) as exc:
         render_wav(write_piece(tmp_path / "a.mid", SCALE), target)
     assert str(target) in one_line(exc)
+
+
+@pytest.mark.parametrize("peak_blocks", [1, 3, 1000])
+def test_trim_keeps_to_the_last_loud_block_whatever_the_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             peak_blocks: int) -> None:
+    """The render is cut after its last 10-ms block above -60 dBFS, never before min_seconds, however
+    many blocks are measured at once."""
+    monkeypatch.setattr(render, "PEAK_BLOCKS", peak_blocks)
+    samples = np.zeros((5000, 2), dtype="<i2")  # 5 s at 1000 Hz: blocks of 10 frames
+    samples[700, 0], samples[2345, 1] = -1000, 1000  # the last loud block ends at frame 2350
+    raw = tmp_path / "raw.wav"
+    with wave.open(str(raw), "wb") as w:
+        w.setnchannels(2)
+        w.setsampwidth(2)
+        w.setframerate(1000)
+        w.writeframes(samples.tobytes())
+    for min_seconds, frames in ((1.0, 2350), (3.0, 3000), (9.0, 5000)):
+        render._write_trimmed(raw, tmp_path / "out.wav", min_seconds=min_seconds, label=raw)
+        with wave.open(str(tmp_path / "out.wav"), "rb") as w:
+            assert w.getnframes() == frames, (min_seconds, w.getnframes())
 
 
 # --- piano roll ---
