@@ -258,9 +258,10 @@ def test_continue_refuses_more_than_its_documented_maximum(flag, most, capsys):
 
 
 def test_continue_candidates_are_not_the_live_sessions(tmp_path, tiny):
-    """--candidates above live.candidates' range is continue's own: not refused as live.candidates."""
+    """continue's --candidates and --critic are its own: not checked as live.candidates and live.critic
+    (a critic folder named 1 is no int for live.critic to refuse)."""
     assert main(["continue", "--model", str(tiny), "-o", str(tmp_path / "o.mid"), "--tokens", "4",
-                 "--candidates", str(MAX_CANDIDATES)]) == 0
+                 "--candidates", str(MAX_CANDIDATES), "--critic", "1"]) == 0
 
 
 # --- Ctrl-C and SIGTERM --------------------------------------------------------------------------------
