@@ -17,7 +17,6 @@ resume it, run the epochs (each validated and checkpointed), finish.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import platform
 import shlex
@@ -51,7 +50,7 @@ from training.hardware import (
     training_bytes,
 )
 from training.heldout import SPLITS, write_splits
-from training.plot import plot_metrics
+from training.plot import plot_metrics, read_metrics
 from training.run import CHECKPOINT, Place, Position, Run, load_checkpoint, save_checkpoint
 
 METRICS = "metrics.jsonl"
@@ -421,24 +420,13 @@ def _trim_metrics(out: Path, position: Position) -> None:
     finished by the checkpoint (one killed between the two logs its validation again); a line torn
     by the kill goes too (the next line would be appended to it)."""
     path = out / METRICS
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
+    if not path.exists():
         return
-    kept = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("step"), int):
-            continue
-        seen = record["step"] <= position.global_step if "train_loss" in record \
-            else isinstance(record.get("epoch"), int) and record["epoch"] <= position.epoch
-        if seen:
-            kept.append(line)
-    if kept != lines:
-        write_text(path, "".join(line + "\n" for line in kept))
+    records = read_metrics(path)  # a torn line is skipped
+    kept = [r for r in records if isinstance(r, dict) and isinstance(r.get("step"), int) and (
+        r["step"] <= position.global_step if "train_loss" in r
+        else isinstance(r.get("epoch"), int) and r["epoch"] <= position.epoch)]
+    write_text(path, "".join(finite_json.dumps(record) + "\n" for record in kept))  # as _log wrote them
 
 
 def _log(out: Path, record: dict) -> None:
