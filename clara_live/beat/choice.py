@@ -32,7 +32,7 @@ from typing import NamedTuple
 import numpy as np
 
 from clara_live.beat import net as beat_net
-from clara_live.beat.classic import _autocorrelation, _comb, _phase, estimate_tempo_classic
+from clara_live.beat.classic import _comb, _phase, autocorrelation, estimate_from_events
 from clara_live.beat.limits import MAX_BPM, MIN_BPM
 from clara_live.beat.tracker import MIN_EVENTS, TempoEstimate, events, hear, refine
 from clara_live.errors import InputError
@@ -82,13 +82,13 @@ def listen(onsets: Sequence[float], velocities: Sequence[float] | None, prior_bp
     t, w = events(onsets, velocities)
     if len(t) < MIN_EVENTS or t[-1] - t[0] <= 0 or not math.isfinite(prior_bpm) or prior_bpm <= 0:
         return None
-    classic = estimate_tempo_classic(onsets, velocities, prior_bpm=prior_bpm)
+    ac = autocorrelation(t, w)
+    classic = estimate_from_events(t, w, prior_bpm, ac)
     if classic is None:
         return None
     heard = hear(onsets, velocities, prior_bpm, pitches)
     if heard is None:
         return None
-    ac = _autocorrelation(t - t[0], w, float(t[-1] - t[0]))
     return Phrase(t, w, classic, heard.estimate, heard.activation, heard.start, heard.tempo, heard.tempo_bpm, ac,
                   min(MAX_BPM, max(MIN_BPM, prior_bpm)))
 
@@ -104,7 +104,7 @@ def candidates(phrase: Phrase) -> list[Candidate]:
     longest = min(60.0 / MIN_BPM, span)
     proposals: list[tuple[str, float, float, float | None]] = []  # (source, base period, level, phase)
     for source, estimate in (("classic", phrase.classic), ("learned", phrase.learned)):
-        if estimate is not None:
+        if estimate is not None:  # the learned tracker may track too few beats
             proposals += [(source, estimate.period, level, estimate.beat_time if level == 1.0 else None)
                           for level in LEVELS]
     proposals += [("prior", 60.0 / phrase.prior_bpm, level, None) for level in PRIOR_LEVELS]
@@ -173,7 +173,7 @@ def features(phrase: Phrase, c: Candidate, informed: bool) -> np.ndarray:
     head = 0.0
     if phrase.tempo is not None and phrase.tempo_bpm is not None:
         head = float(np.interp(math.log(bpm), np.log(phrase.tempo_bpm), phrase.tempo))
-    is_classic = phrase.classic is not None and abs(math.log2(c.period / phrase.classic.period)) < 0.03
+    is_classic = abs(math.log2(c.period / phrase.classic.period)) < 0.03
     is_learned = phrase.learned is not None and abs(math.log2(c.period / phrase.learned.period)) < 0.03
     return np.array([
         prior, prior * prior, abs(prior), known, known * prior * prior, known * abs(prior),
@@ -181,7 +181,7 @@ def features(phrase: Phrase, c: Candidate, informed: bool) -> np.ndarray:
         *_shares(t, w, c.period, c.phase), accent, residual, residual * residual,
         activation, activation / (float(a.mean()) + 1e-6), math.log(head + 1e-4),
         float(is_classic), float(is_learned),
-        float(is_classic) * (phrase.classic.confidence if phrase.classic else 0.0),
+        float(is_classic) * phrase.classic.confidence,
         float(is_learned) * (phrase.learned.confidence if phrase.learned else 0.0),
         float(c.refined), *(float(c.source == s) for s in SOURCES), math.log(span / c.period),
         abs(math.log2(c.level)), float(c.level in (2 / 3, 3 / 2))])

@@ -48,16 +48,25 @@ def estimate_tempo_classic(onsets: Sequence[float], velocities: Sequence[float] 
     onsets (seconds) and velocities (1..127, optional); `prior_bpm` is the first guess. None when
     the evidence is too weak. Keyword constants override this module's (for tuning:
     prior_octaves, density, density_octaves, accent, min_confidence)."""
+    t, w = events(onsets, velocities)
+    if len(t) < MIN_EVENTS or not math.isfinite(prior_bpm) or prior_bpm <= 0 or t[-1] - t[0] <= 0:
+        return None
+    return estimate_from_events(t, w, prior_bpm, autocorrelation(t, w), **constants)
+
+
+def autocorrelation(t: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The onset-strength autocorrelation of events (`events`' times and weights), as step 2 makes it."""
+    return _autocorrelation(t - t[0], w, float(t[-1] - t[0]))
+
+
+def estimate_from_events(t: np.ndarray, w: np.ndarray, prior_bpm: float, ac: np.ndarray,
+                         **constants: float) -> TempoEstimate | None:
+    """`estimate_tempo_classic` on events already grouped (at least MIN_EVENTS, spanning some
+    time) and their `autocorrelation`, for a caller that weighs them further (beat/choice.py)."""
     c = {"prior_octaves": PRIOR_OCTAVES, "density": DENSITY, "density_octaves": DENSITY_OCTAVES,
          "accent": ACCENT, "gamma": GAMMA, "min_confidence": MIN_CONFIDENCE, **constants}
-    t, w = events(onsets, velocities)
-    if len(t) < MIN_EVENTS or not math.isfinite(prior_bpm) or prior_bpm <= 0:
-        return None
     span = float(t[-1] - t[0])
-    if span <= 0:
-        return None
     prior_bpm = min(MAX_BPM, max(MIN_BPM, prior_bpm))
-    ac = _autocorrelation(t - t[0], w, span)
     # candidate periods: MAX_BPM..MIN_BPM, each fitting MIN_BEATS times into the phrase
     longest = min(60.0 / MIN_BPM, span / MIN_BEATS)
     shortest = 60.0 / MAX_BPM
