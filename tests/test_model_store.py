@@ -131,6 +131,8 @@ def test_floating_point_weights_of_any_width_load_as_float32(folder, dtype):
     torch.save({k: v.to(dtype) for k, v in state.items()}, path / "weights.pt")
     loaded = load_model(path).model
     assert {p.dtype for p in loaded.state_dict().values()} == {torch.float32}
+    for name, tensor in model.state_dict().items():  # the values stored, not a fresh model's
+        torch.testing.assert_close(loaded.state_dict()[name], tensor.to(dtype).float(), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("key", ["emb_size", "hidden_size", "num_layers"])
