@@ -149,9 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "original, the likeliest token or half the time one of the top 5); flags still win")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the session")
-    p.add_argument("--candidates", type=_positive_int, metavar="K",
+    # live_*: continue and judge score have a --candidates or --critic of their own, no live setting
+    p.add_argument("--candidates", dest="live_candidates", type=_positive_int, metavar="K",
                    help="sample K answers at once and play the critic's pick (live.candidates)")
-    p.add_argument("--critic", metavar="DIR", help="the critic for --candidates (live.critic)")
+    p.add_argument("--critic", dest="live_critic", metavar="DIR", help="the critic for --candidates (live.critic)")
     p.add_argument("--save-dir", metavar="DIR", help="where the session is saved as MIDI (live.sessions_dir)")
     p.add_argument("--no-save", action="store_true", help="do not save the session")
     p.add_argument("--no-ui", action="store_true", help="plain log lines instead of the terminal view")
@@ -282,9 +283,7 @@ def _config(args: argparse.Namespace) -> Config:
                       ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir"),
-                      ("candidates", "live.candidates"), ("critic", "live.critic")):
-        if flag in ("candidates", "critic") and args.command != "live":
-            continue  # continue's --candidates and --critic are its own, not the live session's
+                      ("live_candidates", "live.candidates"), ("live_critic", "live.critic")):
         value = getattr(args, flag, None)
         if value is not None:
             overrides.append(f"{key}={str(value).lower() if isinstance(value, bool) else value}")

@@ -119,6 +119,18 @@ def test_a_sampling_preset_sets_its_rule_and_flags_still_win():
     assert (mixed.random_freq, mixed.top_k) == (0.5, 8)
 
 
+def test_live_candidates_and_critic_set_the_live_session_only():
+    from clara_live.cli import _config, build_parser
+    from clara_live.config import load_config
+
+    parser = build_parser()
+    live = _config(parser.parse_args(["live", "--candidates", "3", "--critic", "judges/mine"])).live
+    assert (live.candidates, live.critic) == (3, "judges/mine")
+    # continue's own --candidates and --critic leave the live settings as they were
+    cont = _config(parser.parse_args(["continue", "-o", "x.mid", "--candidates", "3", "--critic", "judges/mine"]))
+    assert cont.live == load_config().live
+
+
 @pytest.mark.parametrize("model", ["clara-notewise", "clara-chordwise"])
 def test_evaluate_reports_bits_per_note_from_the_notes_it_encoded(capsys, model):
     """bits/note = NLL (nats/token) x tokens / notes / ln 2, the notes those the codec encoded:
