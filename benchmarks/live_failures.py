@@ -6,6 +6,9 @@
 2. SIGKILL: `clara live --play` a MAESTRO performance (no audio: live.audio_driver none), killed with
    SIGKILL at a random moment 4-12 s in; lost = the time from the last note saved to the last note
    the file had played by the kill. Goal: at most 5 s (the session is written every 2 s).
+3. Exit: how long a process that imported torch takes to exit after its last line, as it is and with
+   what it loaded frozen out of the collector's reach (gc.freeze, as run_live does): the interpreter's
+   closing collections walk torch's objects otherwise.
 
     python benchmarks/live_failures.py [--rounds N] [--json FILE]
 """
@@ -107,6 +110,16 @@ def sigkill_loss(rng: random.Random, tmp: Path) -> dict:
             "lost_s": (played[-1] - last_saved) if played else 0.0}
 
 
+def torch_exit(freeze: bool) -> float:
+    """Seconds from a process's last line to its exit, having imported torch (and frozen it, if freeze)."""
+    code = "import gc, torch\n" + ("gc.collect()\ngc.freeze()\n" if freeze else "") + "print('ready', flush=True)\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc.stdout.readline()
+    ready = time.monotonic()
+    proc.wait()
+    return time.monotonic() - ready
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -114,13 +127,15 @@ def main() -> int:
     args = parser.parse_args()
     rng = random.Random(0)
     results: dict = {"machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
-                     "lost_server": [], "sigkill": []}
+                     "lost_server": [], "sigkill": [], "torch_exit": {"plain": [], "frozen": []}}
     for k in range(args.rounds):
         for how in ("stop", "kill"):
             with tempfile.TemporaryDirectory() as tmp:
                 results["lost_server"].append(lost_server(how, Path(tmp)))
         with tempfile.TemporaryDirectory() as tmp:
             results["sigkill"].append(sigkill_loss(rng, Path(tmp)))
+        for how, exits in results["torch_exit"].items():
+            exits.append(torch_exit(freeze=how == "frozen"))
         print(f"round {k + 1}: {results['lost_server'][-2:]} {results['sigkill'][-1]}", flush=True)
     saved = [r["saved_s"] for r in results["lost_server"]]
     exits = [r["exit_s"] for r in results["lost_server"]]
@@ -129,6 +144,10 @@ def main() -> int:
           f"-> exited: max {max(exits):.2f} s, mean {sum(exits) / len(exits):.2f} s; over {len(saved)} (stop and "
           f"kill); status {sorted({r['status'] for r in results['lost_server']})}")
     print(f"SIGKILL: at most {max(lost):.2f} s of playing lost (mean {sum(lost) / len(lost):.2f} s) over {len(lost)}")
+    plain, frozen = results["torch_exit"]["plain"], results["torch_exit"]["frozen"]
+    print(f"a process that imported torch exits {sum(plain) / len(plain):.2f} s after its last line (max "
+          f"{max(plain):.2f} s), {sum(frozen) / len(frozen):.2f} s (max {max(frozen):.2f} s) with it frozen "
+          f"(gc.freeze) over {len(plain)}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
     return 0
