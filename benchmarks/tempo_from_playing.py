@@ -57,10 +57,9 @@ from clara_live.beat.classic import estimate_tempo_classic  # noqa: E402
 from clara_live.beat.follow import BeatFollower  # noqa: E402
 from clara_live.beat.tracker import TempoEstimate, estimate_tempo  # noqa: E402
 from training import tempo_data  # noqa: E402
+from training.tempo_data import OCTAVES, hit  # noqa: E402
 
 FIRST_GUESS = 100.0
-TOLERANCE = 0.04
-OCTAVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)
 PHASE_GOAL = 0.020  # seconds
 GOALS = {"pop909": {"acc1": 0.80, "acc2": 0.98, "err": 0.005}, "synthetic": {"acc1": 0.95},
          "asap": {"acc1": 0.60, "acc2": 0.85}, "second": {"acc1": 0.97}}
@@ -75,9 +74,6 @@ def estimators() -> dict[str, Estimator]:
             "chosen": lambda o, v, p, prior, heard=False: beat_choice.estimate_tempo_chosen(
                 o, v, prior, pitches=p, informed=heard)}
 
-
-def hit(bpm: float, truth: float, octaves: tuple[float, ...] = (1.0,)) -> bool:
-    return any(abs(bpm / (truth * m) - 1.0) <= TOLERANCE for m in octaves)
 
 
 def answer_phase(estimate: TempoEstimate, phrase: dict) -> float:
@@ -94,7 +90,8 @@ def answer_phase(estimate: TempoEstimate, phrase: dict) -> float:
     return float(min(d, truth_period - d))
 
 
-def run(phrase: dict, name: str, estimate_of: Estimator) -> dict:
+def run(phrase: dict, later: dict | None, name: str, estimate_of: Estimator) -> dict:
+    """One method on one phrase and on `later`, the phrase after it (tempo_data.second_phrase)."""
     started = time.perf_counter()
     estimate = estimate_of(phrase["onsets"], phrase["velocities"], phrase["pitches"], FIRST_GUESS)
     ms = (time.perf_counter() - started) * 1000
@@ -105,7 +102,6 @@ def run(phrase: dict, name: str, estimate_of: Estimator) -> dict:
            "phase_s": None, "second_acc1": None}
     if estimate is not None and row["acc1"]:
         row["phase_s"] = answer_phase(estimate, phrase)
-    later = tempo_data.second_phrase(phrase)
     if later is not None:
         # as the session hears it: the opening's tempo, marked as heard before (not a default)
         again = estimate_of(later["onsets"], later["velocities"], later["pitches"], bpm, estimate is not None)
@@ -218,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
                "synthetic": tempo_data.synthetic_phrases}
     phrases = [p for name, load in loaders.items() if name in chosen_sets for p in load() if p["split"] in splits]
     methods = {k: v for k, v in estimators().items() if k in (args.method or ("classic", "learned", "chosen"))}
-    rows = [run(p, name, fn) for p in phrases for name, fn in methods.items()]
+    rows = [run(p, later, name, fn) for p in phrases for later in [tempo_data.second_phrase(p)]
+            for name, fn in methods.items()]
     print(f"tempo from the playing: first {tempo_data.SECONDS:g} s, first guess {FIRST_GUESS:g} bpm "
           f"({platform.processor() or platform.machine()}, one thread)")
     tables = report(rows, splits)

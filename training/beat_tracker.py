@@ -30,6 +30,7 @@ from torch import nn
 from clara_live.beat import net as beat_net
 from clara_live.beat.tracker import estimate_tempo
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
+from training.tempo_data import OCTAVES, hit
 
 ROOT = CORPUS / "asap"
 WINDOW = 12.0  # seconds a training window holds (after stretching)
@@ -39,8 +40,6 @@ SECONDS = 10.0  # the valid openings' length, as the benchmark's
 FIRST_GUESS = 100.0
 TEMPO_BINS = np.geomspace(20.0, 300.0, 48)  # the tempo head's classes (bpm), about 6 % apart
 TEMPO_LOSS = 0.1  # the tempo head's cross-entropy weight against the beat loss
-TOLERANCE = 0.04
-OCTAVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)
 
 
 def parse(row: dict[str, str]) -> dict[str, np.ndarray]:
@@ -164,9 +163,6 @@ class TCN(nn.Module):
         return {k: v if isinstance(v, np.ndarray) else v.detach().numpy().astype(np.float32).copy()
                 for k, v in w.items()}
 
-
-def hit(bpm: float, reference: float, octaves: tuple[float, ...]) -> bool:
-    return any(abs(bpm / (reference * m) - 1.0) <= TOLERANCE for m in octaves)
 
 
 def score(openings: list[tuple], weights: dict[str, np.ndarray], **constants: float) -> dict[str, float]:

@@ -36,7 +36,6 @@ from clara_live.beat import choice as beat_choice
 from clara_live.beat.limits import MAX_BPM, MIN_BPM
 from training import tempo_data
 
-TOLERANCE = 0.04
 FRESH = 100.0  # the first guess of a fresh session
 SECOND = 0.03  # a second phrase's first guess: the truth moved by up to this share ...
 CHANGED = 0.25  # ... or, this often, by 5-15 % (the player changed tempo between the phrases)
@@ -44,9 +43,6 @@ CHOICES = ((8, 1e-3), (16, 1e-4), (16, 1e-3), (32, 1e-3), (32, 1e-2))  # (hidden
 EPOCHS = 600
 SCENARIOS = ("fresh", "second")
 
-
-def hit(bpm: float, truth: float) -> bool:
-    return abs(bpm / truth - 1.0) <= TOLERANCE
 
 
 def _describe_one(item: tuple[int, dict]) -> list[tuple]:
@@ -66,7 +62,7 @@ def _describe_one(item: tuple[int, dict]) -> list[tuple]:
         prior = min(MAX_BPM, max(MIN_BPM, prior))
         heard = beat_choice.listen(phrase["onsets"], phrase["velocities"], prior, phrase["pitches"])
         found = beat_choice.candidates(heard) if heard is not None else []
-        rows = [(beat_choice.features(heard, c, scenario == "second"), hit(60.0 / c.period, phrase["bpm"]),
+        rows = [(beat_choice.features(heard, c, scenario == "second"), tempo_data.hit(60.0 / c.period, phrase["bpm"]),
                  60.0 / c.period) for c in found]
         out.append((phrase["kind"], phrase["split"], scenario, prior, phrase["bpm"], rows))
     return out
@@ -147,7 +143,7 @@ def table(data: dict[str, np.ndarray], bpm: np.ndarray, split: str) -> dict[str,
         for scenario in SCENARIOS:
             mask = (data["kind"] == kind) & (data["scenario"] == scenario) & (data["split"] == split)
             if mask.any():
-                acc1 = np.abs(bpm[mask] / data["truth"][mask] - 1) <= TOLERANCE
+                acc1 = np.abs(bpm[mask] / data["truth"][mask] - 1) <= tempo_data.TOLERANCE
                 out[f"{kind}/{scenario}"] = {"phrases": int(mask.sum()), "acc1": float(acc1.mean())}
     return out
 

@@ -31,12 +31,19 @@ from clara_live.corpus import find_sources, split_of
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
 
 SECONDS = 10.0
+TOLERANCE = 0.04  # an estimate within 4 % of the truth is right (Acc1) ...
+OCTAVES = (1.0, 2.0, 0.5, 3.0, 1 / 3)  # ... of the truth times one of these (Acc2, MIREX's octave-tolerant accuracy)
 SYNTHETIC = 1000
 # a beat's onsets, in beats: even, dotted, swung, sixteenths, their mixes, triplets
 CELLS = ((0.0,), (0.0, 0.5), (0.0, 0.75), (0.0, 2 / 3), (0.0, 0.25, 0.5, 0.75), (0.0, 0.5, 0.75),
          (0.0, 0.25, 0.5), (0.0, 1 / 3, 2 / 3))
 SHORTEST = 0.09  # seconds: the fastest notes a synthetic phrase plays (about 11 a second)
 JITTER = 0.0075  # seconds: the onsets' standard deviation (about +-15 ms)
+
+
+def hit(bpm: float, truth: float, octaves: tuple[float, ...] = (1.0,)) -> bool:
+    """Whether bpm is within TOLERANCE of truth times one of `octaves` (Acc1 by default)."""
+    return any(abs(bpm / (truth * m) - 1.0) <= TOLERANCE for m in octaves)
 
 
 def _window(notes: list[tuple[float, int, int]], beats: list[float], start: float, seconds: float) -> dict:
