@@ -61,10 +61,9 @@ def asap_openings(seconds: float = SECONDS, root: Path = CORPUS / "asap") -> lis
     splits = asap_splits()
     out = []
     for row in asap_rows(root):
-        data = (root / row["midi_performance"]).read_bytes()
-        if len(symusic.Score.from_midi(data, ttype="tick").tempos) > 1:
+        score = symusic.Score.from_midi((root / row["midi_performance"]).read_bytes(), ttype="second")
+        if len(score.tempos) > 1:
             continue
-        score = symusic.Score.from_midi(data, ttype="second")
         notes = sorted((float(n.time), int(n.velocity), int(n.pitch)) for track in score.tracks for n in track.notes)
         if not notes:
             continue
