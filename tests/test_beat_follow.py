@@ -78,8 +78,8 @@ def test_a_player_far_off_the_grid_never_drags_the_period_beyond_its_bound():
 
 def test_unseeded_it_hears_nothing_and_bad_times_are_ignored():
     follower = BeatFollower()
-    assert follower.onset(1.0) is None and follower.next_beat(1.0) is None and follower.estimate() is None
+    assert follower.onset(1.0) is None and follower.next_beat(1.0) is None and follower.bpm is None
     follower.seed(TempoEstimate(90.0, 2.0, 0.7))
     assert follower.onset(math.nan) is None and follower.onset(math.inf) is None
-    assert follower.estimate().bpm == pytest.approx(90.0)
+    assert follower.bpm == pytest.approx(90.0)
     assert follower.next_beat(2.0) == pytest.approx(2.0)

@@ -10,7 +10,8 @@ and the period by BETA of it; an onset near a half beat by half as much; an onse
 (an ornament, a syncopation) changes nothing. Onsets within a chord's spread are one event.
 
 The grid is what the view, the metronome, MIDI clock out and an accompaniment can lock to while
-the player plays (`beats`, `next_beat`), and what a phrase's end hands to the session. Pure: times
+the player plays (`next_beat`), and what a phrase's end hands to the session (live/tempo.py's
+TempoKeeper.follow_phrase). Pure: times
 are seconds on any clock, nothing here reads one; per onset O(1).
 """
 
@@ -28,7 +29,7 @@ WINDOW = 0.15  # an onset within this share of a period of a beat (half of it of
 MAX_CHANGE = 0.25  # the period never moves more than this share from the phrase's estimate between two of them
 
 
-class Grid(NamedTuple):
+class BeatGrid(NamedTuple):
     period: float
     beat_time: float
 
@@ -38,14 +39,14 @@ class BeatFollower:
 
     def __init__(self, alpha: float = ALPHA, beta: float = BETA, window: float = WINDOW) -> None:
         self.alpha, self.beta, self.window = alpha, beta, window
-        self.grid: Grid | None = None
+        self.grid: BeatGrid | None = None
         self.anchor_period = 0.0  # the period of the last estimate: corrections stay near it
         self.last_event = -math.inf
         self.corrections = 0
 
     def seed(self, estimate: TempoEstimate) -> None:
         """Start again from a phrase's estimate (or a tap's, a clock's)."""
-        self.grid = Grid(estimate.period, estimate.beat_time)
+        self.grid = BeatGrid(estimate.period, estimate.beat_time)
         self.anchor_period = estimate.period
         self.corrections = 0
 
@@ -80,7 +81,7 @@ class BeatFollower:
         period = min(high, max(low, period, 60.0 / MAX_BPM), 60.0 / MIN_BPM)
         # keep the beat time near t, so the grid's anchor never drifts far from the present
         k = round((t - beat_time) / period)
-        self.grid = Grid(period, beat_time + k * period)
+        self.grid = BeatGrid(period, beat_time + k * period)
         self.corrections += 1
         return asynchrony
 
@@ -90,9 +91,3 @@ class BeatFollower:
             return None
         period, beat_time = self.grid
         return beat_time + math.ceil((t - beat_time) / period - 1e-9) * period
-
-    def estimate(self, confidence: float = 1.0) -> TempoEstimate | None:
-        """The grid as a TempoEstimate (what the session re-quantises with)."""
-        if self.grid is None:
-            return None
-        return TempoEstimate(60.0 / self.grid.period, self.grid.beat_time, confidence)

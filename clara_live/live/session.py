@@ -18,7 +18,7 @@ the answer (`Answer.from_step`), which still sounds at its time.
 Tempo from the playing (`live.tempo_from_playing`, unless a tap or an incoming MIDI clock set
 the tempo): a phrase's first note sends `Mark` (the worker remembers its model there) and the
 session keeps the phrase's raw events and its token writer's state at that point. At the
-phrase's end it estimates the tempo and beat phase from the onsets (clara_live.beat.tracker, the
+phrase's end it estimates the tempo and beat phase from the onsets (clara_live.beat, the
 current tempo as the first guess), runs the events through the token writer again on that
 grid, and when that quantises them differently sends `Refeed`: the worker rewinds to the
 mark and reads the re-quantised phrase instead. The answer follows the new grid; from the second
