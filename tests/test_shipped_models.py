@@ -142,18 +142,13 @@ DISTINCT = ["Albeniz/alb_se8.mid", "Chopin/chpn-p18.mid", "Clementi/clementi_opu
 
 
 def _write_notes(path: Path, notes: list[tuple[float, float, int]]) -> Path:
-    """A one-track MIDI file of (start, length, pitch) notes, in beats at 120 bpm, velocity 80."""
+    """A MIDI file of (start, length, pitch) notes, in beats at 120 bpm, velocity 80."""
     import mido
+    from conftest import build_midi
 
-    events = sorted(e for start, length, pitch in notes
-                    for e in ((round(start * 480), 1, pitch), (round((start + length) * 480), 0, pitch)))
-    midi, track, now = mido.MidiFile(ticks_per_beat=480), mido.MidiTrack(), 0
-    midi.tracks.append(track)
-    for at, on, pitch in events:
-        track.append(mido.Message("note_on" if on else "note_off", note=pitch, velocity=80 if on else 0, time=at - now))
-        now = at
-    midi.save(str(path))
-    return path
+    offs = [(round((start + length) * 480), mido.Message("note_off", note=pitch)) for start, length, pitch in notes]
+    ons = [(round(start * 480), mido.Message("note_on", note=pitch, velocity=80)) for start, _, pitch in notes]
+    return build_midi(path, [offs + ons])  # a stable sort by tick: a note ends before one starts on its tick
 
 
 def _judge_json(capsys, *args: str):
