@@ -29,7 +29,9 @@ What it reports, per set, split and method:
 performances and on phrases whose tempo drifts by up to +-15 % over 30 s (tempo_data.drifting_phrases):
 the follower is seeded with the true beat and tempo at 10 s, hears every onset as it comes, and
 predicts each true beat from 10 to 30 s a fifth of a beat before it; the median error (ms) and the
-share within 70 ms (MIREX's beat window), against the same grid not corrected (a fixed tempo).
+share within 70 ms (MIREX's beat window), against the same grid not corrected (a fixed tempo);
+`--follow-grid` measures every pair of FOLLOW_GRID's corrections, what ALPHA and BETA were
+chosen from on valid.
 Valid is for choosing, test is reported once (`--split test`).
 
     python benchmarks/tempo_from_playing.py                       # train and valid, every method
@@ -52,15 +54,16 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from clara_live.beat import choice as beat_choice  # noqa: E402
+from clara_live.beat import follow  # noqa: E402
 from clara_live.beat import net as beat_net  # noqa: E402
 from clara_live.beat.classic import estimate_tempo_classic  # noqa: E402
-from clara_live.beat.follow import BeatFollower  # noqa: E402
 from clara_live.beat.tracker import TempoEstimate, estimate_tempo  # noqa: E402
 from training import tempo_data  # noqa: E402
 from training.tempo_data import OCTAVES, hit  # noqa: E402
 
 FIRST_GUESS = 100.0
 PHASE_GOAL = 0.020  # seconds
+FOLLOW_GRID = ((0.2, 0.35, 0.5, 0.7), (0.0, 0.05, 0.1, 0.2, 0.3))  # --follow-grid: phase x period corrections
 GOALS = {"pop909": {"acc1": 0.80, "acc2": 0.98, "err": 0.005}, "synthetic": {"acc1": 0.95},
          "asap": {"acc1": 0.60, "acc2": 0.85}, "second": {"acc1": 0.97}}
 Estimator = Callable[..., "TempoEstimate | None"]  # (onsets, velocities, pitches, first guess, heard before)
@@ -149,9 +152,10 @@ def report(rows: list[dict], splits: tuple[str, ...]) -> dict:
     return tables
 
 
-def followed(phrase: dict, follow: bool, start: float = 10.0, end: float = 30.0) -> np.ndarray | None:
-    """The errors (seconds) of a follower's predictions of the true beats from start to end; None
-    where the music has too few beats there."""
+def followed(phrase: dict, alpha: float, beta: float, start: float = 10.0, end: float = 30.0) -> np.ndarray | None:
+    """The errors (seconds) of a follower's (its phase and period corrections alpha and beta;
+    0 and 0: a fixed grid) predictions of the true beats from start to end; None where the music
+    has too few beats there."""
     notes, beats = phrase["notes"], np.asarray(phrase["all_beats"])
     first = notes[0][0]
     seeding = beats[(beats >= first + start - 3.0) & (beats <= first + start)]
@@ -159,7 +163,7 @@ def followed(phrase: dict, follow: bool, start: float = 10.0, end: float = 30.0)
     if len(seeding) < 3 or len(targets) < 4:
         return None
     period = float(np.median(np.diff(seeding)))
-    follower = BeatFollower() if follow else BeatFollower(alpha=0.0, beta=0.0)
+    follower = follow.BeatFollower(alpha=alpha, beta=beta)
     follower.seed(TempoEstimate(60.0 / period, float(seeding[-1]), 1.0))
     onsets = [n[0] for n in notes if n[0] > first + start - 0.01]
     errors, j = [], 0
@@ -172,24 +176,40 @@ def followed(phrase: dict, follow: bool, start: float = 10.0, end: float = 30.0)
     return np.array(errors)
 
 
-def follow_report(splits: tuple[str, ...]) -> dict:
+def follow_report(splits: tuple[str, ...], grid: bool = False) -> dict:
+    """The follower (ALPHA, BETA) against a fixed grid; with grid, every pair of FOLLOW_GRID's
+    corrections instead (what ALPHA and BETA were chosen from, on valid)."""
+    pairs = ([(a, b) for a in FOLLOW_GRID[0] for b in FOLLOW_GRID[1]] if grid
+             else [(0.0, 0.0), (follow.ALPHA, follow.BETA)])
     out = {}
-    print(f"{'set':<8}{'split':<7}{'grid':<10}{'phrases':>8}{'beats':>7}{'median ms':>11}{'<=70ms':>8}")
+    print(f"{'set':<8}{'split':<7}{'alpha':>6}{'beta':>6}{'phrases':>8}{'beats':>7}{'median ms':>11}{'<=70ms':>8}")
     for kind, phrases in (("asap", tempo_data.asap_openings()), ("drift", tempo_data.drifting_phrases())):
         for split in splits:
-            for follow in (False, True):
-                found = [followed(p, follow) for p in phrases if p["split"] == split]
+            for alpha, beta in pairs:
+                found = [followed(p, alpha, beta) for p in phrases if p["split"] == split]
                 errors = [e for e in found if e is not None]
                 if not errors:
                     continue
                 e = np.concatenate(errors)
-                name = "followed" if follow else "fixed"
-                out[f"{kind}/{split}/{name}"] = {"phrases": len(errors), "beats": len(e),
-                                                 "median_ms": float(np.median(e) * 1000),
-                                                 "within_70ms": float(np.mean(e <= 0.07))}
-                print(f"{kind:<8}{split:<7}{name:<10}{len(errors):>8}{len(e):>7}{np.median(e) * 1000:>11.1f}"
-                      f"{np.mean(e <= 0.07):>8.1%}")
+                out[f"{kind}/{split}/{alpha:g}/{beta:g}"] = {"phrases": len(errors), "beats": len(e),
+                                                            "median_ms": float(np.median(e) * 1000),
+                                                            "within_70ms": float(np.mean(e <= 0.07))}
+                print(f"{kind:<8}{split:<7}{alpha:>6g}{beta:>6g}{len(errors):>8}{len(e):>7}"
+                      f"{np.median(e) * 1000:>11.1f}{np.mean(e <= 0.07):>8.1%}")
     return out
+
+
+def unheard(rows: list[dict]) -> None:
+    """Where the hand-made estimator hears no pulse (the chosen tempo then gives none), how often
+    the learned tracker alone was right."""
+    classic = {(r["name"], r["split"]): r for r in rows if r["method"] == "classic"}
+    for kind in ("pop909", "synthetic", "asap"):
+        for split in sorted({r["split"] for r in rows}):
+            alone = [r for r in rows if r["method"] == "learned" and r["set"] == kind and r["split"] == split
+                     and classic.get((r["name"], r["split"]), {}).get("none")]
+            if alone:
+                print(f"{kind} {split}: the hand-made estimator hears no pulse in {len(alone)}; the learned "
+                      f"tracker is right (Acc1) on {sum(r['acc1'] for r in alone)} of them")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -200,11 +220,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="which methods (repeatable; default all three)")
     parser.add_argument("--sets", default="asap,pop909,synthetic", help="comma-separated: asap, pop909, synthetic")
     parser.add_argument("--follow", action="store_true", help="measure the beat follower instead")
+    parser.add_argument("--follow-grid", action="store_true",
+                        help="the follower at every pair of FOLLOW_GRID's corrections (choose on valid)")
     parser.add_argument("--json", type=Path, help="also write the rows and tables here")
     args = parser.parse_args(argv)
     splits = tuple(args.split or ("train", "valid"))
-    if args.follow:
-        tables = follow_report(splits)
+    if args.follow or args.follow_grid:
+        tables = follow_report(splits, grid=args.follow_grid)
         if args.json is not None:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"follow": tables}, indent=1))
@@ -219,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"tempo from the playing: first {tempo_data.SECONDS:g} s, first guess {FIRST_GUESS:g} bpm "
           f"({platform.processor() or platform.machine()}, one thread)")
     tables = report(rows, splits)
+    unheard(rows)
     print("goals: steady (pop909) Acc1 >= 80 %, Acc2 >= 98 %, err <= 0.5 %; synthetic Acc1 >= 95 %; "
           "asap (test) Acc1 >= 60 %, Acc2 >= 85 %; second phrase Acc1 >= 97 %; phase <= 20 ms; p99 <= 20 ms")
     if args.json is not None:

@@ -77,8 +77,9 @@ def listen(onsets: Sequence[float], velocities: Sequence[float] | None, prior_bp
            pitches: Sequence[float] | None = None) -> Phrase | None:
     """Both estimators on a phrase; None when the hand-made one hears no pulse. Its confidence
     (periodicity, onsets on the grid, the phrase's length) is what tells a pulse from scattered
-    notes: where it hears none, the learned tracker was right on 4 of ASAP's 30 train openings,
-    and it gives a tempo to most of five random notes in 4 s (tests/test_beat.py)."""
+    notes: where it hears none, the learned tracker was right on 4 of ASAP's 31 train openings
+    (benchmarks/tempo_from_playing.py prints it), and it gives a tempo to most of five random
+    notes in 4 s (tests/test_beat.py)."""
     t, w = events(onsets, velocities)
     if len(t) < MIN_EVENTS or t[-1] - t[0] <= 0 or not math.isfinite(prior_bpm) or prior_bpm <= 0:
         return None
