@@ -290,7 +290,7 @@ def touch(notes: list[Timed], prompt: list[Timed], length: float, beat: float) -
 
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
-    return {m: float(np.median([r[m] for r in rows])) for m in METRICS + TOUCH if m in rows[0]}
+    return {m: float(np.median([r[m] for r in rows])) for m in METRICS + TOUCH}
 
 
 def distance(rows: list[dict[str, float]], real: list[dict[str, float]]) -> float:
