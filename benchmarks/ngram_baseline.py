@@ -43,6 +43,8 @@ Run it from the repository root:
     python benchmarks/ngram_baseline.py /tmp/corp                 # order 5
     python benchmarks/ngram_baseline.py /tmp/corp --order 3 --json
     python benchmarks/ngram_baseline.py /tmp/corp --lstm-nll 1.23  # prints 1.23 / ngram nll
+    python benchmarks/ngram_baseline.py /tmp/corp --model trained_models/clara-notewise  # the LSTM's
+        # test nll, perplexity and accuracy too, and its nll / the n-gram's
 """
 
 from __future__ import annotations
@@ -285,9 +287,9 @@ def in_every_key(train: list[list[str]], manifest: dict) -> list[list[str]]:
     return out
 
 
-def lstm_test_nll(model_dir: Path, corpus: Path) -> float:
-    """The model's NLL on the corpus's test lines (each from a zero state; the first token of
-    a line has no context and is not predicted, one token in ~5,000 here)."""
+def lstm_test_score(model_dir: Path, corpus: Path) -> dict:
+    """The model's NLL, perplexity and accuracy on the corpus's test lines (each from a zero state; the
+    first token of a line has no context and is not predicted, one token in ~5,000 here)."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import torch
 
@@ -297,7 +299,7 @@ def lstm_test_nll(model_dir: Path, corpus: Path) -> float:
 
     torch.backends.mkldnn.enabled = False
     loaded = load_model(model_dir)
-    return score(loaded.model, Corpus(corpus).pieces("test", loaded.vocabulary))["nll"]
+    return score(loaded.model, Corpus(corpus).pieces("test", loaded.vocabulary))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lstm-nll", type=float, help="the LSTM's test NLL (nats/token): print it / n-gram NLL")
     parser.add_argument("--model", type=Path, help="a model folder: score it on the same test split (sets --lstm-nll)")
     args = parser.parse_args(argv)
-    if args.model is not None:
-        args.lstm_nll = lstm_test_nll(args.model, args.corpus)
+    lstm = lstm_test_score(args.model, args.corpus) if args.model is not None else None
+    if lstm is not None:
+        args.lstm_nll = lstm["nll"]
 
     manifest = json.loads((args.corpus / "manifest.json").read_text(encoding="utf-8"))
     start = time.perf_counter()
@@ -327,6 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.lstm_nll is not None:
         result["lstm_nll"] = args.lstm_nll
         result["lstm_ratio"] = args.lstm_nll / test["nll"]
+    if lstm is not None:
+        result["lstm_test"] = lstm
     if args.json:
         print(json.dumps(result))
         return 0
@@ -335,6 +340,9 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in (("test", test), ("valid", valid)):
         print(f"{name:5s}: nll {r['nll']:.4f} nats/token, perplexity {r['perplexity']:.3f}, "
               f"accuracy {r['accuracy']:.4f} over {r['tokens']} tokens")
+    if lstm is not None:
+        print(f"lstm : nll {lstm['nll']:.4f} nats/token, perplexity {lstm['perplexity']:.3f}, "
+              f"accuracy {lstm['accuracy']:.4f} over {lstm['tokens']} tokens (test)")
     if args.lstm_nll is not None:
         print(f"lstm nll / n-gram nll (test): {result['lstm_ratio']:.4f}")
     return 0
