@@ -33,6 +33,7 @@ _MAYBE_WRONG_LENGTH = re.compile(b"|".join(re.escape(bytes([0xFF, kind])) + b"[^
                                            for kind, (length, _) in FIXED_METAS.items()))
 TEXT = 0x01
 PROBE_TICKS = 0x0FFFFFFF  # the largest delta time: past any note a track can release
+_PROBE_DELTA = b"\xff\xff\xff\x7f"  # PROBE_TICKS as a delta time (a variable-length quantity)
 _END_OF_TRACK = b"\xff\x2f\x00"
 # a note-off for every key of a channel: its status once, then running status at delta 0
 _ALL_OFF = [bytes([0x80 | ch, 0, 0]) + b"".join(bytes([0, p, 0]) for p in range(1, 128)) for ch in range(16)]
@@ -133,19 +134,11 @@ def probe(data: bytes) -> bytes:
         if not channels or not body.endswith(_END_OF_TRACK):
             continue
         # the end-of-track becomes an empty text event at its tick; the note-offs follow, then the end
-        offs = b"\xff\x01\x00" + _delta(PROBE_TICKS) + b"\x00".join(_ALL_OFF[ch] for ch in channels)
+        offs = b"\xff\x01\x00" + _PROBE_DELTA + b"\x00".join(_ALL_OFF[ch] for ch in channels)
         offs += b"\x00" + _END_OF_TRACK
         out += data[at:start - 4] + (end - start - 3 + len(offs)).to_bytes(4, "big") + body[:-3] + offs
         at = end
     return bytes(out + data[at:]) if out else data
-
-
-def _delta(value: int) -> bytes:
-    out = [value & 0x7F]
-    while value > 0x7F:
-        value >>= 7
-        out.append(0x80 | (value & 0x7F))
-    return bytes(reversed(out))
 
 
 def unreleased(data: bytes) -> list[Held]:
