@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from clara_live.music.smf_repair import DATA_BYTES, events
+from clara_live.music.smf_repair import DATA_BYTES, events, tracks
 
 SUSTAIN = 64
 
@@ -21,16 +21,13 @@ def noteless_track_pedals(data: bytes) -> dict[int, list[tuple[int, int]]]:
 
     The program is the one the track's channel was last given in that track (0 if none).
     A pedal still down at the track's end is held to its last event. Malformed bytes end
-    the scan of their track quietly: the caller's parser has already judged the file.
+    the scan of their track quietly, and a chunk cut short is not read (smf_repair.tracks): the
+    caller's parser has already judged the file (symusic refuses a chunk that runs past its end).
     """
     found: dict[int, list[tuple[int, int]]] = defaultdict(list)
-    i = 14 if data[:4] == b"MThd" else len(data)
-    while i + 8 <= len(data):
-        kind, length = data[i:i + 4], int.from_bytes(data[i + 4:i + 8], "big")
-        start, i = i + 8, i + 8 + length
-        if kind == b"MTrk":
-            for program, interval in _scan_track(data, start, min(i, len(data))):
-                found[program].append(interval)
+    for start, end in tracks(data):
+        for program, interval in _scan_track(data, start, end):
+            found[program].append(interval)
     return found
 
 
