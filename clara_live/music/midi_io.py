@@ -45,9 +45,7 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
     """
     data = midi_bytes(path)
     score, held = _parse(data, path)
-    tpq = float(score.ticks_per_quarter)
-    if tpq <= 0:
-        raise InputError(f"{path}: not a readable MIDI file (SMPTE time division is not supported)")
+    tpq = float(score.ticks_per_quarter)  # > 0: midi_bytes refuses a division of 0 and SMPTE frames
     pedals: dict[int, list[tuple[int, int]]] = defaultdict(list)
     if sustain_pedal:
         for track in score.tracks:
