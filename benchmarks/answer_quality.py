@@ -446,7 +446,7 @@ def run(args: argparse.Namespace) -> dict:
 
 
 def draw_examples(prompts: list[Prompt], examples: dict[str, list], folder: Path, sf: int, path: str) -> None:
-    from clara_live.render import draw_piano_roll
+    from clara_live.piano_roll import draw_piano_roll
 
     folder.mkdir(parents=True, exist_ok=True)
     for name, takes in examples.items():

@@ -114,7 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only-continuation", action="store_true", help="write Clara's notes without the prompt")
     p.add_argument("--wav", metavar="OUT.wav", help="also render through FluidSynth with a General MIDI soundfont")
     p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")
-    p.add_argument("--png", metavar="OUT.png", help="also draw a piano roll: prompt and continuation in two colours")
+    p.add_argument("--png", metavar="OUT.png", help="also draw a piano roll: the prompt's last bars and all of "
+                   "Clara's continuation, in two colours, each note shaded by its velocity")
+    p.add_argument("--png-all", action="store_true",
+                   help="--png draws the whole piece (squeezed into 4,000 pixels when longer)")
     p.set_defaults(run=_cmd_continue)
 
     p = commands.add_parser("ports", parents=[common], help="list MIDI inputs and outputs")
@@ -454,6 +457,8 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     from clara_live.music.read import read_music
     from clara_live.sampling.sampler import Sampler
 
+    if args.png_all and not args.png:
+        raise ClaraError("--png-all says how --png draws: give --png OUT.png too")
     outputs = [o for o in (args.out, args.png, args.wav) if o is not None]
     if outputs.count(STDOUT) > 1:
         raise ClaraError("-o, --png, --wav: only one of them can be - (standard output)")
@@ -484,13 +489,13 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
           f"{seconds / sf * 60 / result.bpm:.1f} s, {len(result.tokens)} tokens "
           f"(context {result.context_tokens} tokens, seed {result.seed})", file=say)
     if args.png:
-        from clara_live.render import draw_piano_roll
+        from clara_live.piano_roll import draw_continuation
 
-        parts = [("Clara", alone(result.continuation, bar_steps) if args.only_continuation else result.continuation)]
-        if result.prompt and not args.only_continuation:
-            parts.insert(0, ("prompt", result.prompt))
-        draw_piano_roll(parts, sf, args.png, bpm=result.bpm, beats_per_bar=config.sampling.beats_per_bar,
-                        title=f"{Path(args.prompt).name if args.prompt else 'Clara'} (seed {result.seed})")
+        prompt = [] if args.only_continuation else result.prompt
+        clara = alone(result.continuation, bar_steps) if args.only_continuation else result.continuation
+        draw_continuation(prompt, clara, sf, args.png, bpm=result.bpm, beats_per_bar=config.sampling.beats_per_bar,
+                          title=f"{Path(args.prompt).name if args.prompt else 'Clara'} (seed {result.seed})",
+                          whole=args.png_all)
         print(f"piano roll -> {args.png}", file=say)
     if args.wav:
         from clara_live.render import render_wav

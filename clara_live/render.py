@@ -1,4 +1,4 @@
-"""A piece as something to hear and see: a WAV through FluidSynth, a piano-roll PNG through matplotlib.
+"""A piece as something to hear: a WAV through FluidSynth (piano_roll.py draws one).
 
 The WAV comes from the `fluidsynth` command-line program (Debian: fluidsynth, fluid-soundfont-gm),
 run as a fast offline render with no audio or MIDI driver, so it needs no sound card. Three of its
@@ -22,16 +22,13 @@ import shutil
 import subprocess
 import tempfile
 import wave
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import mido
 import numpy as np
 
-from clara_live.atomic import atomic_open, make_folder, removed_on_sigterm, scratch_folder, write_bytes
+from clara_live.atomic import atomic_open, make_folder, removed_on_sigterm, scratch_folder
 from clara_live.errors import ClaraError, InputError
-from clara_live.music.notes import StepNote
 
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 SOUNDFONT_ENV = "CLARA_SOUNDFONT"
@@ -215,144 +212,3 @@ def _write_trimmed(raw: Path, target: Path, min_seconds: float, label: Path) -> 
         dst.setsampwidth(2)
         dst.setframerate(params.framerate)
         dst.writeframes(samples[:end])  # a view, not a copy
-
-
-# --- piano roll ---------------------------------------------------------------------------------
-
-COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")  # matplotlib's tab10, in order
-_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
-_BLACK = {1, 3, 6, 8, 10}
-DPI = 100
-INCHES_PER_BAR = 0.6
-MIN_WIDTH, MAX_WIDTH = 6.0, 40.0  # inches: 600 to 4000 pixels
-MIN_BEAT_PX = 8  # beat lines only when beats are at least this far apart
-
-
-def pitch_name(pitch: int) -> str:
-    """Scientific pitch name, C4 = MIDI 60: 61 -> "C#4"."""
-    return f"{_NAMES[pitch % 12]}{pitch // 12 - 1}"
-
-
-def draw_piano_roll(parts: Sequence[tuple[str, Sequence[StepNote]]], sample_freq: int, path: str | Path,
-                    bpm: float | None = None, beats_per_bar: int = 4, title: str | None = None) -> None:
-    """Draw parts as a piano-roll PNG, one colour per part (in order: blue, orange, green...).
-
-    parts: (label, notes) pairs, note times in steps of sample_freq steps per quarter note.
-    The x axis counts bars of beats_per_bar quarter notes (1 = the first bar); with bpm, a top axis
-    shows seconds. Opacity follows velocity. The image widens with the piece, up to MAX_WIDTH inches.
-    Empty parts are drawn as an empty roll. Written atomically; InputError if path cannot be written.
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    if sample_freq <= 0 or beats_per_bar <= 0:
-        raise ValueError(f"sample_freq {sample_freq} and beats_per_bar {beats_per_bar} must be positive")
-    frame = _Frame.around([n for _, notes in parts for n in notes], sample_freq * beats_per_bar, beats_per_bar)
-    fig = Figure(figsize=(frame.width, frame.height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    _draw_keys_and_bars(ax, frame)
-    handles = _draw_notes(ax, parts, frame)
-    _label_axes(ax, frame, bpm)
-    if handles:
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.9)
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    _save_png(fig, path)
-
-
-@dataclass(frozen=True)
-class _Frame:
-    """What a roll spans: `bars` bars across, pitches low..high up, and the figure's size."""
-
-    steps_per_bar: int
-    beats_per_bar: int
-    bars: int
-    low: int
-    high: int
-    empty: bool  # no notes at all
-
-    @classmethod
-    def around(cls, notes: Sequence[StepNote], steps_per_bar: int, beats_per_bar: int) -> _Frame:
-        """The whole bars the notes reach (at least one) and their pitches with two to spare."""
-        last = max((n.end for n in notes), default=0)
-        low = min((n.pitch for n in notes), default=60) - 2
-        high = max((n.pitch for n in notes), default=71) + 2
-        if high - low < 14:  # at least an octave and a bit, centred on the notes
-            low, high = (low + high) // 2 - 7, (low + high) // 2 + 7
-        return cls(steps_per_bar, beats_per_bar, max(1, -(-last // steps_per_bar)), low, high, not notes)
-
-    @property
-    def width(self) -> float:  # inches
-        return min(MAX_WIDTH, max(MIN_WIDTH, 1.5 + INCHES_PER_BAR * self.bars))
-
-    @property
-    def height(self) -> float:  # inches
-        return min(10.0, max(3.0, 1.2 + 0.09 * (self.high - self.low)))
-
-
-def _draw_keys_and_bars(ax, frame: _Frame) -> None:
-    """The background: black keys shaded as on a keyboard, beat lines when they are far enough apart, bar lines."""
-    ax.set_xlim(0, frame.bars)
-    ax.set_ylim(frame.low - 0.5, frame.high + 0.5)
-    for pitch in range(frame.low, frame.high + 1):
-        if pitch % 12 in _BLACK:
-            ax.axhspan(pitch - 0.5, pitch + 0.5, color="0.93", lw=0, zorder=0)
-    beats = frame.bars * frame.beats_per_bar
-    if frame.width * DPI / beats >= MIN_BEAT_PX:
-        for beat in range(1, beats):
-            if beat % frame.beats_per_bar:
-                ax.axvline(beat / frame.beats_per_bar, color="0.85", lw=0.4, zorder=1)
-    for bar in range(1, frame.bars):
-        ax.axvline(bar, color="0.6", lw=0.7, zorder=1)
-
-
-def _draw_notes(ax, parts: Sequence[tuple[str, Sequence[StepNote]]], frame: _Frame) -> list:
-    """Each part's notes as boxes in its colour, opacity by velocity; returns the legend's handles."""
-    from matplotlib.collections import PolyCollection
-    from matplotlib.colors import to_rgba
-    from matplotlib.patches import Patch
-
-    handles = []
-    for i, (label, notes) in enumerate(parts):
-        colour = COLOURS[i % len(COLOURS)]
-        if notes:
-            per_bar = frame.steps_per_bar  # x is in bars
-            verts = [[(n.start / per_bar, n.pitch - 0.4), (n.end / per_bar, n.pitch - 0.4),
-                      (n.end / per_bar, n.pitch + 0.4), (n.start / per_bar, n.pitch + 0.4)] for n in notes]
-            faces = [to_rgba(colour, 0.3 + 0.7 * min(max(n.velocity, 1), 127) / 127) for n in notes]
-            ax.add_collection(PolyCollection(verts, facecolors=faces, edgecolors="none", zorder=2))
-        handles.append(Patch(color=colour, label=f"{label} ({len(notes)} notes)"))
-    if frame.empty:
-        ax.text(0.5, 0.5, "no notes", transform=ax.transAxes, ha="center", va="center", color="0.4")
-    return handles
-
-
-def _label_axes(ax, frame: _Frame, bpm: float | None) -> None:
-    """Pitch names up the side, bar numbers along the bottom and, with bpm, seconds along the top."""
-    from matplotlib.ticker import FuncFormatter, MaxNLocator
-
-    low, high, bars = frame.low, frame.high, frame.bars
-    # y: the C of every octave, and every natural when the range is small enough to read them
-    ticks = [p for p in range(low, high + 1) if p % 12 == 0 or (high - low <= 30 and p % 12 not in _BLACK)]
-    ax.set_yticks(ticks, [pitch_name(p) for p in ticks], fontsize=7)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=max(2, int(frame.width * 1.5))))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{int(x) + 1}" if x < bars else ""))
-    ax.tick_params(axis="x", labelsize=8)
-    ax.set_xlabel(f"bar ({frame.beats_per_bar}/4)")
-    ax.set_ylabel("pitch")
-    if bpm:
-        per_bar = frame.beats_per_bar * 60.0 / bpm
-        top = ax.secondary_xaxis("top", functions=(lambda b: b * per_bar, lambda s: s / per_bar))
-        top.set_xlabel(f"seconds at {bpm:g} bpm", fontsize=8)
-        top.tick_params(labelsize=7)
-
-
-def _save_png(fig, path: str | Path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
-    try:
-        write_bytes(path, buffer.getvalue())
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror or exc.__class__.__name__})") from None

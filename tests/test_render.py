@@ -1,4 +1,4 @@
-"""Rendering: a real FluidSynth render measured with wave + numpy, its errors, and piano-roll PNGs."""
+"""Rendering: a real FluidSynth render measured with wave + numpy, and its errors (test_piano_roll: PNGs)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from clara_live import render
 from clara_live.errors import ClaraError, InputError
 from clara_live.music.midi_io import steps_to_midi, write_midi
 from clara_live.music.notes import StepNote
-from clara_live.render import COLOURS, SOUNDFONT_ENV, TAIL_S, draw_piano_roll, pitch_name, render_wav
+from clara_live.render import SOUNDFONT_ENV, TAIL_S, render_wav
 
 SF, BPM = 12, 120.0  # 12 steps a quarter at 120 bpm: a step is 1/24 s
 SCALE = [StepNote(6 * i, 6 * i + 6, p, 100) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]  # 0-2 s
@@ -178,52 +178,3 @@ def test_trim_keeps_to_the_last_loud_block_whatever_the_chunk(tmp_path: Path, mo
         with wave.open(str(tmp_path / "out.wav"), "rb") as w:
             assert w.getnframes() == frames, (min_seconds, w.getnframes())
 
-
-# --- piano roll ---
-
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-PROMPT = [StepNote(6 * i, 6 * i + 12, p, 127) for i, p in enumerate([60, 62, 64, 65, 67, 69, 71, 72])]
-ANSWER = [StepNote(96 + 12 * i, 108 + 12 * i, p, 127) for i, p in enumerate([74, 72, 71, 69, 67, 65, 64, 62])]
-
-
-def colour_pixels(path: Path, colour: str) -> int:
-    """How many pixels of the PNG are this colour (within rounding)."""
-    import matplotlib.image
-    from matplotlib.colors import to_rgb
-
-    image = matplotlib.image.imread(str(path))[..., :3]
-    return int(np.all(np.abs(image - np.array(to_rgb(colour))) < 0.02, axis=-1).sum())
-
-
-def test_piano_roll_draws_each_part_in_its_colour(tmp_path: Path) -> None:
-    roll, empty = tmp_path / "roll.png", tmp_path / "empty.png"
-    draw_piano_roll([("prompt", PROMPT), ("Clara", ANSWER)], SF, roll, bpm=BPM, title="two parts")
-    draw_piano_roll([("prompt", []), ("Clara", [])], SF, empty)  # the legend alone
-    assert roll.read_bytes()[:8] == PNG_MAGIC and empty.read_bytes()[:8] == PNG_MAGIC
-    for colour in COLOURS[:2]:  # blue for the first part, orange for the second
-        notes, legend = colour_pixels(roll, colour), colour_pixels(empty, colour)
-        assert notes > 3 * legend + 200, (colour, notes, legend)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.png", "roll.png"]  # no temporary left
-
-
-def test_longer_piece_gives_a_wider_image(tmp_path: Path) -> None:
-    import matplotlib.image
-
-    long = [n._replace(start=n.start + 48 * 30, end=n.end + 48 * 30) for n in ANSWER]  # 30 bars later
-    draw_piano_roll([("prompt", PROMPT), ("Clara", ANSWER)], SF, tmp_path / "short.png")
-    draw_piano_roll([("prompt", PROMPT), ("Clara", long)], SF, tmp_path / "long.png")
-    short_w = matplotlib.image.imread(str(tmp_path / "short.png")).shape[1]
-    long_w = matplotlib.image.imread(str(tmp_path / "long.png")).shape[1]
-    assert long_w > 2 * short_w, (short_w, long_w)
-
-
-def test_piano_roll_unwritable_path_names_it(tmp_path: Path) -> None:
-    (tmp_path / "afile").write_text("a file, not a folder")
-    target = tmp_path / "afile" / "roll.png"
-    with pytest.raises(InputError) as exc:
-        draw_piano_roll([("prompt", PROMPT)], SF, target)
-    assert str(target) in one_line(exc)
-
-
-def test_pitch_names() -> None:
-    assert [pitch_name(p) for p in (21, 59, 60, 61, 108)] == ["A0", "B3", "C4", "C#4", "C8"]

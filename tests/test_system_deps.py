@@ -77,7 +77,7 @@ def test_nothing_to_do_when_all_is_there(tmp_path):
 
 def test_pytest_ends_with_one_line_naming_what_the_skipped_tests_lack(tmp_path):
     folder = stand_ins(tmp_path / "bin", 1000, sudo_ok=False)  # no fluidsynth on this PATH
-    tests = ["tests/test_render.py::test_wav_format_and_length", "tests/test_render.py::test_pitch_names"]
+    tests = ["tests/test_render.py::test_wav_format_and_length", "tests/test_piano_roll.py::test_pitch_names"]
     done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
                           capture_output=True, text=True, cwd=REPO, env={**os.environ, "PATH": str(folder)},
                           timeout=300)
