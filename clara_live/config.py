@@ -134,6 +134,7 @@ class ModelConfig:
     dropout_output: float = 0.3  # dropout: locked dropout on the last layer's output
     weight_drop: float = 0.4  # wdrop: DropConnect on hidden-to-hidden weights
     tie_weights: bool = True
+    touch: bool = True  # each strike's velocity and timing, learned (model/touch.py); a model saved before has none
 
     # the upper ends: an LSTM of 16 layers of 16,384 is already ~550 GB to train; beyond them a size is
     # a typo (and torch's storage size overflows before memory runs out: 10**9 did, even on the meta device)
@@ -171,6 +172,7 @@ class TrainingConfig:
     onednn: object = "auto"
     max_steps: int = 0  # stop after this many steps in all (0: run every epoch)
     eval_tokens: int = 0  # cap on validation tokens per evaluation (0: the whole split)
+    touch_weight: float = 1.0  # the touch heads' loss (model.touch), per token, beside the next token's
 
     # a negative clip flips the gradient; a negative alpha, beta or weight decay rewards what it should
     # punish; the seed times 1000 (plus the rank) must stay a torch seed
@@ -179,6 +181,7 @@ class TrainingConfig:
         "weight_decay": "[0, 1]", "warmup_fraction": "(0, 1)", "clip": "(0, 1000]", "alpha": "[0, 1000]",
         "beta": "[0, 1000]", "checkpoint_every": "[1, 1e9]", "log_every": "[1, 1e9]", "seed": "[0, 4294967295]",
         "max_steps": "[0, 1e12] (0: every epoch)", "eval_tokens": "[0, 1e12] (0: the whole split)",
+        "touch_weight": "[0, 100]",
     }
 
     def __post_init__(self) -> None:
@@ -285,6 +288,7 @@ class LiveConfig:
     tap_note: int = -1  # ... or of this key (it is not played); -1 = none
     follow_clock: bool = True  # follow incoming MIDI clock (24 ppqn, start/stop)
     clock_out: bool = False  # send MIDI clock (and start/stop) at the session tempo
+    link: bool = False  # join an Ableton Link session: with other peers its tempo and beat lead (extra: [link])
     metronome: bool = False
     metronome_channel: int = 10
     metronome_note: int = 76  # the bar's first beat (GM hi wood block); the others a semitone up (low block)

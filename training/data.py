@@ -34,7 +34,8 @@ class Corpus(BuiltCorpus):
             raise InputError(f"{self.folder}: manifest.json lists {len(train)} train pieces, "
                              f"train.txt has {len(pieces)}")
         shifts = []
-        for p, ids in zip(train, pieces, strict=True):  # a key that would take a token out of range is not drawn
+        for p, piece in zip(train, pieces, strict=True):  # a key that would take a token out of range is not drawn
+            ids = token_ids(piece)
             shifts.append([s for s in p["shifts"] if s == 0 or (s in table and bool((table[s][ids] >= 0).all()))])
         return Augment(shifts, [config.weight_of(p.get("corpus", "")) for p in train], table)
 
@@ -73,15 +74,30 @@ def epoch_stream(pieces: list[np.ndarray], seed: int, epoch: int, augment: Augme
         count = int(weight) + int(rng.random() < weight - int(weight))
         copies += [(i, int(rng.choice(augment.shifts[i])) if augment.shifts[i] else 0) for _ in range(count)]
     order = rng.permutation(len(copies))
-    parts = [augment.table[copies[k][1]][pieces[copies[k][0]]] if copies[k][1] else pieces[copies[k][0]]
+    parts = [transposed(pieces[copies[k][0]], augment.table[copies[k][1]]) if copies[k][1] else pieces[copies[k][0]]
              for k in order]
-    return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+    return np.concatenate(parts) if parts else np.zeros((0, *pieces[0].shape[1:]), np.int64)
+
+
+def token_ids(piece: np.ndarray) -> np.ndarray:
+    """A piece's ids: the piece itself, or the first column of a piece with touch (tokens, 3)."""
+    return piece[:, 0] if piece.ndim == 2 else piece
+
+
+def transposed(piece: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """A piece in another key (table: id -> transposed id); touch is the same in every key."""
+    if piece.ndim == 1:
+        return table[piece]
+    moved = piece.copy()
+    moved[:, 0] = table[piece[:, 0]]
+    return moved
 
 
 def batchify(stream: np.ndarray, batch_size: int) -> torch.Tensor:
-    """(batch_size, columns): row r is the r-th contiguous slice of the stream."""
+    """(batch_size, columns) (and the touch columns, for a stream with touch): row r is the r-th
+    contiguous slice of the stream."""
     columns = len(stream) // batch_size
-    return torch.from_numpy(stream[:columns * batch_size].reshape(batch_size, columns).copy())
+    return torch.from_numpy(stream[:columns * batch_size].reshape(batch_size, columns, *stream.shape[1:]).copy())
 
 
 def sequence_lengths(columns: int, bptt: int, seed: int, epoch: int) -> list[int]:

@@ -72,6 +72,7 @@ class Run:
     position: Position = dataclasses.field(default_factory=Position)
     hidden: list | None = None  # the LSTM state carried from batch to batch within an epoch
     stop_signal: int | None = None  # Ctrl-C or SIGTERM, caught by on_signal
+    touch_window: tuple[float, int] = (0.0, 0)  # touch loss x strikes since the last log line, and strikes
 
     @property
     def cfg(self) -> TrainingConfig:

@@ -38,6 +38,8 @@ from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
 from clara_live.model.store import CONFIG, WEIGHTS, parameter_count
+from clara_live.model.touch import targets as touch_targets
+from clara_live.model.touch import touch_loss as touch_cross_entropy
 from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
 from training.hardware import (
     Precision,
@@ -97,7 +99,18 @@ def _base_model(corpus: Corpus, config: Config, init: str | None, place: Place) 
     if missing and not corpus.unknown:
         raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
                          f"(e.g. {sorted(missing)[0]!r})")
+    if config.model.touch and not base.model.config.touch:
+        return with_touch(base.model).train(), base.vocabulary
     return base.model.train(), base.vocabulary
+
+
+def with_touch(model: AWDLSTM) -> AWDLSTM:
+    """The model with touch layers added (their input rows zero: it predicts the tokens exactly as
+    before), for a run that learns touch from a model that had none."""
+    grown = AWDLSTM(model.vocab_size, dataclasses.replace(model.config, touch=True))
+    missing, unexpected = grown.load_state_dict(model.state_dict(), strict=False)
+    assert not unexpected and all(name.startswith("touch.") for name in missing), (missing, unexpected)
+    return grown
 
 
 def _check_fits(parameters: int, vocabulary: int, config: Config, place: Place) -> None:
@@ -160,8 +173,9 @@ def _build_run(corpus_dir: str | Path, out: Path, config: Config, init: str | No
     corpus = Corpus(corpus_dir)
     model, vocabulary = _base_model(corpus, config, init, place)
     model.to(place.device)
-    train_pieces = corpus.pieces("train", vocabulary)
-    valid_pieces = corpus.pieces("valid", vocabulary)
+    touch = model.touch is not None
+    train_pieces = corpus.pieces("train", vocabulary, touch=touch)
+    valid_pieces = corpus.pieces("valid", vocabulary, touch=touch)
     if not train_pieces:
         raise InputError(f"{corpus_dir}: the train split is empty")
     train_set = TrainSet(train_pieces, corpus.augment(train_pieces, vocabulary, config.corpus))
@@ -305,6 +319,7 @@ def _time_step(model: AWDLSTM, batch: torch.Tensor, device: torch.device, timer=
     ((rows, time + 1) token ids) with oneDNN on and off. No optimiser step; the gradients are
     dropped after, and the torch RNG state comes back as it was, so the run's dropout masks are
     exactly those it would draw without the measurement."""
+    batch = batch[..., 0] if batch.dim() == 3 else batch  # the tokens alone: touch's cost is small beside them
     inputs, targets = batch[:, :-1], batch[:, 1:]
     hidden = model.init_hidden(batch.size(0), device)
     model.train()
@@ -375,31 +390,51 @@ def _run_epoch(run: Run) -> None:
 
 
 def _backward(run: Run, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(loss, gradient norm) of one batch ((rows, time + 1) token ids), its gradients computed and
-    clipped, the optimiser not stepped yet; run.hidden carried on."""
+    """(loss, gradient norm) of one batch ((rows, time + 1) token ids, or (rows, time + 1, 3) with
+    touch), its gradients computed and clipped, the optimiser not stepped yet; run.hidden carried on.
+    The loss returned is the next token's; with touch the gradient also holds touch_weight times
+    the touch heads' loss summed over the batch's known strikes and divided by its tokens (not its
+    strikes: every rank's batch has the same tokens, so under torchrun the ranks' mean gradient is
+    the whole batch's); touch_loss logs it per strike."""
     cfg = run.cfg
-    inputs, targets = batch[:, :-1], batch[:, 1:]
+    touch = batch.dim() == 3
+    ids = batch[..., 0] if touch else batch
+    inputs, targets = ids[:, :-1], ids[:, 1:]
     hidden = detach(run.hidden)
     # autocast runs the forward's matmuls in bf16; weights, gradients, optimiser state stay fp32
     with torch.autocast(run.place.device.type, dtype=torch.bfloat16, enabled=run.precision.bf16):
-        logits, hidden, acts = run.net(inputs, hidden, activations=True)
+        given = (batch[:, :-1, 1], batch[:, :-1, 2]) if touch else None
+        logits, hidden, acts, *heads = run.net(inputs, hidden, activations=True, touch=given,
+                                               struck=targets if touch else None)
         run.hidden = [(h.float(), c.float()) for h, c in hidden]  # carried and checkpointed in fp32 under bf16 too
         loss = F.cross_entropy(logits.float().reshape(-1, logits.size(-1)), targets.reshape(-1))
         # AR penalises large outputs, TAR large changes between steps (Merity et al. 2017, 4.6)
         regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
             + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
+        if touch:
+            touch_loss, strikes = touch_targets_loss(*heads[0], batch[:, 1:, 1], batch[:, 1:, 2])
+            regularised = regularised + cfg.touch_weight * touch_loss / targets.numel()
+            run.touch_window = (run.touch_window[0] + touch_loss.item(), run.touch_window[1] + strikes)
     run.optimiser.zero_grad(set_to_none=True)
     regularised.backward()
     norm = torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.clip)
     return loss, norm
 
 
+def touch_targets_loss(velocity: torch.Tensor, offset: torch.Tensor, given_velocity: torch.Tensor,
+                       given_offset: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The touch heads' loss at the known strikes of the tokens predicted, and their count."""
+    return touch_cross_entropy(velocity, offset, *touch_targets(given_velocity, given_offset))
+
+
 def _log_window(run: Run, window: _Window, bar: tqdm) -> _Window:
     """A metrics line and the bar's postfix for the steps since the last; a fresh window."""
     rate = window.tokens * run.place.world / max(time.time() - window.start, 1e-9)
+    touch_loss, strikes = run.touch_window
+    run.touch_window = (0.0, 0)
     _log(run.out, {"step": run.position.global_step, "epoch": run.position.epoch + 1,
                    "train_loss": window.loss / window.tokens, "lr": run.schedule.get_last_lr()[0],
-                   "tokens_per_s": round(rate)})
+                   "tokens_per_s": round(rate), **({"touch_loss": touch_loss / strikes} if strikes else {})})
     bar.set_postfix(loss=f"{window.loss / window.tokens:.3f}", tok_s=f"{rate:,.0f}")
     return _Window()
 

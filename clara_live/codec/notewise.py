@@ -7,11 +7,22 @@ again. Decoding accepts any sequence of the grammar's tokens and always yields p
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from clara_live.codec.tokens import Grammar, Kind
 from clara_live.config import CodecConfig
 from clara_live.music.notes import StepNote, normalise
+
+TOUCH_UNKNOWN = -1  # a piece array's velocity for a note-on whose touch is not known (model/touch.py)
+
+
+class Touch(NamedTuple):
+    """How a note was struck: its velocity (1..127) and its onset's offset from its step, in steps
+    (-0.5 <= offset < 0.5)."""
+
+    velocity: int
+    offset: float
 
 
 def wait_tokens(steps: int, limit: int) -> list[str]:
@@ -32,35 +43,49 @@ class NotewiseCodec:
 
     def encode(self, notes: Iterable[StepNote]) -> list[str]:
         """Tokens for notes on the step grid (as made by steps.to_steps)."""
+        return self.encode_touch(notes)[0]
+
+    def encode_touch(self, notes: Iterable[StepNote]) -> tuple[list[str], list[Touch]]:
+        """Tokens for notes on the step grid, and the touch of each note-on token, in order."""
         low = self.config.low_pitch
         events = []
         for n in normalise(notes):
-            events.append((n.end, 0, n.family, n.pitch - low))
-            events.append((n.start, 1, n.family, n.pitch - low))
+            events.append((n.end, 0, n.family, n.pitch - low, 0, 0.0))
+            events.append((n.start, 1, n.family, n.pitch - low, n.velocity, n.offset))
         events.sort()
         limit = self.config.wait_limit
         tokens: list[str] = []
+        touch: list[Touch] = []
         now = 0
-        for step, on, family, index in events:
+        for step, on, family, index, velocity, offset in events:
             if step > now:
                 tokens += wait_tokens(step - now, limit)
                 now = step
-            tokens.append(f"{family}{index}" if on else f"end{family}{index}")
-        return tokens
+            if on:
+                tokens.append(f"{family}{index}")
+                touch.append(Touch(velocity, offset))
+            else:
+                tokens.append(f"end{family}{index}")
+        return tokens, touch
 
-    def decode(self, tokens: Iterable[str], velocity: int | None = None) -> list[StepNote]:
+    def decode(self, tokens: Iterable[str], velocity: int | None = None,
+               touch: Sequence[Touch] | None = None) -> list[StepNote]:
         """Notes for any token sequence; ValueError names the first token that is not one.
 
         An `endp` for a silent note is ignored, a `p` for a sounding note closes it first (a
         second `p` in the same step is ignored), a note closed in the step it began lasts one
-        step, and notes still open at the end are closed there.
+        step, and notes still open at the end are closed there. Every note has `velocity` (the
+        codec's by default), or with `touch` the velocity and offset of its note-on token (one
+        per note-on token, in order; a note-on beyond them takes `velocity`).
         """
         velocity = velocity or self.config.velocity
         low = self.config.low_pitch
         parse = self.grammar.parse
         now = 0
-        sounding: dict[tuple[str, int], int] = {}  # (family, index) -> onset step
+        sounding: dict[tuple[str, int], tuple[int, Touch]] = {}  # (family, index) -> onset step, touch
         notes: list[StepNote] = []
+        struck = 0
+        flat = Touch(velocity, 0.0)
         for position, text in enumerate(tokens):
             try:
                 token = parse(text)
@@ -70,17 +95,23 @@ class NotewiseCodec:
                 now += token.value
                 continue
             key = (token.family, token.value)
-            onset = sounding.pop(key, None)
-            if onset is not None:
-                if token.kind is Kind.ON and onset == now:
-                    sounding[key] = onset  # struck twice in one step: one note
-                    continue
-                notes.append(StepNote(onset, max(now, onset + 1), token.value + low, velocity, token.family))
+            this = flat
             if token.kind is Kind.ON:
-                sounding[key] = now
+                this = touch[struck] if touch is not None and struck < len(touch) else flat
+                struck += 1
+            held = sounding.pop(key, None)
+            if held is not None:
+                onset, how = held
+                if token.kind is Kind.ON and onset == now:
+                    sounding[key] = held  # struck twice in one step: one note
+                    continue
+                notes.append(StepNote(onset, max(now, onset + 1), token.value + low, how.velocity, token.family,
+                                      how.offset))
+            if token.kind is Kind.ON:
+                sounding[key] = (now, this)
         end = now
-        for (family, index), onset in sounding.items():
-            notes.append(StepNote(onset, max(end, onset + 1), index + low, velocity, family))
+        for (family, index), (onset, how) in sounding.items():
+            notes.append(StepNote(onset, max(end, onset + 1), index + low, how.velocity, family, how.offset))
         return normalise(notes)
 
     def vocabulary(self, chord_counts: dict[str, int] | None = None) -> list[str]:

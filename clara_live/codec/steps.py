@@ -28,13 +28,15 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     Without chamber every instrument is piano-like. With chamber, a piece with a single
     violin-like part (a solo instrument) has that part folded into violin range, at or above
     violin_low. Onsets and releases round to the nearest step; a note that would last no
-    step lasts one. Vectorised: this runs once per file of every corpus build.
+    step lasts one. Each note keeps its onset's rounding residual (`offset`, in steps): the timing
+    the grid drops, which touch learns. Vectorised: this runs once per file of every corpus build.
     """
     if not piece.notes:
         return Normalised()
     starts, ends, pitches, velocities, families, parts = zip(*piece.notes, strict=True)
     sf = config.sample_freq
-    start = np.floor(np.array(starts) * sf + 0.5).astype(np.int64)
+    exact = np.array(starts) * sf
+    start = np.floor(exact + 0.5).astype(np.int64)
     end = np.maximum(np.floor(np.array(ends) * sf + 0.5).astype(np.int64), start + 1)
     violin = np.array(families) == VIOLIN if config.chamber else np.zeros(len(starts), dtype=bool)
     solo = config.chamber and len({p for p, f in zip(parts, families, strict=True) if f == VIOLIN}) == 1
@@ -43,7 +45,7 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     pitch = np.where(pitch < low, pitch + 12 * ((low - pitch + 11) // 12), pitch)
     high = config.high_pitch
     pitch = np.where(pitch > high, pitch - 12 * ((pitch - high + 11) // 12), pitch)
-    return normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin)
+    return normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin, exact - start)
 
 
 def transpose(notes: list[StepNote], semitones: int, config: CodecConfig) -> list[StepNote] | None:

@@ -14,13 +14,16 @@ epoch by a shift drawn from `shifts` (the keys from transpose_low to transpose_h
 every note in range): the 12-key augmentation of Clara's corpora at a twelfth of the disk and
 memory. The chordwise vocabulary counts the train chords in every key a piece may be drawn in.
 
-Output: `train.txt`, `valid.txt`, `test.txt` (one piece per line, tokens separated by spaces)
+Output: `train.txt`, `valid.txt`, `test.txt` (one piece per line, tokens separated by spaces),
+`train.touch`, `valid.touch`, `test.touch` (a line a piece: each note-on token's velocity and
+onset offset, or `-` for a piece that carries no touch: a score, or a file at one velocity)
 and `manifest.json` (settings, vocabulary, counts by split, corpus and composer, every piece with
 its corpus, work, split and shifts, the cross-corpus matches, every skipped file and its reason).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -33,6 +36,7 @@ from tqdm import tqdm
 
 from clara_live.atomic import atomic_open, make_folder, write_text
 from clara_live.codec import make_codec, to_steps
+from clara_live.codec.notewise import NotewiseCodec, Touch
 from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig, Config
 from clara_live.corpus import cache
@@ -40,7 +44,7 @@ from clara_live.corpus.sources import Source, corpus_kind, find_sources
 from clara_live.corpus.works import Member, assign, fingerprint, split_of
 from clara_live.errors import ClaraError
 from clara_live.music.beats import on_beats, read_beats
-from clara_live.music.midi_io import read_midi
+from clara_live.music.midi_io import MIDI_SUFFIXES, read_midi
 from clara_live.music.read import not_regular, read_music
 
 __all__ = ["MANIFEST", "SPLITS", "Source", "build_corpus", "corpus_kind", "encode_source", "find_sources",
@@ -59,6 +63,22 @@ class Encoded(NamedTuple):
     ngrams: list  # fingerprint (clara_live.corpus.works)
     error: str | None  # why the file was skipped
     cached: bool = False
+    touch: str = ""  # each note-on token's touch (touch_line), "" where the file carries none
+
+
+def touch_line(touch: list[Touch]) -> str:
+    """A piece's touch as its touch file stores it: `velocity:offset` per note-on token, the offset
+    in hundredths of a step (-50..49)."""
+    return " ".join(f"{t.velocity}:{min(49, max(-50, round(t.offset * 100)))}" for t in touch)
+
+
+def carries_touch(source: Source, notes: list) -> bool:
+    """Whether a piece's velocities and timing are worth learning: a MIDI file (a score's
+    velocities are its reader's default, its onsets exactly on the grid) whose notes are not all
+    at one velocity (a file sequenced without dynamics)."""
+    if source.location.startswith("music21:") or Path(source.location).suffix.lower() not in MIDI_SUFFIXES:
+        return False
+    return len({n.velocity for n in notes}) > 1
 
 
 def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str = "", grid: str = "seconds"
@@ -81,12 +101,12 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
             entry = cache.load(Path(cache_folder), key)
             if entry is not None:
                 return Encoded(source, entry["tokens"].split(), entry["low"], entry["high"],
-                               [tuple(g) for g in entry["ngrams"]], entry["error"], True)
+                               [tuple(g) for g in entry["ngrams"]], entry["error"], True, entry.get("touch", ""))
         encoded = _encode(source, codec_config)
         if key is not None:
             cache.store(Path(cache_folder), key, {"tokens": " ".join(encoded.tokens), "low": encoded.low,
                                                   "high": encoded.high, "ngrams": encoded.ngrams,
-                                                  "error": encoded.error})
+                                                  "error": encoded.error, "touch": encoded.touch})
         return encoded
     except OSError as exc:
         return Encoded(source, [], 0, -1, [], f"{source.location}: cannot read ({exc.strerror or exc})")
@@ -107,8 +127,13 @@ def _encode(source: Source, codec_config: CodecConfig) -> Encoded:
     if not notes:
         return Encoded(source, [], 0, -1, [], "no notes")
     pitches = [n.pitch for n in notes]
-    return Encoded(source, make_codec(codec_config).encode(notes), min(pitches), max(pitches),
-                   fingerprint(notes), None)
+    codec = make_codec(codec_config)
+    if isinstance(codec, NotewiseCodec):
+        tokens, touch = codec.encode_touch(notes)
+        line = touch_line(touch) if carries_touch(source, notes) else ""
+    else:
+        tokens, line = codec.encode(notes), ""
+    return Encoded(source, tokens, min(pitches), max(pitches), fingerprint(notes), None, touch=line)
 
 
 def _encode_job(args: tuple) -> Encoded:
@@ -165,11 +190,14 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
     chord_counts: Counter[str] = Counter()
     grammar = Grammar(config.codec)
     lines = {s: 0 for s in SPLITS}
-    handles = {}
-    with atomic_open(out / "train.txt") as handles["train"], atomic_open(out / "valid.txt") as handles["valid"], \
-            atomic_open(out / "test.txt") as handles["test"]:
+    handles, touches = {}, {}
+    with contextlib.ExitStack() as files:
+        for split in SPLITS:
+            handles[split] = files.enter_context(atomic_open(out / f"{split}.txt"))
+            touches[split] = files.enter_context(atomic_open(out / f"{split}.touch"))
         for r, split, group in zip(good, works.splits, works.groups, strict=True):
             handles[split].write(" ".join(r.tokens) + "\n")
+            touches[split].write((r.touch or "-") + "\n")
             shifts = allowed_shifts(r.low, r.high, config) if split == "train" else [0]
             if split == "train" and config.codec.encoding == "chordwise":
                 chord_counts.update(_chords_in_keys(r.tokens, shifts, grammar))
@@ -187,7 +215,7 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
             pieces.append({"source": r.source.location, "key": r.source.key, "composer": r.source.composer,
                            "corpus": r.source.corpus, "work": r.source.work, "title": r.source.title,
                            "group": group, "split": split, "line": lines[split], "tokens": len(r.tokens),
-                           "shifts": shifts})
+                           "shifts": shifts, "touch": bool(r.touch)})
             lines[split] += 1
     for split in SPLITS:
         split_stats[split]["works"] = len(work_sets[split])
@@ -207,6 +235,9 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
                          "transpose_high": config.corpus.transpose_high,
                          "drawn": "a shift per train piece per epoch, from its shifts"},
         "cached": sum(r.cached for r in results),
+        "touch": {"file": "SPLIT.touch: a line a piece, velocity:offset (hundredths of a step) per note-on "
+                          "token, or - where the piece carries no touch",
+                  "pieces": sum(bool(r.touch) for r in good)},
         "matches": works.matches,
         "moved": works.moved,
         "pieces": pieces,

@@ -19,7 +19,7 @@ from pathlib import Path
 from clara_live.atomic import write_text
 from clara_live.config import CodecConfig
 
-ENTRY_FORMAT = 1
+ENTRY_FORMAT = 2  # 2: with each note-on's touch
 
 
 def default_folder() -> Path:

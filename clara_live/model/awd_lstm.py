@@ -15,6 +15,7 @@ from torch import nn
 from clara_live.config import ModelConfig
 from clara_live.model.embedding_dropout import embedding_dropout
 from clara_live.model.locked_dropout import LockedDropout
+from clara_live.model.touch import TouchLayers, input_rows
 from clara_live.model.weight_drop import Hidden, WeightDropLSTM
 
 Layer = Callable[[torch.Tensor, Hidden], tuple[torch.Tensor, Hidden]]  # (x, state) -> (output, state)
@@ -50,6 +51,7 @@ class AWDLSTM(nn.Module):
         self.decoder = nn.Linear(sizes[-1], vocab_size)
         if config.tie_weights:
             self.decoder.weight = self.embed.weight
+        self.touch = TouchLayers(config.emb_size) if config.touch else None
         self.drop = LockedDropout()
         self.dropouts = Dropouts(config.dropout_emb, config.dropout_input, config.dropout_hidden,
                                  config.dropout_output)
@@ -62,27 +64,45 @@ class AWDLSTM(nn.Module):
         return [(torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device),
                  torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device)) for layer in self.layers]
 
-    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False):
+    def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False,
+                touch: tuple[torch.Tensor, torch.Tensor] | None = None, struck: torch.Tensor | None = None):
         """tokens: (batch, time) ids -> logits (batch, time, vocab) and the new hidden state.
 
         With activations=True a third value holds the last layer's outputs for AR/TAR (a flag
         rather than a second method, so DistributedDataParallel sees one forward). Every layer's
-        output, without the logits: `encode`.
+        output, without the logits: `encode`. `touch`: each token's velocity and offset (a piece
+        array's columns; model/touch.py), for a model with touch; with `struck` (the next ids, in
+        training) a fourth value holds touch's (velocity, offset) logits for striking them.
         """
-        outputs, new_hidden = self.encode(tokens, hidden)
+        outputs, new_hidden = self.encode(tokens, hidden, touch=touch)
         x = self.drop(outputs[-1], self.dropouts.output)
         logits = self.decoder(x)
-        return (logits, new_hidden, Activations(outputs[-1], x)) if activations else (logits, new_hidden)
+        if not activations:
+            return logits, new_hidden
+        if struck is None:
+            return logits, new_hidden, Activations(outputs[-1], x)
+        return logits, new_hidden, Activations(outputs[-1], x), self.touch_logits(x, struck)
 
-    def encode(self, tokens: torch.Tensor, hidden: list[Hidden],
-               dropouts: Dropouts | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
+    def encode(self, tokens: torch.Tensor, hidden: list[Hidden], dropouts: Dropouts | None = None,
+               touch: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
         """The model short of its output dropout and decoder (a classifier's encoder needs no
         logits): tokens (batch, time) -> every layer's output (batch, time, size_i) and the new
-        hidden state. `dropouts` replaces the config's probabilities for this call."""
+        hidden state. `dropouts` replaces the config's probabilities for this call. Without
+        `touch` a model with touch adds no touch rows (as for tokens that strike nothing)."""
         p = dropouts or self.dropouts
         x = embedding_dropout(self.embed, tokens, p.emb)  # (B, T, emb)
+        if self.touch is not None and touch is not None:
+            x = x + self.touch.embed(*input_rows(*touch))
         x = self.drop(x, p.input)
         return run_layers(self.layers, x, hidden, lambda out: self.drop(out, p.hidden))
+
+
+    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity logits, offset logits) of striking `struck` (ids, (batch, time)) after the last
+        layer's `output` (batch, time, emb); a model with touch only."""
+        if self.touch is None:
+            raise ValueError("this model has no touch (model.touch is false)")
+        return self.touch.logits(output, self.embed(struck))
 
 
 def run_layers(layers: Iterable[Layer], x: torch.Tensor, hidden: list[Hidden],

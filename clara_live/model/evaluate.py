@@ -14,12 +14,17 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from clara_live.model.awd_lstm import AWDLSTM, detach
+from clara_live.model.touch import IGNORE, OFFSET_BINS, value_bits, velocity_width
+from clara_live.model.touch import targets as touch_targets
 
 
 @torch.no_grad()
 def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, batch_size: int = 16,
           max_tokens: int = 0, progress: bool = False) -> dict:
     """Sum of NLL and hits over every predicted token; each sequence starts from a zero state.
+    Sequences with touch ((tokens, 3): ids, velocity, offset; model/touch.py) give a model with
+    touch its touch as input, and add its bits per known strike: `velocity_bits` (over the
+    velocities 1..127), `offset_bits` (over the offsets in hundredths of a step) and `strikes`.
 
     Sequences are packed side by side (batch_size at a time, each padded to the longest of
     its batch) and run in chunks of `chunk` steps with the hidden state carried, which is
@@ -32,6 +37,8 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
     model.eval()
     device = model.embed.weight.device
     nll, hits, count = 0.0, 0, 0
+    with_touch = model.touch is not None and any(s.ndim == 2 for s in sequences)
+    velocity_bits, offset_bits, strikes = 0.0, 0.0, 0
     order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     total = sum(max(len(s) - 1, 0) for s in sequences)
     bar = tqdm(total=min(total, max_tokens) if max_tokens else total, desc="scoring", unit="token",
@@ -41,19 +48,28 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
         if not group:
             continue
         length = max(len(s) for s in group)
-        ids = torch.zeros(len(group), length, dtype=torch.long)
+        table = torch.zeros(len(group), length, 3, dtype=torch.long)  # ids, velocity, offset (0: no touch)
         mask = torch.zeros(len(group), length, dtype=torch.bool)
         for row, seq in enumerate(group):
-            ids[row, :len(seq)] = torch.as_tensor(seq)
+            seq = torch.as_tensor(seq)
+            table[row, :len(seq)] = seq if seq.dim() == 2 else torch.stack([seq, *[torch.zeros_like(seq)] * 2], -1)
             mask[row, :len(seq)] = True
-        ids, mask = ids.to(device), mask.to(device)
+        table, mask = table.to(device), mask.to(device)
+        ids = table[..., 0]
         hidden = model.init_hidden(len(group))
         for t in range(0, length - 1, chunk):
             inputs, targets = ids[:, t:t + chunk], ids[:, t + 1:t + 1 + chunk]
             inputs = inputs[:, :targets.size(1)]
-            logits, hidden = model(inputs, hidden)
-            hidden = detach(hidden)
             valid = mask[:, t + 1:t + 1 + chunk]
+            if with_touch:
+                given = table[:, t:t + inputs.size(1)]
+                logits, hidden, acts, heads = model(inputs, hidden, activations=True,
+                                                    touch=(given[..., 1], given[..., 2]), struck=targets)
+                v, o, n = _touch_bits(heads, table[:, t + 1:t + 1 + chunk], valid)
+                velocity_bits, offset_bits, strikes = velocity_bits + v, offset_bits + o, strikes + n
+            else:
+                logits, hidden = model(inputs, hidden)
+            hidden = detach(hidden)
             losses = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
             nll += losses[valid].sum().item()
             hits += (logits.argmax(-1) == targets)[valid].sum().item()
@@ -65,8 +81,25 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
     bar.close()
     model.train(was_training)
     mean = nll / count if count else float("nan")
-    return {"nll": mean, "perplexity": math.exp(mean) if count else float("nan"),
-            "accuracy": hits / count if count else float("nan"), "tokens": count}
+    result = {"nll": mean, "perplexity": math.exp(mean) if count else float("nan"),
+              "accuracy": hits / count if count else float("nan"), "tokens": count}
+    if with_touch:
+        result.update(velocity_bits=velocity_bits / strikes if strikes else float("nan"),
+                      offset_bits=offset_bits / strikes if strikes else float("nan"), strikes=strikes)
+    return result
+
+
+def _touch_bits(heads: tuple[torch.Tensor, torch.Tensor], given: torch.Tensor, valid: torch.Tensor
+                ) -> tuple[float, float, int]:
+    """Summed bits of the known strikes' velocities and offsets under the touch head, and their count."""
+    velocity_target, offset_target = touch_targets(given[..., 1], given[..., 2])
+    known = valid & (velocity_target != IGNORE)
+    if not known.any():
+        return 0.0, 0.0, 0
+    velocity = value_bits(F.log_softmax(heads[0].float()[known], -1), velocity_target[known],
+                          velocity_width(velocity_target[known]).float())
+    offset = value_bits(F.log_softmax(heads[1].float()[known], -1), offset_target[known], 100 / OFFSET_BINS)
+    return velocity.sum().item(), offset.sum().item(), int(known.sum().item())
 
 
 def bits_per_note(nll: float, tokens: int, notes: int) -> float:

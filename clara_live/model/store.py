@@ -87,8 +87,9 @@ def check_config(meta: dict, path: Path) -> tuple[Config, list[str]]:
     for section in ("model", "codec"):
         if not isinstance(meta.get(section), dict):
             raise ModelError(f"{path}: no {section!r} section (a model folder records its {section} settings)")
+    model = {"touch": False, **meta["model"]}  # a model saved before touch existed has none
     try:
-        config = from_dict({"model": meta["model"], "codec": meta["codec"]}, str(path))
+        config = from_dict({"model": model, "codec": meta["codec"]}, str(path))
     except ConfigError as exc:
         raise ModelError(f"{path}: {exc}") from None
     vocabulary = meta.get("vocabulary")

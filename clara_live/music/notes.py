@@ -32,6 +32,7 @@ class StepNote(NamedTuple):
     pitch: int  # MIDI pitch, folded into the codec's range
     velocity: int = 80
     family: str = PIANO
+    offset: float = 0.0  # where the onset really fell, in steps from `start` (-0.5 <= offset < 0.5): its timing
 
 
 class Piece(NamedTuple):
@@ -61,20 +62,25 @@ def normalise(notes: Iterable[StepNote]) -> Normalised:
     notes = list(notes)
     if not notes:
         return Normalised()
-    start, end, pitch, velocity, family = zip(*notes, strict=True)
+    start, end, pitch, velocity, family, offset = zip(*notes, strict=True)
     return normalise_arrays(np.array(start, dtype=np.int64), np.array(end, dtype=np.int64),
                              np.array(pitch, dtype=np.int64), np.array(velocity, dtype=np.int64),
-                             np.array(family) == VIOLIN)
+                             np.array(family) == VIOLIN, np.array(offset, dtype=np.float64))
 
 
 def normalise_arrays(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velocity: np.ndarray,
-                      violin: np.ndarray) -> Normalised:
+                      violin: np.ndarray, offset: np.ndarray | None = None) -> Normalised:
+    """`normalise` on arrays; `offset` (default 0) is each onset's timing off its step (a merged
+    onset keeps the earliest)."""
+    offset = np.zeros(len(start)) if offset is None else offset
     order = np.lexsort((-end, start, pitch, violin))  # by family, pitch, onset, longest first
-    start, end, pitch, velocity, violin = start[order], end[order], pitch[order], velocity[order], violin[order]
+    start, end, pitch, velocity, violin, offset = (start[order], end[order], pitch[order], velocity[order],
+                                                   violin[order], offset[order])
     same_key = (pitch[1:] == pitch[:-1]) & (violin[1:] == violin[:-1])
     first = np.concatenate([[True], ~(same_key & (start[1:] == start[:-1]))])  # first of each onset group
     groups = np.flatnonzero(first)
     velocity = np.maximum.reduceat(velocity, groups)  # the loudest of merged onsets
+    offset = np.minimum.reduceat(offset, groups)  # ... struck when the first of them was
     start, end, pitch, violin = start[groups], end[groups], pitch[groups], violin[groups]
     # a note struck again while it sounds ends at the new onset
     restruck = np.concatenate([(pitch[1:] == pitch[:-1]) & (violin[1:] == violin[:-1]), [False]])
@@ -82,4 +88,5 @@ def normalise_arrays(start: np.ndarray, end: np.ndarray, pitch: np.ndarray, velo
     order = np.lexsort((pitch, violin, start))
     families = np.where(violin[order], VIOLIN, PIANO).tolist()
     return Normalised(map(StepNote._make, zip(start[order].tolist(), end[order].tolist(), pitch[order].tolist(),
-                                              velocity[order].tolist(), families, strict=True)))
+                                              velocity[order].tolist(), families, offset[order].tolist(),
+                                              strict=True)))

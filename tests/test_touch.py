@@ -1,0 +1,179 @@
+"""Touch (issue 24): each note's velocity and timing kept from the file to the corpus, learned by the
+model's touch layers and scored in bits per strike."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from clara_live.codec import make_codec, to_steps
+from clara_live.codec.notewise import Touch
+from clara_live.config import CodecConfig, ModelConfig, load_config
+from clara_live.corpus import build_corpus
+from clara_live.corpus.built import BuiltCorpus
+from clara_live.model import AWDLSTM
+from clara_live.model.evaluate import score
+from clara_live.model.touch import input_rows, sample, targets, touch_loss, velocity_bin
+from clara_live.music.midi_io import steps_to_midi
+from clara_live.music.notes import Note, Piece, StepNote
+from training.data import Corpus, epoch_stream
+from training.trainer import with_touch
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def test_quantising_keeps_each_onsets_offset_from_its_step():
+    config = CodecConfig()  # 12 steps a quarter note
+    piece = Piece([Note(1.0 + 1 / 48, 2.0, 60, 90), Note(2.0 - 1 / 60, 3.0, 64, 40), Note(3.0, 4.0, 67, 70)])
+    notes = to_steps(piece, config)
+    assert [n.start for n in notes] == [12, 24, 36]
+    assert [round(n.offset, 6) for n in notes] == [0.25, -0.2, 0.0]
+    assert [n.velocity for n in notes] == [90, 40, 70]
+
+
+def test_encoding_gives_each_note_on_its_touch_and_decoding_gives_it_back():
+    codec = make_codec(CodecConfig())
+    notes = [StepNote(0, 6, 60, 90, "p", 0.25), StepNote(0, 6, 64, 30, "p", -0.1), StepNote(6, 12, 62, 70, "p", 0.0)]
+    tokens, touch = codec.encode_touch(notes)
+    assert [t for t in tokens if t.startswith("p")] == ["p27", "p31", "p29"]
+    assert touch == [Touch(90, 0.25), Touch(30, -0.1), Touch(70, 0.0)]
+    back = codec.decode(tokens, touch=touch)
+    assert sorted((n.pitch, n.velocity, n.offset) for n in back) == [(60, 90, 0.25), (62, 70, 0.0), (64, 30, -0.1)]
+    flat = codec.decode(tokens, velocity=55)
+    assert {(n.velocity, n.offset) for n in flat} == {(55, 0.0)}
+
+
+def test_two_onsets_of_a_key_in_one_step_keep_the_louder_and_the_earlier():
+    codec = make_codec(CodecConfig())
+    piece = Piece([Note(0.0, 1.0, 60, 40), Note(0.03, 1.0, 60, 100)])  # both round to step 0
+    (note,) = to_steps(piece, CodecConfig())
+    assert note.velocity == 100 and note.offset == 0.0
+    assert codec.encode_touch([note])[1] == [Touch(100, 0.0)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    """Two played performances (ASAP, velocities and timing) and two sequenced pieces, one of them
+    written at one velocity (a file without dynamics)."""
+    root = tmp_path_factory.mktemp("src")
+    (root / "Played").mkdir()
+    for midi in sorted((SHARED / "midi" / "maestro").glob("*.mid*"))[:3]:
+        shutil.copy(midi, root / "Played" / midi.name)
+    flat = root / "Flat"
+    flat.mkdir()
+    steps_to_midi([StepNote(6 * i, 6 * i + 6, 60 + i % 12, 80) for i in range(40)], 12).save(flat / "flat.mid")
+    out = tmp_path_factory.mktemp("corpus")
+    config = load_config(overrides=["corpus.workers=1", "corpus.valid_fraction=0.34", "corpus.test_fraction=0.01",
+                                    "corpus.cache="])
+    return out, build_corpus([str(root)], out, config, progress=False)
+
+
+def test_the_corpus_keeps_touch_where_the_file_has_it(built):
+    out, manifest = built
+    by_source = {Path(p["source"]).name: p for p in manifest["pieces"]}
+    assert by_source["flat.mid"]["touch"] is False  # one velocity throughout: nothing to learn
+    played = [p for name, p in by_source.items() if name != "flat.mid"]
+    assert played and all(p["touch"] for p in played)
+    corpus = BuiltCorpus(out)
+    for split in ("train", "valid"):
+        ids = corpus.pieces(split)
+        touched = corpus.pieces(split, touch=True)
+        for plain, piece, entry in zip(ids, touched, sorted((p for p in manifest["pieces"] if p["split"] == split),
+                                                             key=lambda p: p["line"]), strict=True):
+            assert np.array_equal(piece[:, 0], plain)
+            strikes = np.array([t.startswith(("p", "v")) for t in np.array(corpus.vocabulary)[plain]])
+            assert (piece[~strikes, 1:] == 0).all()  # only note-ons carry touch
+            if entry["touch"]:
+                velocities = piece[strikes, 1]
+                assert velocities.min() >= 1 and len(set(velocities.tolist())) > 5
+                assert (np.abs(piece[strikes, 2]) <= 50).all() and (piece[strikes, 2] != 0).any()
+            else:
+                assert (piece[strikes, 1] == -1).all()  # a strike of unknown touch
+
+
+def test_a_touch_file_that_does_not_match_its_tokens_is_refused(built, tmp_path):
+    out, _ = built
+    copy = tmp_path / "corpus"
+    shutil.copytree(out, copy)
+    lines = (copy / "train.touch").read_text().splitlines()
+    lines[0] = " ".join(lines[0].split()[:-1]) if lines[0] != "-" else "64:0"
+    (copy / "train.touch").write_text("\n".join(lines) + "\n")
+    with pytest.raises(Exception, match=r"train.touch:1: \d+ touches for \d+ note-on tokens"):
+        BuiltCorpus(copy).pieces("train", touch=True)
+
+
+def test_transposing_a_piece_moves_its_tokens_and_keeps_its_touch(built):
+    out, _ = built
+    corpus = Corpus(out)
+    pieces = corpus.pieces("train", touch=True)
+    augment = corpus.augment(pieces, corpus.vocabulary, load_config().corpus)
+    stream = epoch_stream(pieces, 0, 0, augment)
+    assert stream.shape[1] == 3
+    joined = np.concatenate(pieces)
+    assert sorted(map(tuple, stream[:, 1:].tolist())) == sorted(map(tuple, joined[:, 1:].tolist()))
+    assert not np.array_equal(np.sort(stream[:, 0]), np.sort(joined[:, 0]))  # some keys moved
+
+
+def test_touch_rows_start_at_zero_so_a_grown_model_predicts_as_before():
+    torch.manual_seed(0)
+    plain = AWDLSTM(149, ModelConfig(touch=False, emb_size=32, hidden_size=48, num_layers=2)).eval()
+    grown = with_touch(plain).eval()
+    ids = torch.randint(0, 149, (2, 20))
+    velocity, offset = torch.randint(-1, 128, (2, 20)), torch.randint(-50, 50, (2, 20))
+    a, _ = plain(ids, plain.init_hidden(2))
+    b, _ = grown(ids, grown.init_hidden(2), touch=(velocity, offset))
+    torch.testing.assert_close(a, b)
+
+
+def test_input_rows_and_targets_tell_strikes_unknown_and_other_tokens_apart():
+    velocity = torch.tensor([0, -1, 1, 4, 5, 127])
+    offset = torch.tensor([0, 0, -50, 0, 49, 10])
+    v, o = input_rows(velocity, offset)
+    assert v.tolist() == [0, 1, 2, 2, 3, 33] and o.tolist() == [0, 1, 2, 10, 17, 11]
+    tv, to = targets(velocity, offset)
+    assert tv.tolist() == [-100, -100, 0, 0, 1, 31] and to.tolist() == [-100, -100, 0, 8, 15, 9]
+
+
+def test_sampled_touch_stays_inside_its_bin_and_in_range():
+    generator = torch.Generator().manual_seed(1)
+    logits = torch.full((500, 32), -30.0)
+    logits[:, 31] = 0.0  # always the loudest bin
+    offsets = torch.zeros(500, 16)
+    velocity, offset = sample(logits, offsets, generator)
+    assert velocity.min() >= 125 and velocity.max() <= 127 and len(set(velocity.tolist())) == 3
+    assert offset.min() >= -0.5 and offset.max() < 0.5 and offset.std() > 0.2
+    assert (velocity_bin(velocity) == 31).all()
+
+
+def test_a_model_learns_touch_and_scores_it_in_bits_per_strike(built):
+    """A few hundred steps on a played line whose loudness follows its pitch: the head learns it, and
+    the bits per strike fall well below a uniform guess's (log2 127 = 7 bits)."""
+    torch.manual_seed(0)
+    model = AWDLSTM(149, ModelConfig(emb_size=32, hidden_size=64, num_layers=1, dropout_emb=0, dropout_input=0,
+                                     dropout_hidden=0, dropout_output=0, weight_drop=0))
+    rng = np.random.default_rng(0)
+    pitch = rng.integers(0, 62, 400)
+    ids = np.stack([25 + pitch, np.full(400, 11)], 1).reshape(-1)  # p.. wait12, a note every beat
+    piece = np.zeros((len(ids), 3), dtype=np.int64)
+    piece[:, 0] = ids
+    piece[0::2, 1] = 20 + pitch * 1.6  # louder up high
+    piece[0::2, 2] = rng.integers(-10, 10, 400)
+    before = score(model, [piece])
+    optimiser = torch.optim.Adam(model.parameters(), lr=1e-2)
+    batch = torch.as_tensor(piece).unsqueeze(0)
+    for _ in range(150):
+        logits, _, _, (v, o) = model(batch[:, :-1, 0], model.init_hidden(1), activations=True,
+                                     touch=(batch[:, :-1, 1], batch[:, :-1, 2]), struck=batch[:, 1:, 0])
+        loss, _ = touch_loss(v, o, *targets(batch[:, 1:, 1], batch[:, 1:, 2]))
+        optimiser.zero_grad()
+        (loss / 400).backward()
+        optimiser.step()
+    after = score(model, [piece])
+    assert before["strikes"] == after["strikes"] == 399
+    assert after["velocity_bits"] < 4.0 < before["velocity_bits"]
+    assert json.dumps(after)  # finite, plain numbers
