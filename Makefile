@@ -18,8 +18,9 @@ $(BIN)/python:
 install: $(BIN)/python
 	$(BIN)/pip install --quiet -e .
 
+# the tests use the link extra too (aalink, GPL-3.0-or-later: tests/test_link.py runs two Link peers)
 install-dev: $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,link]'
 
 # the main job: play a keyboard, Clara answers (through FluidSynth unless an output port is named)
 run: install

@@ -144,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--passthrough", action="store_true", default=None, help="echo your notes to the output")
     p.add_argument("--metronome", action="store_true", default=None, help="a click on each beat")
     p.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock")
+    p.add_argument("--link", action="store_true", default=None,
+                   help="join an Ableton Link session: its tempo and beat lead while it has other peers "
+                        "(live.link; the optional extra clara-live[link], GPL-3.0-or-later)")
     p.add_argument("--temperature", type=float, metavar="T", help="sampling.temperature")
     p.add_argument("--top-k", type=int, metavar="K", help="sampling.top_k")
     p.add_argument("--random-freq", type=float, metavar="F", help="sampling.random_freq")
@@ -285,7 +288,7 @@ def _config(args: argparse.Namespace) -> Config:
                       ("seed", "sampling.seed"), ("cache", "sampling.cache"),
                       ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
-                      ("clock_out", "live.clock_out"), ("save_dir", "live.sessions_dir"),
+                      ("clock_out", "live.clock_out"), ("link", "live.link"), ("save_dir", "live.sessions_dir"),
                       ("live_candidates", "live.candidates"), ("live_critic", "live.critic")):
         value = getattr(args, flag, None)
         if value is not None:

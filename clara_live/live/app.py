@@ -2,8 +2,9 @@
 
 One thread per role: the input's reader (a MIDI port polled and timestamped on arrival, the
 computer keyboard, or a MIDI file played as the player), this main loop (runs the session on
-each event and every few milliseconds), the model worker, the output scheduler, the session
-writer and the watchdog. Whatever ends the session (Ctrl-C, SIGTERM, an error, a lost port or
+each event and every few milliseconds, reading Ableton Link's timeline first with `--link`), the
+model worker, the output scheduler, the session writer and the watchdog. Whatever ends the
+session (Ctrl-C, SIGTERM, an error, a lost port or
 MIDI server, the end of a played file), the scheduler's panic closes every note Clara or the
 passthrough opened, and the session is saved as MIDI; it is also written every few seconds
 while it goes on, so a killed process loses only its last seconds. With no audio device the
@@ -73,6 +74,10 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     check the session through exactly this code."""
     from clara_live.model import load_model
 
+    if config.live.link:
+        from clara_live.live import link
+
+        link.require()  # without the optional extra: one line saying how to get it, before the model loads
     loaded = load_model(options.model)
     if loaded.codec.encoding != "notewise":
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
@@ -105,7 +110,8 @@ class LoopStats:
 
 class LiveApp:
     """One session's parts, opened in `stack` (closed with it, in reverse): the input, the output, the
-    session, the recorder and its writer, the watchdog, the scheduler and the model worker."""
+    session, the recorder and its writer, Ableton Link (`live.link`), the watchdog, the scheduler and the model
+    worker."""
 
     def __init__(self, options: LiveOptions, config: Config, out: TextIO, stack: contextlib.ExitStack, loaded,
                  player=None, output=None) -> None:
@@ -137,6 +143,13 @@ class LiveApp:
         self.t0 = time.monotonic()
         self.session = Session(live, sampler.vocab, config.sampling, self.t0, config.sampling.beats_per_bar)
         self.recorder = Recorder(self.t0, self.session.grid.bpm)
+        self.link = None  # Ableton Link: its tempo and beat lead the session while it has other peers
+        if live.link:
+            from clara_live.live.link import LinkClock
+
+            self.link = LinkClock(live.bpm, config.sampling.beats_per_bar)
+            stack.callback(self.link.close)
+            self.notices.append("Ableton Link on: its tempo and beat lead while it has other peers")
         self.writer = None
         if options.save and live.sessions_dir:
             self.writer = SessionWriter(self.recorder, session_path(live.sessions_dir), SAVE_INTERVAL)
@@ -237,6 +250,8 @@ class LiveApp:
             if message is not None:
                 commands += self._heard(message, t)
             now = time.monotonic()
+            if self.link is not None:
+                commands += self.link.steer(session, now)
             commands += session.on_tick(now)
             for command in commands:
                 _dispatch(command, self.scheduler, self.worker, self.log)

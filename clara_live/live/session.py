@@ -15,10 +15,11 @@ ends, and the model worker maps its own stream onto those steps. The pause
 that ends a phrase is not written: the model goes on from the phrase's last beat straight into
 the answer (`Answer.from_step`), which still sounds at its time.
 
-Tempo from the playing (`live.tempo_from_playing`, unless a tap or an incoming MIDI clock set
-the tempo): a phrase's first note sends `Mark` (the worker remembers its model there) and the
-session keeps the phrase's raw events and its token writer's state at that point. At the
-phrase's end it estimates the tempo and beat phase from the onsets (clara_live.beat, the
+Tempo from the playing (`live.tempo_from_playing`, unless a tap, an incoming MIDI clock or Ableton
+Link with other peers set the tempo: `on_link` hands the session Link's timeline, live/link.py):
+a phrase's first note sends `Mark` (the worker remembers its model there) and the session keeps
+the phrase's raw events and its token writer's state at that point. At the phrase's end it
+estimates the tempo and beat phase from the onsets (clara_live.beat, the
 current tempo as the first guess), runs the events through the token writer again on that
 grid, and when that quantises them differently sends `Refeed`: the worker rewinds to the
 mark and reads the re-quantised phrase instead. The answer follows the new grid; from the second
@@ -38,7 +39,7 @@ from clara_live.live.beats_out import BeatsOut
 from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.midi import CLOCK, CONTROL, NOTE_OFF, NOTE_ON, SUSTAIN
 from clara_live.live.phrase import Phrase, PlayerWriter
-from clara_live.live.tempo import Grid, TempoKeeper, next_beat
+from clara_live.live.tempo import Grid, LinkState, TempoKeeper, next_beat
 
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
 REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (benchmarks/live_latency.py
@@ -156,13 +157,13 @@ class Session:
 
     def _begin_phrase(self, t: float) -> list[Command]:
         """A phrase's first note falls on a beat (the grid's phase follows the player, unless
-        a MIDI clock leads), and the silence before it is fed as at most a bar. When its tempo
+        a MIDI clock or Link leads), and the silence before it is fed as at most a bar. When its tempo
         is to be heard, the writer's state here is kept and the worker marks its model."""
         out: list[Command] = []
         if self._hears_tempo(t):
             self.writer.begin_mark()
             out.append(Mark())
-        if self.tempo.clock.leads(t):
+        if self.tempo.beat_led(t):
             return out
         bar = self.beats_per_bar * self.sf
         beat = round(self.grid.step_at(t) / self.sf) * self.sf
@@ -230,6 +231,11 @@ class Session:
         if not self.live.follow_clock:
             return []
         return [Log(text) for text in self.tempo.realtime(status, t, self.now)]
+
+    def on_link(self, state: LinkState, t: float) -> list[Command]:
+        """Ableton Link's timeline read at t (live/link.py, while `live.link`): with other peers it sets
+        the tempo and the beat, over the playing, taps and a MIDI clock (TempoKeeper.link)."""
+        return [Log(text) for text in self.tempo.link(state, t)]
 
     def _clock_gone(self, t: float) -> list[Command]:
         return [Log(text) for text in self.tempo.clock_gone(t)]

@@ -1,5 +1,5 @@
-"""Time on the live step grid: the current tempo, tap tempo and an incoming MIDI clock, and
-`TempoKeeper`, which of them sets the session's grid.
+"""Time on the live step grid: the current tempo, tap tempo, an incoming MIDI clock and Ableton
+Link's timeline, and `TempoKeeper`, which of them sets the session's grid.
 
 All times are seconds on the monotonic clock; steps are the codec's (sample_freq per beat).
 Nothing here reads a clock itself: callers pass the time of each event in.
@@ -22,6 +22,8 @@ TICKS_PER_BEAT = 24  # MIDI clock
 TAP_RESET = 2.0  # seconds: a tap after a longer gap starts a new count
 CLOCK_TIMEOUT = 0.5  # seconds without a clock tick before the clock no longer leads
 CLOCK_MIN_BPM, CLOCK_MAX_BPM = 30.0, 300.0  # a clock outside these is reported and ignored
+LINK_PHASE = 0.001  # seconds: the grid is moved onto Link's beats when it is further off than this
+LINK_BPM = 0.001  # ... or its tempo further from Link's
 
 
 class Grid(NamedTuple):
@@ -133,9 +135,23 @@ class ClockFollower:
 
 
 
+class LinkState(NamedTuple):
+    """Ableton Link's timeline as read at one moment (live/link.py): its tempo, its beat at `at`
+    (seconds, monotonic clock) and how many other peers share it."""
+
+    bpm: float
+    beat: float
+    at: float
+    peers: int
+
+    def beat_at(self, t: float) -> float:
+        return self.beat + (t - self.at) * self.bpm / 60.0
+
+
 class TempoKeeper:
     """Who sets the session's tempo and beat: its first guess (`source` "bpm"), the phrase heard
-    ("playing", set by the session), taps ("tap") or an incoming MIDI clock ("clock"). Methods take
+    ("playing", set by the session), taps ("tap"), an incoming MIDI clock ("clock") or Ableton Link
+    with other peers ("link", which wins over the clock). Methods take
     the stream's position `now` (steps: the grid is re-pinned only at or after it) and return log lines.
 
     Between phrases the player's beat is followed as they play (`follower`, beat/follow.py:
@@ -149,6 +165,7 @@ class TempoKeeper:
         self.clock = ClockFollower()
         self.before_clock = (grid.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
         self.follower = BeatFollower()
+        self.link_ignored: float | None = None  # the tempo of a Link session out of range, while it is
 
     def follow_phrase(self, t: float, now: int) -> bool:
         """At a phrase's end, once its tempo is heard (the grid set from it): where the follower,
@@ -170,8 +187,12 @@ class TempoKeeper:
         return moved
 
     def hears_tempo(self, t: float) -> bool:
-        """Whether a phrase's tempo is heard from the playing (no tap or clock has it)."""
-        return self.source not in ("tap", "clock") and not self.clock.leads(t)
+        """Whether a phrase's tempo is heard from the playing (no tap, clock or Link has it)."""
+        return self.source not in ("tap", "clock", "link") and not self.clock.leads(t)
+
+    def beat_led(self, t: float) -> bool:
+        """Whether a MIDI clock or Link sets the beat (a phrase's first note then does not move it)."""
+        return self.source == "link" or self.clock.leads(t)
 
     def _pin_beat(self, t: float, now: int) -> None:
         sf = self.grid.sample_freq
@@ -181,7 +202,7 @@ class TempoKeeper:
 
     def tap(self, t: float, now: int) -> list[str]:
         bpm = self.taps.tap(t)
-        if bpm is None or self.clock.leads(t):
+        if bpm is None or self.beat_led(t):
             return []
         self.grid = self.grid.with_bpm(bpm, t)
         self._pin_beat(t, now)  # the tap is a beat
@@ -204,7 +225,7 @@ class TempoKeeper:
             if self.clock.ignored is not None and not was_ignored:
                 out.append(f"MIDI clock at {self.clock.ignored:.0f} bpm ignored: outside "
                            f"{CLOCK_MIN_BPM:.0f}-{CLOCK_MAX_BPM:.0f} bpm")
-            if bpm is not None:
+            if bpm is not None and self.source != "link":  # Link leads: the clock is only counted
                 if self.source != "clock" or abs(bpm - self.grid.bpm) >= 0.5:
                     out.append(f"tempo {bpm:.1f} bpm (MIDI clock)")
                 if self.source != "clock":
@@ -226,3 +247,30 @@ class TempoKeeper:
         self.grid = self.grid.with_bpm(bpm, t)
         self.source = source
         return [f"MIDI clock {why}: tempo {bpm:.1f} bpm ({source}) again"]
+
+    def link(self, state: LinkState, t: float) -> list[str]:
+        """Link's timeline at t. While Link has other peers and a tempo within MIN_BPM..MAX_BPM, it
+        leads: the grid takes its tempo, and the grid's beats fall on Link's (the nearest: the grid
+        moves by at most half a beat when Link first leads, then by a hair). When the last peer
+        leaves, the tempo stays until the playing, a tap or a MIDI clock sets another."""
+        out: list[str] = []
+        in_range = MIN_BPM <= state.bpm <= MAX_BPM
+        if state.peers and not in_range and self.link_ignored is None:
+            out.append(f"Link at {state.bpm:.0f} bpm ignored: outside {MIN_BPM:.0f}-{MAX_BPM:.0f} bpm")
+        self.link_ignored = None if in_range or not state.peers else state.bpm
+        if not state.peers or not in_range:
+            if self.source == "link":
+                self.source = "bpm"
+                why = "no other peers" if not state.peers else "out of range"
+                out.append(f"Link: {why}; tempo {self.grid.bpm:.1f} bpm until the playing sets another")
+            return out
+        if self.source != "link" or abs(state.bpm - self.grid.bpm) >= 0.5:
+            out.append(f"tempo {state.bpm:.1f} bpm (Link, {state.peers} peer{'s' if state.peers > 1 else ''})")
+        sf = self.grid.sample_freq
+        here = self.grid.step_at(t) / sf  # beats
+        shift = (state.beat_at(t) - here + 0.5) % 1.0 - 0.5  # beats, [-0.5, 0.5)
+        if (self.source != "link" or abs(state.bpm - self.grid.bpm) > LINK_BPM
+                or abs(shift) * 60.0 / state.bpm > LINK_PHASE):
+            self.grid = Grid(t, (here + shift) * sf, state.bpm, sf)
+        self.source = "link"
+        return out

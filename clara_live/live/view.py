@@ -57,7 +57,7 @@ class ViewState:
     mode: str  # "call-response" | "suggest"
     turn: str  # "listening" | "waiting" (phrase ended, Clara about to answer) | "clara"
     bpm: float
-    tempo_source: str  # "bpm" | "tap" | "clock" | "playing" (heard in the last phrase)
+    tempo_source: str  # "bpm" | "tap" | "clock" | "link" | "playing" (heard in the last phrase)
     beat_phase: float  # 0..1 position inside the current beat
     temperature: float
     top_k: int
