@@ -101,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "original, the likeliest token or half the time one of the top 5); flags still win")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the music so far")
+    p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
+                   "and timing from the model) or flat (one velocity, on the grid)")
     search = p.add_mutually_exclusive_group()
     search.add_argument("--beam", type=_int_up_to(MAX_BEAM), default=1, metavar="B",
                         help=f"beam search of width B (at most {MAX_BEAM})")
@@ -155,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "original, the likeliest token or half the time one of the top 5); flags still win")
     p.add_argument("--cache", action=argparse.BooleanOptionalAction, default=None,
                    help="sampling.cache: the continuous cache, a memory of the session")
+    p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
+                   "and timing from the model) or flat (one velocity, on the grid)")
     # live_*: continue and judge score have a --candidates or --critic of their own, no live setting
     p.add_argument("--candidates", dest="live_candidates", type=_positive_int, metavar="K",
                    help="sample K answers at once and play the critic's pick (live.candidates)")
@@ -285,7 +289,7 @@ def _config(args: argparse.Namespace) -> Config:
                       ("chamber", "codec.chamber"), ("workers", "corpus.workers"),
                       ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
-                      ("seed", "sampling.seed"), ("cache", "sampling.cache"),
+                      ("seed", "sampling.seed"), ("cache", "sampling.cache"), ("touch", "sampling.touch"),
                       ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("link", "live.link"), ("save_dir", "live.sessions_dir"),

@@ -224,6 +224,9 @@ class SamplingConfig:
     # music's motifs took after the same intervals gains up to this much (log odds); 0 = off. 4.5: answers as
     # near real music as without it, reusing the player's motifs (BENCHMARKS.md, answer quality)
     motif_pull: float = 4.5
+    # touch (model/touch.py): "learned" plays each note with the velocity and timing the model gives it (a
+    # model that learned touch), "flat" at one velocity on the grid, the level of the player's last notes
+    touch: str = "learned"
 
     # a temperature under 0.01 or a cache_theta over 1000 overflows float32 logits into NaN
     RANGES: ClassVar[dict[str, str]] = {
@@ -237,6 +240,7 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         _check_ranges(self, "sampling")
+        _check(self.touch in ("learned", "flat"), "sampling.touch", f"must be learned or flat, not {self.touch!r}")
 
 
 # Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any

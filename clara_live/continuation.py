@@ -13,6 +13,7 @@ import mido
 import numpy as np
 
 from clara_live.codec import make_codec, to_steps
+from clara_live.codec.notewise import Touch
 from clara_live.codec.tokens import silence
 from clara_live.config import SamplingConfig
 from clara_live.errors import InputError
@@ -22,7 +23,8 @@ from clara_live.music.notes import Piece, StepNote
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
-VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes
+VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes (flat touch)
+PLAYED_VELOCITIES = 3  # a prompt whose last notes have fewer distinct velocities than this carries no dynamics
 
 
 class Request(NamedTuple):
@@ -87,8 +89,9 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     if sampler.vocab.unknown is not None:  # chordwise: a chord the model never saw is <unk>
         context = sampler.vocab.text(sampler.vocab.ids(context, "the prompt", unknown=True))
     sampler.reset()
+    context_touch = _context_touch(context, notes, cut, codec) if context and sampler.learned_touch else []
     if context:
-        sampler.feed(context)
+        sampler.feed(context, *_fed_touch(context, context_touch, sampler))
         context_steps = sampler.states[0].now  # the steps the context spans, as the grammar counted them
     else:  # from scratch: a moment of silence, as between two pieces of the corpus
         sampler.feed([_silence(codec_config)])
@@ -108,11 +111,12 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     else:
         tokens, interrupted = _generate_keeping(sampler, max_tokens, steps, progress)
     velocity = _velocity(notes, codec_config.velocity)
+    touch = {"touch": context_touch + list(sampler.made[0])} if sampler.learned_touch else {}
     if context:  # decoded together, so notes the continuation closes keep their place
-        decoded = codec.decode(context + tokens, velocity=velocity)
+        decoded = codec.decode(context + tokens, velocity=velocity, **touch)
         clara = [n._replace(start=n.start + cut, end=n.end + cut) for n in decoded if n.start >= context_steps]
     else:
-        clara = codec.decode(tokens, velocity=velocity)
+        clara = codec.decode(tokens, velocity=velocity, **touch)
     return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed, interrupted)
 
 
@@ -142,6 +146,31 @@ def _generate_keeping(sampler: Sampler, max_tokens: int | None, steps: int | Non
         return generate(keeping, max_tokens, steps, progress=progress)[0], False  # type: ignore[arg-type]
     except KeyboardInterrupt:
         return sampler.vocab.text(keeping.ids), True
+
+
+def _context_touch(context: list[str], notes: list[StepNote], cut: int, codec) -> list[Touch]:
+    """The touch of each note-on of the context (the prompt's tail from step `cut`, perhaps cut
+    shorter at its front to fit)."""
+    tokens, touch = codec.encode_touch([n._replace(start=n.start - cut, end=n.end - cut) for n in notes
+                                        if n.start >= cut])
+    dropped = tokens[:len(tokens) - len(context)]
+    return touch[sum(t[0] in "pv" for t in dropped):]
+
+
+def _fed_touch(context: list[str], touch: list[Touch], sampler: Sampler) -> tuple[list[int], list[float] | None]:
+    """Per context token, the velocity and offset the sampler is fed: a note-on's own; 0 (not known)
+    where the prompt's velocities say nothing (fewer than PLAYED_VELOCITIES distinct ones among its
+    last notes: a keyboard without velocity, all 64, or a file at one level), so that her touch is
+    her own and never the floor or ceiling of a flat prompt."""
+    if not touch:
+        return [0] * len(context), None
+    played = len({t.velocity for t in touch[-VELOCITY_NOTES * 2:]}) >= PLAYED_VELOCITIES
+    velocities, offsets, strikes = [], [], iter(touch)
+    for token in context:
+        this = next(strikes) if token[0] in "pv" else None
+        velocities.append(this.velocity if this is not None and played else 0)
+        offsets.append(this.offset if this is not None else 0.0)
+    return velocities, offsets
 
 
 def _silence(codec_config) -> str:

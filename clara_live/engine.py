@@ -21,6 +21,7 @@ from torch import nn
 from clara_live.config import InferenceConfig
 from clara_live.errors import ClaraError
 from clara_live.model.awd_lstm import AWDLSTM, run_layers
+from clara_live.model.touch import input_rows
 from clara_live.model.weight_drop import Hidden
 
 
@@ -39,6 +40,9 @@ class Engine(nn.Module):
         # untied copy: a quantised decoder must not share its weight with the embedding
         self.decoder = nn.Linear(model.decoder.in_features, model.decoder.out_features)
         self.decoder.load_state_dict(model.decoder.state_dict())
+        # touch's layers stay float32 (int8 would gain nothing on layers this small): built apart
+        # from the module tree that quantize_dynamic walks
+        self._touch = [copy.deepcopy(model.touch).eval()] if model.touch is not None else []
         self.precision = "fp32"
         self.eval()
 
@@ -55,13 +59,33 @@ class Engine(nn.Module):
         """The width of the last layer's output (what `outputs=True` returns per step)."""
         return self.lstms[-1].hidden_size
 
+    @property
+    def touch(self) -> bool:
+        """Whether the model learned touch (model/touch.py): its strikes' velocity and timing."""
+        return bool(self._touch)
+
     @torch.inference_mode()
-    def forward(self, ids: torch.Tensor, hidden: list[Hidden], outputs: bool = False):
+    def forward(self, ids: torch.Tensor, hidden: list[Hidden], outputs: bool = False,
+                touch: tuple[torch.Tensor, torch.Tensor] | None = None):
         """ids: (batch, time) -> logits (batch, time, vocab), float32 on the engine's device, and
-        the new hidden state; with outputs=True also the last layer's output (batch, time, emb)."""
-        layers, hidden = run_layers(self.lstms, self.embed(ids), hidden)
+        the new hidden state; with outputs=True also the last layer's output (batch, time, emb).
+        `touch`: each token's velocity and offset (model/touch.py's columns), for a model with touch."""
+        x = self.embed(ids)
+        if self._touch and touch is not None:
+            x = x + self._touch[0].embed(*(t.to(x.device) for t in input_rows(*touch)))
+        layers, hidden = run_layers(self.lstms, x, hidden)
         logits = self.decoder(layers[-1]).float()
         return (logits, hidden, layers[-1].float()) if outputs else (logits, hidden)
+
+    @torch.inference_mode()
+    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity logits, offset logits) of striking `struck` (ids) after the last layer's `output`."""
+        return self._touch[0].logits(output.float(), self.embed(struck).float())
+
+    def to(self, *args, **kwargs):
+        for layers in self._touch:
+            layers.to(*args, **kwargs)
+        return super().to(*args, **kwargs)
 
 
 def resolve_device(device: str) -> torch.device:

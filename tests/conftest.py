@@ -292,8 +292,9 @@ def torch_settings_restored():
     torch.backends.mkldnn.enabled = mkldnn
 
 
-def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=None):
-    """A random tiny AWD-LSTM (16/32x2) as an fp32 engine; bias(token) -> decoder bias steers what it wants."""
+def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=None, touch: bool = False):
+    """A random tiny AWD-LSTM (16/32x2) as an fp32 engine; bias(token) -> decoder bias steers what it wants.
+    Without touch by default: a random touch head would only draw from the seed what the tests steer."""
     import torch
 
     from clara_live.config import InferenceConfig, ModelConfig
@@ -301,7 +302,7 @@ def tiny_engine(vocab: list[str], seed: int = 0, sharpness: float = 1.0, bias=No
     from clara_live.model import AWDLSTM
 
     torch.manual_seed(seed)
-    model = AWDLSTM(len(vocab), ModelConfig(emb_size=16, hidden_size=32, num_layers=2)).eval()
+    model = AWDLSTM(len(vocab), ModelConfig(emb_size=16, hidden_size=32, num_layers=2, touch=touch)).eval()
     with torch.no_grad():
         model.embed.weight.mul_(sharpness)  # tied to the decoder: larger weights, peakier predictions
         if bias is not None:

@@ -177,3 +177,82 @@ def test_a_model_learns_touch_and_scores_it_in_bits_per_strike(built):
     assert before["strikes"] == after["strikes"] == 399
     assert after["velocity_bits"] < 4.0 < before["velocity_bits"]
     assert json.dumps(after)  # finite, plain numbers
+
+
+def _touch_model(tmp_path: Path, touch: bool = True) -> Path:
+    """A tiny notewise model folder; with touch, its head made to play loud high notes and soft low
+    ones (velocity bin = the pitch's place in the range), so what it gives is known."""
+    from clara_live.model.store import save_model
+
+    codec = CodecConfig()
+    vocabulary = make_codec(codec).vocabulary()
+    torch.manual_seed(3)
+    model = AWDLSTM(len(vocabulary), ModelConfig(emb_size=16, hidden_size=32, num_layers=2, touch=touch)).eval()
+    if touch:
+        with torch.no_grad():  # the head ignores the state and reads the struck token only
+            first, last = model.touch.head[0], model.touch.head[2]
+            first.weight.zero_(), first.bias.zero_(), last.weight.zero_(), last.bias.zero_()
+            ons = [i for i, t in enumerate(vocabulary) if t.startswith("p")]
+            model.embed.weight[ons, 0] = torch.linspace(0.0, 1.0, len(ons))
+            first.weight[0, 16] = 1.0  # one unit carries the struck token's place in the range
+            last.weight[:32, 0] = torch.arange(32) * 40.0  # bins rise with it ...
+            last.bias[:32] = -(torch.arange(32) ** 2) * 20.0 / 32  # ... peaking at 32 x place
+    folder = tmp_path / ("touch-model" if touch else "flat-model")
+    save_model(folder, model, codec, vocabulary)
+    return folder
+
+
+def _continue(model: Path, out: Path, *flags: str) -> list[tuple[int, int, int]]:
+    """`clara continue` on a Chopin prelude: Clara's (tick, pitch, velocity) note-ons."""
+    import mido
+
+    from clara_live.cli import main
+
+    prompt = SHARED / "corpus" / "piano-midi-de" / "Chopin" / "chpn-p7.mid"
+    assert main(["continue", str(prompt), "--model", str(model), "-o", str(out), "--seconds", "8",
+                 "--seed", "5", "--only-continuation", *flags]) == 0
+    notes = []
+    for track in mido.MidiFile(str(out)).tracks[1:]:
+        tick = 0
+        for msg in track:
+            tick += msg.time
+            if msg.type == "note_on" and msg.velocity:
+                notes.append((tick, msg.note, msg.velocity))
+    return notes
+
+
+def test_continue_plays_each_note_with_the_touch_the_model_gives_it(tmp_path, torch_settings_restored):
+    model = _touch_model(tmp_path)
+    learned = _continue(model, tmp_path / "learned.mid")
+    flat = _continue(model, tmp_path / "flat.mid", "--touch", "flat")
+    assert len(learned) >= 10 and len(flat) >= 10
+    assert len({v for _, _, v in flat}) == 1  # today's touch: one velocity, on the grid
+    assert all(t % 40 == 0 for t, _, _ in flat)  # 480 ticks a quarter, 12 steps: 40 ticks a step
+    velocities = np.array([v for _, _, v in learned])
+    pitches = np.array([p for _, p, _ in learned])
+    assert len(set(velocities.tolist())) >= 5 and velocities.min() >= 12
+    assert np.corrcoef(pitches, velocities)[0, 1] > 0.5  # the head's rule: high notes loud
+    assert any(t % 40 for t, _, _ in learned)  # onsets off the grid ...
+    steps = np.array([t for t, _, _ in learned]) / 40
+    assert np.abs(steps - np.round(steps)).max() <= 0.5  # ... never half a step or more from it
+
+
+def test_a_model_without_touch_plays_flat_whatever_is_asked(tmp_path, torch_settings_restored):
+    notes = _continue(_touch_model(tmp_path, touch=False), tmp_path / "old.mid")
+    assert len({v for _, _, v in notes}) == 1 and all(t % 40 == 0 for t, _, _ in notes)
+
+
+def test_early_and_late_onsets_never_reorder_a_keys_notes():
+    from clara_live.music.midi_io import timed
+
+    notes = [StepNote(0, 1, 60, 80, "p", 0.49), StepNote(1, 2, 60, 80, "p", -0.5), StepNote(2, 3, 60, 80, "p", -0.2),
+             StepNote(0, 4, 62, 80, "p", -0.4)]
+    events = sorted(timed(notes, 40))
+    by_key = {}
+    for pitch, on, off, _ in events:
+        by_key.setdefault(pitch, []).append((on, off))
+    for spans in by_key.values():
+        spans.sort()
+        assert all(on < off for on, off in spans)
+        assert all(off <= next_on for (_, off), (next_on, _) in zip(spans, spans[1:], strict=False))
+    assert by_key[62] == [(0, 160)]  # an early first onset stays at tick 0

@@ -45,7 +45,8 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     pitch = np.where(pitch < low, pitch + 12 * ((low - pitch + 11) // 12), pitch)
     high = config.high_pitch
     pitch = np.where(pitch > high, pitch - 12 * ((pitch - high + 11) // 12), pitch)
-    return normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin, exact - start)
+    offset = np.round(exact - start, 6) + 0.0  # float noise of the quarter notes gone (and -0.0 with it)
+    return normalise_arrays(start, end, pitch, np.array(velocities, dtype=np.int64), violin, offset)
 
 
 def transpose(notes: list[StepNote], semitones: int, config: CodecConfig) -> list[StepNote] | None:

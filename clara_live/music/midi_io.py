@@ -201,9 +201,9 @@ def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.
         track.append(mido.Message("program_change", channel=channel, program=_PART_PROGRAMS[part], time=0))
         # (tick, 0 = off before 1 = on, pitch, velocity): offs first so a re-struck note is closed
         events = []
-        for n in parts[part]:
-            events.append((n.start * ticks_per_step, 1, n.pitch, n.velocity))
-            events.append((n.end * ticks_per_step, 0, n.pitch, 0))
+        for pitch, on, off, velocity in timed(parts[part], ticks_per_step):
+            events.append((on, 1, pitch, velocity))
+            events.append((off, 0, pitch, 0))
         events.sort()
         now = 0
         for tick, on, pitch, velocity in events:
@@ -212,6 +212,28 @@ def steps_to_midi(notes: Iterable[StepNote], sample_freq: int, bpm: float = 120.
             now = tick
         midi.tracks.append(track)
     return midi
+
+
+def timed(notes: list[StepNote], ticks_per_step: int) -> list[tuple[int, int, int, int]]:
+    """(pitch, on tick, off tick, velocity) of notes on the grid, each onset moved by its touch
+    offset (less than half a step, so no onset passes another step's). A note's off comes no later
+    than the next onset of its key, which an early onset may bring before its grid step, and at
+    least a tick after its own; a key's onsets at least two ticks apart; none before tick 0."""
+    out = []
+    by_key: dict[int, list[StepNote]] = defaultdict(list)
+    for n in notes:
+        by_key[n.pitch].append(n)
+    for pitch, keyed in by_key.items():
+        keyed.sort(key=lambda n: n.start)
+        ons = [max(0, n.start * ticks_per_step + round(n.offset * ticks_per_step)) for n in keyed]
+        for i in range(1, len(ons)):  # two touches meeting between steps: the later onset a tick or two on
+            ons[i] = max(ons[i], ons[i - 1] + 2)
+        for i, n in enumerate(keyed):
+            off = n.end * ticks_per_step
+            if i + 1 < len(keyed):
+                off = min(off, ons[i + 1])
+            out.append((pitch, ons[i], max(off, ons[i] + 1), n.velocity))
+    return out
 
 
 def midi_tempo(bpm: float) -> int:

@@ -24,9 +24,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from clara_live.codec.notewise import TOUCH_UNKNOWN, Touch
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
+from clara_live.model.touch import sample as sample_touch
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, new_state
 from clara_live.sampling.memory import Memory, MemoryState
@@ -35,6 +37,7 @@ from clara_live.sampling.motif import Motifs, apply_bias
 FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
 REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
 REGISTER_MARGIN = 7  # ... their middle 80 % widened by a fifth on either side
+MIN_VELOCITY = 12  # the softest note Clara plays with learned touch: softer is all but silent on most pianos
 
 
 class Snapshot(NamedTuple):
@@ -47,6 +50,8 @@ class Snapshot(NamedTuple):
     memory: MemoryState | None = None
     heard: tuple[int, ...] = ()
     motifs: tuple[int, ...] = ()
+    output: torch.Tensor | None = None
+    made: tuple[tuple[Touch, ...], ...] = ()
 
 
 class Sampler:
@@ -68,6 +73,8 @@ class Sampler:
         self.motifs = Motifs(sampling.motif_pull)
         self._register: tuple[tuple[int, ...], np.ndarray] | None = None  # (heard, its 10th and 90th percentiles)
         self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
+        # touch (model/touch.py): each note-on sampled gets the velocity and offset the model gives it
+        self.learned_touch = engine.touch and sampling.touch == "learned" and codec.encoding == "notewise"
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -82,6 +89,8 @@ class Sampler:
         self._masks: torch.Tensor | None = None  # the masks choose() used, until the next advance
         self._masks_mixed: torch.Tensor | None = None  # ... and the memory's mix under them
         self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
+        self.output: torch.Tensor | None = None  # (streams, emb): the last layer's output (touch's head reads it)
+        self.made: list[tuple[Touch, ...]] = [() for _ in range(streams)]  # each stream's sampled note-ons' touch
         self.motifs.reset()
         if self.memory is not None:
             self.memory.reset(streams)
@@ -94,7 +103,8 @@ class Sampler:
         return Snapshot([(h.clone(), c.clone()) for h, c in self.hidden], [s.copy() for s in self.states],
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
                         self.count.copy(), self.generator.get_state(),
-                        None if self.memory is None else self.memory.snapshot(), self.heard, self.motifs.history)
+                        None if self.memory is None else self.memory.snapshot(), self.heard, self.motifs.history,
+                        None if self.output is None else self.output.clone(), tuple(self.made))
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -105,6 +115,8 @@ class Sampler:
         self.generator.set_state(snapshot.rng)
         self.heard = snapshot.heard
         self.motifs.history = snapshot.motifs
+        self.output = None if snapshot.output is None else snapshot.output.clone()
+        self.made = list(snapshot.made) or [() for _ in self.states]
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -120,6 +132,9 @@ class Sampler:
         if self.logits is not None:
             self.logits = self.logits[index]
         self.logprob, self.count = self.logprob[list(rows)], self.count[list(rows)]
+        if self.output is not None:
+            self.output = self.output[index]
+        self.made = [self.made[r] for r in rows]
         if self.memory is not None:
             self.memory.select(rows)
         self._masks = self._masks_mixed = None
@@ -132,23 +147,31 @@ class Sampler:
 
     # --- feeding ---------------------------------------------------------------------
 
-    def feed(self, tokens: Sequence[str], velocity: int | Sequence[int] = 0) -> None:
+    def feed(self, tokens: Sequence[str], velocity: int | Sequence[int] = 0,
+             offset: Sequence[float] | None = None) -> None:
         """Feed the same tokens to every stream (a prompt, or what the player just played);
-        `velocity` is the notes' velocity, or one per token."""
-        self.feed_ids(self.vocab.ids(tokens, "fed tokens").tolist(), velocity)
+        `velocity` is the notes' velocity, or one per token (0: not known), `offset` each token's
+        onset offset from its step (touch; none: on the step)."""
+        self.feed_ids(self.vocab.ids(tokens, "fed tokens").tolist(), velocity, offset)
 
-    def feed_ids(self, ids: Sequence[int], velocity: int | Sequence[int] = 0) -> None:
+    def feed_ids(self, ids: Sequence[int], velocity: int | Sequence[int] = 0,
+                 offset: Sequence[float] | None = None) -> None:
         if not len(ids):
             return
         velocities = [velocity] * len(ids) if isinstance(velocity, int) else list(velocity)
+        touch = self._fed_touch(ids, velocities, offset) if self.learned_touch else None
         for start in range(0, len(ids), FEED_CHUNK):
             chunk = torch.as_tensor(ids[start:start + FEED_CHUNK], dtype=torch.long, device=self.engine.device)
             chunk = chunk.expand(self.streams, -1)
-            if self.memory is None:
+            given = None if touch is None else tuple(t[:, start:start + FEED_CHUNK].expand(self.streams, -1)
+                                                     for t in touch)
+            if self.memory is None and not self.learned_touch:
                 logits, self.hidden = self.engine(chunk, self.hidden)
             else:
-                logits, self.hidden, outputs = self.engine(chunk, self.hidden, outputs=True)
-                self.memory.feed(outputs, chunk.cpu())
+                logits, self.hidden, outputs = self.engine(chunk, self.hidden, outputs=True, touch=given)
+                self.output = outputs[:, -1]
+                if self.memory is not None:
+                    self.memory.feed(outputs, chunk.cpu())
             self.logits = logits[:, -1].cpu()
         for row, state in enumerate(self.states):
             for i, v in zip(ids, velocities, strict=True):
@@ -161,8 +184,49 @@ class Sampler:
             self.heard = (*self.heard, *struck[struck >= 0].tolist())[-REGISTER_NOTES:]
         self._masks = self._masks_mixed = None
 
+    def play(self, tokens: Sequence[str]) -> None:
+        """Tokens Clara plays herself (a phrase repeated, a beam's winner): fed, or with learned
+        touch advanced one by one so each note-on is given its own velocity and timing (`made`)."""
+        if not self.learned_touch:
+            self.feed(tokens)
+            return
+        for i in self.vocab.ids(tokens, "played tokens").tolist():
+            self.advance(np.full(self.streams, i), score=False)
+
+    def _fed_touch(self, ids: Sequence[int], velocities: list[int], offset: Sequence[float] | None
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Touch's input columns for fed tokens: a note-on's velocity (-1 where not known), its
+        offset in hundredths of a step; 0 for every other token."""
+        strikes = torch.from_numpy(self._on_pitch[np.asarray(ids, dtype=np.int64)] >= 0)
+        velocity = torch.as_tensor(velocities, dtype=torch.long).clamp(max=127)
+        velocity = torch.where(strikes, torch.where(velocity > 0, velocity, TOUCH_UNKNOWN), 0)
+        hundredths = torch.zeros(len(ids), dtype=torch.long) if offset is None else \
+            torch.round(torch.as_tensor(offset, dtype=torch.float) * 100).long().clamp(-50, 49)
+        return velocity.view(1, -1), torch.where(strikes, hundredths, 0).view(1, -1)
+
+    def _sampled_touch(self, ids: np.ndarray, active: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Touch for the tokens chosen: each note-on's drawn from the model's touch head (and kept
+        in `made`), 0 for every other token (and for streams standing still)."""
+        strikes = self._on_pitch[ids] >= 0
+        if active is not None:
+            strikes &= active
+        velocity = torch.zeros(len(ids), dtype=torch.long)
+        hundredths = torch.zeros(len(ids), dtype=torch.long)
+        rows = np.flatnonzero(strikes)
+        if len(rows) and self.output is not None:
+            index = torch.as_tensor(rows)
+            v_logits, o_logits = self.engine.touch_logits(self.output[index.to(self.output.device)],
+                                                          torch.as_tensor(ids[rows], device=self.engine.device))
+            drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
+            drawn = drawn.clamp(MIN_VELOCITY, 127)
+            velocity[index], hundredths[index] = drawn, torch.round(offset * 100).long().clamp(-50, 49)
+            for row, v, o in zip(rows.tolist(), drawn.tolist(), offset.tolist(), strict=True):
+                self.made[row] = (*self.made[row], Touch(int(v), float(o)))
+        return velocity.view(-1, 1), hundredths.view(-1, 1)
+
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
-        """Feed one token per stream; streams where `active` is False stay exactly as they are."""
+        """Feed one token per stream; streams where `active` is False stay exactly as they are. With
+        learned touch, each note-on chosen is given a velocity and offset (`made`)."""
         ids = np.asarray(ids, dtype=np.int64)
         if score and self.logits is not None:
             lp = self.log_probs(self._masks)[torch.arange(self.streams), torch.as_tensor(ids)].numpy()
@@ -170,20 +234,27 @@ class Sampler:
             self.logprob[on] += lp[on]
             self.count[on] += 1
         x = torch.as_tensor(ids, device=self.engine.device).view(-1, 1)
-        if self.memory is None:
+        outputs = None
+        if self.memory is None and not self.learned_touch:
             logits, hidden = self.engine(x, self.hidden)
         else:
-            logits, hidden, outputs = self.engine(x, self.hidden, outputs=True)
-            self.memory.feed(outputs, ids.reshape(-1, 1), active)
+            touch = self._sampled_touch(ids, active) if self.learned_touch else None
+            logits, hidden, outputs = self.engine(x, self.hidden, outputs=True, touch=touch)
+            if self.memory is not None:
+                self.memory.feed(outputs, ids.reshape(-1, 1), active)
+            outputs = outputs[:, -1]
         logits = logits[:, -1].cpu()
         if active is None or active.all():
             self.hidden, self.logits = hidden, logits
+            self.output = outputs if outputs is not None else self.output
         else:
             keep = torch.as_tensor(active)
             on_device = keep.to(self.engine.device).view(1, -1, 1)
             self.hidden = [(torch.where(on_device, h, h0), torch.where(on_device, c, c0))
                            for (h, c), (h0, c0) in zip(hidden, self.hidden, strict=True)]
             self.logits = torch.where(keep.view(-1, 1), logits, self.logits)
+            if outputs is not None and self.output is not None:
+                self.output = torch.where(on_device.view(-1, 1), outputs, self.output)
         for row, state in enumerate(self.states):
             if active is None or active[row]:
                 state.update(int(ids[row]))

@@ -151,7 +151,7 @@ def beam_search(sampler: Sampler, width: int, max_tokens: int | None = None, ste
     bar.close()
     score, best = max(finished, key=lambda f: f[0])
     sampler.restore(origin)
-    sampler.feed(best)
+    sampler.play(best)
     out = [list(best)]
     _close(sampler, out)
     return out[0], score
@@ -170,10 +170,10 @@ def aab(sampler: Sampler, phrase_steps: int, progress: bool = False) -> list[str
     sampler.states[0].begin_with_a_note()
     phrase = generate(sampler, steps=phrase_steps, progress=progress)[0]
     repeat = _recount(sampler, phrase)
-    sampler.feed(repeat)  # the repeat: the model hears A twice, as a listener would
+    sampler.play(repeat)  # the repeat: the model hears A twice, as a listener would
     vocab = sampler.vocab
     opening = _recount(sampler, vocab.text(first_steps(vocab.ids(phrase, "the phrase").tolist(), half, vocab)))
-    sampler.feed(opening)
+    sampler.play(opening)
     departure = generate(sampler, steps=phrase_steps - half, progress=progress)[0]
     return phrase + repeat + opening + departure
 
