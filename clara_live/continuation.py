@@ -24,7 +24,6 @@ from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
 VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes (flat touch)
-PLAYED_VELOCITIES = 3  # a prompt whose last notes have fewer distinct velocities than this carries no dynamics
 
 
 class Request(NamedTuple):
@@ -91,7 +90,7 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     sampler.reset()
     context_touch = _context_touch(context, notes, cut, codec) if context and sampler.learned_touch else []
     if context:
-        sampler.feed(context, *_fed_touch(context, context_touch, sampler))
+        sampler.feed(context, *_fed_touch(context, context_touch))
         context_steps = sampler.states[0].now  # the steps the context spans, as the grammar counted them
     else:  # from scratch: a moment of silence, as between two pieces of the corpus
         sampler.feed([_silence(codec_config)])
@@ -157,18 +156,15 @@ def _context_touch(context: list[str], notes: list[StepNote], cut: int, codec) -
     return touch[sum(t[0] in "pv" for t in dropped):]
 
 
-def _fed_touch(context: list[str], touch: list[Touch], sampler: Sampler) -> tuple[list[int], list[float] | None]:
-    """Per context token, the velocity and offset the sampler is fed: a note-on's own; 0 (not known)
-    where the prompt's velocities say nothing (fewer than PLAYED_VELOCITIES distinct ones among its
-    last notes: a keyboard without velocity, all 64, or a file at one level), so that her touch is
-    her own and never the floor or ceiling of a flat prompt."""
+def _fed_touch(context: list[str], touch: list[Touch]) -> tuple[list[int], list[float] | None]:
+    """Per context token, the velocity and offset the sampler is fed: a note-on's own, 0 for the
+    rest (the sampler takes a prompt without dynamics as one of unknown touch)."""
     if not touch:
         return [0] * len(context), None
-    played = len({t.velocity for t in touch[-VELOCITY_NOTES * 2:]}) >= PLAYED_VELOCITIES
     velocities, offsets, strikes = [], [], iter(touch)
     for token in context:
         this = next(strikes) if token[0] in "pv" else None
-        velocities.append(this.velocity if this is not None and played else 0)
+        velocities.append(this.velocity if this is not None else 0)
         offsets.append(this.offset if this is not None else 0.0)
     return velocities, offsets
 

@@ -256,3 +256,42 @@ def test_early_and_late_onsets_never_reorder_a_keys_notes():
         assert all(on < off for on, off in spans)
         assert all(off <= next_on for (_, off), (next_on, _) in zip(spans, spans[1:], strict=False))
     assert by_key[62] == [(0, 160)]  # an early first onset stays at tick 0
+
+
+def test_a_live_answer_plays_with_touch_and_its_first_note_on_the_beat(tmp_path, torch_settings_restored):
+    from clara_live.codec.vocabulary import Vocabulary
+    from clara_live.config import InferenceConfig, SamplingConfig
+    from clara_live.engine import build_engine
+    from clara_live.live.commands import Answer, Feed
+    from clara_live.live.midi import NOTE_OFF, NOTE_ON
+    from clara_live.live.tempo import Grid
+    from clara_live.live.worker import Worker
+    from clara_live.model import load_model
+    from clara_live.sampling.sampler import Sampler
+
+    loaded = load_model(_touch_model(tmp_path))
+    sampler = Sampler(build_engine(loaded.model, InferenceConfig(device="cpu", precision="fp32")),
+                      loaded.vocabulary, loaded.codec, SamplingConfig(temperature=1.3), seed=2)
+    sent = []
+    worker = Worker(sampler, lambda *event: sent.append(event), lookahead=1e9, clock=lambda: 0.0)
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
+    for i, (token, velocity) in enumerate([("p27", 60), ("wait6", 0), ("endp27", 0), ("p31", 75), ("wait6", 0),
+                                           ("endp31", 0), ("p34", 90), ("wait12", 0), ("endp34", 0)]):
+        worker.handle(Feed(tuple(vocab.ids([token], "test").tolist()), velocity, None, 0))
+    grid = Grid(anchor_time=10.0, anchor_step=0.0, bpm=100.0, sample_freq=12)
+    answer = Answer(id=1, start_step=48, steps=96, grid=grid, velocity=70, channel=0)
+    worker.handle(answer)
+    ons = sorted((t, msg[1], msg[2]) for t, msg, *_ in sent if msg[0] & 0xF0 == NOTE_ON)
+    assert len(ons) >= 8
+    assert ons[0][0] == pytest.approx(answer.start_time)  # on the player's beat, touch or none
+    assert len({v for *_, v in ons}) >= 4 and min(v for *_, v in ons) >= 12  # not one velocity
+    steps = np.array([(t - 10.0) / grid.step_seconds for t, *_ in ons])
+    assert np.abs(steps - np.round(steps)).max() <= 0.5 and (np.abs(steps - np.round(steps)) > 0.01).any()
+    sounding: dict[int, float] = {}
+    for t, msg, *_ in sorted(sent, key=lambda e: (e[0], e[1][0] & 0xF0 == NOTE_ON)):
+        if msg[0] & 0xF0 == NOTE_ON:
+            assert msg[1] not in sounding, "a key struck again before its release"
+            sounding[msg[1]] = t
+        else:
+            assert sounding.pop(msg[1]) < t
+    assert not sounding

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from clara_live.codec.notewise import Touch
 from clara_live.codec.tokens import Kind, wait
 from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
@@ -38,6 +39,8 @@ class Played(NamedTuple):
     start: int  # the model's step when the answer began (its lead wait included)
     ids: list[int]
     base: int  # the worker's base before the answer (the silence it skipped is given back if she is stopped first)
+    offs: dict[int, int]  # pitch -> the model step of its last note-off in this answer (learned touch)
+    first: list[int]  # the model step of the answer's first note-on, once struck
 
 
 class _Quit(NamedTuple):
@@ -172,7 +175,7 @@ class Worker:
 
     def _answer(self, answer: Answer) -> None:
         sampler = self.sampler
-        self._played = played = Played(answer, sampler.snapshot(), self.state.now, [], self.base)
+        self._played = played = Played(answer, sampler.snapshot(), self.state.now, [], self.base, {}, [])
         if answer.from_step is not None:  # the stream goes on from there into the answer: the pause is skipped
             self.base -= answer.start_step - max(answer.from_step, self.state.now - self.base)
         lead = sampler.vocab.waits(answer.start_step + self.base - self.state.now)
@@ -202,7 +205,7 @@ class Worker:
                 step = state.now
                 sampler.advance(ids, score=False)
                 sampling, sampled = sampling + self.clock() - started, sampled + 1
-                self._play(int(ids[0]), step, answer)
+                self._play(int(ids[0]), step, answer, self._touch_of(int(ids[0])))
                 if finishing:
                     break
         finally:
@@ -212,7 +215,7 @@ class Worker:
         for token_id in state.close_all():
             step = self.state.now
             sampler.advance(np.array([token_id]), score=False)
-            self._play(token_id, step, answer)
+            self._play(token_id, step, answer)  # offs
 
     def calibrate(self) -> None:
         """Measure what a choice costs here before the first one is due (the sampler is left as it was)."""
@@ -228,8 +231,11 @@ class Worker:
         self.budget.batched(k, self.clock() - started - self._last_judge, len(tokens), answer.steps)
         vocab = sampler.vocab
         step = answer.start_step + self.base
-        for token_id in vocab.ids(tokens, "the chosen answer").tolist():
-            self._play(token_id, step, answer)
+        ids = vocab.ids(tokens, "the chosen answer").tolist()
+        strikes = sum(vocab.kind[i] == _ON for i in ids)
+        touches = iter(sampler.made[0][len(sampler.made[0]) - strikes:] if sampler.learned_touch and strikes else ())
+        for token_id in ids:
+            self._play(token_id, step, answer, next(touches, None) if vocab.kind[token_id] == _ON else None)
             if vocab.kind[token_id] == _WAIT:
                 step += int(vocab.value[token_id])
 
@@ -264,18 +270,39 @@ class Worker:
             else:
                 self._pending.append(command)  # after the answer (the session stops it first)
 
-    def _play(self, token_id: int, step: int, answer: Answer) -> None:
+    def _touch_of(self, token_id: int) -> Touch | None:
+        """The touch the sampler just gave this token (a note-on, with learned touch), else None."""
+        sampler = self.sampler
+        if not sampler.learned_touch or self.sampler.vocab.kind[token_id] != _ON or not sampler.made[0]:
+            return None
+        return sampler.made[0][-1]
+
+    def _play(self, token_id: int, step: int, answer: Answer, touch: Touch | None = None) -> None:
+        """Schedule a note-on or off of the answer at its step's time. A note-on plays at the answer's
+        velocity, or with its touch: its own velocity, and its onset moved by its offset, except the
+        answer's first notes (on the player's beat) and a key struck again in the step it was
+        released (never before its release)."""
         vocab = self.sampler.vocab
-        self._played.ids.append(token_id)
+        played = self._played
+        played.ids.append(token_id)
         kind = vocab.kind[token_id]
         if kind not in (_ON, _OFF):
             return
         pitch = vocab.pitch_of(token_id)
-        t = answer.grid.time_of(step - self.base)
-        if kind == _ON:
-            self.schedule(t, (NOTE_ON | answer.channel, pitch, answer.velocity), "clara", answer.id)
-        else:
-            self.schedule(t, (NOTE_OFF | answer.channel, pitch, 0), "clara", answer.id)
+        if kind == _OFF:
+            played.offs[pitch] = step
+            self.schedule(answer.grid.time_of(step - self.base), (NOTE_OFF | answer.channel, pitch, 0), "clara",
+                          answer.id)
+            return
+        if not played.first:
+            played.first.append(step)
+        velocity, offset = (answer.velocity, 0.0) if touch is None else touch
+        if step == played.first[0]:
+            offset = 0.0
+        elif played.offs.get(pitch) == step:
+            offset = max(offset, 0.0)
+        self.schedule(answer.grid.time_of(step - self.base + offset), (NOTE_ON | answer.channel, pitch, velocity),
+                      "clara", answer.id)
 
     def _stop(self, stop: Stop) -> None:
         """Rewind to before the answer and feed what was played before stop.step, then close

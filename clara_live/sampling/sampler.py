@@ -38,6 +38,8 @@ FEED_CHUNK = 256  # tokens per model call when feeding a long prompt
 REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
 REGISTER_MARGIN = 7  # ... their middle 80 % widened by a fifth on either side
 MIN_VELOCITY = 12  # the softest note Clara plays with learned touch: softer is all but silent on most pianos
+PLAYED_NOTES = 64  # fed velocities say nothing of the player's dynamics while the last this many note-ons fed ...
+PLAYED_VELOCITIES = 3  # ... hold fewer distinct velocities than this (a keyboard without velocity sends all 64)
 
 
 class Snapshot(NamedTuple):
@@ -91,6 +93,7 @@ class Sampler:
         self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
         self.output: torch.Tensor | None = None  # (streams, emb): the last layer's output (touch's head reads it)
         self.made: list[tuple[Touch, ...]] = [() for _ in range(streams)]  # each stream's sampled note-ons' touch
+        self.fed_velocities: tuple[int, ...] = ()  # the last PLAYED_NOTES velocities of note-ons fed (known ones)
         self.motifs.reset()
         if self.memory is not None:
             self.memory.reset(streams)
@@ -196,9 +199,15 @@ class Sampler:
     def _fed_touch(self, ids: Sequence[int], velocities: list[int], offset: Sequence[float] | None
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Touch's input columns for fed tokens: a note-on's velocity (-1 where not known), its
-        offset in hundredths of a step; 0 for every other token."""
+        offset in hundredths of a step; 0 for every other token. While the note-ons fed show no
+        dynamics (PLAYED_VELOCITIES), their velocities count as not known: a flat player's level
+        (all 1, all 127, a keyboard without velocity) is never taken as their touch, so hers is her own."""
         strikes = torch.from_numpy(self._on_pitch[np.asarray(ids, dtype=np.int64)] >= 0)
         velocity = torch.as_tensor(velocities, dtype=torch.long).clamp(max=127)
+        struck = velocity[strikes & (velocity > 0)].tolist()
+        self.fed_velocities = (*self.fed_velocities, *struck)[-PLAYED_NOTES:]
+        if len(set(self.fed_velocities)) < PLAYED_VELOCITIES:
+            velocity = torch.zeros_like(velocity)
         velocity = torch.where(strikes, torch.where(velocity > 0, velocity, TOUCH_UNKNOWN), 0)
         hundredths = torch.zeros(len(ids), dtype=torch.long) if offset is None else \
             torch.round(torch.as_tensor(offset, dtype=torch.float) * 100).long().clamp(-50, 49)
