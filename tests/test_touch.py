@@ -62,13 +62,13 @@ def built(tmp_path_factory) -> tuple[Path, dict]:
     written at one velocity (a file without dynamics)."""
     root = tmp_path_factory.mktemp("src")
     (root / "Played").mkdir()
-    for midi in sorted((SHARED / "midi" / "maestro").glob("*.mid*"))[:3]:
+    for midi in sorted((SHARED / "midi" / "maestro").glob("*.mid*")):
         shutil.copy(midi, root / "Played" / midi.name)
     flat = root / "Flat"
     flat.mkdir()
     steps_to_midi([StepNote(6 * i, 6 * i + 6, 60 + i % 12, 80) for i in range(40)], 12).save(flat / "flat.mid")
     out = tmp_path_factory.mktemp("corpus")
-    config = load_config(overrides=["corpus.workers=1", "corpus.valid_fraction=0.34", "corpus.test_fraction=0.01",
+    config = load_config(overrides=["corpus.workers=1", "corpus.valid_fraction=0.5", "corpus.test_fraction=0.01",
                                     "corpus.cache="])
     return out, build_corpus([str(root)], out, config, progress=False)
 
@@ -263,7 +263,7 @@ def test_a_live_answer_plays_with_touch_and_its_first_note_on_the_beat(tmp_path,
     from clara_live.config import InferenceConfig, SamplingConfig
     from clara_live.engine import build_engine
     from clara_live.live.commands import Answer, Feed
-    from clara_live.live.midi import NOTE_OFF, NOTE_ON
+    from clara_live.live.midi import NOTE_ON
     from clara_live.live.tempo import Grid
     from clara_live.live.worker import Worker
     from clara_live.model import load_model
@@ -275,8 +275,8 @@ def test_a_live_answer_plays_with_touch_and_its_first_note_on_the_beat(tmp_path,
     sent = []
     worker = Worker(sampler, lambda *event: sent.append(event), lookahead=1e9, clock=lambda: 0.0)
     vocab = Vocabulary(loaded.vocabulary, loaded.codec)
-    for i, (token, velocity) in enumerate([("p27", 60), ("wait6", 0), ("endp27", 0), ("p31", 75), ("wait6", 0),
-                                           ("endp31", 0), ("p34", 90), ("wait12", 0), ("endp34", 0)]):
+    for token, velocity in [("p27", 60), ("wait6", 0), ("endp27", 0), ("p31", 75), ("wait6", 0),
+                            ("endp31", 0), ("p34", 90), ("wait12", 0), ("endp34", 0)]:
         worker.handle(Feed(tuple(vocab.ids([token], "test").tolist()), velocity, None, 0))
     grid = Grid(anchor_time=10.0, anchor_step=0.0, bpm=100.0, sample_freq=12)
     answer = Answer(id=1, start_step=48, steps=96, grid=grid, velocity=70, channel=0)
@@ -295,3 +295,37 @@ def test_a_live_answer_plays_with_touch_and_its_first_note_on_the_beat(tmp_path,
         else:
             assert sounding.pop(msg[1]) < t
     assert not sounding
+
+
+def test_the_running_level_baseline_is_sure_of_a_steady_level_and_pays_for_a_jump():
+    from conftest import load_benchmark
+
+    bench = load_benchmark("touch_bits")
+    steady = bench.running_level_bits(np.array([70, 71, 70, 69, 70, 71, 70, 70] * 4), 1, 127, (64.0, 20.0))
+    assert steady[8:].mean() < 3.0  # within a velocity or two of its level
+    jump = bench.running_level_bits(np.array([70] * 20 + [120]), 1, 127, (64.0, 20.0))
+    assert jump[-1] > 10.0 and jump[-1] <= np.log2(127 / 0.01) + 1e-9  # the uniform share caps a surprise
+    uniform = bench.running_level_bits(np.random.default_rng(0).integers(1, 128, 400), 1, 127, (64.0, 20.0))
+    assert 6.5 < uniform.mean() < 8.0  # near log2(127) = 7.0 for random velocities
+
+
+def test_touch_bits_scores_model_and_baseline_on_the_same_strikes(built, tmp_path, capsys):
+    from conftest import load_benchmark
+
+    from clara_live.model.store import save_model
+
+    out, manifest = built
+    corpus = BuiltCorpus(out)
+    torch.manual_seed(0)
+    model = AWDLSTM(len(corpus.vocabulary), ModelConfig(emb_size=16, hidden_size=32, num_layers=1)).eval()
+    save_model(tmp_path / "m", model, corpus.codec, corpus.vocabulary)
+    bench = load_benchmark("touch_bits")
+    assert bench.main(["--corpus", str(out), "--model", str(tmp_path / "m"), "--split", "valid",
+                       "--json", str(tmp_path / "r.json")]) == 0
+    result = json.loads((tmp_path / "r.json").read_text())
+    rows = result["corpora"]
+    assert rows and all(r["strikes"] > 100 for r in rows.values())
+    for r in rows.values():  # an untrained head is near uniform: about log2(127) and log2(100) bits
+        assert 6.0 < r["model_velocity_bits"] < 8.5 and 5.5 < r["model_offset_bits"] < 8.0
+        assert r["baseline_velocity_bits"] < r["model_velocity_bits"]  # the level beats a guess
+    assert "running level" in capsys.readouterr().out

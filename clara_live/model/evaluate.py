@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from clara_live.model.awd_lstm import AWDLSTM, detach
-from clara_live.model.touch import IGNORE, OFFSET_BINS, value_bits, velocity_width
+from clara_live.model.touch import IGNORE, OFFSET_WIDTHS, value_bits, velocity_width
 from clara_live.model.touch import targets as touch_targets
 
 
@@ -98,7 +98,8 @@ def _touch_bits(heads: tuple[torch.Tensor, torch.Tensor], given: torch.Tensor, v
         return 0.0, 0.0, 0
     velocity = value_bits(F.log_softmax(heads[0].float()[known], -1), velocity_target[known],
                           velocity_width(velocity_target[known]).float())
-    offset = value_bits(F.log_softmax(heads[1].float()[known], -1), offset_target[known], 100 / OFFSET_BINS)
+    offset = value_bits(F.log_softmax(heads[1].float()[known], -1), offset_target[known],
+                        OFFSET_WIDTHS.to(known.device)[offset_target[known]].float())
     return velocity.sum().item(), offset.sum().item(), int(known.sum().item())
 
 

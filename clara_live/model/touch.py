@@ -15,7 +15,8 @@ note-on token (corpus `SPLIT.touch` files, codec/notewise.Touch), and enters the
 Velocity: 32 bins of 4 (Performance RNN's resolution): bin b holds velocities 4b+1..4b+4 (the last
 125..127). Offset: 16 bins over [-0.5, 0.5) of a step. Sampled values are drawn uniformly inside
 their bin, so the music is not confined to 32 loudnesses; the NLL of a value is its bin's, less
-log(width) (a density over the values, comparable with a continuous baseline's).
+log(width): a distribution over the values themselves (velocities 1..127, offsets in whole
+hundredths of a step), comparable with any other model of them.
 
 In a piece's array a strike's velocity is 1..127, 0 for a token that strikes nothing, -1 for a
 strike of unknown touch (TOUCH_UNKNOWN); its offset is in hundredths of a step.
@@ -54,6 +55,10 @@ def offset_bin(hundredths: np.ndarray | torch.Tensor):
 def velocity_width(bin_: np.ndarray | torch.Tensor):
     """How many velocities a bin holds (4, the last 3)."""
     return 4 - (bin_ == VELOCITY_BINS - 1) * 1
+
+
+# how many offsets (whole hundredths of a step, -50..49, as the corpus stores them) each bin holds: 6 or 7
+OFFSET_WIDTHS = torch.bincount(((torch.arange(-50, 50) + 50) * OFFSET_BINS) // 100, minlength=OFFSET_BINS)
 
 
 def input_rows(velocity: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
