@@ -29,6 +29,9 @@ with earlier runs), from the notes as played, never quantised:
   vel_level      |mean velocity - the prompt's last 4 s's|
   vel_beat       mean velocity on beats (within 0.1 beat of the file's or her grid's beat) minus off them
   ioi_s_entropy  entropy (bits) of inter-onset intervals in seconds (10 ms bins, <= 2 s)
+  dev_sd         standard deviation of the onsets' offsets from the nearest step of the beat grid (1/12 of
+                 a beat at the file's or her grid's tempo), in steps: 0 on the grid, ~0.29 for onsets
+                 anywhere between steps
 
 The combined distance of a setting is the mean over these metrics of |its median - the real
 continuations' median| / the real continuations' inter-quartile range (floored at a just
@@ -75,7 +78,7 @@ METRICS = ("pc_cosine", "drift", "range", "density", "polyphony", "longest_run",
            "ioi_entropy", "silence", "motif_reuse")
 FLOORS = {"pc_cosine": 0.05, "drift": 1.0, "range": 2.0, "density": 0.1, "polyphony": 0.1, "longest_run": 1.0,
           "loop_share": 0.05, "distinct": 2.0, "ioi_entropy": 0.1, "silence": 0.05, "motif_reuse": 0.05}
-TOUCH = ("vel_sd", "vel_distinct", "vel_level", "vel_beat", "ioi_s_entropy")
+TOUCH = ("vel_sd", "vel_distinct", "vel_level", "vel_beat", "ioi_s_entropy", "dev_sd")
 CHORD_SPREAD = 0.035  # seconds: onsets this close are one onset set (a performed chord is spread)
 LOOP = 4  # a run of this many identical onset sets is a loop
 SEED_STRIDE = 100_000  # --seeds: take k of prompt i has seed --seed + SEED_STRIDE * k + i
@@ -273,7 +276,8 @@ def measure(notes: list[Timed], prompt: list[Timed], length: float, beat: float)
 def touch(notes: list[Timed], prompt: list[Timed], length: float, beat: float) -> dict[str, float]:
     """The TOUCH metrics of a continuation against its prompt (seconds, the notes as played)."""
     if not notes:
-        return {"vel_sd": 0.0, "vel_distinct": 0.0, "vel_level": 127.0, "vel_beat": 0.0, "ioi_s_entropy": 0.0}
+        return {"vel_sd": 0.0, "vel_distinct": 0.0, "vel_level": 127.0, "vel_beat": 0.0, "ioi_s_entropy": 0.0,
+                "dev_sd": 0.0}
     v = np.array([n.velocity for n in notes], dtype=float)
     last = max(n.start for n in prompt)
     recent = [n.velocity for n in prompt if n.start >= last - 4.0] or [n.velocity for n in prompt]
@@ -284,9 +288,10 @@ def touch(notes: list[Timed], prompt: list[Timed], length: float, beat: float) -
     iois = np.diff(starts)
     bins = np.bincount(np.minimum(np.round(iois / 0.01), 200).astype(int), minlength=201) if len(iois) else np.zeros(1)
     p = bins[bins > 0] / bins.sum() if bins.sum() else np.ones(1)
+    steps = phase * 12
     return {"vel_sd": float(v.std()), "vel_distinct": len(set(v.tolist())) * 12.0 / max(length, 1e-9),
             "vel_level": abs(float(v.mean()) - float(np.mean(recent))), "vel_beat": beat_gap,
-            "ioi_s_entropy": float(-(p * np.log2(p)).sum())}
+            "ioi_s_entropy": float(-(p * np.log2(p)).sum()), "dev_sd": float((steps - np.round(steps)).std())}
 
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
@@ -324,8 +329,8 @@ def offline(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed:
     result = continue_piece(loaded, sampler, prompt.piece, request, config.sampling)
     step = 60.0 / (result.bpm * loaded.codec.sample_freq)
     origin = max(n.end for n in result.prompt)  # Clara starts where the prompt's last note ends
-    return [Timed((n.start - origin) * step, (n.end - origin) * step, n.pitch, n.velocity)
-            for n in result.continuation]
+    return [Timed((n.start + n.offset - origin) * step, (n.end - origin) * step, n.pitch, n.velocity)
+            for n in result.continuation]  # each onset where her touch put it
 
 
 def nll_of_reference(loaded, engine, prompt: Prompt) -> tuple[float, int]:
