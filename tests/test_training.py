@@ -109,6 +109,37 @@ def test_finetune_refuses_an_incompatible_base(corpus, tmp_path):
         train(corpus, tmp_path / "p", load_config(overrides=TINY), init=str(out / "model"), progress=False)
 
 
+def test_a_piano_model_grows_into_a_chamber_corpus_keeping_what_it_predicts(tmp_path):
+    """--init from a piano model on a chamber corpus: the v family's rows start as the p family's, the
+    model's own ids keep their meaning (same predictions over its own tokens before training), and
+    touch's layers are added."""
+    from training.run import Place
+    from training.trainer import _base_model
+
+    source = tmp_path / "src" / "Clementi"
+    source.mkdir(parents=True)
+    for midi in sorted((SHARED / "corpus" / "piano-midi-de" / "Clementi").glob("*.mid"))[:3]:
+        shutil.copy(midi, source / midi.name)
+    config = load_config(overrides=["corpus.workers=1", "corpus.valid_fraction=0.3", "corpus.test_fraction=0.0",
+                                    "codec.chamber=true", "corpus.cache="])
+    build_corpus([str(source)], tmp_path / "corpus", config, progress=False)
+    from training.data import Corpus
+
+    base = load_model(REPO / "trained_models" / "clara-notewise")
+    model, vocabulary = _base_model(Corpus(tmp_path / "corpus"), config, str(REPO / "trained_models" /
+                                                                            "clara-notewise"),
+                                    Place(0, 1, torch.device("cpu")))
+    assert vocabulary[:len(base.vocabulary)] == base.vocabulary and {"v10", "endv61"} <= set(vocabulary)
+    assert model.touch is not None
+    rows = model.embed.weight
+    assert torch.equal(rows[vocabulary.index("v10")], base.model.embed.weight[base.vocabulary.index("p10")])
+    ids = torch.randint(0, len(base.vocabulary), (1, 40))
+    model.eval()
+    a, _ = base.model.eval()(ids, base.model.init_hidden(1))
+    b, _ = model(ids, model.init_hidden(1))
+    torch.testing.assert_close(a, b[..., :len(base.vocabulary)])
+
+
 def test_sigint_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     out = tmp_path / "run"
     args = [sys.executable, "-m", "clara_live", "train", "--corpus", str(corpus), "--out", str(out)]

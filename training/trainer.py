@@ -92,16 +92,52 @@ def _base_model(corpus: Corpus, config: Config, init: str | None, place: Place) 
                 dataclasses.replace(config, model=base.model.config), place)
     codec = corpus.manifest["codec"]
     for key in ("encoding", "sample_freq", "chamber", "low_pitch", "num_pitches"):
+        if key == "chamber" and codec.get(key) and not base.codec.chamber:
+            continue  # a piano model grows into a chamber one (grown: its v rows start as its p rows)
         if codec.get(key) != getattr(base.codec, key):
             raise InputError(f"{init}: codec.{key} is {getattr(base.codec, key)!r} but the corpus has "
                              f"{codec.get(key)!r}; rebuild the corpus with the base model's settings")
-    missing = set(corpus.vocabulary) - set(base.vocabulary)
+    model, vocabulary = base.model, base.vocabulary
+    missing = [t for t in corpus.vocabulary if t not in set(base.vocabulary)]
     if missing and not corpus.unknown:
-        raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
-                         f"(e.g. {sorted(missing)[0]!r})")
-    if config.model.touch and not base.model.config.touch:
-        return with_touch(base.model).train(), base.vocabulary
-    return base.model.train(), base.vocabulary
+        if corpus.codec.encoding != "notewise":
+            raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
+                             f"(e.g. {missing[0]!r})")
+        model, vocabulary = grown(model, vocabulary, missing)
+    if config.model.touch and not model.config.touch:
+        model = with_touch(model)
+    return model.train(), vocabulary
+
+
+def grown(model: AWDLSTM, vocabulary: list[str], added: list[str]) -> tuple[AWDLSTM, list[str]]:
+    """The model with rows for tokens its vocabulary lacks (a notewise corpus's `v` family, its
+    style tokens), appended after its own so its ids keep their meaning: a `v` note's row starts as
+    the same `p` note's (a violin's A is still an A), any other as a small random one; the
+    decoder's bias as the model's for the same (or the mean of its note-ons')."""
+    index = {t: i for i, t in enumerate(vocabulary)}
+    state = model.state_dict()
+    embed, bias = state["embed.weight"], state["decoder.bias"]
+    rows, biases = [], []
+    for token in added:
+        twin = index.get("p" + token[1:] if token.startswith("v") else
+                         "endp" + token[4:] if token.startswith("endv") else "")
+        if twin is not None:
+            rows.append(embed[twin].clone())
+            biases.append(bias[twin].clone())
+        else:
+            rows.append(torch.empty(embed.size(1)).uniform_(-0.1, 0.1))
+            biases.append(torch.tensor(float(bias.min())))  # rare until learned otherwise
+    state["embed.weight"] = torch.cat([embed, torch.stack(rows)])
+    state["decoder.bias"] = torch.cat([bias, torch.stack(biases)])
+    if not model.config.tie_weights:
+        decoder = state["decoder.weight"]
+        state["decoder.weight"] = torch.cat([decoder, torch.stack(rows) * 0 + decoder.mean(0)])
+    bigger = AWDLSTM(len(vocabulary) + len(added), model.config)
+    if model.config.tie_weights:
+        state.pop("decoder.weight", None)
+    missing, unexpected = bigger.load_state_dict(state, strict=False)
+    assert not unexpected and set(missing) <= {"decoder.weight"}, (missing, unexpected)
+    return bigger, [*vocabulary, *added]
 
 
 def with_touch(model: AWDLSTM) -> AWDLSTM:
