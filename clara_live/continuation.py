@@ -20,7 +20,7 @@ from clara_live.errors import InputError
 from clara_live.model.store import LoadedModel
 from clara_live.music.midi_io import steps_to_midi
 from clara_live.music.notes import Piece, StepNote
-from clara_live.sampling.sampler import Sampler
+from clara_live.sampling.sampler import MIN_VELOCITY, PLAYED_VELOCITIES, Sampler
 from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
 VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes (flat touch)
@@ -174,10 +174,13 @@ def _silence(codec_config) -> str:
 
 
 def _velocity(notes: list[StepNote], default: int) -> int:
-    if not notes:
-        return default
+    """Flat touch's one velocity: the mean of the prompt's last notes, or `default` where they hold
+    fewer than PLAYED_VELOCITIES distinct ones (a file or keyboard without dynamics: all 1 would be
+    silent, all 127 a shout); never under MIN_VELOCITY."""
     recent = sorted(notes, key=lambda n: n.start)[-VELOCITY_NOTES:]
-    return int(np.clip(round(np.mean([n.velocity for n in recent])), 1, 127))
+    if len({n.velocity for n in recent}) < PLAYED_VELOCITIES:
+        return default
+    return int(np.clip(round(np.mean([n.velocity for n in recent])), MIN_VELOCITY, 127))
 
 
 def alone(notes: list[StepNote], bar_steps: int) -> list[StepNote]:

@@ -329,3 +329,27 @@ def test_touch_bits_scores_model_and_baseline_on_the_same_strikes(built, tmp_pat
         assert 6.0 < r["model_velocity_bits"] < 8.5 and 5.5 < r["model_offset_bits"] < 8.0
         assert r["baseline_velocity_bits"] < r["model_velocity_bits"]  # the level beats a guess
     assert "running level" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("level", [1, 64, 127])
+def test_a_prompt_without_dynamics_is_answered_at_a_musical_level(tmp_path, torch_settings_restored, level):
+    """Every note at velocity 1, 64 (a keyboard without velocity) or 127: flat touch plays the
+    codec's velocity, learned touch its own (fed as unknown), never silent and never out of 1..127."""
+    import mido
+
+    from clara_live.cli import main
+
+    prompt = tmp_path / "flat.mid"
+    steps_to_midi([StepNote(6 * i, 6 * i + 5, 55 + (i * 7) % 24, level) for i in range(48)], 12).save(prompt)
+    model = _touch_model(tmp_path)
+    for touch in ("flat", "learned"):
+        out = tmp_path / f"{touch}.mid"
+        assert main(["continue", str(prompt), "--model", str(model), "-o", str(out), "--seconds", "6",
+                     "--seed", "1", "--only-continuation", "--touch", touch]) == 0
+        velocities = [m.velocity for t in mido.MidiFile(str(out)).tracks for m in t if m.type == "note_on"
+                      and m.velocity]
+        assert velocities and all(12 <= v <= 127 for v in velocities)
+        if touch == "flat":
+            assert set(velocities) == {CodecConfig().velocity}
+        else:
+            assert len(set(velocities)) > 3
