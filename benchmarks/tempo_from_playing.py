@@ -31,7 +31,9 @@ the follower is seeded with the true beat and tempo at 10 s, hears every onset a
 predicts each true beat from 10 to 30 s a fifth of a beat before it; the median error (ms) and the
 share within 70 ms (MIREX's beat window), against the same grid not corrected (a fixed tempo);
 `--follow-grid` measures every pair of FOLLOW_GRID's corrections, what ALPHA and BETA were
-chosen from on valid.
+chosen from on valid. `--follow` also times the session's part in it per note (live/tempo.py's
+TempoKeeper.onset, from a fresh session at 100 bpm through each phrase's first 30 s): the
+follower's correction, and at some notes, while it is not locked, the phrase so far heard again.
 Valid is for choosing, test is reported once (`--split test`).
 
     python benchmarks/tempo_from_playing.py                       # train and valid, every method
@@ -58,6 +60,7 @@ from clara_live.beat import follow  # noqa: E402
 from clara_live.beat import net as beat_net  # noqa: E402
 from clara_live.beat.classic import estimate_tempo_classic  # noqa: E402
 from clara_live.beat.tracker import TempoEstimate, estimate_tempo  # noqa: E402
+from clara_live.live.tempo import Grid, TempoKeeper  # noqa: E402
 from training import tempo_data  # noqa: E402
 from training.tempo_data import OCTAVES, hit  # noqa: E402
 
@@ -196,7 +199,38 @@ def follow_report(splits: tuple[str, ...], grid: bool = False) -> dict:
                                                             "within_70ms": float(np.mean(e <= 0.07))}
                 print(f"{kind:<8}{split:<7}{alpha:>6g}{beta:>6g}{len(errors):>8}{len(e):>7}"
                       f"{np.median(e) * 1000:>11.1f}{np.mean(e <= 0.07):>8.1%}")
+            if not grid:
+                cost = keeper_cost([p for p in phrases if p["split"] in splits])
+                out[f"{kind}/cost"] = cost
+                print(f"{kind} ({'+'.join(splits)}): TempoKeeper.onset per note, {cost['notes']} notes: median "
+                      f"{cost['median_us']:.1f} us, p99 {cost['p99_us']:.1f} us, max {cost['max_us'] / 1000:.2f} ms; "
+                      f"the {cost['heard_notes']} that heard the phrase so far: median "
+                      f"{(cost['heard_median_us'] or 0) / 1000:.2f} ms, "
+                      f"p99 {(cost['heard_p99_us'] or 0) / 1000:.2f} ms")
     return out
+
+
+def keeper_cost(phrases: list[dict], seconds: float = 30.0) -> dict:
+    """TempoKeeper.onset's cost per note (us), over every note of the phrases' first `seconds`,
+    from a fresh session at FIRST_GUESS; and of the notes where it heard the phrase so far."""
+    costs, heard = [], []
+    for phrase in phrases:
+        notes = [n for n in phrase["notes"] if n[0] < phrase["notes"][0][0] + seconds]
+        keeper = TempoKeeper(Grid(0.0, 0.0, FIRST_GUESS, 12))
+        keeper.begin_phrase(notes[0][0])
+        for t, velocity, _ in notes:
+            tried = keeper.tried
+            started = time.perf_counter()
+            keeper.onset(t, velocity)
+            cost = (time.perf_counter() - started) * 1e6
+            costs.append(cost)
+            if keeper.tried != tried:
+                heard.append(cost)
+    c, h = np.array(costs), np.array(heard)
+    return {"notes": len(c), "median_us": float(np.median(c)), "p99_us": float(np.percentile(c, 99)),
+            "max_us": float(c.max()), "heard_notes": len(h),
+            "heard_median_us": float(np.median(h)) if len(h) else None,
+            "heard_p99_us": float(np.percentile(h, 99)) if len(h) else None}
 
 
 def unheard(rows: list[dict]) -> None:

@@ -83,3 +83,44 @@ def test_unseeded_it_hears_nothing_and_bad_times_are_ignored():
     assert follower.onset(math.nan) is None and follower.onset(math.inf) is None
     assert follower.bpm == pytest.approx(90.0)
     assert follower.next_beat(2.0) == pytest.approx(2.0)
+
+
+def melody(bpm: float, beats: int = 40, seed: int = 0) -> list[float]:
+    """A syncopated melody: a cell a beat (a quarter, eighths, a dotted figure, a triplet, sixteenths,
+    an off-beat eighth), ~8 ms of jitter."""
+    rng = np.random.default_rng(seed)
+    cells = ((0.0,), (0.0, 0.5), (0.0, 0.75), (0.0, 2 / 3), (0.0, 0.25, 0.5, 0.75), (0.5,), (0.0,), (0.0, 0.5))
+    period = 60.0 / bpm
+    return [(b + c) * period + float(rng.normal(0.0, 0.008)) for b in range(beats)
+            for c in cells[int(rng.integers(len(cells)))]]
+
+
+def locked_share(bpm: float, seeded_at: float, seeds: int = 10) -> float:
+    shares = []
+    for seed in range(seeds):
+        onsets = melody(bpm, seed=seed)
+        follower = BeatFollower()
+        follower.pin(onsets[0], seeded_at)
+        locked = []
+        for t in onsets[1:]:
+            follower.onset(t)
+            locked.append(follower.locked)
+        shares.append(np.mean(locked[5:]))
+    return float(np.mean(shares))
+
+
+def test_it_is_locked_on_the_player_s_beat_and_seldom_on_a_wrong_one():
+    # what lets the metronome and clock out follow it (live/tempo.py's beat_grid)
+    assert locked_share(100.0, 100.0) > 0.85
+    for bpm in (84.0, 120.0, 150.0, 67.0):  # 5/6, 6/5, 3/2 and 2/3 of the grid's
+        assert locked_share(bpm, 100.0) < 0.3
+
+
+def test_pinned_on_a_phrase_s_first_note_its_chord_is_no_correction():
+    follower = BeatFollower()
+    follower.pin(5.0, 120.0)
+    assert follower.onset(5.01) is None and follower.corrections == 0 and not follower.locked
+    assert follower.next_beat(5.2) == pytest.approx(5.5)
+    for k in range(1, 4):
+        assert follower.onset(5.0 + 0.5 * k + 0.004) is not None
+    assert follower.locked

@@ -9,6 +9,8 @@ notewise codec, so a lost, doubled or misplaced token shows up as a wrong note.
 from __future__ import annotations
 
 import math
+from collections import deque
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -18,9 +20,11 @@ from hypothesis import strategies as st
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, load_config
+from clara_live.live.app import _view_state
 from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.midi import CLOCK, START, STOP
 from clara_live.live.session import MIN_LEAD, REFEED_LEAD, Session
+from clara_live.live.view import Roll
 
 T0 = 1000.0  # the session's start, seconds on the (fake) monotonic clock
 T1 = T0 + 1.0  # the first note of most scenarios
@@ -1191,3 +1195,83 @@ def test_without_the_follower_the_same_drifting_phrase_is_answered_off_the_beat(
     period = beats[-1] - beats[-2]
     k = round((answer.start_time - beats[-1]) / period)
     assert abs(answer.start_time - (beats[-1] + k * period)) > 0.02
+
+
+# --- (14) the beats out follow the player's beat as they play -------------------------------------
+
+
+def _clicks_between(rig: Rig, start: float, end: float) -> np.ndarray:
+    return np.array([t for t in _clicks(rig) if start < t <= end])
+
+
+def test_the_metronome_and_clock_out_follow_a_player_drifting_within_a_phrase():
+    """From the first guess 100 bpm the player speeds up to 110 within one phrase: the clicks and
+    the clock ticks keep up with them as they play (TempoKeeper.beat_grid), where a grid that waits
+    for the phrase's end (the tempo not heard) stays at 100 and falls off the player's beat."""
+    rig = Rig("live.metronome=true", "live.clock_out=true")
+    beats = np.array(_ramp(rig, T1, 24, 100.0, 110.0))
+    end = beats[-2]  # the last note
+    rig.tick_to(end + 0.01)
+    assert rig.session.phrase is not None and not rig.answers()  # still the player's phrase
+    assert rig.session.beat_source(rig.t) == "following"
+    clicks = _clicks_between(rig, T1, end + 0.01)
+    # the view shows the followed tempo, its beat on the clicks
+    view = _view_state(rig.session, SimpleNamespace(latencies=[]), Roll(), clicks[-1], deque(), "")
+    assert view.tempo_source == "following" and view.bpm == pytest.approx(110.0, rel=0.02)
+    assert min(view.beat_phase, 1.0 - view.beat_phase) < 0.02  # the click went 0.1 s ahead; the grid moved since
+    nearest = [int(np.argmin(np.abs(beats - c))) for c in clicks]
+    # the last six clicks' period is the player's over the same beats, within 2 %
+    period = (clicks[-1] - clicks[-7]) / 6
+    player = (beats[nearest[-1]] - beats[nearest[-7]]) / 6
+    assert period == pytest.approx(player, rel=0.02) and player == pytest.approx(60 / 110, rel=0.02)
+    # and each of the last three lands within 20 ms of the player's beat
+    assert all(abs(c - beats[k]) < 0.02 for c, k in zip(clicks[-3:], nearest[-3:], strict=True))
+    # clock out: 24 ticks a beat at the player's tempo, a tick on each click
+    ticks = np.array([c.time for _, c in _sends(rig, "clock") if c.message == (CLOCK,)])
+    assert all(np.min(np.abs(ticks - c)) < 1e-9 for c in clicks[-7:])
+    last_beats = ticks[(ticks >= clicks[-7] - 1e-9) & (ticks < clicks[-1] - 1e-9)]
+    assert len(last_beats) / 6 == pytest.approx(24, abs=0.5)
+    fixed = Rig("live.metronome=true", "live.tempo_from_playing=false")
+    _ramp(fixed, T1, 24, 100.0, 110.0)
+    fixed.tick_to(end + 0.01)
+    late = _clicks_between(fixed, T1, end + 0.01)
+    assert np.diff(late)[-6:] == pytest.approx(0.6)  # 10 % slower than the player: a beat behind by the end
+    assert len(late) < len(clicks)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_steady_player_s_clicks_do_not_jitter(seed):
+    # a player at the session's 100 bpm, eighths with 10 ms of timing jitter: the followed clicks
+    # keep the period, and vary less from one to the next than the player's beats do
+    rig = Rig("live.metronome=true")
+    onsets = _played(rig, 100.0, beats=[b / 2 for b in range(48)], jitter=0.01, seed=seed)
+    rig.tick_to(onsets[-1])
+    assert rig.session.beat_source(rig.t) == "following"
+    gaps = np.diff(_clicks_between(rig, T1, onsets[-1]))
+    assert gaps.mean() == pytest.approx(BEAT, rel=0.01)
+    player = np.diff(onsets[::2])  # the player's beats
+    assert gaps.std() < 0.012 and gaps.std() < player.std()
+
+
+def test_a_first_phrase_far_from_the_first_guess_is_followed_before_it_ends():
+    # at 84 bpm from the first guess 100: the follower does not lock at 100, the phrase so far is
+    # heard (beat/classic.py) a few notes in, and the clicks then fall on the player's beats
+    rig = Rig("live.metronome=true")
+    onsets = _played(rig, 84.0, beats=[b / 2 for b in range(32)], jitter=0.006)
+    rig.tick_to(onsets[-1])
+    assert rig.session.phrase is not None and rig.session.beat_source(rig.t) == "following"
+    clicks = _clicks_between(rig, onsets[len(onsets) // 2], onsets[-1])
+    beats = T1 + np.arange(20) * 60 / 84
+    assert len(clicks) >= 4 and all(np.min(np.abs(beats - c)) < 0.02 for c in clicks)
+    assert rig.session.grid.bpm == 100.0  # the notes are quantised on the session's grid until the phrase's end
+
+
+def test_the_followed_beat_leaves_a_steady_phrase_s_heard_tempo_as_it_is():
+    # at the phrase's end the heard tempo's fit through the phrase is finer than the follower's
+    # last corrections: on steady playing it stays, and the beats go on from it
+    rig = Rig("live.metronome=true")
+    onsets = _played(rig, 100.0, beats=MELODY + [8 + b for b in MELODY], jitter=0.008, seed=3)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(_, answer)] = rig.answers()
+    assert answer.grid.bpm == 100.0 and rig.session.beat_grid(rig.t) == rig.session.grid
+    assert rig.session.beat_source(rig.t) == "playing"

@@ -308,10 +308,10 @@ def _view_state(session: Session, worker, roll: Roll, now: float, logs: deque[st
     if worker.latencies:
         ms = np.percentile(np.array(worker.latencies) * 1000, [50, 99])
         latency = (float(ms[0]), float(ms[1]))
-    step = session.grid.step_at(now)
+    grid = session.beat_grid(now)  # the player's beat as they play it, while it is followed
     cfg = session.sampling
-    return ViewState(now=now, mode=session.live.mode, turn=session.turn, bpm=session.grid.bpm,
-                     tempo_source=session.tempo_source, beat_phase=(step / session.sf) % 1.0,
+    return ViewState(now=now, mode=session.live.mode, turn=session.turn, bpm=grid.bpm,
+                     tempo_source=session.beat_source(now), beat_phase=(grid.step_at(now) / session.sf) % 1.0,
                      temperature=cfg.temperature, top_k=cfg.top_k, random_freq=cfg.random_freq, latency_ms=latency,
                      notes=roll.notes(now), log=tuple(logs), ports=ports_line, hint=hint)
 

@@ -115,10 +115,11 @@ class LinkClock:
 
     def steer(self, session: Session, t: float) -> list[Command]:
         """One tick of the live loop at t (monotonic seconds): Link's timeline to the session, and,
-        while Link has no other peers, the session's tempo and beat to Link."""
+        while Link has no other peers, the session's tempo and beat to Link (the player's beat as
+        they play it, while it is followed: Session.beat_grid)."""
         state = self.state()
         out = session.on_link(state, t)
-        self.propose(session.grid, state)
+        self.propose(session.beat_grid(t), state)
         return out
 
     def close(self) -> None:

@@ -22,9 +22,10 @@ the phrase's raw events and its token writer's state at that point. At the phras
 estimates the tempo and beat phase from the onsets (clara_live.beat, the
 current tempo as the first guess), runs the events through the token writer again on that
 grid, and when that quantises them differently sends `Refeed`: the worker rewinds to the
-mark and reads the re-quantised phrase instead. The answer follows the new grid; from the second
-phrase on, where the beat followed through the phrase (TempoKeeper.follower) agrees with the heard
-tempo, from the followed beat's phase and tempo at the phrase's end.
+mark and reads the re-quantised phrase instead. The answer follows the new grid; where the beat
+followed through the phrase (TempoKeeper.follower) agrees with the heard tempo but the player
+drifted from it, from the followed beat's phase and tempo at the phrase's end. While the player
+plays, the metronome, MIDI clock out and the view follow the player's beat (`beat_grid`).
 """
 
 from __future__ import annotations
@@ -101,6 +102,15 @@ class Session:
     def beat_seconds(self) -> float:
         return 60.0 / self.grid.bpm
 
+    def beat_grid(self, t: float) -> Grid:
+        """The beats the metronome, MIDI clock out and the view follow at t: the player's beat as
+        they play it, while the tempo is heard from the playing (TempoKeeper.beat_grid)."""
+        return self.tempo.beat_grid(t)
+
+    def beat_source(self, t: float) -> str:
+        """The tempo source of `beat_grid(t)`: "following" while it is the player's followed beat."""
+        return "following" if self.tempo.following(t) else self.tempo_source
+
     # --- events ----------------------------------------------------------------------------
 
     def on_event(self, message: list[int] | tuple[int, ...], t: float) -> list[Command]:
@@ -147,10 +157,10 @@ class Session:
         self.keys.add(key)
         self.last_activity = t
         self.velocities.append(velocity)
-        if self._hears_tempo(t):
-            self.tempo.follower.onset(t)  # the beat followed as the player plays
         if self.phrase is None:
             out += self._begin_phrase(t)
+        if self._hears_tempo(t):
+            self.tempo.onset(t, velocity)  # the beat followed as the player plays
         self.writer.record("on", key, velocity, t)
         out += self.writer.feeds(self.writer.on(key, t), velocity, t)
         return out
@@ -170,6 +180,8 @@ class Session:
         first = next_beat(self.now, self.sf)  # not self.now: after a Stop mid-beat the note would be off the beat
         target = min(max(beat, first), first + bar)
         self.tempo.grid = self.grid.pinned(t, target)
+        if self._hears_tempo(t):
+            self.tempo.begin_phrase(t)  # the followed beat starts from this note
         return out
 
     def _hears_tempo(self, t: float) -> bool:
@@ -296,6 +308,6 @@ class Session:
 
     def _schedule_beats(self, t: float) -> list[Command]:
         self._last_tick = t
-        return self.beats_out.due(self.grid, t)
+        return self.beats_out.due(self.beat_grid(t), t)
 
     _last_tick = -math.inf

@@ -11,13 +11,19 @@ import math
 from collections import deque
 from typing import NamedTuple
 
+from clara_live.beat.classic import estimate_tempo_classic
 from clara_live.beat.follow import BeatFollower
 from clara_live.beat.limits import MAX_BPM, MIN_BPM
 from clara_live.beat.tracker import TempoEstimate
 from clara_live.live.midi import CLOCK, CONTINUE, START, STOP
 
-FOLLOW_AGREES = 0.04  # the followed beat's tempo this close to a phrase's heard one: the follower's phase wins
-FOLLOW_HEARD = 3  # ... where at least this many of the phrase's onsets fell on its beats (it is in phase)
+FOLLOW_AGREES = 0.04  # the followed beat's tempo this close to a phrase's heard one ...
+FOLLOW_PHASE = 0.012  # ... and its next beat further than this (seconds) from the grid's ...
+FOLLOW_TEMPO = 0.01  # ... or its tempo further than this share: the follower's beat wins at a phrase's end
+SEED_ONSETS = 6  # while the follower is not locked, the phrase so far is heard (beat/classic.py) from this many
+SEED_SPAN = 1.5  # ... onsets spanning this many seconds at least ...
+SEED_EVERY = 2.0  # ... at most once in this many seconds ...
+SEED_WINDOW = 10.0  # ... from the onsets of the last this many seconds
 TICKS_PER_BEAT = 24  # MIDI clock
 TAP_RESET = 2.0  # seconds: a tap after a longer gap starts a new count
 CLOCK_TIMEOUT = 0.5  # seconds without a clock tick before the clock no longer leads
@@ -154,9 +160,13 @@ class TempoKeeper:
     with other peers ("link", which wins over the clock). Methods take
     the stream's position `now` (steps: the grid is re-pinned only at or after it) and return log lines.
 
-    Between phrases the player's beat is followed as they play (`follower`, beat/follow.py:
-    seeded by each phrase's heard tempo, corrected at each onset), so that a phrase whose tempo
-    drifted is answered on the beat where the player left it (`follow_phrase`)."""
+    The player's beat is followed as they play (`follower`, beat/follow.py): from each phrase's
+    first note at the session's tempo (`begin_phrase`), corrected at each onset (`onset`), so that
+    the metronome, MIDI clock out and the view keep the player's beat while they play (`beat_grid`)
+    and a phrase whose tempo drifted is answered on the beat where the player left it
+    (`follow_phrase`). While the follower is not locked on the player's beat (a first phrase far
+    from the first guess), the phrase so far is heard by the hand-made estimator (about 1 ms) at
+    most once in SEED_EVERY seconds, and the follower starts again from its tempo and phase."""
 
     def __init__(self, grid: Grid) -> None:
         self.grid = grid
@@ -165,25 +175,85 @@ class TempoKeeper:
         self.clock = ClockFollower()
         self.before_clock = (grid.bpm, "bpm")  # the tempo and its source before a MIDI clock took over
         self.follower = BeatFollower()
+        self.followed: Grid | None = None  # the follower's beat as a grid, since it last locked in this phrase
+        self.onsets: deque[tuple[float, int]] = deque()  # the phrase's last SEED_WINDOW s of (onset, velocity)
+        self.tried = -math.inf  # when the phrase so far was last heard for the follower
         self.link_ignored: float | None = None  # the tempo of a Link session out of range, while it is
+
+    def begin_phrase(self, t: float) -> None:
+        """A phrase's first note at t, on a beat of the grid, while the tempo is heard from the
+        playing: the follower starts from it at the grid's tempo."""
+        self.follower.pin(t, self.grid.bpm)
+        self.followed, self.tried = None, -math.inf
+        self.onsets.clear()
+
+    def onset(self, t: float, velocity: int) -> None:
+        """A note's onset at t while the tempo is heard from the playing: the follower corrected
+        (and, while it is not locked, perhaps started again from the phrase so far, see the class
+        docstring), and the beat grid moved with it while it is locked."""
+        follower = self.follower
+        follower.onset(t)
+        onsets = self.onsets
+        onsets.append((t, velocity))
+        while t - onsets[0][0] > SEED_WINDOW:
+            onsets.popleft()
+        if (not follower.locked and len(onsets) >= SEED_ONSETS and t - onsets[0][0] >= SEED_SPAN
+                and t - self.tried >= SEED_EVERY):
+            self.tried = t
+            self._seed([o for o, _ in onsets], [v for _, v in onsets])
+        if follower.locked and follower.grid is not None:
+            period, beat_time = follower.grid
+            sf = self.grid.sample_freq
+            # the beats keep their numbers (the bar's accent) from one correction to the next
+            base = self.followed if self.followed is not None else self.grid
+            self.followed = Grid(beat_time, round(base.step_at(beat_time) / sf) * sf, 60.0 / period, sf)
+
+    def _seed(self, times: list[float], velocities: list[int]) -> None:
+        """The follower started again from the phrase so far heard by the hand-made estimator, and
+        the phrase's onsets run through it again (so that it is locked at once where they fit)."""
+        estimate = estimate_tempo_classic(times, velocities, prior_bpm=self.grid.bpm)
+        if estimate is None:
+            return
+        follower = self.follower
+        follower.seed(estimate)
+        follower.last_event = -math.inf
+        for onset in times:
+            follower.onset(onset)
+
+    def beat_grid(self, t: float) -> Grid:
+        """The beats the metronome, MIDI clock out and the view follow at t: the player's beat as
+        followed (since the follower last locked on it in this phrase) while the tempo is heard
+        from the playing, else the session's grid (a tap's, a MIDI clock's, Link's)."""
+        return self.followed if self.followed is not None and self.following(t) else self.grid
+
+    def following(self, t: float) -> bool:
+        """Whether the beats follow the player's beat at t (`beat_grid`)."""
+        return self.followed is not None and self.hears_tempo(t)
 
     def follow_phrase(self, t: float, now: int) -> bool:
         """At a phrase's end, once its tempo is heard (the grid set from it): where the follower,
-        seeded by the phrase before and corrected through this one (FOLLOW_HEARD onsets on its
-        beats at least), agrees with the heard tempo (within FOLLOW_AGREES), the grid goes on from
-        the follower's beat and tempo at t, the beat where the player left it; else the follower
-        starts again from the grid. Whether it moved."""
+        locked on the player's beat through the phrase, agrees with the heard tempo (within
+        FOLLOW_AGREES) but says the player left it (its next beat after t more than FOLLOW_PHASE
+        from the grid's, or its tempo more than FOLLOW_TEMPO from it: a drift), the grid goes on
+        from the follower's beat and tempo at t, the beat where the player left it. On steady
+        playing the heard tempo's fit through the whole phrase is the finer one, and stays. The
+        follower then starts again from the grid. Whether the grid moved."""
         sf = self.grid.sample_freq
         follower = self.follower
         moved = False
-        if (follower.bpm is not None and follower.corrections >= FOLLOW_HEARD
+        if (follower.locked and follower.bpm is not None
                 and abs(follower.bpm / self.grid.bpm - 1.0) <= FOLLOW_AGREES):
             beat_time = follower.next_beat(t)
-            beat_step = max(next_beat(now, sf), round(self.grid.step_at(beat_time) / sf) * sf)
-            self.grid = Grid(beat_time, float(beat_step), clamp_bpm(follower.bpm), sf)
-            moved = True
+            assert beat_time is not None
+            off = self.grid.step_at(beat_time) / sf
+            off = abs(off - round(off)) * 60.0 / self.grid.bpm  # seconds from the grid's nearest beat
+            if off > FOLLOW_PHASE or abs(follower.bpm / self.grid.bpm - 1.0) > FOLLOW_TEMPO:
+                beat_step = max(next_beat(now, sf), round(self.grid.step_at(beat_time) / sf) * sf)
+                self.grid = Grid(beat_time, float(beat_step), clamp_bpm(follower.bpm), sf)
+                moved = True
         beat = next_beat(self.grid.step_at(t), sf)
         follower.seed(TempoEstimate(self.grid.bpm, self.grid.time_of(beat), 1.0))
+        self.followed = None  # the beats go on from the grid
         return moved
 
     def hears_tempo(self, t: float) -> bool:
@@ -207,6 +277,7 @@ class TempoKeeper:
         self.grid = self.grid.with_bpm(bpm, t)
         self._pin_beat(t, now)  # the tap is a beat
         self.source = "tap"
+        self.followed = None  # the followed beat no longer leads
         return [f"tempo {bpm:.1f} bpm (tap)"]
 
     def realtime(self, status: int, t: float, now: int) -> list[str]:
@@ -232,6 +303,7 @@ class TempoKeeper:
                     self.before_clock = (self.grid.bpm, self.source)
                 self.grid = self.grid.with_bpm(bpm, t)
                 self.source = "clock"
+                self.followed = None  # the followed beat no longer leads
                 if on_beat:
                     self._pin_beat(t, now)
             return out
@@ -273,4 +345,5 @@ class TempoKeeper:
                 or abs(shift) * 60.0 / state.bpm > LINK_PHASE):
             self.grid = Grid(t, (here + shift) * sf, state.bpm, sf)
         self.source = "link"
+        self.followed = None  # the followed beat no longer leads
         return out

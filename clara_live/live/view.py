@@ -57,7 +57,8 @@ class ViewState:
     mode: str  # "call-response" | "suggest"
     turn: str  # "listening" | "waiting" (phrase ended, Clara about to answer) | "clara"
     bpm: float
-    tempo_source: str  # "bpm" | "tap" | "clock" | "link" | "playing" (heard in the last phrase)
+    tempo_source: str  # "bpm" | "tap" | "clock" | "link" | "playing" (heard in the last phrase) | "following"
+    # (the player's beat followed as they play)
     beat_phase: float  # 0..1 position inside the current beat
     temperature: float
     top_k: int
@@ -75,7 +76,7 @@ def _clean(text: str) -> str:
 
 
 def _tempo(state: ViewState) -> str:
-    source = "from your playing" if state.tempo_source == "playing" else state.tempo_source
+    source = {"playing": "from your playing", "following": "following you"}.get(state.tempo_source, state.tempo_source)
     return f"{state.bpm:.1f} bpm ({source})"
 
 
