@@ -3,11 +3,12 @@
 Sources come from corpus readers (clara_live.corpus.sources: ASAP, Pianolatron, POP909,
 OpenScore, plain composer folders), each piece with its composer and work. Files are encoded in
 parallel processes, each once: the tokens and a note fingerprint are cached by file content and
-codec settings (clara_live.corpus.cache), so a second build reads no music. Works are then
-matched across corpora and every work lands on one side of the split
-(clara_live.corpus.works); the matches, and any piece whose own split lost to its work's, are in
-the manifest. A bad file is recorded with its reason and never stops the build; the build then
-exits non-zero (the CLI) after writing the rest.
+codec settings (clara_live.corpus.cache), so a second build reads no music; a score's parse is
+kept by its bytes alone (clara_live.corpus.read_cache), so a build with other codec settings
+parses no score again. Works are then matched across corpora and every work lands on one side
+of the split (clara_live.corpus.works); the matches, and any piece whose own split lost to its
+work's, are in the manifest. A bad file is recorded with its reason and never stops the build;
+the build then exits non-zero (the CLI) after writing the rest.
 
 Every piece is stored once, in its own key. Training transposes each train piece afresh every
 epoch by a shift drawn from `shifts` (the keys from transpose_low to transpose_high that keep
@@ -40,12 +41,13 @@ from clara_live.codec.notewise import NotewiseCodec, Touch
 from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig, Config
 from clara_live.corpus import cache
+from clara_live.corpus.read_cache import read_piece
 from clara_live.corpus.sources import Source, corpus_kind, find_sources
 from clara_live.corpus.works import Member, assign, fingerprint, split_of
 from clara_live.errors import ClaraError
 from clara_live.music.beats import on_beats, read_beats
 from clara_live.music.midi_io import MIDI_SUFFIXES, read_midi
-from clara_live.music.read import not_regular, read_music
+from clara_live.music.read import not_regular
 
 __all__ = ["MANIFEST", "SPLITS", "Source", "build_corpus", "corpus_kind", "encode_source", "find_sources",
            "split_of", "summary"]
@@ -92,17 +94,16 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
         if kind is not None:
             return Encoded(source, [], 0, -1, [], f"{source.location}: {kind}")
     try:
-        key = None
+        key, content = None, None
         if cache_folder and not source.location.startswith("music21:"):
             content = Path(source.location).read_bytes()
-            if source.beats:
-                content += b"\0beats\0" + Path(source.beats).read_bytes()
-            key = cache.entry_key(content, codec_config, source.families)
+            keyed = content + b"\0beats\0" + Path(source.beats).read_bytes() if source.beats else content
+            key = cache.entry_key(keyed, codec_config, source.families)
             entry = cache.load(Path(cache_folder), key)
             if entry is not None:
                 return Encoded(source, entry["tokens"].split(), entry["low"], entry["high"],
                                [tuple(g) for g in entry["ngrams"]], entry["error"], True, entry.get("touch", ""))
-        encoded = _encode(source, codec_config)
+        encoded = _encode(source, codec_config, cache_folder, content)
         if key is not None:
             cache.store(Path(cache_folder), key, {"tokens": " ".join(encoded.tokens), "low": encoded.low,
                                                   "high": encoded.high, "ngrams": encoded.ngrams,
@@ -116,11 +117,12 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
         return Encoded(source, [], 0, -1, [], f"{source.location}: {exc.__class__.__name__}: {exc}")
 
 
-def _encode(source: Source, codec_config: CodecConfig) -> Encoded:
+def _encode(source: Source, codec_config: CodecConfig, cache_folder: str = "", content: bytes | None = None
+            ) -> Encoded:
     if source.beats:
         piece = on_beats(read_midi(source.location, codec_config.sustain_pedal, seconds=True), read_beats(source.beats))
-    else:
-        piece = read_music(source.location, codec_config.sustain_pedal)
+    else:  # a score parsed once (read_cache), whatever the codec settings
+        piece = read_piece(source.location, codec_config.sustain_pedal, cache_folder, content)
     if source.families:
         piece = piece._replace(notes=[n for n in piece.notes if n.family in source.families])
     notes = to_steps(piece, codec_config)

@@ -5,7 +5,8 @@ once, and a later build with the same codec settings finds its tokens and finger
 (`corpus.cache`, default ~/.cache/clara-live/corpus; "" turns it off). An entry is one JSON
 file written atomically; one that cannot be read is encoded again. Nothing here trusts an entry
 beyond its key: the key hashes the file's bytes, the codec settings, the families kept and the
-entry format.
+entry format. The music a score's parse gave is kept apart, by the file's bytes alone
+(clara_live.corpus.read_cache), so a codec change never parses again.
 """
 
 from __future__ import annotations

@@ -64,4 +64,4 @@ def on_beats(piece: Piece, beats: np.ndarray) -> Piece:
     notes = [n._replace(start=float(s) + shift, end=float(e) + shift)
              for n, s, e in zip(piece.notes, starts.tolist(), ends.tolist(), strict=True)]
     bpm = 60.0 / float(np.median(np.diff(beats)))
-    return Piece(sorted(notes), bpm, piece.source)
+    return Piece(sorted(notes), bpm, piece.source, piece.parts)

@@ -54,7 +54,8 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
         for program, intervals in noteless_track_pedals(data).items():
             pedals[program].extend(intervals)
     notes: list[Note] = []
-    for part, (program, is_drum, arr) in enumerate(_parts(score, held)):
+    parts = _parts(score, held)
+    for part, (program, is_drum, arr) in enumerate(parts):
         family = family_of(program, is_drum)
         if family is None or len(arr["time"]) == 0:
             continue
@@ -70,7 +71,8 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
     notes.sort()
     tempos = _tempos(score)
     bpm = float(tempos[0].qpm) if tempos else 120.0
-    return Piece(notes, bpm, str(path))
+    names = tuple(str(t.name) for t in score.tracks) + ("",) * (len(parts) - len(score.tracks))  # held: unnamed
+    return Piece(notes, bpm, str(path), names)
 
 
 def midi_bytes(path: str | Path) -> bytes:

@@ -41,6 +41,7 @@ class Piece(NamedTuple):
     notes: list[Note]
     bpm: float = 120.0  # the first tempo of the file
     source: str = ""  # where it came from, for messages
+    parts: tuple[str, ...] = ()  # each part's name as the file gives it (a track's, a score part's), by Note.part
 
 
 class Normalised(list):

@@ -38,6 +38,7 @@ def read_score(source: str | Path) -> Piece:
         raise InputError(f"{text}: not a readable score ({exc.__class__.__name__}: {str(exc)[:120]})") from None
     parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
     notes: list[Note] = []
+    names = tuple(str(part.partName or "") for part in parts)
     for index, part in enumerate(parts):
         instrument = part.getInstrument(returnDefault=True)
         program = instrument.midiProgram if instrument.midiProgram is not None else 0
@@ -53,7 +54,7 @@ def read_score(source: str | Path) -> Piece:
     notes.sort()
     marks = score.flatten().getElementsByClass("MetronomeMark")
     bpm = float(marks[0].getQuarterBPM()) if len(marks) and marks[0].number else 120.0
-    return Piece(notes, bpm, text)
+    return Piece(notes, bpm, text, names)
 
 
 def corpus_works(composer: str) -> list[str]:
