@@ -75,12 +75,29 @@ def test_without_chamber_every_family_is_piano():
 
 
 def test_chamber_single_violin_part_is_folded_to_violin_low():
-    piece = Piece([Note(0, 1, 40, family="v", part=1), Note(1, 2, 54, family="v", part=1),
-                   Note(2, 3, 55, family="v", part=1), Note(0, 1, 40, family="p", part=0)])
+    # a line in violin range but for one low note: that note alone moves, by octaves (40 -> 64, as
+    # 52 is still below 55); the piano part keeps its 40
+    line = [60, 62, 64, 65, 67, 69, 71, 72, 74, 40]
+    piece = Piece([Note(i, i + 1, p, family="v", part=1) for i, p in enumerate(line)]
+                  + [Note(0, 1, 40, family="p", part=0)])
     steps = to_steps(piece, CHAMBER)
-    # 40 -> 64 (52 is still below 55), 54 -> 66, 55 stays; the piano part keeps its 40
-    assert sorted((n.pitch, n.family) for n in steps) == [(40, "p"), (55, "v"), (64, "v"), (66, "v")]
+    assert [n.pitch for n in sorted(steps, key=lambda n: n.start) if n.family == "v"] == [*line[:-1], 64]
+    assert [n.pitch for n in steps if n.family == "p"] == [40]
     assert min(n.pitch for n in steps if n.family == "v") >= CHAMBER.violin_low
+
+
+def test_chamber_a_low_solo_line_moves_whole_into_violin_range():
+    # a bass's song (43..62): the whole part moves up an octave so its line keeps its shape; the note
+    # still below violin_low (43 + 12 = 55 is not) would move alone
+    line = [43, 45, 47, 48, 50, 52, 53, 55, 57, 59, 60, 62, 50, 47]
+    piece = Piece([Note(i, i + 1, p, family="v", part=2) for i, p in enumerate(line)]
+                  + [Note(0, 4, 36, family="p", part=0)])
+    steps = sorted(to_steps(piece, CHAMBER), key=lambda n: (n.start, n.family))
+    assert [n.pitch for n in steps if n.family == "v"] == [p + 12 for p in line]
+    assert [n.pitch for n in steps if n.family == "p"] == [36]
+    # a soprano's (60..79) stays where it is
+    high = Piece([Note(i, i + 1, p + 17, family="v") for i, p in enumerate(line)])
+    assert [n.pitch for n in to_steps(high, CHAMBER)] == [p + 17 for p in line]
 
 
 def test_chamber_several_violin_parts_keep_the_full_range():

@@ -26,10 +26,14 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     """Quantise a piece to steps of 1/sample_freq quarter note and fold it into range.
 
     Without chamber every instrument is piano-like. With chamber, a piece with a single
-    violin-like part (a solo instrument) has that part folded into violin range, at or above
-    violin_low. Onsets and releases round to the nearest step; a note that would last no
-    step lasts one. Each note keeps its onset's rounding residual (`offset`, in steps): the timing
-    the grid drops, which touch learns. Vectorised: this runs once per file of every corpus build.
+    violin-like part (a solo instrument, a Lied's voice, a song's melody) has that part folded
+    into violin range, at or above violin_low: first the whole part moves up by the fewest
+    octaves that leave at most a tenth of its notes below (a bass's song keeps its line's shape, an
+    octave up), then each note still below moves up by octaves alone. Several violin-like parts
+    (a quartet) keep their own range, cello and viola included. Onsets and releases round to the
+    nearest step; a note that would last no step lasts one. Each note keeps its onset's rounding
+    residual (`offset`, in steps): the timing the grid drops, which touch learns. Vectorised: this
+    runs once per file of every corpus build.
     """
     if not piece.notes:
         return Normalised()
@@ -42,6 +46,10 @@ def to_steps(piece: Piece, config: CodecConfig) -> Normalised:
     solo = config.chamber and len({p for p, f in zip(parts, families, strict=True) if f == VIOLIN}) == 1
     low = np.where(violin & solo, config.violin_low, config.low_pitch)
     pitch = np.array(pitches, dtype=np.int64)
+    if solo:  # the fewest octaves that leave at most a tenth of the part's notes below violin_low
+        line = np.sort(pitch[violin])
+        octaves = max(0, -(-(config.violin_low - int(line[len(line) // 10])) // 12))
+        pitch = np.where(violin, pitch + 12 * octaves, pitch)
     pitch = np.where(pitch < low, pitch + 12 * ((low - pitch + 11) // 12), pitch)
     high = config.high_pitch
     pitch = np.where(pitch > high, pitch - 12 * ((pitch - high + 11) // 12), pitch)

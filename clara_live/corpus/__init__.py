@@ -15,6 +15,9 @@ epoch by a shift drawn from `shifts` (the keys from transpose_low to transpose_h
 every note in range): the 12-key augmentation of Clara's corpora at a twelfth of the disk and
 memory. The chordwise vocabulary counts the train chords in every key a piece may be drawn in.
 
+With codec.chamber a corpus may give its parts families of their own (clara_live.corpus.parts: a
+Lied's voice, POP909's melody as `v`).
+
 Output: `train.txt`, `valid.txt`, `test.txt` (one piece per line, tokens separated by spaces),
 `train.touch`, `valid.touch`, `test.touch` (a line a piece: each note-on token's velocity and
 onset offset, or `-` for a piece that carries no touch: a score, or a file at one velocity)
@@ -41,6 +44,7 @@ from clara_live.codec.notewise import NotewiseCodec, Touch
 from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig, Config
 from clara_live.corpus import cache
+from clara_live.corpus.parts import arranged
 from clara_live.corpus.read_cache import read_piece
 from clara_live.corpus.sources import Source, corpus_kind, find_sources
 from clara_live.corpus.works import Member, assign, fingerprint, split_of
@@ -98,7 +102,7 @@ def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str =
         if cache_folder and not source.location.startswith("music21:"):
             content = Path(source.location).read_bytes()
             keyed = content + b"\0beats\0" + Path(source.beats).read_bytes() if source.beats else content
-            key = cache.entry_key(keyed, codec_config, source.families)
+            key = cache.entry_key(keyed, codec_config, source.families, source.arrangement)
             entry = cache.load(Path(cache_folder), key)
             if entry is not None:
                 return Encoded(source, entry["tokens"].split(), entry["low"], entry["high"],
@@ -123,9 +127,7 @@ def _encode(source: Source, codec_config: CodecConfig, cache_folder: str = "", c
         piece = on_beats(read_midi(source.location, codec_config.sustain_pedal, seconds=True), read_beats(source.beats))
     else:  # a score parsed once (read_cache), whatever the codec settings
         piece = read_piece(source.location, codec_config.sustain_pedal, cache_folder, content)
-    if source.families:
-        piece = piece._replace(notes=[n for n in piece.notes if n.family in source.families])
-    notes = to_steps(piece, codec_config)
+    notes = to_steps(arranged(piece, source, codec_config.chamber), codec_config)
     if not notes:
         return Encoded(source, [], 0, -1, [], "no notes")
     pitches = [n.pitch for n in notes]

@@ -8,9 +8,11 @@ folder does:
 - Pianolatron (`catalog.json`): one source per roll (its druid names the file); composer, work
   title and performer from the catalogue.
 - POP909 (a README naming POP909, songs as `NNN.mid`): one source per song, all its tracks
-  (melody, bridge, piano) as one piano part.
+  (melody, bridge, piano) as one piano part; with codec.chamber the melody as `v` over the rest
+  as `p` (clara_live.corpus.parts).
 - OpenScore (a README naming OpenScore, `.mxl` scores under composer folders): the composer is the
-  top folder; Lieder keep their piano part only (the voice is a `v` part), quartets all four.
+  top folder; Lieder keep their piano part only (the voice is a `v` part), quartets all four;
+  with codec.chamber the Lieder keep the voice too.
 - Any other folder: its MIDI and score files, composer = parent folder (piano-midi.de's layout).
   A piano-midi.de `metadata.csv` (composer, title, midi) gives titles where present.
 A root that holds several of these (../shared/corpus) is read as each of its corpus folders.
@@ -29,6 +31,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from clara_live.corpus.parts import LIED, POP909
 from clara_live.errors import InputError
 from clara_live.music.notes import PIANO
 from clara_live.music.read import READABLE_SUFFIXES
@@ -46,6 +49,7 @@ class Source(NamedTuple):
     title: str = ""  # from the corpus's metadata, for matching works across corpora
     families: tuple[str, ...] = ()  # keep only these instrument families ((): all)
     beats: str = ""  # a performance's beat annotations (one beat a line), for corpus.performance_grid beats
+    arrangement: str = ""  # with codec.chamber, which family each part plays (clara_live.corpus.parts): "" as read
 
 
 def find_sources(specs: Iterable[str]) -> list[Source]:
@@ -171,7 +175,8 @@ def _pianolatron(path: Path) -> list[Source]:
 
 
 def _pop909(path: Path) -> list[Source]:
-    return [Source(str(f), f"pop909:{f.stem}", "POP909", path.name, f.stem, f.stem) for f in _files(path)]
+    return [Source(str(f), f"pop909:{f.stem}", "POP909", path.name, f.stem, f.stem, arrangement=POP909)
+            for f in _files(path)]
 
 
 def _openscore(path: Path) -> list[Source]:
@@ -182,5 +187,6 @@ def _openscore(path: Path) -> list[Source]:
         composer = relative.parts[0] if len(relative.parts) > 1 else path.name
         work = relative.parent.as_posix()
         out.append(Source(str(f), f"{path.name}:{relative.as_posix()}", composer, path.name, work,
-                          relative.parent.name.replace("_", " "), (PIANO,) if lieder else ()))
+                          relative.parent.name.replace("_", " "), (PIANO,) if lieder else (),
+                          arrangement=LIED if lieder else ""))
     return out
