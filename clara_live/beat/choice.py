@@ -198,8 +198,8 @@ class Ranker(NamedTuple):
     out_weight: np.ndarray  # (hidden,)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        h = np.tanh(((x - self.mean) / self.scale) @ self.hidden_weight.T + self.hidden_bias)
-        return h @ self.out_weight
+        h = np.tanh(beat_net.dot((x - self.mean) / self.scale, self.hidden_weight.T) + self.hidden_bias)
+        return beat_net.dot(h, self.out_weight)
 
 
 def _numbers(value: object, shape: tuple[int, ...]) -> np.ndarray | None:

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from clara_live.beat.limits import MAX_BPM, MIN_BPM
+from clara_live.beat.net import dot
 from clara_live.beat.tracker import MIN_EVENTS, TempoEstimate, events, refine
 
 SIGMA = 0.025  # seconds: the width of an event's pulse in the onset-strength signal
@@ -157,7 +158,7 @@ def _phase(t: np.ndarray, w: np.ndarray, period: float, points: int = 48) -> tup
     tolerance = max(SIGMA, 0.08 * period)
     phases = t[0] + period * np.arange(points) / points
     d = np.abs((t[None, :] - phases[:, None] + period / 2) % period - period / 2)
-    phase = float(phases[int(np.argmax(np.exp(-0.5 * (d / tolerance) ** 2) @ w))])
+    phase = float(phases[int(np.argmax(dot(np.exp(-0.5 * (d / tolerance) ** 2), w)))])
     d = np.abs((t - phase + period / 2) % period - period / 2)
     on = d <= 2 * tolerance
     if not on.any():

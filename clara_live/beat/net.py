@@ -125,6 +125,14 @@ def load(path: Path = WEIGHTS) -> dict[str, np.ndarray]:
                  str(path))
 
 
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """a @ b (a matrix by a matrix or a vector) on the caller's thread. OpenBLAS spreads a product
+    this small over every core; on the project's 2-core CPU with another busy process that made
+    `forward` 100 times slower (1.4 ms on one thread, 170 ms median on two, under load:
+    BENCHMARKS.md). numpy's einsum does its own loop, never BLAS's threads."""
+    return np.einsum("ij,j->i" if b.ndim == 1 else "ij,jk->ik", a, b)
+
+
 def dilation(block: int) -> int:
     return 2 ** block
 
@@ -136,7 +144,7 @@ def forward(weights: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, 
     dilation 2**block and 'same' zero padding, then a 1x1 convolution out; the tempo head is
     a linear layer on elu(h) averaged over the frames (after Böck, Davies & Knees 2019's
     multi-task tempo and beat tracking)."""
-    h = weights["in.weight"] @ x.T.astype(np.float32) + weights["in.bias"][:, None]  # (C, T)
+    h = dot(weights["in.weight"], x.T.astype(np.float32)) + weights["in.bias"][:, None]  # (C, T)
     channels, length = h.shape
     for b in range(int(weights["blocks"])):
         d = dilation(b)
@@ -144,15 +152,15 @@ def forward(weights: dict[str, np.ndarray], x: np.ndarray) -> tuple[np.ndarray, 
         padded = np.pad(h, ((0, 0), (reach, reach)))
         stacked = np.concatenate([padded[:, k * d:k * d + length] for k in range(KERNEL)], axis=0)  # (K*C, T)
         w = weights[f"block{b}.dilated.weight"].transpose(0, 2, 1).reshape(channels, KERNEL * channels)  # (C, K*C)
-        z = w @ stacked + weights[f"block{b}.dilated.bias"][:, None]
+        z = dot(w, stacked) + weights[f"block{b}.dilated.bias"][:, None]
         z = np.where(z > 0, z, np.expm1(np.minimum(z, 0.0)))
-        h = h + weights[f"block{b}.mix.weight"] @ z + weights[f"block{b}.mix.bias"][:, None]
-    logits = weights["out.weight"] @ h + weights["out.bias"][:, None]
+        h = h + dot(weights[f"block{b}.mix.weight"], z) + weights[f"block{b}.mix.bias"][:, None]
+    logits = dot(weights["out.weight"], h) + weights["out.bias"][:, None]
     activation = (1.0 / (1.0 + np.exp(-logits))).T
     if "tempo.weight" not in weights:
         return activation, None
     pooled = np.where(h > 0, h, np.expm1(np.minimum(h, 0.0))).mean(axis=1)
-    z = weights["tempo.weight"] @ pooled + weights["tempo.bias"]
+    z = dot(weights["tempo.weight"], pooled) + weights["tempo.bias"]
     z = np.exp(z - z.max())
     return activation, z / z.sum()
 
@@ -162,4 +170,4 @@ def receptive_field(blocks: int) -> float:
     return sum(dilation(b) * (KERNEL // 2) for b in range(blocks)) / FPS
 
 
-__all__ = ["FPS", "FEATURES", "WEIGHTS", "check", "forward", "frames", "load", "receptive_field", "widen"]
+__all__ = ["FPS", "FEATURES", "WEIGHTS", "check", "dot", "forward", "frames", "load", "receptive_field", "widen"]

@@ -153,7 +153,7 @@ def _fit_beats(beats: np.ndarray, t: np.ndarray) -> tuple[float, float]:
     near = np.abs(t[nearest] - beats) <= SNAP * period
     if near.sum() < 3:
         return median
-    slope, intercept = np.polyfit(np.flatnonzero(near).astype(float), t[nearest][near], 1)
+    slope, intercept = _line(np.flatnonzero(near).astype(float), t[nearest][near])
     if not 0.9 * period <= slope <= 1.1 * period:  # a line the beats do not follow (rubato): keep the median
         return median
     return float(slope), float(intercept)
@@ -168,13 +168,20 @@ def refine(t: np.ndarray, w: np.ndarray, period: float, phase: float) -> tuple[f
         near = np.abs(d) <= 0.15 * period
         if near.sum() < 3 or np.ptp(k[near]) < 1:
             break
-        kk, tt, ww = k[near], t[near], w[near]
-        a = np.stack([np.ones_like(kk), kk], axis=1) * np.sqrt(ww)[:, None]
-        solution, *_ = np.linalg.lstsq(a, tt * np.sqrt(ww), rcond=None)
-        new_phase, new_period = float(solution[0]), float(solution[1])
+        new_period, new_phase = _line(k[near], t[near], w[near])
         if not (0.9 * period <= new_period <= 1.1 * period):
             break
         phase, period = new_phase, new_period
     return period, phase
 
 
+def _line(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
+    """(slope, intercept) of the (weighted) least-squares line through the points, in closed form
+    (numpy's lstsq and polyfit go through LAPACK, which may spread even two columns over cores)."""
+    w = np.ones_like(x) if w is None else w
+    total = float(np.sum(w))
+    mx, my = float(np.sum(w * x)) / total, float(np.sum(w * y)) / total
+    dx = x - mx
+    spread = float(np.sum(w * dx * dx))
+    slope = float(np.sum(w * dx * (y - my))) / spread if spread > 0 else 0.0
+    return slope, my - slope * mx
