@@ -91,10 +91,12 @@ class CorpusConfig:
     cache: str = "auto"  # encoded files kept by content: "auto" (~/.cache/clara-live/corpus), a folder, "" (none)
     weights: str = ""  # training: pieces of a corpus drawn this often an epoch, "asap=2,pop909=0.5" (default 1)
     performance_grid: str = "beats"  # annotated performances: "beats" (12 steps an annotated beat) or "seconds"
+    style: bool = False  # each piece's line opens with its style token (corpus/styles.py): composer, else corpus
+    style_min_works: int = 5  # a composer is a style of their own with at least this many works in train
 
     RANGES: ClassVar[dict[str, str]] = {
         "valid_fraction": "[0, 1)", "test_fraction": "[0, 1)", "transpose_low": "[-12, 0]", "transpose_high": "[0, 12]",
-        "workers": "[0, 1024] (0: one per core)", "chord_min_count": "[1, 1e9]",
+        "workers": "[0, 1024] (0: one per core)", "chord_min_count": "[1, 1e9]", "style_min_works": "[1, 1e9]",
     }
     MAX_WEIGHT: ClassVar[float] = 100.0  # a piece drawn more often than this an epoch is a typo
 

@@ -152,3 +152,26 @@ def test_no_note_begins_in_the_last_sixteenth_before_the_phrase_end():
     assert "wait2" in _allowed(state)
     state.horizon = state.now + 12
     assert "p30" in _allowed(state)
+
+
+@pytest.mark.parametrize("codec", [NOTEWISE, CodecConfig(chamber=True), CodecConfig(encoding="chordwise",
+                                                                                       num_pitches=12, low_pitch=60,
+                                                                                       violin_low=60)],
+                         ids=["notewise", "chamber", "chordwise"])
+def test_no_mask_offers_a_style_token_and_feeding_one_changes_nothing(codec):
+    coder = make_codec(codec)
+    chords = ["p100010010000", "p010001000100"] if codec.encoding == "chordwise" else []
+    vocab = Vocabulary([*coder.vocabulary(), *chords, "style_chopin", "style_pop"], codec)
+    styles = list(vocab.style_ids.values())
+    state = (ChordwiseState if codec.encoding == "chordwise" else NotewiseState)(vocab, SamplingConfig())
+    rng = np.random.default_rng(0)
+    for _ in range(400):  # a random walk through what the masks allow
+        mask = state.allowed()
+        assert not mask[styles].any()
+        before = vars(state.copy()).copy()
+        state.update(styles[0])
+        after = vars(state)
+        assert before.keys() == after.keys()
+        for name, value in before.items():
+            assert np.array_equal(value, after[name]) if isinstance(value, np.ndarray) else value == after[name], name
+        state.update(int(rng.choice(np.flatnonzero(mask))))

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from clara_live.codec.tokens import UNK, Grammar, Kind, Token
+from clara_live.codec.tokens import UNK, Grammar, Kind, Token, notes_struck, style, transposed
 from clara_live.config import CodecConfig
 
 NOTEWISE = Grammar(CodecConfig())
@@ -147,3 +147,19 @@ def test_tokens_are_spelled_by_the_codec_for_everyone_else():
     assert silence(CodecConfig(encoding="chordwise")) == "prest0"
     grammar = Grammar(CodecConfig())
     assert [grammar.parse(t).kind for t in (strike(0), release(0), wait(1))] == [Kind.ON, Kind.OFF, Kind.WAIT]
+
+
+@pytest.mark.parametrize("grammar", GRAMMARS, ids=IDS)
+def test_a_style_token_is_read_by_every_grammar_and_is_no_music(grammar):
+    token = grammar.parse("style_chopin")
+    assert token == Token(Kind.STYLE, name="chopin") and str(token) == "style_chopin" == style("chopin")
+    assert notes_struck(token) == 0 and transposed(token, 5, 62) == token
+    assert not any(t.startswith("style_") for t in grammar.fixed_vocabulary())  # styles come from a corpus
+
+
+@pytest.mark.parametrize("text", ["style_", "style_Chopin", "style_c3po", "style_chopin ", "style_pop_rock"])
+def test_a_style_token_names_its_style_in_lower_case_letters(text):
+    with pytest.raises(ValueError, match="style token"):
+        NOTEWISE.parse(text)
+    with pytest.raises(ValueError, match="not a style name"):
+        style(text.removeprefix("style_"))

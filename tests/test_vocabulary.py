@@ -9,6 +9,7 @@ from clara_live.codec import make_codec
 from clara_live.codec.tokens import UNK, release, strike, wait
 from clara_live.codec.vocabulary import Vocabulary, move_ids
 from clara_live.config import CodecConfig
+from clara_live.music.notes import StepNote
 
 NOTEWISE = CodecConfig()
 CHORDWISE = CodecConfig(encoding="chordwise", num_pitches=12, low_pitch=60, violin_low=60)
@@ -82,3 +83,27 @@ def test_chamber_families_move_alike():
     up = vocab.shifted(2)
     for token, moved in (("v10", "v12"), ("endv10", "endv12"), ("p10", "p12"), ("wait3", "wait3")):
         assert vocab.tokens[up[vocab.index[token]]] == moved
+
+
+@pytest.mark.parametrize("codec", [NOTEWISE, CHORDWISE], ids=["notewise", "chordwise"])
+def test_style_tokens_have_ids_of_their_own_and_stay_put_when_the_music_moves(codec):
+    tokens = [*make_codec(codec).vocabulary(), "style_chopin", "style_pop"]
+    vocab = Vocabulary(tokens, codec)
+    chopin = vocab.index["style_chopin"]
+    assert vocab.style_id("chopin") == chopin and vocab.style_id("pop") == chopin + 1
+    assert vocab.style_id("liszt") is None  # an unknown style means no token
+    assert vocab.pitch_of(chopin) is None and vocab.family[chopin] == -1 and vocab.key[chopin] == -1
+    assert vocab.shifted(3)[chopin] == chopin and vocab.shifted(-5)[chopin] == chopin
+    music = vocab.ids(tokens[:3], "here")
+    assert vocab.without_styles(np.array([chopin, *music])).tolist() == music.tolist()
+    plain = Vocabulary(make_codec(codec).vocabulary(), codec)
+    assert plain.style_ids == {} and plain.without_styles(music) is music
+
+
+@pytest.mark.parametrize("codec", [NOTEWISE, CodecConfig(chamber=True), CHORDWISE], ids=["notewise", "chamber",
+                                                                                       "chordwise"])
+def test_decoding_passes_over_a_style_token(codec):
+    coder = make_codec(codec)
+    notes = [StepNote(0, 4, codec.low_pitch + 2), StepNote(4, 8, codec.low_pitch + 5)]
+    tokens = coder.encode(notes)
+    assert coder.decode(["style_chopin", *tokens]) == coder.decode(tokens)

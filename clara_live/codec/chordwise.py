@@ -68,6 +68,8 @@ class ChordwiseCodec:
                 token = self.grammar.parse(text)
             except ValueError as exc:
                 raise ValueError(f"token {position + 1}: {exc}") from None
+            if token.kind is Kind.STYLE:
+                continue  # a condition, not a step
             order = families.index(token.family) if token.family else 0
             if token.kind is Kind.UNK or order <= previous:
                 step += 1

@@ -94,6 +94,8 @@ class NotewiseCodec:
             if token.kind is Kind.WAIT:
                 now += token.value
                 continue
+            if token.kind is Kind.STYLE:
+                continue  # a condition, not music
             key = (token.family, token.value)
             this = flat
             if token.kind is Kind.ON:

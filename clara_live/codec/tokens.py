@@ -6,6 +6,9 @@ the violin-like family in chamber mode), `wait{n}` advance n steps (1 <= n <= wa
 Chordwise tokens: `p` + one character per pitch (`1` struck in this step, else `0`), or
 `prest{n}` for a step with nothing struck, n = notes struck in the rest_window steps
 before (capped at rest_cap); `<unk>` stands for a chord outside the vocabulary.
+Both: `style_{name}` (`style_chopin`, `style_pop`: lower-case ASCII letters) opens a piece of
+a corpus built with corpus.style. It is neither a note, a wait nor a rest: a condition the
+model is given, never one it is asked to choose (the sampler's masks offer no style token).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from clara_live.config import CodecConfig
 from clara_live.music.notes import FAMILIES, PIANO
 
 UNK = "<unk>"
+STYLE_PREFIX = "style_"
+_STYLE = re.compile(r"style_([a-z]+)")
 _NUMBER = "0|[1-9][0-9]*"  # exactly as str(int) writes it: ASCII digits, no leading zeros
 
 
@@ -28,6 +33,7 @@ class Kind(enum.Enum):
     CHORD = "chord"
     REST = "rest"
     UNK = "unk"
+    STYLE = "style"
 
 
 class Token(NamedTuple):
@@ -35,6 +41,7 @@ class Token(NamedTuple):
     family: str = ""  # "p" or "v"; "" for waits and <unk>
     value: int = 0  # pitch index (on/off), steps (wait), count (rest)
     bits: str = ""  # chord: one character per pitch
+    name: str = ""  # style: its name ("chopin")
 
     def __str__(self) -> str:
         if self.kind is Kind.ON:
@@ -47,6 +54,8 @@ class Token(NamedTuple):
             return f"{self.family}rest{self.value}"
         if self.kind is Kind.CHORD:
             return f"{self.family}{self.bits}"
+        if self.kind is Kind.STYLE:
+            return f"{STYLE_PREFIX}{self.name}"
         return UNK
 
 
@@ -63,6 +72,13 @@ def release(pitch_index: int, family: str = PIANO) -> str:
 def wait(steps: int) -> str:
     """One wait of `steps` steps (1..wait_limit): "wait6"."""
     return str(Token(Kind.WAIT, "", steps))
+
+
+def style(name: str) -> str:
+    """The token that opens a piece in a style: "style_chopin" (name: lower-case ASCII letters)."""
+    if not _STYLE.fullmatch(STYLE_PREFIX + name):
+        raise ValueError(f"{name!r} is not a style name (lower-case ASCII letters)")
+    return str(Token(Kind.STYLE, name=name))
 
 
 def silence(config: CodecConfig) -> str:
@@ -85,6 +101,11 @@ class Grammar:
     def parse(self, text: str) -> Token:
         """Read one token; ValueError says why it is not one of this grammar's."""
         cfg = self.config
+        if text.startswith(STYLE_PREFIX):
+            named = _STYLE.fullmatch(text)
+            if named is None:
+                raise ValueError(f"{text!r}: a style token's name is lower-case ASCII letters")
+            return Token(Kind.STYLE, name=named.group(1))
         match = self._pattern.fullmatch(text)
         if text == UNK and cfg.encoding == "chordwise":
             return Token(Kind.UNK)
@@ -112,7 +133,7 @@ class Grammar:
         return Token(Kind.REST, rest_family, int(count))
 
     def fixed_vocabulary(self) -> list[str]:
-        """Every token this grammar can produce, except chords (those come from a corpus)."""
+        """Every token this grammar can produce, except chords and styles (those come from a corpus)."""
         cfg = self.config
         if cfg.encoding == "notewise":
             tokens = [f"wait{n}" for n in range(1, cfg.wait_limit + 1)]
@@ -134,7 +155,7 @@ def notes_struck(token: Token) -> int:
 
 
 def transposed(token: Token, semitones: int, num_pitches: int) -> Token | None:
-    """The token moved by semitones (notes and chords; waits, rests and <unk> stay as they are),
+    """The token moved by semitones (notes and chords; waits, rests, styles and <unk> stay as they are),
     or None when a note would leave the pitch range."""
     if token.kind in (Kind.ON, Kind.OFF):
         value = token.value + semitones

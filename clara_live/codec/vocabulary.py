@@ -16,7 +16,7 @@ from clara_live.codec.notewise import wait_tokens
 from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
 from clara_live.config import CodecConfig
 
-KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK)
+KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK, Kind.STYLE)  # new kinds go last
 
 
 class Vocabulary:
@@ -65,6 +65,7 @@ class Vocabulary:
                         for i in np.flatnonzero(self.kind == KINDS.index(Kind.REST))}
         self.chord_ids = [np.flatnonzero((self.kind == KINDS.index(Kind.CHORD)) & (self.family == f))
                           for f in range(len(self.families))]
+        self.style_ids = {self.parsed[i].name: int(i) for i in np.flatnonzero(self.kind == KINDS.index(Kind.STYLE))}
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -85,6 +86,16 @@ class Vocabulary:
     def text(self, ids: Iterable[int]) -> list[str]:
         """Ids back to tokens."""
         return [self.tokens[i] for i in ids]
+
+    def style_id(self, name: str) -> int | None:
+        """The id of the token that opens a piece in style `name` ("chopin", as corpus.style names
+        it), or None where the vocabulary has none (an unknown style means no token)."""
+        return self.style_ids.get(name)
+
+    def without_styles(self, ids: np.ndarray) -> np.ndarray:
+        """A piece's ids with its style token left out: the music alone (for a judge, which must
+        not read the composer off the token that names it)."""
+        return ids[self.kind[ids] != KINDS.index(Kind.STYLE)] if self.style_ids else ids
 
     def pitch_of(self, token_id: int) -> int | None:
         """The MIDI pitch a note-on or note-off token names (any family), else None."""

@@ -18,11 +18,16 @@ memory. The chordwise vocabulary counts the train chords in every key a piece ma
 With codec.chamber a corpus may give its parts families of their own (clara_live.corpus.parts: a
 Lied's voice, POP909's melody as `v`).
 
+With corpus.style each line opens with the piece's style token (`style_chopin`; its composer
+where they have corpus.style_min_works works in train, else its corpus's: clara_live.corpus.styles),
+listed in the vocabulary after the codec's tokens and in the manifest with their counts.
+
 Output: `train.txt`, `valid.txt`, `test.txt` (one piece per line, tokens separated by spaces),
 `train.touch`, `valid.touch`, `test.touch` (a line a piece: each note-on token's velocity and
 onset offset, or `-` for a piece that carries no touch: a score, or a file at one velocity)
-and `manifest.json` (settings, vocabulary, counts by split, corpus and composer, every piece with
-its corpus, work, split and shifts, the cross-corpus matches, every skipped file and its reason).
+and `manifest.json` (settings, vocabulary, counts by split, corpus, composer and style, every piece
+with its corpus, work, split, shifts and style, the cross-corpus matches, every skipped file and
+its reason).
 """
 
 from __future__ import annotations
@@ -41,12 +46,13 @@ from tqdm import tqdm
 from clara_live.atomic import atomic_open, make_folder, write_text
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.notewise import NotewiseCodec, Touch
-from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
+from clara_live.codec.tokens import UNK, Grammar, Kind, style, transposed
 from clara_live.config import CodecConfig, Config
 from clara_live.corpus import cache
 from clara_live.corpus.parts import arranged
 from clara_live.corpus.read_cache import read_piece
 from clara_live.corpus.sources import Source, corpus_kind, find_sources
+from clara_live.corpus.styles import choose
 from clara_live.corpus.works import Member, assign, fingerprint, split_of
 from clara_live.errors import ClaraError
 from clara_live.music.beats import on_beats, read_beats
@@ -186,6 +192,11 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
     skipped = [{"source": r.source.location, "reason": r.error} for r in results if r.error is not None]
     works = assign([Member(r.source.key, r.source.corpus, _plain(r.source), r.source.composer, r.source.work,
                            r.source.title, Counter(r.ngrams)) for r in good], config.corpus)
+    styles = choose([r.source for r in good], works.splits, works.groups, config.corpus.style_min_works) \
+        if config.corpus.style else [""] * len(good)
+    style_stats: dict[str, dict[str, int]] = {}
+    style_works: dict[str, set[int]] = defaultdict(set)
+    style_composers: dict[str, set[str]] = defaultdict(set)
     pieces = []
     split_stats = {s: {"pieces": 0, "tokens": 0, "works": 0} for s in SPLITS}
     by_corpus: dict[str, dict[str, int]] = {}
@@ -199,27 +210,32 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
         for split in SPLITS:
             handles[split] = files.enter_context(atomic_open(out / f"{split}.txt"))
             touches[split] = files.enter_context(atomic_open(out / f"{split}.touch"))
-        for r, split, group in zip(good, works.splits, works.groups, strict=True):
-            handles[split].write(" ".join(r.tokens) + "\n")
+        for r, split, group, name in zip(good, works.splits, works.groups, styles, strict=True):
+            tokens = [style(name), *r.tokens] if name else r.tokens  # a style token is no note-on: touch unchanged
+            handles[split].write(" ".join(tokens) + "\n")
             touches[split].write((r.touch or "-") + "\n")
             shifts = allowed_shifts(r.low, r.high, config) if split == "train" else [0]
             if split == "train" and config.codec.encoding == "chordwise":
                 chord_counts.update(_chords_in_keys(r.tokens, shifts, grammar))
             stats = split_stats[split]
             stats["pieces"] += 1
-            stats["tokens"] += len(r.tokens)
+            stats["tokens"] += len(tokens)
             work_sets[split].add(group)
-            name = r.source.corpus or "(files)"
-            entry = by_corpus.setdefault(name, {**{s: 0 for s in SPLITS}, "tokens": 0})
-            entry[split] += 1
-            entry["tokens"] += len(r.tokens)
-            entry = composers.setdefault(r.source.composer, {**{s: 0 for s in SPLITS}, "tokens": 0})
-            entry[split] += 1
-            entry["tokens"] += len(r.tokens)
-            pieces.append({"source": r.source.location, "key": r.source.key, "composer": r.source.composer,
-                           "corpus": r.source.corpus, "work": r.source.work, "title": r.source.title,
-                           "group": group, "split": split, "line": lines[split], "tokens": len(r.tokens),
-                           "shifts": shifts, "touch": bool(r.touch)})
+            tables = [(by_corpus, r.source.corpus or "(files)"), (composers, r.source.composer)]
+            for table, key in tables + ([(style_stats, name)] if name else []):
+                entry = table.setdefault(key, {**{s: 0 for s in SPLITS}, "tokens": 0})
+                entry[split] += 1
+                entry["tokens"] += len(tokens)
+            piece = {"source": r.source.location, "key": r.source.key, "composer": r.source.composer,
+                     "corpus": r.source.corpus, "work": r.source.work, "title": r.source.title,
+                     "group": group, "split": split, "line": lines[split], "tokens": len(tokens),
+                     "shifts": shifts, "touch": bool(r.touch)}
+            if name:
+                piece["style"] = name
+                style_composers[name].add(r.source.composer)
+                if split == "train":
+                    style_works[name].add(group)
+            pieces.append(piece)
             lines[split] += 1
     for split in SPLITS:
         split_stats[split]["works"] = len(work_sets[split])
@@ -230,11 +246,13 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
         "sources": list(specs),
         "codec": dataclasses.asdict(config.codec),
         "corpus": dataclasses.asdict(config.corpus),
-        "vocabulary": codec.vocabulary(frequent),
+        "vocabulary": codec.vocabulary(frequent) + [style(name) for name in sorted(style_stats)],
         "unknown_token": UNK if config.codec.encoding == "chordwise" else None,
         "splits": split_stats,
         "corpora": dict(sorted(by_corpus.items())),
         "composers": dict(sorted(composers.items())),
+        **({"styles": {name: {**c, "train_works": len(style_works[name]), "composers": sorted(style_composers[name])}
+                       for name, c in sorted(style_stats.items())}} if config.corpus.style else {}),
         "augmentation": {"transpose_low": config.corpus.transpose_low,
                          "transpose_high": config.corpus.transpose_high,
                          "drawn": "a shift per train piece per epoch, from its shifts"},
@@ -282,6 +300,10 @@ def summary(manifest: dict) -> str:
     lines.append(f"augmentation: a key from {a['transpose_low']:+d} to {a['transpose_high']:+d} semitones drawn "
                  "per train piece per epoch")
     lines.append(f"vocabulary: {len(manifest['vocabulary'])} tokens; {manifest['cached']} files from the cache")
+    if manifest.get("styles"):
+        styles = sorted(manifest["styles"].items(), key=lambda kv: -kv[1]["train"])
+        lines.append(f"styles: {len(styles)} (" + ", ".join(f"{n} {c['train']}" for n, c in styles)
+                     + " train pieces)")
     by = Counter(m["by"].split()[0] for m in manifest["matches"])
     lines.append(f"works matched across corpora: {len(manifest['matches'])} joins "
                  f"({by['notes']} by notes, {by['catalogue']} by catalogue number)"

@@ -17,6 +17,10 @@ folder does:
   A piano-midi.de `metadata.csv` (composer, title, midi) gives titles where present.
 A root that holds several of these (../shared/corpus) is read as each of its corpus folders.
 
+Each source names the styles it may carry (corpus.style; clara_live.corpus.styles): its composer,
+as every corpus spells them, where the corpus names one, then its corpus's style ("pop",
+"lied", "quartet", and "piano" for the piano corpora and any other folder).
+
 A source's `key` is what the split hashes when the work has no twin elsewhere: for the plain
 folder the file's path relative to the folder given (as every corpus built before), else
 `corpus:id`. Nothing here reads music; the build does, in its worker processes.
@@ -32,12 +36,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 from clara_live.corpus.parts import LIED, POP909
+from clara_live.corpus.works import composer_name
 from clara_live.errors import InputError
 from clara_live.music.notes import PIANO
 from clara_live.music.read import READABLE_SUFFIXES
 from clara_live.music.score_io import CORPUS_PREFIX, corpus_works
 
 ASAP_REPEATS = re.compile(r"_(no_repeat|no_first_repeat|repeat|no_trio)$")
+# the corpora's styles: a piece whose composer has too little music (or none named) takes its corpus's
+PIANO_STYLE, POP_STYLE, LIED_STYLE, QUARTET_STYLE, SCORE_STYLE = "piano", "pop", "lied", "quartet", "score"
 
 
 class Source(NamedTuple):
@@ -50,6 +57,7 @@ class Source(NamedTuple):
     families: tuple[str, ...] = ()  # keep only these instrument families ((): all)
     beats: str = ""  # a performance's beat annotations (one beat a line), for corpus.performance_grid beats
     arrangement: str = ""  # with codec.chamber, which family each part plays (clara_live.corpus.parts): "" as read
+    styles: tuple[str, ...] = ()  # the styles it may carry, most specific first: (composer, corpus's style)
 
 
 def find_sources(specs: Iterable[str]) -> list[Source]:
@@ -62,13 +70,15 @@ def find_sources(specs: Iterable[str]) -> list[Source]:
         if spec.startswith(CORPUS_PREFIX):
             name = spec[len(CORPUS_PREFIX):]
             works = [spec] if "/" in name else corpus_works(name)
-            sources += [Source(w, w, name.split("/")[0], "music21", w) for w in works]
+            sources += [Source(w, w, name.split("/")[0], "music21", w, styles=_styles(name.split("/")[0]))
+                        for w in works]
             continue
         path = Path(spec)
         if path.is_dir():
             sources += _folder(path)
         elif path.exists() or path.is_symlink():  # a FIFO or a dangling link too: skipped and reported
-            sources.append(Source(str(path), path.name, path.parent.name, "", path.name))
+            sources.append(Source(str(path), path.name, path.parent.name, "", path.name,
+                                  styles=_styles(path.parent.name)))
         else:
             raise InputError(f"{spec}: no such file or folder")
     return sources
@@ -128,7 +138,8 @@ def _plain(path: Path) -> list[Source]:
     out = []
     for f in _files(path):
         key = f.relative_to(path).as_posix()
-        out.append(Source(str(f), key, f.parent.name, path.name, key, titles.get(key, f.stem)))
+        out.append(Source(str(f), key, f.parent.name, path.name, key, titles.get(key, f.stem),
+                          styles=_styles(f.parent.name)))
     return out
 
 
@@ -150,7 +161,7 @@ def _asap(path: Path) -> list[Source]:
         work = ASAP_REPEATS.sub("", r["folder"])
         beats = str(path / r["performance_annotations"]) if r.get("performance_annotations") else ""
         out.append(Source(str(path / r["midi_performance"]), f"asap:{work}", r["composer"], path.name,
-                          work, r.get("title", ""), (), beats))
+                          work, r.get("title", ""), (), beats, styles=_styles(r["composer"])))
     return out
 
 
@@ -168,19 +179,24 @@ def _pianolatron(path: Path) -> list[Source]:
             continue  # a roll deliberately left out of this copy
         composer = roll.get("composer") or file.parent.name
         title = roll.get("work") or roll.get("title") or druid
-        out.append(Source(str(file), f"pianolatron:{druid}", composer, path.name, druid, title))
+        out.append(Source(str(file), f"pianolatron:{druid}", composer, path.name, druid, title,
+                          styles=_styles(composer)))
     for druid, file in sorted(files.items()):  # files the catalogue does not list
-        out.append(Source(str(file), f"pianolatron:{druid}", file.parent.name, path.name, druid, druid))
+        out.append(Source(str(file), f"pianolatron:{druid}", file.parent.name, path.name, druid, druid,
+                          styles=_styles(file.parent.name)))
     return out
 
 
 def _pop909(path: Path) -> list[Source]:
-    return [Source(str(f), f"pop909:{f.stem}", "POP909", path.name, f.stem, f.stem, arrangement=POP909)
-            for f in _files(path)]
+    """The songs; the corpus names no composer, so its style is its own."""
+    return [Source(str(f), f"pop909:{f.stem}", "POP909", path.name, f.stem, f.stem, styles=(POP_STYLE,),
+                   arrangement=POP909) for f in _files(path)]
 
 
 def _openscore(path: Path) -> list[Source]:
     lieder = "lieder" in _readme(path) or "lieder" in path.name.lower()
+    quartets = "quartet" in _readme(path) or "quartet" in path.name.lower()
+    style = LIED_STYLE if lieder else QUARTET_STYLE if quartets else SCORE_STYLE
     out = []
     for f in _files(path):
         relative = f.relative_to(path)
@@ -188,5 +204,12 @@ def _openscore(path: Path) -> list[Source]:
         work = relative.parent.as_posix()
         out.append(Source(str(f), f"{path.name}:{relative.as_posix()}", composer, path.name, work,
                           relative.parent.name.replace("_", " "), (PIANO,) if lieder else (),
+                          styles=_styles(composer, style),
                           arrangement=LIED if lieder else ""))
     return out
+
+
+def _styles(composer: str, corpus_style: str = PIANO_STYLE) -> tuple[str, ...]:
+    """A piece's styles: its composer as every corpus spells them (when that leaves a name), then its corpus's."""
+    named = composer_name(composer)
+    return (named, corpus_style) if named and named != corpus_style else (corpus_style,)

@@ -72,7 +72,8 @@ def built_corpus(folder: str | Path) -> bool:
 def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] = ("train", "valid", "test"),
                corpora: Iterable[str] | None = None) -> list[BuiltPiece]:
     """The pieces of a built corpus's splits (as stored: each in its own key) as ids over a
-    model's vocabulary, with their corpus, composer, work and split from manifest.json."""
+    model's vocabulary, with their corpus, composer, work and split from manifest.json. A piece's
+    style token (corpus.style) is left out: it names the composer a judge is to hear."""
     from clara_live.corpus.built import BuiltCorpus
 
     corpus = BuiltCorpus(folder)
@@ -81,7 +82,7 @@ def load_built(folder: str | Path, vocabulary: list[str], splits: Iterable[str] 
     out = []
     for split in splits:
         listed = sorted((p for p in corpus.manifest["pieces"] if p["split"] == split), key=lambda p: p["line"])
-        lines = corpus.pieces(split, vocabulary)
+        lines = [corpus.vocab(vocabulary).without_styles(ids) for ids in corpus.pieces(split, vocabulary)]
         if len(listed) != len(lines):
             raise InputError(f"{folder}: manifest.json lists {len(listed)} {split} pieces, "
                              f"{split}.txt has {len(lines)}")

@@ -16,7 +16,8 @@ next family's tokens in chamber mode, chords within the polyphony cap, no chord 
 times in a row than the same loop guard allows, and never `<unk>`.
 
 Every state offers at least one token: notewise a wait, or after a short wait an off or an
-on; chordwise the rest token.
+on; chordwise the rest token. No mask ever offers a style token (`style_chopin`): a style is
+fed, never chosen, and feeding one leaves the state as it was.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from collections import deque
 
 import numpy as np
 
+from clara_live.codec.tokens import Kind
 from clara_live.codec.vocabulary import KINDS, Vocabulary
 from clara_live.config import SamplingConfig
 
 _ON, _OFF, _WAIT, _CHORD, _REST = (KINDS.index(k) for k in KINDS[:5])
+_STYLE = KINDS.index(Kind.STYLE)
 TOPS = 4  # top-line pitches a state keeps (sampling/motif.py's contexts need ORDER + 1)
 
 
@@ -128,6 +131,8 @@ class NotewiseState:
         the decoder takes them: an off for a silent note is ignored, an on re-strikes."""
         vocab = self.vocab
         kind = vocab.kind[token_id]
+        if kind == _STYLE:
+            return  # a condition, not music
         if kind == _WAIT:
             steps = int(vocab.value[token_id])
             self.now += steps
@@ -231,6 +236,8 @@ class ChordwiseState:
     def update(self, token_id: int, velocity: int = 0) -> None:  # noqa: ARG002 - same signature as notewise
         vocab = self.vocab
         kind = vocab.kind[token_id]
+        if kind == _STYLE:
+            return  # a condition, not a step
         family = int(vocab.family[token_id])
         if kind not in (_CHORD, _REST) or family < 0:  # <unk>: a silent step of its own
             for recent in self.recent:
