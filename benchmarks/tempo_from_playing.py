@@ -73,12 +73,18 @@ Estimator = Callable[..., "TempoEstimate | None"]  # (onsets, velocities, pitche
 
 
 def estimators() -> dict[str, Estimator]:
-    beat_net.load()  # once, before anything is timed
+    """The methods, each run once on a made-up phrase before anything is timed (the weights loaded,
+    the decoder's state space built: ~40 ms at a first call, which a live session pays at its start)."""
+    beat_net.load()
     beat_choice.load()
-    return {"classic": lambda o, v, p, prior, heard=False: estimate_tempo_classic(o, v, prior_bpm=prior),
+    methods = {"classic": lambda o, v, p, prior, heard=False: estimate_tempo_classic(o, v, prior_bpm=prior),
             "learned": lambda o, v, p, prior, heard=False: estimate_tempo(o, v, prior, pitches=p),
             "chosen": lambda o, v, p, prior, heard=False: beat_choice.estimate_tempo_chosen(
                 o, v, prior, pitches=p, informed=heard)}
+    pulse = [0.6 * k for k in range(12)]
+    for estimate in methods.values():
+        estimate(pulse, [80] * len(pulse), [60] * len(pulse), FIRST_GUESS)
+    return methods
 
 
 

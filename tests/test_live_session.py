@@ -1275,3 +1275,26 @@ def test_the_followed_beat_leaves_a_steady_phrase_s_heard_tempo_as_it_is():
     [(_, answer)] = rig.answers()
     assert answer.grid.bpm == 100.0 and rig.session.beat_grid(rig.t) == rig.session.grid
     assert rig.session.beat_source(rig.t) == "playing"
+
+
+def test_a_long_phrase_is_heard_from_its_last_seconds(monkeypatch):
+    # an estimate's cost grows with the phrase: a minute of playing is heard from its last 12 s
+    import clara_live.live.phrase as phrase_module
+
+    heard = []
+
+    def spy(times, *args, **kwargs):
+        heard.append((min(times), max(times)))
+        return estimate(times, *args, **kwargs)
+
+    estimate = phrase_module.estimate_tempo_chosen
+    monkeypatch.setattr(phrase_module, "estimate_tempo_chosen", spy)
+    rig = Rig()
+    beats = [b + 8 * bar for bar in range(9) for b in MELODY]  # 72 beats at 90 bpm: 48 s
+    onsets = _played(rig, 90.0, beats=beats, jitter=0.006)
+    rig.tick_to(onsets[-1] + 3.0)
+    [(_, answer)] = rig.answers()
+    [(first, last)] = heard
+    assert last == onsets[-1] and last - first <= phrase_module.ESTIMATE_SECONDS
+    assert answer.grid.bpm == pytest.approx(90.0, rel=0.02)
+    decoded(rig)

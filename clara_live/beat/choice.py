@@ -146,46 +146,61 @@ def _shares(t: np.ndarray, w: np.ndarray, period: float, phase: float) -> list[f
     return out
 
 
-def features(phrase: Phrase, c: Candidate, informed: bool) -> np.ndarray:
+def features(phrase: Phrase, c: Candidate, informed: bool, seen: dict | None = None) -> np.ndarray:
     """The candidate described in FEATURES' order. informed: the first guess is the tempo heard
-    before (the previous phrase, a tap, a clock), not a default."""
-    t, w = phrase.t, phrase.w
-    span = float(t[-1] - t[0])
+    before (the previous phrase, a tap, a clock), not a default. `seen`: a dict kept across one
+    phrase's candidates, so that what depends only on a grid is worked out once per grid (a third
+    of a phrase's candidates share their period and phase with another)."""
+    key = (c.period, c.phase)
+    if seen is None or key not in seen:
+        grid = _grid(phrase, c.period, c.phase)
+        if seen is not None:
+            seen[key] = grid
+    else:
+        grid = seen[key]
     bpm = 60.0 / c.period
     prior = math.log2(bpm / phrase.prior_bpm)
     known = float(informed)
     tempo = math.log2(bpm / 100.0)
-    comb, comb_2 = _comb(phrase.autocorrelation, np.array([c.period, 2 * c.period]), span).tolist()
+    span = float(phrase.t[-1] - phrase.t[0])
+    is_classic = abs(math.log2(c.period / phrase.classic.period)) < 0.03
+    is_learned = phrase.learned is not None and abs(math.log2(c.period / phrase.learned.period)) < 0.03
+    return np.array([
+        prior, prior * prior, abs(prior), known, known * prior * prior, known * abs(prior),
+        tempo, tempo * tempo, *grid,
+        float(is_classic), float(is_learned),
+        float(is_classic) * phrase.classic.confidence,
+        float(is_learned) * (phrase.learned.confidence if phrase.learned else 0.0),
+        float(c.refined), *(float(c.source == s) for s in SOURCES), math.log(span / c.period),
+        abs(math.log2(c.level)), float(c.level in (2 / 3, 3 / 2))])
+
+
+def _grid(phrase: Phrase, period: float, phase: float) -> list[float]:
+    """FEATURES from comb to head: what depends only on the grid (period, phase) and the phrase."""
+    t, w = phrase.t, phrase.w
+    span = float(t[-1] - t[0])
+    bpm = 60.0 / period
+    comb, comb_2 = _comb(phrase.autocorrelation, np.array([period, 2 * period]), span).tolist()
     rate = (len(t) - 1) / span
-    per_beat = math.log2(max(rate * c.period, 1e-3))
-    d = np.abs((t - c.phase + c.period / 2) % c.period - c.period / 2)
-    on = d <= 0.08 * c.period
+    per_beat = math.log2(max(rate * period, 1e-3))
+    d = np.abs((t - phase + period / 2) % period - period / 2)
+    on = d <= 0.08 * period
     accent = float(np.mean(w[on]) / np.mean(w)) if on.any() else 0.5
     # steadiness: the weighted RMS distance to the nearest quarter or third of a beat, in beats
-    quarter = np.abs((t - c.phase + c.period / 8) % (c.period / 4) - c.period / 8)
-    third = np.abs((t - c.phase + c.period / 6) % (c.period / 3) - c.period / 6)
-    residual = float(np.sqrt(np.sum(w * np.minimum(quarter, third) ** 2) / np.sum(w))) / c.period
-    first = math.ceil((t[0] - c.phase) / c.period - 1e-9)
-    last = math.floor((t[-1] - c.phase) / c.period + 1e-9)
-    beats = c.phase + c.period * np.arange(first, last + 1)
+    quarter = np.abs((t - phase + period / 8) % (period / 4) - period / 8)
+    third = np.abs((t - phase + period / 6) % (period / 3) - period / 6)
+    residual = float(np.sqrt(np.sum(w * np.minimum(quarter, third) ** 2) / np.sum(w))) / period
+    first = math.ceil((t[0] - phase) / period - 1e-9)
+    last = math.floor((t[-1] - phase) / period + 1e-9)
+    beats = phase + period * np.arange(first, last + 1)
     a = phrase.activation
     on_beats = np.interp((beats - phrase.start) * beat_net.FPS, np.arange(len(a)), a) if len(beats) else np.zeros(1)
     activation = float(on_beats.mean())
     head = 0.0
     if phrase.tempo is not None and phrase.tempo_bpm is not None:
         head = float(np.interp(math.log(bpm), np.log(phrase.tempo_bpm), phrase.tempo))
-    is_classic = abs(math.log2(c.period / phrase.classic.period)) < 0.03
-    is_learned = phrase.learned is not None and abs(math.log2(c.period / phrase.learned.period)) < 0.03
-    return np.array([
-        prior, prior * prior, abs(prior), known, known * prior * prior, known * abs(prior),
-        tempo, tempo * tempo, comb, comb_2, per_beat, per_beat * per_beat,
-        *_shares(t, w, c.period, c.phase), accent, residual, residual * residual,
-        activation, activation / (float(a.mean()) + 1e-6), math.log(head + 1e-4),
-        float(is_classic), float(is_learned),
-        float(is_classic) * phrase.classic.confidence,
-        float(is_learned) * (phrase.learned.confidence if phrase.learned else 0.0),
-        float(c.refined), *(float(c.source == s) for s in SOURCES), math.log(span / c.period),
-        abs(math.log2(c.level)), float(c.level in (2 / 3, 3 / 2))])
+    return [comb, comb_2, per_beat, per_beat * per_beat, *_shares(t, w, period, phase), accent, residual,
+            residual * residual, activation, activation / (float(a.mean()) + 1e-6), math.log(head + 1e-4)]
 
 
 class Ranker(NamedTuple):
@@ -251,7 +266,8 @@ def choose(phrase: Phrase, ranker: Ranker, informed: bool = False) -> TempoEstim
     found = candidates(phrase)
     if not found:
         return None
-    x = np.stack([features(phrase, c, informed) for c in found])
+    seen: dict = {}
+    x = np.stack([features(phrase, c, informed, seen) for c in found])
     best = found[int(np.argmax(ranker.scores(x)))]
     bpm = min(MAX_BPM, max(MIN_BPM, 60.0 / best.period))
     period = 60.0 / bpm

@@ -83,9 +83,11 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
     if config.live.tempo_from_playing and config.live.tempo_method != "classic":
         from clara_live.beat import choice as beat_choice
+        from clara_live.beat import dbn as beat_dbn
         from clara_live.beat import net as beat_net
 
         beat_net.load()  # a missing or bad beat tracker fails here, in one line, not at the first phrase's end
+        beat_dbn.state_space()  # built now (~25 ms), not in the first phrase's estimate
         if config.live.tempo_method == "chosen":
             beat_choice.load()
     sys.setswitchinterval(SWITCH_INTERVAL)  # a note must not wait 5 ms for a busy thread to yield
@@ -127,6 +129,8 @@ class LiveApp:
         self.stats = LoopStats()
         self.logs: deque[str] = deque(maxlen=6)
         self.notices: list[str] = []  # what the choice of input and output has to say, logged once running
+        if sampler.style_note():
+            self.notices.append(sampler.style_note())
         self.api = plumbing.midi_system(options, live, self.notices)
         self.session: Session | None = None
         sink = lambda m, t: self.events.put((m, t))  # noqa: E731 - the readers' one way in

@@ -24,6 +24,8 @@ from clara_live.codec.vocabulary import Vocabulary
 from clara_live.live.commands import Feed
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
 
+ESTIMATE_SECONDS = 12.0  # a phrase's tempo is heard from its last this many seconds of onsets
+
 
 @dataclasses.dataclass
 class Phrase:
@@ -149,8 +151,11 @@ class PlayerWriter:
         onsets = [(te, velocity, key) for kind, key, velocity, te in events if kind == "on"]
         if mark is None or not onsets:
             return None
-        times, velocities = [te for te, _, _ in onsets], [v for _, v, _ in onsets]
-        pitches = [key for _, _, key in onsets]
+        # a long phrase is heard from its last ESTIMATE_SECONDS (an estimate's cost grows with its length;
+        # the beat the player ends on is the one her answer goes on from)
+        heard = [o for o in onsets if o[0] >= onsets[-1][0] - ESTIMATE_SECONDS]
+        times, velocities = [te for te, _, _ in heard], [v for _, v, _ in heard]
+        pitches = [key for _, _, key in heard]
         if method == "classic":
             estimate = estimate_tempo_classic(times, velocities, prior_bpm=grid.bpm)
         elif method == "learned":
@@ -160,7 +165,7 @@ class PlayerWriter:
                                              informed=self.tempo.source != "bpm")
         if estimate is None:
             return None
-        if _same_beats(grid, estimate, times[0], times[-1]):
+        if _same_beats(grid, estimate, onsets[0][0], onsets[-1][0]):
             return phrase, step, ()  # the player kept the session's beat: the grid they heard stays
         after = self.save()
         # the new grid: the estimated beats on the session's beats, the phrase's first note
