@@ -103,6 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling.cache: the continuous cache, a memory of the music so far")
     p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
                    "and timing from the model) or flat (one velocity, on the grid)")
+    p.add_argument("--style", metavar="NAME", help="sampling.style: a style the model learned (chopin, pop, lied, "
+                   "quartet...); its token opens the music (a style it does not know: none)")
     search = p.add_mutually_exclusive_group()
     search.add_argument("--beam", type=_int_up_to(MAX_BEAM), default=1, metavar="B",
                         help=f"beam search of width B (at most {MAX_BEAM})")
@@ -159,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling.cache: the continuous cache, a memory of the session")
     p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
                    "and timing from the model) or flat (one velocity, on the grid)")
+    p.add_argument("--style", metavar="NAME", help="sampling.style: a style the model learned (chopin, pop, lied, "
+                   "quartet...); its token opens the music (a style it does not know: none)")
     # live_*: continue and judge score have a --candidates or --critic of their own, no live setting
     p.add_argument("--candidates", dest="live_candidates", type=_positive_int, metavar="K",
                    help="sample K answers at once and play the critic's pick (live.candidates)")
@@ -290,6 +294,7 @@ def _config(args: argparse.Namespace) -> Config:
                       ("temperature", "sampling.temperature"), ("top_k", "sampling.top_k"),
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
                       ("seed", "sampling.seed"), ("cache", "sampling.cache"), ("touch", "sampling.touch"),
+                      ("style", "sampling.style"),
                       ("midi_api", "live.midi_api"), ("mode", "live.mode"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("link", "live.link"), ("save_dir", "live.sessions_dir"),
@@ -475,6 +480,8 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
     loaded = load_model(args.model)
     piece = read_music(args.prompt, loaded.codec.sustain_pedal) if args.prompt else None  # as the model was trained
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
+    if sampler.style_note():
+        print(f"clara: {sampler.style_note()}", file=sys.stderr)
     scorer = None
     if args.rank == "critic":
         from clara_live.judge.rank import critic_scorer

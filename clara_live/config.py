@@ -229,6 +229,9 @@ class SamplingConfig:
     # touch (model/touch.py): "learned" plays each note with the velocity and timing the model gives it (a
     # model that learned touch), "flat" at one velocity on the grid, the level of the player's last notes
     touch: str = "learned"
+    # the style a piece is played in (a model trained with corpus.style: "chopin", "pop", "lied"...): its
+    # token opens the music she hears; "" or a style the model does not know: none
+    style: str = ""
 
     # a temperature under 0.01 or a cache_theta over 1000 overflows float32 logits into NaN
     RANGES: ClassVar[dict[str, str]] = {
@@ -243,6 +246,8 @@ class SamplingConfig:
     def __post_init__(self) -> None:
         _check_ranges(self, "sampling")
         _check(self.touch in ("learned", "flat"), "sampling.touch", f"must be learned or flat, not {self.touch!r}")
+        _check(self.style == "" or (self.style.isascii() and self.style.isalpha() and self.style.islower()),
+               "sampling.style", f"must be lower-case letters (chopin, pop) or empty, not {self.style!r}")
 
 
 # Named ways of choosing the next token (`--preset NAME`); each sets these sampling keys, and any

@@ -88,6 +88,7 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     if sampler.vocab.unknown is not None:  # chordwise: a chord the model never saw is <unk>
         context = sampler.vocab.text(sampler.vocab.ids(context, "the prompt", unknown=True))
     sampler.reset()
+    sampler.open_piece()
     context_touch = _context_touch(context, notes, cut, codec) if context and sampler.learned_touch else []
     if context:
         sampler.feed(context, *_fed_touch(context, context_touch))

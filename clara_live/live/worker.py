@@ -77,6 +77,7 @@ class Worker:
         self.refed = 0  # phrases fed again, re-quantised
         self.limit = sampler.vocab.codec.wait_limit
         if sampler.logits is None:
+            sampler.open_piece()  # the style asked for, if the model knows it
             sampler.feed([wait(self.limit)])  # the model needs one token to predict from
         # session step s is the model's step s + base: the session owns the count (each Feed says where its
         # stream stands, and base follows it); an answer lowers base by the pause it skips (from_step)

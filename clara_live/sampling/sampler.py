@@ -187,6 +187,23 @@ class Sampler:
             self.heard = (*self.heard, *struck[struck >= 0].tolist())[-REGISTER_NOTES:]
         self._masks = self._masks_mixed = None
 
+    def open_piece(self) -> bool:
+        """Feed the token of the style asked for (sampling.style), as a piece of that style opens in
+        training; False (nothing fed) without one or for a style the model does not know."""
+        style = self.vocab.style_id(self.sampling.style) if self.sampling.style else None
+        if style is None:
+            return False
+        self.feed_ids([style])
+        return True
+
+    def style_note(self) -> str | None:
+        """A line for the player when the style asked for is one the model does not know, else None."""
+        style = self.sampling.style
+        if not style or self.vocab.style_id(style) is not None:
+            return None
+        known = ", ".join(sorted(self.vocab.style_ids)) or "none: it was trained without styles"
+        return f"sampling.style {style!r} is not a style this model knows, so none is used (it knows: {known})"
+
     def play(self, tokens: Sequence[str]) -> None:
         """Tokens Clara plays herself (a phrase repeated, a beam's winner): fed, or with learned
         touch advanced one by one so each note-on is given its own velocity and timing (`made`)."""
