@@ -13,8 +13,9 @@ steps on the same train pieces that carry touch (batches of --batch x --bptt tok
 --lr, no dropout changes), then are scored on the same valid pieces:
 - velocity bits per strike: heads, the head's; tokens, the velocity token's probability among the
   velocity tokens (given that a strike comes next), both as a distribution over velocities 1..127;
-- joint bits per note: the tokens' NLL (velocity tokens included) plus the head's velocity bits,
-  per note: what each design pays for the music and its loudness together;
+- joint bits per note: the tokens' NLL (velocity tokens included, each with log2 of its bin's
+  width, so both price the exact velocity) plus the head's velocity bits, per note: what each
+  design pays for the music and its loudness together;
 - tokens per note: what the stream costs the live step.
 
   python benchmarks/touch_design.py --corpus ~/.cache/clara-live/corpora/mix-touch --steps 300
@@ -106,7 +107,7 @@ def evaluate(model: AWDLSTM, pieces: list[np.ndarray], heads: bool, base_vocab: 
     """Sum over pieces (each from a zero state) of the tokens' NLL, the velocity bits per strike and
     the notes."""
     model.eval()
-    token_nats = velocity_bits = 0.0
+    token_nats = velocity_bits = width_bits = 0.0
     strikes = notes = tokens = 0
     for piece in pieces:
         x = torch.from_numpy(piece).unsqueeze(0)
@@ -127,13 +128,15 @@ def evaluate(model: AWDLSTM, pieces: list[np.ndarray], heads: bool, base_vocab: 
             bins = ids[0, 1:][is_velocity] - base_vocab
             among = F.log_softmax(logits[0][is_velocity][:, base_vocab:].float(), -1)
             lp = among.gather(-1, bins.unsqueeze(-1)).squeeze(-1)
-            velocity_bits += float(((-lp + torch.log(velocity_width(bins).float())) / math.log(2)).sum())
+            widths = torch.log2(velocity_width(bins).float())
+            velocity_bits += float((-lp / math.log(2) + widths).sum())
+            width_bits += float(widths.sum())  # a token names a bin of 4 velocities: the value inside it costs these
             strikes += int(is_velocity.sum())
             plain = ids[0, 1:][~is_velocity]
             notes += int(on_kind[plain.numpy()].sum())
         token_nats += float(F.cross_entropy(logits[0].float(), ids[0, 1:], reduction="sum"))
         tokens += ids.size(1) - 1
-    joint = token_nats / math.log(2) + (velocity_bits if heads else 0.0)
+    joint = token_nats / math.log(2) + (velocity_bits if heads else width_bits)
     return {"velocity_bits": velocity_bits / strikes, "joint_bits_per_note": joint / notes,
             "tokens_per_note": tokens / notes, "strikes": strikes, "notes": notes}
 
@@ -181,9 +184,9 @@ def main(argv: list[str] | None = None) -> int:
             scored = evaluate(model, [with_velocity_tokens(p, size, on_kind) for p in valid_pieces], False, size,
                               on_kind)
         results[design] = {**scored, "train_seconds": round(seconds, 1)}
-        print(f"{design:>6}: velocity {scored['velocity_bits']:.3f} bits/strike, joint {scored['joint_bits_per_note']:.3f}"
-              f" bits/note, {scored['tokens_per_note']:.2f} tokens/note ({scored['strikes']} strikes; "
-              f"{seconds:.0f} s to train)", flush=True)
+        print(f"{design:>6}: velocity {scored['velocity_bits']:.3f} bits/strike, "
+              f"joint {scored['joint_bits_per_note']:.3f} bits/note, {scored['tokens_per_note']:.2f} tokens/note "
+              f"({scored['strikes']} strikes; {seconds:.0f} s to train)", flush=True)
     settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     if args.json:
         args.json.write_text(json.dumps({"settings": settings, "results": results}, indent=1) + "\n")
