@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 from clara_live.corpus.built import BuiltCorpus  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
@@ -40,18 +41,27 @@ def running_level_bits(values: np.ndarray, low: int, high: int, prior: tuple[flo
     """Bits of each value (integers low..high) under a normal distribution with the mean and spread
     of the HISTORY values before it (spread >= 1; `prior` before two are known), integrated over the
     value's unit interval, renormalised over low..high and mixed with a uniform distribution."""
-    grid = np.arange(low, high + 1, dtype=float)
-    bits = np.empty(len(values))
-    for i, value in enumerate(values):
-        past = values[max(0, i - HISTORY):i]
-        mean, spread = (past.mean(), max(past.std(), 1.0)) if len(past) >= 2 else prior
-        edges = np.concatenate([grid - 0.5, [grid[-1] + 0.5]])
-        cdf = 0.5 * (1 + np.array([math.erf((e - mean) / (spread * math.sqrt(2))) for e in edges]))
-        mass = np.diff(cdf)
-        mass = mass / mass.sum() if mass.sum() > 0 else np.full(len(grid), 1 / len(grid))
-        p = (1 - UNIFORM) * mass[int(value) - low] + UNIFORM / len(grid)
-        bits[i] = -math.log2(p)
-    return bits
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if not n:
+        return np.zeros(0)
+    padded = np.concatenate([[0.0], np.cumsum(values)]), np.concatenate([[0.0], np.cumsum(values ** 2)])
+    first = np.maximum(np.arange(n) - HISTORY, 0)
+    count = np.arange(n) - first
+    total = padded[0][np.arange(n)] - padded[0][first]
+    squares = padded[1][np.arange(n)] - padded[1][first]
+    known = count >= 2
+    mean = np.where(known, total / np.maximum(count, 1), prior[0])
+    variance = np.maximum(squares / np.maximum(count, 1) - (total / np.maximum(count, 1)) ** 2, 0.0)
+    spread = np.where(known, np.maximum(np.sqrt(variance), 1.0), prior[1])
+    edges = torch.from_numpy(np.arange(low, high + 2) - 0.5)
+    cdf = 0.5 * (1 + torch.erf((edges[None, :] - torch.from_numpy(mean)[:, None])
+                               / (torch.from_numpy(spread)[:, None] * math.sqrt(2))))
+    mass = (cdf[:, 1:] - cdf[:, :-1]).numpy()
+    sums = mass.sum(axis=1, keepdims=True)
+    mass = np.where(sums > 0, mass / np.where(sums > 0, sums, 1), 1.0 / (high - low + 1))
+    p = (1 - UNIFORM) * mass[np.arange(n), values.astype(int) - low] + UNIFORM / (high - low + 1)
+    return -np.log2(p)
 
 
 def baseline(pieces: list[np.ndarray]) -> dict:
