@@ -24,7 +24,8 @@ What it reports, per set, split and method:
   grid: she answers on the first estimated beat a beat after the phrase's last onset; the
   distance from that time to the nearest true beat (POP909: its sixteenth, as its files give the
   beat's phase only to a sixteenth), median ms and the share within 20 ms;
-- ms: the estimate's cost, median and p99.
+- ms: the estimate's cost, median and p99, wall clock (what a session waits, on a machine perhaps
+  busy with other work) and the CPU time of its thread (cpu: what it costs, whatever the load).
 `--follow`: the beat followed while the player plays (clara_live.beat.follow), on ASAP's
 performances and on phrases whose tempo drifts by up to +-15 % over 30 s (tempo_data.drifting_phrases):
 the follower is seeded with the true beat and tempo at 10 s, hears every onset as it comes, and
@@ -104,13 +105,13 @@ def answer_phase(estimate: TempoEstimate, phrase: dict) -> float:
 
 def run(phrase: dict, later: dict | None, name: str, estimate_of: Estimator) -> dict:
     """One method on one phrase and on `later`, the phrase after it (tempo_data.second_phrase)."""
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.thread_time()
     estimate = estimate_of(phrase["onsets"], phrase["velocities"], phrase["pitches"], FIRST_GUESS)
-    ms = (time.perf_counter() - started) * 1000
+    ms, cpu_ms = (time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000
     bpm = estimate.bpm if estimate is not None else FIRST_GUESS
     row = {"name": phrase["name"], "set": phrase["kind"], "split": phrase["split"], "method": name,
            "truth": round(phrase["bpm"], 3), "bpm": round(bpm, 3), "none": estimate is None,
-           "acc1": hit(bpm, phrase["bpm"]), "acc2": hit(bpm, phrase["bpm"], OCTAVES), "ms": ms,
+           "acc1": hit(bpm, phrase["bpm"]), "acc2": hit(bpm, phrase["bpm"], OCTAVES), "ms": ms, "cpu_ms": cpu_ms,
            "phase_s": None, "second_acc1": None}
     if estimate is not None and row["acc1"]:
         row["phase_s"] = answer_phase(estimate, phrase)
@@ -128,7 +129,7 @@ def summary(rows: list[dict]) -> dict:
     phases = [r["phase_s"] for r in good if r["phase_s"] is not None]
     seconds = [r["second_acc1"] for r in rows if r["second_acc1"] is not None]
     refined = [r["second_acc1"] for r in rows if r["second_acc1"] is not None and r["acc1"]]
-    ms = [r["ms"] for r in rows]
+    ms, cpu = [r["ms"] for r in rows], [r["cpu_ms"] for r in rows]
     return {"phrases": len(rows), "acc1": float(np.mean([r["acc1"] for r in rows])),
             "acc2": float(np.mean([r["acc2"] for r in rows])), "none": sum(r["none"] for r in rows),
             "err": float(np.median([abs(r["bpm"] / r["truth"] - 1) for r in good])) if good else None,
@@ -136,13 +137,14 @@ def summary(rows: list[dict]) -> dict:
             "second_after_right": float(np.mean(refined)) if refined else None,
             "phase_ms": float(np.median(phases) * 1000) if phases else None,
             "phase_within": float(np.mean(np.array(phases) <= PHASE_GOAL)) if phases else None,
-            "ms_median": float(np.median(ms)), "ms_p99": float(np.percentile(ms, 99))}
+            "ms_median": float(np.median(ms)), "ms_p99": float(np.percentile(ms, 99)),
+            "cpu_median": float(np.median(cpu)), "cpu_p99": float(np.percentile(cpu, 99))}
 
 
 def report(rows: list[dict], splits: tuple[str, ...]) -> dict:
     tables = {}
     print(f"{'set':<10}{'split':<7}{'method':<9}{'n':>5}{'Acc1':>8}{'Acc2':>8}{'err':>8}{'none':>6}"
-          f"{'second':>8}{'2nd|1st':>8}{'phase':>8}{'<=20ms':>8}{'ms':>7}{'p99':>7}")
+          f"{'second':>8}{'2nd|1st':>8}{'phase':>8}{'<=20ms':>8}{'ms':>7}{'p99':>7}{'cpu':>7}{'p99':>7}")
     for kind in ("pop909", "synthetic", "asap"):
         for split in splits:
             for method in ("classic", "learned", "chosen"):
@@ -157,7 +159,7 @@ def report(rows: list[dict], splits: tuple[str, ...]) -> dict:
                       f"{f(s['err'], '.3%'):>8}{s['none']:>6}{f(s['second_acc1'], '.1%'):>8}"
                       f"{f(s['second_after_right'], '.1%'):>8}"
                       f"{f(s['phase_ms'], '.1f'):>8}{f(s['phase_within'], '.0%'):>8}{s['ms_median']:>7.1f}"
-                      f"{s['ms_p99']:>7.1f}")
+                      f"{s['ms_p99']:>7.1f}{s['cpu_median']:>7.1f}{s['cpu_p99']:>7.1f}")
     return tables
 
 

@@ -44,13 +44,7 @@ def phase_off(estimate: TempoEstimate, beat: float, bpm: float) -> float:
     return abs(k - round(k))
 
 
-@pytest.mark.parametrize(("seed", "method"), [
-    *((seed, m) for seed in range(5) for m in ("learned", "classic")),
-    *((seed, "chosen") for seed in (0, 1, 2, 4)),
-    pytest.param(3, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
-        "the chosen tempo hears this take at 42, half: its ranker learned from POP909's steady melodies, notated "
-        "at 60-90 bpm with eighths and sixteenths, that a tune of quarters and eighths is as often eighths at "
-        "half the tempo (BENCHMARKS, tempo a player can trust)")))])
+@pytest.mark.parametrize(("seed", "method"), [(seed, m) for seed in range(5) for m in METHODS])
 def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
     onsets = played(84.0, seed=seed)
     estimate = METHODS[method](onsets, prior_bpm=100.0)
@@ -63,8 +57,14 @@ def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
 @pytest.mark.parametrize(("bpm", "prior", "method"), [
     *(pytest.param(bpm, prior, "learned", marks=pytest.mark.xfail(strict=True, reason=HALF))
       for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)]),
-    *((bpm, prior, m) for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)]
-      for m in ["classic", "chosen"]),
+    *((bpm, prior, "classic") for bpm, prior in [(120.0, 100.0), (120.0, 150.0), (160.0, 150.0)]),
+    (120.0, 100.0, "chosen"), (120.0, 150.0, "chosen"),
+    pytest.param(160.0, 150.0, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears this melody at 160 as 80 from a first guess of 150 that is a default, not a "
+        "tempo heard before: its ranker learned from POP909's steady melodies (five phrases of each train song "
+        "since issue 23), notated mostly at 60-90 bpm, that quarters and eighths are as often eighths and "
+        "sixteenths at half the tempo; the ranker before them heard it right and missed the 84-bpm take 3 "
+        "and two rubato takes, which this one hears right"))),
     *((bpm, prior, m) for bpm, prior in [(72.0, 100.0), (72.0, 60.0)] for m in METHODS)])
 def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior, method):
     # its eighth notes make 2x a candidate and its half notes 1/2: the comb and the prior pick the beat
@@ -183,10 +183,10 @@ def test_an_estimate_lists_its_beats():
 
 @pytest.mark.parametrize(("seed", "method"), [
     *((seed, m) for seed in range(5) for m in ("learned", "classic")),
-    *((seed, "chosen") for seed in (1, 3, 4)),
-    *(pytest.param(seed, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
-        "the chosen tempo hears two of the five takes at 45, half: the same bias towards POP909's notated "
-        "level as the 84-bpm melody's take 3"))) for seed in (0, 2))])
+    *((seed, "chosen") for seed in (1, 2, 3, 4)),
+    pytest.param(0, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears one of the five takes at 45, half: the same bias towards POP909's notated "
+        "level as the 160-bpm melody's")))])
 def test_a_melody_with_rubato_is_heard_at_its_median_tempo(seed, method):
     # about 89 bpm, each beat 6 % longer or shorter in a slow swing (a phrase's rubato); the
     # benchmark's Acc1 asks for 4 % of 60 / the median beat
@@ -209,11 +209,11 @@ def eighths(accented: tuple[int, ...], seed: int = 0) -> tuple[list[float], list
 
 @pytest.mark.parametrize(("prior", "method"), [
     *((prior, m) for prior in (60.0, 80.0, 100.0) for m in ("learned", "classic")),
-    (80.0, "chosen"),
-    *(pytest.param(prior, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
-        "the chosen tempo hears running eighths accented in threes at 120 (3/4's quarters) unless the first "
-        "guess is near 80: its candidates' features weigh the onsets' accents on beats, not the accents' "
-        "grouping, and its training phrases hold little 6/8"))) for prior in (60.0, 100.0))])
+    (60.0, "chosen"), (80.0, "chosen"),
+    pytest.param(100.0, "chosen", marks=pytest.mark.xfail(strict=True, reason=(
+        "the chosen tempo hears running eighths accented in threes at 120 (3/4's quarters) from a first guess "
+        "of 100: its candidates' features weigh the onsets' accents on beats, not the accents' grouping, and "
+        "its training phrases hold little 6/8")))])
 def test_six_eight_is_heard_in_dotted_quarters(prior, method):
     estimate = METHODS[method](*eighths((0, 3)), prior_bpm=prior)
     assert estimate.bpm == pytest.approx(80.0, rel=0.02)  # 6/8: two beats of three eighths

@@ -1,7 +1,9 @@
 """Learn how clara_live.beat.choice ranks its tempo candidates.
 
-Data (training/tempo_data.py): ASAP's performance openings (rubato), POP909's steady melody
-openings and synthetic steady phrases, each split by work; a quarter of the steady phrases are
+Data (training/tempo_data.py): ASAP's performance openings (rubato), POP909's steady melodies
+(each train song's opening and up to POP909_WINDOWS - 1 later phrases, 20 s apart: 2,901 train
+phrases where the openings alone were 595; valid and test songs their openings only) and
+synthetic steady phrases, each split by work; a quarter of the steady phrases are
 heard without their velocities (a keyboard without velocity) and a quarter without their
 pitches, so that neither is needed to choose. Each phrase is heard twice: from the first guess
 100 bpm (a fresh session, as `clara live --bpm 100`), and from the previous phrase's tempo (the
@@ -41,6 +43,7 @@ SECOND = 0.03  # a second phrase's first guess: the truth moved by up to this sh
 CHANGED = 0.25  # ... or, this often, by 5-15 % (the player changed tempo between the phrases)
 CHOICES = ((8, 1e-3), (16, 1e-4), (16, 1e-3), (32, 1e-3), (32, 1e-2))  # (hidden units, L2), chosen on valid
 EPOCHS = 600
+POP909_WINDOWS = 5  # phrases from each POP909 train song (its opening and later ones)
 SCENARIOS = ("fresh", "second")
 
 
@@ -64,31 +67,33 @@ def _describe_one(item: tuple[int, dict]) -> list[tuple]:
         found = beat_choice.candidates(heard) if heard is not None else []
         rows = [(beat_choice.features(heard, c, scenario == "second"), tempo_data.hit(60.0 / c.period, phrase["bpm"]),
                  60.0 / c.period) for c in found]
-        out.append((phrase["kind"], phrase["split"], scenario, prior, phrase["bpm"], rows))
+        out.append((phrase["kind"], phrase["split"], scenario, prior, phrase["bpm"], "@" not in phrase["name"], rows))
     return out
 
 
 def describe(phrases: list[dict], workers: int = 2) -> dict[str, np.ndarray]:
     """Every candidate's features, flat, with the index of its phrase-scenario (a group), whether
-    it is right, its bpm; and per group the phrase's set, split and scenario, and the prior.
+    it is right, its bpm; and per group the phrase's set, split and scenario, the prior, the truth
+    and whether the phrase is an opening (not a later window of a POP909 song).
     A phrase's second-phrase prior is drawn from its own seed (the same whatever the workers)."""
-    slim = [{k: p[k] for k in ("kind", "split", "bpm", "onsets", "velocities", "pitches")} for p in phrases]
+    slim = [{k: p[k] for k in ("kind", "split", "bpm", "onsets", "velocities", "pitches", "name")} for p in phrases]
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         described = pool.map(_describe_one, enumerate(slim), chunksize=16)
     x, group, right, bpm, meta = [], [], [], [], []
     for scenarios in described:
-        for kind, split, scenario, prior, truth, rows in scenarios:
+        for kind, split, scenario, prior, truth, opening, rows in scenarios:
             for features, ok, candidate_bpm in rows:
                 x.append(features)
                 group.append(len(meta))
                 right.append(ok)
                 bpm.append(candidate_bpm)
-            meta.append((kind, split, scenario, prior, truth))
-    kinds, splits, scenarios_, priors, truths = zip(*meta, strict=True)
+            meta.append((kind, split, scenario, prior, truth, opening))
+    kinds, splits, scenarios_, priors, truths, openings = zip(*meta, strict=True)
     return {"x": np.array(x, dtype=np.float64).reshape(-1, len(beat_choice.FEATURES)),
             "group": np.array(group, dtype=np.int64), "right": np.array(right, dtype=bool),
             "bpm": np.array(bpm), "kind": np.array(kinds), "split": np.array(splits),
-            "scenario": np.array(scenarios_), "prior": np.array(priors), "truth": np.array(truths)}
+            "scenario": np.array(scenarios_), "prior": np.array(priors), "truth": np.array(truths),
+            "opening": np.array(openings, dtype=bool), "features": np.array(beat_choice.FEATURES)}
 
 
 def fit(data: dict[str, np.ndarray], hidden: int, penalty: float, mean: np.ndarray, scale: np.ndarray,
@@ -162,21 +167,33 @@ def reachable(data: dict[str, np.ndarray], split: str = "valid") -> dict[str, fl
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, required=True, help="a folder for the features, metrics and choice.json")
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    cache = args.out / "features.npz"
+def features_cached(cache: Path, pop909_windows: int) -> dict[str, np.ndarray]:
+    """`describe` of every set, kept in `cache`: read back where it holds every one of FEATURES
+    (its columns picked by name) and as many POP909 windows, else described again (~5 min)."""
     if cache.exists():
         with np.load(cache, allow_pickle=False) as f:
             data = {k: f[k] for k in f.files}
-    else:
-        began = time.perf_counter()
-        data = describe(tempo_data.all_sets())
-        np.savez(cache, **data)
-        print(f"described {len(data['split'])} phrase-scenarios, {len(data['x'])} candidates in "
-              f"{time.perf_counter() - began:.0f} s", file=sys.stderr)
+        names = data.get("features", np.array([])).tolist()
+        if set(beat_choice.FEATURES) <= set(names) and int(data.get("pop909_windows", 1)) == pop909_windows:
+            data["x"] = data["x"][:, [names.index(n) for n in beat_choice.FEATURES]]
+            return data
+    began = time.perf_counter()
+    data = describe(tempo_data.all_sets(pop909_windows=pop909_windows))
+    data["pop909_windows"] = np.array(pop909_windows)
+    np.savez(cache, **data)
+    print(f"described {len(data['split'])} phrase-scenarios, {len(data['x'])} candidates in "
+          f"{time.perf_counter() - began:.0f} s", file=sys.stderr)
+    return data
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="a folder for the features, metrics and choice.json")
+    parser.add_argument("--pop909-windows", type=int, default=POP909_WINDOWS,
+                        help="phrases from each POP909 train song: its opening and up to N-1 later ones")
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    data = features_cached(args.out / "features.npz", args.pop909_windows)
     print("the candidates hold the truth (valid): " + " ".join(f"{k} {v:.3f}" for k, v in reachable(data).items()))
     train = data["split"][data["group"]] == "train"
     mean, scale = data["x"][train].mean(axis=0), data["x"][train].std(axis=0) + 1e-6

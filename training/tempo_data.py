@@ -78,8 +78,12 @@ def asap_openings(seconds: float = SECONDS, root: Path = CORPUS / "asap") -> lis
     return out
 
 
-def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909") -> list[dict]:
-    """POP909 songs whose MELODY track's opening is at one tempo; the truth is that tempo."""
+def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909", windows: int = 1,
+                    every: float = 2 * SECONDS) -> list[dict]:
+    """POP909 songs whose MELODY track's opening is at one tempo; the truth is that tempo. With
+    `windows` > 1, also up to windows - 1 later phrases of each song, from the first note at or
+    after each `every` seconds past the first (as a player may start anywhere), where one tempo
+    holds through them and the phrase after (more steady phrases to learn from)."""
     config = CorpusConfig()
     out = []
     for source in find_sources([str(root)]):
@@ -89,20 +93,26 @@ def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909") ->
         if not melody or len(melody[0].notes) < 2:
             continue
         notes = sorted((float(n.time), int(n.velocity), int(n.pitch)) for n in melody[0].notes)
-        first = notes[0][0]
         tempos = [(float(t.time), float(t.qpm)) for t in score.tempos] or [(0.0, 120.0)]
-        ruling = [q for t, q in tempos if t <= first] or [tempos[0][1]]
-        during = [q for t, q in tempos if first < t < first + 2 * seconds] + [ruling[-1]]
-        if max(during) / min(during) > 1.001:
-            continue
-        bpm = ruling[-1]
-        # POP909's notes lie on a sixteenth grid offset from the file's ticks by the recording's start: the
-        # grid is known from the first note, the beat's phase only to a sixteenth (phase_division 4)
-        period = 60.0 / bpm
-        beats = (first + period * np.arange(-1, int(3 * seconds / period) + 2)).tolist()
-        phrase = _window(notes, beats, first, seconds)
-        out.append({"kind": "pop909", "name": source.key, "split": split_of(source.key, config), "bpm": bpm,
-                    "notes": notes, "all_beats": beats, "phase_division": 4, **phrase})
+        split = split_of(source.key, config)
+        for k in range(windows):
+            later = [n for n in notes if n[0] >= notes[0][0] + k * every]
+            if len(later) < 2:
+                break
+            first = later[0][0]
+            ruling = [q for t, q in tempos if t <= first] or [tempos[0][1]]
+            during = [q for t, q in tempos if first < t < first + 2 * seconds] + [ruling[-1]]
+            if max(during) / min(during) > 1.001:
+                continue
+            bpm = ruling[-1]
+            # POP909's notes lie on a sixteenth grid offset from the file's ticks by the recording's start: the
+            # grid is known from the first note, the beat's phase only to a sixteenth (phase_division 4)
+            period = 60.0 / bpm
+            beats = (first + period * np.arange(-1, int(3 * seconds / period) + 2)).tolist()
+            phrase = _window(notes, beats, first, seconds)
+            out.append({"kind": "pop909", "name": source.key if k == 0 else f"{source.key}@{k * every:g}s",
+                        "split": split, "bpm": bpm, "notes": notes, "start": first, "all_beats": beats,
+                        "phase_division": 4, **phrase})
     return out
 
 
@@ -209,7 +219,7 @@ def second_phrase(phrase: dict, seconds: float = SECONDS) -> dict | None:
     """The phrase after an opening: the next `seconds` of the same music (None when it holds
     fewer than four notes or, with annotated beats, fewer than three beats)."""
     notes = phrase["notes"]
-    opening_end = notes[0][0] + seconds
+    opening_end = phrase.get("start", notes[0][0]) + seconds
     later = [n for n in notes if n[0] >= opening_end]
     if len(later) < 4:
         return None
@@ -222,5 +232,9 @@ def second_phrase(phrase: dict, seconds: float = SECONDS) -> dict | None:
     return {**phrase, **window}
 
 
-def all_sets(seconds: float = SECONDS) -> list[dict]:
-    return asap_openings(seconds) + pop909_openings(seconds) + synthetic_phrases()
+def all_sets(seconds: float = SECONDS, pop909_windows: int = 1) -> list[dict]:
+    """Every set's phrases; POP909's train songs give up to `pop909_windows` phrases each (valid and
+    test their openings only, as the benchmark hears them)."""
+    pop909 = [p for p in pop909_openings(seconds, windows=pop909_windows)
+              if p["split"] == "train" or "@" not in p["name"]]
+    return asap_openings(seconds) + pop909 + synthetic_phrases()
