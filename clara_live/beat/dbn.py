@@ -84,30 +84,35 @@ def viterbi(activation: np.ndarray, prior_bpm: float, space: StateSpace,
     # every state sees off[t], whatever it is, so only beat states' on[t] - off[t] tells them apart
     gain = on - off
     per_beat = np.zeros(len(space.intervals)) if per_beat is None else per_beat
-    score = (log_prior + per_beat)[space.block]
+    frames, n, size = len(a), len(space.intervals), space.block.size
+    # the scores at frame t are buffer[frames - t:][:size]: a position advancing a frame is the same
+    # number one place to the left, so no copy a frame; only the intervals' starts are written
+    buffer = np.empty(frames - 1 + size)
+    score = buffer[frames - 1:]
+    score[:] = (log_prior + per_beat)[space.block]
     score[beats] += gain[0]
-    frames, n = len(a), len(space.intervals)
-    rows = np.arange(n)
-    back = np.zeros((frames, n), dtype=np.int32)
-    new = np.empty_like(score)
+    width = space.sources.shape[1]
+    last_of_source = space.lasts[space.sources]  # (to, width): the state each transition leaves
+    row_start = np.arange(n) * width
+    back = np.zeros((frames, n), dtype=np.int32)  # the best source of each start, as its column in sources
     for t in range(1, frames):
-        new[1:] = score[:-1]
-        candidates = score[space.lasts][space.sources] + space.log_transition  # (to, width)
+        candidates = score[last_of_source] + space.log_transition  # (to, width)
         best = candidates.argmax(axis=1)
-        back[t] = space.sources[rows, best]
-        new[space.firsts] = candidates[rows, best] + per_beat
-        new[beats] += gain[t]
-        score, new = new, score
+        back[t] = best
+        score = buffer[frames - 1 - t:][:size]  # every state one position on
+        score[space.firsts] = candidates.ravel()[row_start + best] + per_beat
+        score[beats] += gain[t]
         if t % 64 == 0:
             score -= score.max()  # keep the numbers small over long phrases
     path = np.empty(frames, dtype=np.int64)
     state = int(np.argmax(score))
-    is_first = np.zeros(score.size, dtype=bool)
+    is_first = np.zeros(size, dtype=bool)
     is_first[space.firsts] = True
     for t in range(frames - 1, -1, -1):
         path[t] = state
         if t:
-            state = int(space.lasts[back[t, space.block[state]]]) if is_first[state] else state - 1
+            j = space.block[state]
+            state = int(space.lasts[space.sources[j, back[t, j]]]) if is_first[state] else state - 1
     return path
 
 
