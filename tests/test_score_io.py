@@ -13,7 +13,7 @@ from clara_live.config import CodecConfig
 from clara_live.errors import InputError
 from clara_live.music.notes import Note
 from clara_live.music.read import read_music
-from clara_live.music.score_io import CORPUS_PREFIX, corpus_works, read_score
+from clara_live.music.score_io import CORPUS_PREFIX, corpus_works, read_score, tied_lengths
 
 BWV = "bach/bwv66.6"
 
@@ -126,3 +126,52 @@ def test_corpus_works_lists_music21_sources(bwv66):
 def test_corpus_works_unknown_composer():
     with pytest.raises(InputError, match="music21:nobody: no such composer"):
         corpus_works("nobody")
+
+
+def _stripped(part: stream.Stream) -> list[tuple[float, float, tuple[int, ...]]]:
+    """music21's own tie merge (Stream.stripTies), the rule read_score follows without it."""
+    return [(float(e.offset), float(e.offset + e.duration.quarterLength), tuple(p.midi for p in e.pitches))
+            for e in part.stripTies().flatten().notes]
+
+
+def _merged(part: stream.Stream) -> list[tuple[float, float, tuple[int, ...]]]:
+    flat = part.flatten()
+    lengths = tied_lengths([e for e in flat.notesAndRests if e.quarterLength > 0])
+    return [(float(e.offset), float(e.offset + lengths.get(id(e), e.duration.quarterLength)),
+             tuple(p.midi for p in e.pitches)) for e in flat.notes if lengths.get(id(e), 1) is not None]
+
+
+def _tied(element, kind: str):
+    element.tie = tie.Tie(kind)
+    return element
+
+
+def test_ties_merge_as_music21_merges_them():
+    part = stream.Part()
+    for element in (
+            _tied(note.Note("C4", quarterLength=1), "start"), _tied(note.Note("C4", quarterLength=0.5), "continue"),
+            _tied(note.Note("C4", quarterLength=0.5), "stop"),  # three notes, one C4
+            _tied(note.Note("D4", quarterLength=1), "start"), note.Rest(quarterLength=1),  # a tie the rest breaks
+            _tied(note.Note("D4", quarterLength=1), "stop"),  # ... whose stop closes nothing
+            _tied(chord.Chord(["E4", "G4"], quarterLength=1), "start"), chord.Chord(["E4", "G4"], quarterLength=1),
+            _tied(chord.Chord(["E4", "G4"], quarterLength=2), "continue"),  # a chord run, one matched by pitch
+            _tied(note.Note("F4", quarterLength=1), "continue"), note.Note("F4", quarterLength=1),  # continue: a start
+            _tied(note.Note("A4", quarterLength=1), "start"), note.Note("B4", quarterLength=1),  # an open tie
+            note.Note("C5", quarterLength=1)):
+        part.append(element)
+    part.insert(0.5, note.Note("D5").getGrace())  # a grace note: kept as it is, and no tie broken
+    assert _merged(part) == _stripped(part)
+    assert _merged(part)[0] == (0.0, 2.0, (60,))
+
+
+@pytest.mark.parametrize("song", ["Reichardt,_Louise/12_Ges_nge,_Op.3/6_Kriegslied_des_Mays/lc5002006.mxl",
+                                  "Gounod,_Charles/_unknown/Le_soir,_CG_441/lc29748062.mxl"])
+def test_a_real_lied_reads_as_music21_s_tie_merge_reads_it(song):
+    path = Path(__file__).resolve().parents[1].parent / "shared" / "corpus" / "openscore-lieder" / song
+    score = music21.converter.parse(path)
+    for part in score.parts:
+        assert _merged(part) == _stripped(part)
+    notes = read_score(path).notes
+    expected = sorted((start, end, pitch) for index, part in enumerate(score.parts)
+                      for start, end, pitches in _stripped(part) for pitch in pitches)
+    assert sorted((n.start, n.end, n.pitch) for n in notes) == expected
