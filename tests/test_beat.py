@@ -21,7 +21,10 @@ from clara_live.errors import InputError
 MELODY = [0, 1, 2, 2.5, 3, 4, 6, 7, 7.5, 8, 9, 10, 10.5, 11, 12, 14]
 METHODS = {"learned": estimate_tempo, "classic": estimate_tempo_classic, "chosen": estimate_tempo_chosen}
 HALF = ("the learned tracker hears simple synthetic pulses at half their tempo (or a third): a model of "
-        "ASAP's notated beats, where a pulse of even notes is as often two notes a beat")
+        "ASAP's notated beats, where a pulse of even notes is as often two notes a beat; the chosen tempo, "
+        "what clara live uses, hears them right (its rows of the same test pass). Making the tracker hear them "
+        "means training it again with steady phrases beside ASAP, and the chooser on its new outputs, after "
+        "which the test split would be read a second time: left for another round")
 
 
 def methods(learned_fails: str | None = None, classic_fails: str | None = None, chosen_fails: str | None = None
@@ -64,7 +67,8 @@ def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
         "tempo heard before: its ranker learned from POP909's steady melodies (five phrases of each train song "
         "since issue 23), notated mostly at 60-90 bpm, that quarters and eighths are as often eighths and "
         "sixteenths at half the tempo; the ranker before them heard it right and missed the 84-bpm take 3 "
-        "and two rubato takes, which this one hears right"))),
+        "and two rubato takes, which this one hears right. From a first guess heard before (informed, as a "
+        "second phrase's is) it hears 160"))),
     *((bpm, prior, m) for bpm, prior in [(72.0, 100.0), (72.0, 60.0)] for m in METHODS)])
 def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior, method):
     # its eighth notes make 2x a candidate and its half notes 1/2: the comb and the prior pick the beat
@@ -124,7 +128,7 @@ def test_phrases_at_the_ends_of_the_range_stay_in_it(bpm, method):
         "beats"))),
     pytest.param(300.0, "learned", marks=pytest.mark.xfail(strict=True, reason=(
         "the learned tracker hears 300 bpm at 150, half its tempo: " + HALF.split(": ", 1)[1]))),
-    (30.0, "classic"), (300.0, "classic")])
+    (30.0, "classic"), (300.0, "classic"), (30.0, "chosen"), (300.0, "chosen")])
 def test_phrases_at_the_ends_of_the_range(bpm, method):
     beats = list(range(5)) if bpm < 60 else list(range(24))
     estimate = METHODS[method](played(bpm, beats=beats, jitter=0.004), prior_bpm=bpm)
