@@ -6,8 +6,8 @@ folded onto a pitch another held key sounds does not strike it again, and with t
 pedal (as corpus preprocessing does) a released key's note sounds until the pedal lifts.
 While a phrase's tempo is to be heard, the writer keeps its state at the phrase's start (the
 mark), the phrase's raw events and the ids fed since; `requantise` estimates the phrase's
-tempo and beat phase (clara_live.beat, as `live.tempo_method` says: by default beat/choice.py)
-and writes the events again on that grid.
+tempo and beat phase from its last ESTIMATE_SECONDS (clara_live.beat, as `live.tempo_method`
+says: by default beat/choice.py) and writes the events again on that grid.
 """
 
 from __future__ import annotations
