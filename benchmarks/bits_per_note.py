@@ -31,6 +31,7 @@ import numpy as np  # noqa: E402
 from clara_live.codec.tokens import notes_struck  # noqa: E402
 from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
 from clara_live.config import CodecConfig  # noqa: E402
+from clara_live.corpus.built import with_touch  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
 from clara_live.model.evaluate import bits_per_note, score  # noqa: E402
 
@@ -42,6 +43,10 @@ def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False,
     if codec != loaded.codec:
         raise SystemExit(f"{corpus}: its codec settings are not the model's ({model_dir})")
     lines = (corpus / f"{split}.txt").read_text(encoding="utf-8").splitlines()
+    # a model with touch hears each note-on's velocity and timing, as it learned (the tokens scored alike)
+    touch_file = corpus / f"{split}.touch"
+    touches = touch_file.read_text(encoding="utf-8").splitlines() \
+        if loaded.model.touch is not None and touch_file.exists() else None
     moved = set() if keep_moved else {m["key"] for m in manifest.get("moved", []) if m["from"] == "train"}
     vocab = Vocabulary(loaded.vocabulary, codec)
     struck = np.array([notes_struck(vocab.grammar.parse(t)) for t in loaded.vocabulary])  # notes each token strikes
@@ -53,14 +58,17 @@ def measure(corpus: Path, model_dir: Path, split: str, keep_moved: bool = False,
         if piece["key"] in moved:
             left_out += 1
             continue
-        pieces[piece["corpus"] or "(files)"].append(lines[piece["line"]].split())
+        pieces[piece["corpus"] or "(files)"].append((lines[piece["line"]].split(),
+                                                     touches[piece["line"]] if touches is not None else None))
     rows = {}
     for name, token_lists in sorted(pieces.items()):
         token_lists = token_lists[:max_pieces] if max_pieces else token_lists
         ids = [vocab.ids(t, f"{corpus}/{split}.txt", unknown=manifest.get("unknown_token") is not None)
-               for t in token_lists]
+               for t, _ in token_lists]
         start = time.perf_counter()
-        result = score(loaded.model, ids)
+        given = [with_touch(i, line, vocab, f"{touch_file}") if line is not None else i
+                 for i, (_, line) in zip(ids, token_lists, strict=True)]
+        result = score(loaded.model, given)
         notes = int(sum(struck[i].sum() for i in ids))  # every note the codec encoded, as `clara evaluate` counts
         rows[name] = {"pieces": len(token_lists), "tokens": result["tokens"], "notes": notes,
                       "nll": result["nll"], "accuracy": result["accuracy"],
