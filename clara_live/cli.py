@@ -131,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("live", parents=[common], help="play; Clara answers (call-response) or continues (suggest)")
     p.add_argument("--model", default=str(DEFAULT_MODEL), metavar="DIR", help="a notewise model (default: %(default)s)")
-    p.add_argument("--mode", choices=["call-response", "suggest"], help="live.mode")
+    p.add_argument("--mode", choices=["call-response", "suggest", "accompany"], help="live.mode")
     p.add_argument("--midi-api", choices=["auto", "alsa", "jack", "coremidi", "winmm"],
                    help="MIDI system (live.midi_api; auto: ALSA, else JACK on Linux)")
     p.add_argument("--in", dest="input", metavar="PORT", help="input port: name, index or part of a name (default: "

@@ -281,7 +281,7 @@ class InferenceConfig:
 class LiveConfig:
     """`clara live`: turn-taking, tempo, controls and outputs of a live session."""
 
-    mode: str = "call-response"  # call-response | suggest
+    mode: str = "call-response"  # call-response | suggest | accompany
     midi_api: str = "auto"  # auto | alsa | jack | coremidi | winmm
     client_name: str = "clara"  # the MIDI client's name (ports show as "clara:Clara In")
     bpm: float = 100.0  # tempo until a tap or a MIDI clock sets another (the first guess of tempo_from_playing)
@@ -291,6 +291,8 @@ class LiveConfig:
     trigger_cc: int = 67  # pressing this controller (>= 64) ends the phrase at once; -1 = none (67: soft pedal)
     suggest_bars: int = 2  # suggest: how long Clara continues
     max_answer_bars: int = 4  # call-response: the longest answer
+    accompany_lookahead_beats: float = 1.0  # accompany: how far ahead Clara plans her part (again at each note)
+    accompany_above: bool = False  # accompany: she plays over the player's melody instead of under it
     channel: int = 1  # Clara's MIDI channel, 1-16
     velocity_follow: bool = True  # Clara plays at the player's recent average velocity
     velocity: int = 80  # ... or at this one (also before the player has played)
@@ -318,7 +320,8 @@ class LiveConfig:
     RANGES: ClassVar[dict[str, str]] = {
         "bpm": f"[{MIN_BPM:g}, {MAX_BPM:g}]",  # the tempi the session hears and plays at (beat/limits.py)
         "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
-        "max_answer_bars": "[1, 64]", "channel": "[1, 16]", "velocity": "[1, 127]", "velocity_window": "[1, 1000]",
+        "max_answer_bars": "[1, 64]", "accompany_lookahead_beats": "(0, 4]",
+        "channel": "[1, 16]", "velocity": "[1, 127]", "velocity_window": "[1, 1000]",
         "tap_cc": "[-1, 127] (-1: none)", "tap_note": "[-1, 127] (-1: none)", "metronome_channel": "[1, 16]",
         "metronome_note": "[0, 126] (the other beats are a semitone up)", "cc_temperature": "[-1, 127] (-1: none)",
         "cc_top_k": "[-1, 127] (-1: none)", "cc_random_freq": "[-1, 127] (-1: none)", "lookahead": "(0, 10]",
@@ -327,7 +330,8 @@ class LiveConfig:
     }
 
     def __post_init__(self) -> None:
-        _check(self.mode in ("call-response", "suggest"), "live.mode", "must be call-response or suggest")
+        _check(self.mode in ("call-response", "suggest", "accompany"), "live.mode",
+               "must be call-response, suggest or accompany")
         _check(self.midi_api in ("auto", "alsa", "jack", "coremidi", "winmm"), "live.midi_api",
                "must be auto, alsa, jack, coremidi or winmm")
         _check_ranges(self, "live")

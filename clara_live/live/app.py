@@ -30,7 +30,7 @@ import numpy as np
 from clara_live.config import Config
 from clara_live.errors import ClaraError
 from clara_live.live import plumbing
-from clara_live.live.commands import Answer, Feed, Log, Mark, Refeed, Sampling, Send, Stop
+from clara_live.live.commands import Accompany, Answer, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.computer_keys import HELP, TerminalKeys
 from clara_live.live.midi import NOTE_OFF, NOTE_ON, kind
 from clara_live.live.playback import TimedInput
@@ -161,7 +161,8 @@ class LiveApp:
         self.roll = Roll()
         self.scheduler = Scheduler(output, on_sent=self._sent)
         self.worker = Worker(sampler, self.scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
-                             scorer=plumbing.critic(live) if live.candidates > 1 else None)
+                             scorer=plumbing.critic(live) if live.candidates > 1 else None,
+                             accompany=live.mode == "accompany", cancel=self.scheduler.cancel)
         if live.candidates > 1:
             self.worker.calibrate()  # what a best-of-K choice costs here, before the first is due
             self.stats.calibration = {
@@ -299,7 +300,7 @@ def _dispatch(command, scheduler: Scheduler, worker, log) -> None:
     elif isinstance(command, Stop):
         scheduler.cancel(command.id, command.time)  # silence first, then rewind the model
         worker.submit(command)
-    elif isinstance(command, Feed | Mark | Refeed | Answer | Sampling):
+    elif isinstance(command, Feed | Mark | Refeed | Answer | Accompany | Sampling):
         worker.submit(command)
     elif isinstance(command, Log):
         log(command.text)

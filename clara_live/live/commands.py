@@ -68,6 +68,26 @@ class Stop(NamedTuple):
     time: float
 
 
+class Accompany(NamedTuple):
+    """Accompaniment `id` (`live.mode: accompany`): plan Clara's part from `step` (where the session's
+    stream stands, the player's latest note fed) up to `ahead` steps on, on `grid`, under the player's
+    melody (`above`: over it). `register` is the melody's (lowest, highest) MIDI pitch lately, `held`
+    the pitches it holds (never struck while they sound). `time` is the arrival of the player's note
+    that asks for it (seconds, monotonic: the note in -> plan updated latency), None when time alone
+    asks (a beat passed with no note: the plan is carried on, not redone)."""
+
+    id: int
+    step: int
+    ahead: int
+    grid: Grid
+    velocity: int
+    channel: int  # 0-based
+    register: tuple[int, int]
+    held: tuple[int, ...]
+    above: bool
+    time: float | None
+
+
 class Mark(NamedTuple):
     """A phrase begins: the worker remembers its model here, before the phrase's first tokens."""
 
@@ -87,4 +107,4 @@ class Log(NamedTuple):
     text: str
 
 
-Command = Send | Feed | Mark | Refeed | Answer | Stop | Sampling | Log
+Command = Send | Feed | Mark | Refeed | Answer | Accompany | Stop | Sampling | Log

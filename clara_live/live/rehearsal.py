@@ -2,7 +2,8 @@
 a performance's MIDI messages at their times, with no port, no thread and no sleep.
 
 For measuring and testing Clara's live answers (benchmarks/answer_quality.py --path live,
-tests/test_live_answers.py): the worker runs on the caller's thread, reading the same clock,
+tests/test_live_answers.py) and her accompaniment (`accompany`: benchmarks/accompaniment.py,
+tests/test_live_accompany.py): the worker runs on the caller's thread, reading the same clock,
 so what she plays is what she would play live given time enough to sample.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 
 from clara_live.live.commands import Answer, Log, Send
 from clara_live.live.midi import NOTE_OFF, kind
+from clara_live.live.scheduler import Schedule
 from clara_live.live.session import Session
 from clara_live.live.worker import Worker
 from clara_live.sampling.sampler import Sampler
@@ -50,3 +52,40 @@ def first_answer(session: Session, sampler: Sampler, events: Sequence[tuple[floa
             break
         t += tick
     return answered, sent
+
+
+def accompany(session: Session, sampler: Sampler, events: Sequence[tuple[float, Sequence[int]]],
+              tail: float = 4.0, tick: float = TICK) -> tuple[list[tuple[float, tuple]], Worker]:
+    """Play `events` (seconds, MIDI message) as the melody into an accompanying session (`live.mode:
+    accompany`) and go on `tail` seconds after the last. Her notes go through the output scheduler's
+    pure queue (`Schedule`): a replan's cancel drops her unsounded plan and closes what it leaves
+    sounding, as live. Returns what was sent on her track, (time, message) in sending order, and
+    the worker (its `latencies`: note in -> plan updated, on the clock as it ran)."""
+    now = [0.0]
+    schedule = Schedule()
+    sent: list[tuple[float, tuple]] = []
+
+    def cancel(tag: int, after: float, close: bool = True) -> None:
+        sent.extend((now[0], e.message) for e in schedule.cancel(tag, after, now[0], close))
+
+    worker = Worker(sampler, schedule.add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel)
+    events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))
+    i, t = 0, 0.0
+    limit = (events[-1][0] if events else 0.0) + tail
+    while t < limit:
+        commands = []
+        while i < len(events) and events[i][0] <= t:
+            now[0] = events[i][0]
+            sent.extend((e.time, e.message) for e in schedule.due(now[0]))
+            for command in session.on_event(list(events[i][1]), events[i][0]):
+                if not isinstance(command, Send | Log):
+                    worker.handle(command)
+            i += 1
+        now[0] = t
+        sent.extend((e.time, e.message) for e in schedule.due(t))
+        commands += session.on_tick(t)
+        for command in commands:
+            if not isinstance(command, Send | Log):
+                worker.handle(command)
+        t += tick
+    return sent, worker

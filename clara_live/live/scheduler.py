@@ -80,12 +80,15 @@ class Schedule:
             return [event._replace(message=(NOTE_OFF | channel, event.message[1], 0)), event]
         return [event]
 
-    def cancel(self, tag: int, after: float, now: float) -> list[Event]:
+    def cancel(self, tag: int, after: float, now: float, close: bool = True) -> list[Event]:
         """Drop the tagged events due after `after`; returns the note-offs, to send now, for
-        the tag's notes still sounding."""
+        the tag's notes still sounding (none with `close` False: the caller closes them itself,
+        as the accompaniment's next plan does)."""
         self.cancelled[tag] = min(after, self.cancelled.get(tag, after))
         self._heap = [e for e in self._heap if e.tag != tag or e.time <= after]
         heapq.heapify(self._heap)
+        if not close:
+            return []
         return [self._close(key, now) for key, (_, t) in list(self.notes.open.items()) if t == tag]
 
     def panic(self, now: float) -> list[Event]:
@@ -126,9 +129,9 @@ class Scheduler:
             self.schedule.add(t, message, track, tag)
             self._wake.notify()
 
-    def cancel(self, tag: int, after: float) -> None:
+    def cancel(self, tag: int, after: float, close: bool = True) -> None:
         with self._wake:
-            offs = self.schedule.cancel(tag, after, self.clock())
+            offs = self.schedule.cancel(tag, after, self.clock(), close)
             self._send(offs)
             self._wake.notify()
 

@@ -37,12 +37,14 @@ from collections import deque
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import LiveConfig, SamplingConfig
 from clara_live.live.beats_out import BeatsOut
-from clara_live.live.commands import Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
+from clara_live.live.commands import Accompany, Answer, Command, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.midi import CLOCK, CONTROL, NOTE_OFF, NOTE_ON, SUSTAIN
 from clara_live.live.phrase import Phrase, PlayerWriter
 from clara_live.live.tempo import Grid, LinkState, TempoKeeper, next_beat
 
 MIN_LEAD = 0.02  # seconds: an answer starts on a beat at least this far ahead, so its first note is ready
+ACCOMPANY_LEVEL = 0.8  # accompany: her velocity, as a share of the player's recent level (under their dynamics)
+MELODY_NOTES = 4  # accompany: the melody's register is that of its last this many notes (and the keys held)
 REFEED_LEAD = 0.2  # ... this far when the model must first re-read the phrase (benchmarks/live_latency.py
 # --in-process: 300 tokens, about 10 s of playing, in one call: p99 about 0.1 s on this project's 2-core CPU)
 
@@ -66,11 +68,17 @@ class Session:
         self.answers = 0
         self._controls: dict[int, int] = {}  # last value of each controller, for rising edges
         self.beats_out = BeatsOut(live, self.sf, beats_per_bar)  # the metronome and MIDI clock out
+        # accompany: the accompaniment playing (its id), the melody's last pitches, the step last planned to
+        self.accompanying: int | None = None
+        self.melody: deque[int] = deque(maxlen=MELODY_NOTES)
+        self._planned_to = 0
 
     # --- what the outside reads ----------------------------------------------------------
 
     @property
     def turn(self) -> str:
+        if self.accompanying is not None:
+            return "clara"
         if self.answer is None:
             return "listening"
         return "clara" if self._answer_started else "waiting"
@@ -141,7 +149,9 @@ class Session:
             self.answer = None
         out += self._clock_gone(t)
         out += self.writer.feeds(self.writer.due(math.floor(self.grid.step_at(t) + 1e-9)), 0, None)
-        if self.answer is None and self.phrase is not None and self._silent_since(t):
+        if self.live.mode == "accompany":
+            out += self._accompany_tick(t)
+        elif self.answer is None and self.phrase is not None and self._silent_since(t):
             out += self._end_phrase(t, "silence")
         out += self._schedule_beats(t)
         return out
@@ -155,7 +165,7 @@ class Session:
         if self.answer is not None:
             out += self._interrupt(t)
         self.keys.add(key)
-        self.last_activity = t
+        self.last_activity = self.last_strike = t
         self.velocities.append(velocity)
         if self.phrase is None:
             out += self._begin_phrase(t)
@@ -163,6 +173,9 @@ class Session:
             self.tempo.onset(t, velocity)  # the beat followed as the player plays
         self.writer.record("on", key, velocity, t)
         out += self.writer.feeds(self.writer.on(key, t), velocity, t)
+        if self.live.mode == "accompany":
+            self.melody.append(key)
+            out.append(self._plan(t, t))
         return out
 
     def _begin_phrase(self, t: float) -> list[Command]:
@@ -170,7 +183,7 @@ class Session:
         a MIDI clock or Link leads), and the silence before it is fed as at most a bar. When its tempo
         is to be heard, the writer's state here is kept and the worker marks its model."""
         out: list[Command] = []
-        if self._hears_tempo(t):
+        if self._hears_tempo(t) and self.live.mode != "accompany":  # her notes interleave: no phrase is refed
             self.writer.begin_mark()
             out.append(Mark())
         if self.tempo.beat_led(t):
@@ -205,7 +218,9 @@ class Session:
             self.writer.record("pedal", value, 0, t)
             return self.writer.feeds(self.writer.pedal_to(value >= 64, t), 0, t)
         if number == live.trigger_cc and pressed:
-            if self.answer is None and self.phrase is not None:
+            if self.accompanying is not None:
+                return self._rest(t)
+            if self.answer is None and self.phrase is not None and live.mode != "accompany":
                 return self._end_phrase(t, "trigger")
             return []
         if number == live.tap_cc:
@@ -292,6 +307,52 @@ class Session:
         out.append(Log(f"phrase end ({why}): Clara answers {beats} beats at {self.grid.bpm:.1f} bpm{source}"))
         return out
 
+    # --- accompaniment -------------------------------------------------------------------------
+
+    def _plan(self, t: float, arrival: float | None) -> Accompany:
+        """Clara's part planned (again) from where the stream stands: at a player's note (`arrival`),
+        or as a beat passes with none (carried on). The first note after a rest begins a new one."""
+        if self.accompanying is None:
+            self.answers += 1
+            self.accompanying = self.answers
+        held = tuple(sorted(self.keys))
+        pitches = [*self.melody, *held]
+        ahead = max(1, round(self.live.accompany_lookahead_beats * self.sf))
+        self._planned_to = max(self.now, math.floor(self.grid.step_at(t)))
+        level = max(1, round(self.velocity * ACCOMPANY_LEVEL))
+        return Accompany(self.accompanying, self._planned_to, ahead, self.beat_grid(t), level, self.live.channel - 1,
+                         (min(pitches), max(pitches)), held, self.live.accompany_above, arrival)
+
+    def _accompany_tick(self, t: float) -> list[Command]:
+        """She plays on while the player does (a plan carried on each beat with no note), and
+        stops once no key has been pressed for a bar with none held (the pedal does not count:
+        a pedal held throughout would keep her playing to no one)."""
+        if self.accompanying is None:
+            return []
+        bar = self.beats_per_bar * self.beat_seconds
+        if not self.keys and t - self.last_strike >= bar:
+            return self._rest(t)
+        if math.floor(self.grid.step_at(t)) >= next_beat(self._planned_to + 1, self.sf):
+            return [self._plan(t, None)]
+        return []
+
+    def _rest(self, t: float) -> list[Command]:
+        """The player stopped: close their phrase, stop her at the step of t (every note of hers closed)."""
+        out: list[Command] = []
+        if self.phrase is not None:
+            _, _, ids = self.writer.close_phrase(t)
+            if ids:
+                out.append(Feed(tuple(ids), 0, None, self.now))
+            if self._hears_tempo(t):
+                self.tempo.follow_phrase(t, self.now)
+        step = max(self.now, math.floor(self.grid.step_at(t)))
+        self.writer.skip_to(step)
+        out.append(Stop(self.accompanying, step, t))
+        out.append(Log("Clara rests: the player stopped for a bar"))
+        self.accompanying = None
+        self.melody.clear()
+        return out
+
     def _interrupt(self, t: float) -> list[Command]:
         answer, self.answer = self.answer, None
         assert answer is not None
@@ -311,3 +372,4 @@ class Session:
         return self.beats_out.due(self.beat_grid(t), t)
 
     _last_tick = -math.inf
+    last_strike = -math.inf  # accompany: when a key was last pressed

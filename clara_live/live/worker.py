@@ -21,8 +21,9 @@ import numpy as np
 
 from clara_live.codec.notewise import Touch
 from clara_live.codec.tokens import Kind, wait
+from clara_live.live.accompany import Accompanist
 from clara_live.live.budget import ChoiceBudget
-from clara_live.live.commands import Answer, Feed, Mark, Refeed, Sampling, Stop
+from clara_live.live.commands import Accompany, Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
@@ -55,8 +56,8 @@ class Worker:
     """
 
     def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
-                 clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None
-                 ) -> None:
+                 clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None,
+                 accompany: bool = False, cancel: Callable[[int, float, bool], None] | None = None) -> None:
         if sampler.vocab.codec.encoding != "notewise":
             raise ValueError("the live worker needs a notewise model")
         self.sampler = sampler
@@ -82,12 +83,14 @@ class Worker:
         # session step s is the model's step s + base: the session owns the count (each Feed says where its
         # stream stands, and base follows it); an answer lowers base by the pause it skips (from_step)
         self.base = self.state.now
+        # live.mode accompany: her part planned as the player plays (live/accompany.py); `cancel` is the scheduler's
+        self.accompanist = Accompanist(sampler, self.base, schedule, cancel, clock) if accompany else None
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def submit(self, command: Feed | Mark | Refeed | Answer | Stop | Sampling) -> None:
+    def submit(self, command: Feed | Mark | Refeed | Answer | Accompany | Stop | Sampling) -> None:
         self.commands.put(command)
 
     def close(self, timeout: float = 2.0) -> None:
@@ -137,6 +140,20 @@ class Worker:
         """Carry out one command; False to quit."""
         if isinstance(command, _Quit):
             return False
+        accompanist = self.accompanist
+        if accompanist is not None and isinstance(command, Feed | Accompany | Stop):
+            if isinstance(command, Feed):
+                accompanist.hear(command)
+                self.fed += len(command.ids)
+            elif isinstance(command, Accompany):
+                accompanist.accompany(command)
+                if command.time is not None:
+                    self.latencies.append(accompanist.latencies[-1])
+                while self.commands.empty() and accompanist.more():  # the rest of her plan, a note-in never waits long
+                    pass
+            else:
+                accompanist.stop(command)
+            return True
         if isinstance(command, Feed):
             self._played = None  # the answer is over: the stream goes on from its end
             self._feed(command)

@@ -77,6 +77,9 @@ class Sampler:
         self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
         # touch (model/touch.py): each note-on sampled gets the velocity and offset the model gives it
         self.learned_touch = engine.touch and sampling.touch == "learned" and codec.encoding == "notewise"
+        # (vocab,) bool or None: tokens the caller forbids over the grammar's mask (the accompaniment's register
+        # and the melody's held pitch); where it would leave a stream nothing, that stream's waits stay allowed
+        self.forbid: np.ndarray | None = None
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -289,7 +292,14 @@ class Sampler:
     # --- choosing --------------------------------------------------------------------
 
     def masks(self) -> torch.Tensor:
-        return torch.from_numpy(np.stack([s.allowed() for s in self.states]))
+        masks = np.stack([s.allowed() for s in self.states])
+        if self.forbid is not None:
+            kept = masks & ~self.forbid
+            empty = ~kept.any(axis=1)
+            if empty.any():  # nothing left but forbidden notes: the shortest wait instead
+                kept[np.ix_(empty, self.vocab.wait_ids[:1])] = True
+            masks = kept
+        return torch.from_numpy(masks)
 
     def log_probs(self, masks: torch.Tensor | None = None) -> torch.Tensor:
         """(streams, vocab) log-probabilities of the next token under the grammar mask (with a

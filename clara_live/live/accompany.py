@@ -1,0 +1,212 @@
+"""Clara's accompaniment, on the model worker's thread (`live.mode: accompany`).
+
+The player's melody and her part are one notewise stream, both as piano notes (`p`), as the shipped
+model learned music. The worker has read everything up to a committed step c (a `Snapshot`); since
+then it keeps the player's events (from each `Feed`) and her plan, sampled with the player's future
+unknown from the player's latest note at step s up to `Accompany.ahead` steps on, each note of it
+scheduled at its step's time on the session's beat grid under one tag.
+
+When the next player note asks for a plan at s', the worker returns to c and reads what happened
+up to s': her planned notes that sounded (step < s', due by then), the player's events, in one
+step's canonical order (offs, then ons, ascending: her notes under the melody come before the
+melody's note struck in the same step, as a score's notes would be written); her notes still
+sounding at s' close at s' (the scheduler's cancel closes them as it drops the rest of her plan).
+That point is committed, and she plans again from s'. So her notes in a step where the player also
+strikes are those she planned before hearing that note, and she never strikes after the melody's
+note within its step (the grammar's ascending order; below the melody the mask leaves nothing
+else). Notochord's sub-event queries and the Anticipatory Music Transformer's anticipation order
+the same question by time then by part; here the step and pitch order the model learned decides.
+
+What she may strike is data given to the sampler (`Sampler.forbid`): no note within a semitone of
+the melody's register or beyond it (below the lowest of its recent notes; `above`: over the
+highest), so never the pitch the melody holds. A beat passing with no player note carries the plan
+on from where it ends, without going back. A `Stop` (the player rested for a bar) reads what she
+played up to its step, closes every sounding note there and cancels the rest of her plan.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from clara_live.codec.tokens import Kind
+from clara_live.live.commands import Accompany, Feed, Stop
+from clara_live.live.midi import NOTE_OFF, NOTE_ON
+from clara_live.sampling.grammar import KINDS, NotewiseState
+from clara_live.sampling.sampler import Sampler
+
+_ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
+BAND = 1  # semitones: she keeps at least this far clear of the melody's register
+EARLY = 1e-3  # seconds: a planned note due this close to the replanning step counts as not yet sounded
+
+
+class Planned(NamedTuple):
+    step: int  # the session's step
+    token_id: int
+    time: float  # when it is scheduled to sound (seconds, monotonic)
+    velocity: int
+
+
+class Accompanist:
+    """Her part, planned and replanned on the worker's sampler; see the module docstring.
+
+    `schedule(time, message, track, tag)` and `cancel(tag, after, close)` are the output scheduler's;
+    `latencies` the seconds from a player's note in to her plan updated."""
+
+    def __init__(self, sampler: Sampler, base: int, schedule: Callable[..., None],
+                 cancel: Callable[[int, float, bool], None] | None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.sampler, self.base = sampler, base  # the model's step is the session's step + base
+        self.schedule, self.cancel, self.clock = schedule, cancel, clock
+        vocab = sampler.vocab
+        self.pitch = np.full(len(vocab.tokens), -1, dtype=np.int64)  # MIDI pitch each note-on strikes
+        for i in np.flatnonzero(vocab.kind == _ON):
+            self.pitch[i] = vocab.pitch_of(int(i))
+        self.committed = sampler.snapshot()
+        self.at = 0  # the session step of the committed point
+        self.heard: list[tuple[int, int, int]] = []  # the player's (step, id, velocity) since it
+        self.plan: list[Planned] = []  # hers sampled since it
+        self.tag: int | None = None  # her current plan's, for the scheduler
+        self.plans = 0
+        self.current: Accompany | None = None
+        self.end = 0  # the session step her plan reaches
+        self.sounding: dict[int, int] = {}  # her notes sounding at the committed point: key -> MIDI pitch
+        self.latencies: list[float] = []  # note in -> plan updated, on the worker's clock
+        self.costs: list[float] = []  # ... the CPU's part of it (perf_counter): what the fake clock cannot see
+        self.first_costs: list[float] = []  # note in -> her next note scheduled (perf_counter)
+
+    @property
+    def state(self) -> NotewiseState:
+        return self.sampler.states[0]
+
+    def hear(self, feed: Feed) -> None:
+        """The player's tokens, laid on the session's steps (the feed's waits end at feed.step)."""
+        vocab = self.sampler.vocab
+        step = feed.step - sum(int(vocab.value[i]) for i in feed.ids if vocab.kind[i] == _WAIT)
+        for i in feed.ids:
+            if vocab.kind[i] == _WAIT:
+                step += int(vocab.value[i])
+            else:
+                self.heard.append((step, int(i), feed.velocity))
+
+    def accompany(self, command: Accompany) -> None:
+        """Plan her part: again from the player's note at command.step, or on from the plan's end. At a
+        note the plan is updated once the model has read it (her unsounded plan dropped, what happened
+        replayed: `latencies`, `costs`), and her next note is sampled at once (`first_costs`); `more`
+        samples the rest, a token at a time, while no other command waits."""
+        started = time.perf_counter()
+        carried = command.time is None and self.current is not None and self.current.id == command.id
+        self.current = command
+        self.end = command.step + command.ahead + 1  # the beat ahead itself: struck with the melody's next note
+        if not carried:
+            self.plans += 1
+            self._rewind(command.step, command.grid, self._forbid(command), (command.id << 16) + self.plans)
+        self.sampler.forbid = self._forbid(command)
+        if command.time is None:
+            return
+        self.latencies.append(self.clock() - command.time)
+        self.costs.append(time.perf_counter() - started)
+        struck = len(self.plan)
+        while self.more() and not any(self.sampler.vocab.kind[p.token_id] == _ON for p in self.plan[struck:]):
+            pass
+        self.first_costs.append(time.perf_counter() - started)
+
+    def more(self) -> bool:
+        """Sample one more token of the plan; False once it reaches its window's end (or she rests)."""
+        state = self.state
+        if self.current is None or state.now - self.base >= self.end:
+            return False
+        ids = self.sampler.choose()
+        step = state.now - self.base
+        self.sampler.advance(ids, score=False)
+        self._play(int(ids[0]), step, self.current)
+        return state.now - self.base < self.end
+
+    def stop(self, stop: Stop) -> None:
+        """She rests: what she played up to stop.step is read, every note of hers closed there, the rest dropped."""
+        if self.current is None or self.current.id != stop.id:
+            return
+        self._rewind(stop.step, self.current.grid, np.ones(len(self.pitch), dtype=bool), self.tag, stop.time)
+        self.sampler.feed_ids(self.state.close_all())  # the player's too, should any still sound
+        self.committed = self.sampler.snapshot()
+        self.current = None
+        self.sampler.forbid = None
+
+    # --- inside -------------------------------------------------------------------------------
+
+    def _rewind(self, step: int, grid, forbid: np.ndarray, tag: int | None, now: float | None = None) -> None:
+        """Back to the committed point, then what happened up to `step` read in one call and committed:
+        her notes planned before it (those not yet sent are scheduled again under `tag`), her notes
+        planned at it that the new mask allows (struck before the melody's in the step, lower), the
+        player's events, and her notes sounding there that the mask forbids closed there."""
+        sampler, vocab = self.sampler, self.sampler.vocab
+        now = self.clock() if now is None else now
+        if self.tag is not None and self.cancel is not None:
+            self.cancel(self.tag, now, False)  # her plan not yet sent dropped; what sounds she closes herself
+        old = self.tag
+        self.tag = tag
+        kept = [p for p in self.plan if p.step < step or (p.step == step and not forbid[p.token_id])]
+        sounding = dict(self.sounding)  # key -> pitch
+        events: list[tuple[int, int, int, int, int]] = []  # (step, 0 off / 1 on, key, id, velocity)
+        for p in kept:
+            kind, key = vocab.kind[p.token_id], int(vocab.key[p.token_id])
+            if kind == _OFF:
+                sounding.pop(key, None)
+            else:
+                sounding[key] = int(self.pitch[p.token_id])
+            events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity))
+            if p.time > now and old is not None:  # dropped by the cancel: sent again under the new tag
+                self.schedule(p.time, self._message(p.token_id, p.velocity), "clara", tag)
+        for p in self.plan:  # sent already (the player came late) but not kept: closed now (a stray off is dropped)
+            if p.time <= now and vocab.kind[p.token_id] == _ON and p not in kept:
+                self.schedule(now, self._message(int(vocab.off_id[vocab.key[p.token_id]]), 0), "clara", tag)
+        for key in sorted(sounding):
+            if forbid[vocab.on_id[key]]:  # under the melody no more, or its pitch: closed now
+                off = int(vocab.off_id[key])
+                events.append((step, 0, key, off, 0))
+                del sounding[key]
+                self.schedule(now, self._message(off, 0), "clara", tag)
+        later = [h for h in self.heard if h[0] > step]
+        events += [(s, int(vocab.kind[i] == _ON), int(vocab.key[i]), i, v) for s, i, v in self.heard if s <= step]
+        sampler.restore(self.committed)
+        ids: list[int] = []
+        velocities: list[int] = []
+        position = self.at
+        for s, _, _, i, v in sorted(events):
+            waits = vocab.waits(s - position)
+            position = max(position, s)
+            ids += [*waits, i]
+            velocities += [0] * len(waits) + [v]
+        waits = vocab.waits(step - position)
+        sampler.feed_ids(ids + waits, velocities + [0] * len(waits))
+        self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
+        self.heard, self.plan = later, []
+
+    def _message(self, token_id: int, velocity: int) -> tuple[int, int, int]:
+        vocab, channel = self.sampler.vocab, self.current.channel
+        pitch = vocab.pitch_of(token_id)
+        return (NOTE_ON | channel, pitch, velocity) if vocab.kind[token_id] == _ON else (NOTE_OFF | channel, pitch, 0)
+
+    def _forbid(self, command: Accompany) -> np.ndarray:
+        """The note-ons she may not strike now: within BAND of the melody's register or beyond it, its held pitches."""
+        low, high = command.register
+        pitch = self.pitch
+        forbid = (pitch >= 0) & (pitch <= high + BAND) if command.above else pitch >= low - BAND
+        for held in command.held:
+            forbid |= pitch == held
+        return forbid
+
+    def _play(self, token_id: int, step: int, command: Accompany) -> None:
+        kind = self.sampler.vocab.kind[token_id]
+        if kind not in (_ON, _OFF):
+            return
+        t = command.grid.time_of(step)
+        velocity = command.velocity if kind == _ON else 0
+        sampler = self.sampler
+        if kind == _ON and sampler.learned_touch and sampler.made[0]:  # her touch, never over the player's level
+            velocity = min(sampler.made[0][-1].velocity, command.velocity)  # (on the grid: the beat is theirs)
+        self.plan.append(Planned(step, token_id, t, velocity))
+        self.schedule(t, self._message(token_id, velocity), "clara", self.tag)

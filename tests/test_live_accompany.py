@@ -1,0 +1,229 @@
+"""Accompaniment (`live.mode: accompany`, issue 26) on a fake clock: the session's commands alone,
+then the session, the worker with the shipped model and the scheduler's queue played through
+(live/rehearsal.py:accompany): she plays with the melody on her channel, under it, on the grid,
+rests a bar after the player and begins again, and no input leaves a note of hers sounding."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import REPO
+
+from clara_live.codec.notewise import NotewiseCodec
+from clara_live.codec.vocabulary import Vocabulary
+from clara_live.config import load_config
+from clara_live.engine import build_engine
+from clara_live.live.commands import Accompany, Answer, Feed, Stop
+from clara_live.live.midi import NOTE_OFF, NOTE_ON
+from clara_live.live.rehearsal import accompany
+from clara_live.live.scheduler import Schedule
+from clara_live.live.session import Session
+from clara_live.live.worker import Worker
+from clara_live.model import load_model
+from clara_live.sampling.sampler import Sampler
+
+MODEL = REPO / "trained_models" / "clara-notewise"
+BEAT = 0.6  # 100 bpm
+STEP = BEAT / 12
+BAR = 4 * BEAT
+SCALE = [72, 74, 76, 77, 79, 77, 76, 74, 72, 71, 72, 74, 76, 74, 72, 72]
+
+
+@pytest.fixture(scope="module")
+def loaded():
+    return load_model(MODEL)
+
+
+def _session(*overrides: str, vocab: Vocabulary | None = None):
+    config = load_config(overrides=["live.mode=accompany", *overrides])
+    if vocab is None:
+        vocab = Vocabulary(NotewiseCodec(config.codec).vocabulary(), config.codec)
+    return Session(config.live, vocab, config.sampling, 0.0), config
+
+
+def _melody(pitches, start: float = 1.0, every: float = BEAT, hold: float = 0.9, velocity: int = 90):
+    events = []
+    for i, p in enumerate(pitches):
+        t = start + i * every
+        events += [(t, (NOTE_ON, p, velocity)), (t + every * hold, (NOTE_OFF, p, 0))]
+    return events
+
+
+def _play(loaded, events, *overrides: str, seed: int = 1, tail: float = 4.0):
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
+    session, config = _session(*overrides, vocab=vocab)
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                      config.sampling, seed=seed)
+    sent, worker = accompany(session, sampler, events, tail=tail)
+    return sent, worker, config
+
+
+def _notes(sent):
+    """Her notes as (on, off, pitch, channel, velocity), and those never closed."""
+    open_: dict[tuple[int, int], tuple[float, int]] = {}
+    notes = []
+    for t, m in sent:
+        key = (m[0] & 0x0F, m[1])
+        if m[0] & 0xF0 == NOTE_ON and m[2] > 0:
+            if key in open_:
+                notes.append((open_[key][0], t, m[1], key[0], open_[key][1]))
+            open_[key] = (t, m[2])
+        elif key in open_:
+            on, velocity = open_.pop(key)
+            notes.append((on, t, m[1], key[0], velocity))
+    return notes, open_
+
+
+def _melody_notes(events):
+    """The melody's keys as (on, off, pitch), pedal not counted."""
+    held: dict[int, float] = {}
+    out = []
+    for t, m in sorted(events, key=lambda e: e[0]):
+        if m[0] & 0xF0 == NOTE_ON and m[2] > 0:
+            held[m[1]] = t
+        elif m[0] & 0xF0 in (NOTE_ON, NOTE_OFF) and m[1] in held:
+            out.append((held.pop(m[1]), t, m[1]))
+    return out + [(on, float("inf"), p) for p, on in held.items()]
+
+
+def _check_clean(sent, events):
+    """No note of hers left sounding, none struck on a pitch the melody holds at that moment."""
+    notes, left = _notes(sent)
+    assert not left, f"notes left sounding: {left}"
+    melody = _melody_notes(events)
+    for on, _, pitch, _, _ in notes:
+        assert not any(m_on <= on < m_off and p == pitch for m_on, m_off, p in melody), (on, pitch)
+    return notes
+
+
+# --- the session alone -------------------------------------------------------------------------
+
+def _drive(session, events, until: float, t: float = 0.0):
+    """Events at their times, the session ticked every 2 ms as the app does, until `until`: (time, command)."""
+    out = []
+    events = sorted(events, key=lambda e: e[0])
+    while t < until:
+        t += 0.002
+        while events and events[0][0] <= t:
+            at, m = events.pop(0)
+            out += [(at, c) for c in session.on_event(list(m), at)]
+        out += [(t, c) for c in session.on_tick(t)]
+    return out
+
+
+def test_the_session_plans_at_each_note_rests_after_a_bar_and_begins_again():
+    session, _ = _session()
+    out = _drive(session, [(t, m) for t, m in _melody([72, 74, 76, 77]) if m[0] == NOTE_ON], 1.0 + 3 * BEAT + 0.01)
+    plans = [c for _, c in out if isinstance(c, Accompany) and c.time is not None]
+    assert len(plans) == 4 and len({p.id for p in plans}) == 1
+    assert plans[-1].register == (72, 77) and 77 in plans[-1].held
+    assert not any(isinstance(c, Answer) for _, c in out)
+    assert session.turn == "clara"
+    last = 1.0 + 3 * BEAT
+    offs = [(last + 0.1, (NOTE_OFF, p, 0)) for p in (72, 74, 76, 77)]
+    out = _drive(session, offs, last + BAR + 0.1, t=last + 0.01)
+    stops = [(t, c) for t, c in out if isinstance(c, Stop)]
+    assert len(stops) == 1 and last + BAR <= stops[0][0] < last + BAR + 0.01
+    assert session.turn == "listening"
+    again = session.on_event([NOTE_ON, 70, 80], last + BAR + 1.0)
+    assert [c for c in again if isinstance(c, Accompany)][0].id != plans[0].id
+
+
+def test_a_beat_without_a_note_carries_the_plan_on():
+    session, _ = _session()
+    out = _drive(session, [(1.0, (NOTE_ON, 72, 80))], 1.0 + 2 * BEAT)
+    carried = [c for _, c in out if isinstance(c, Accompany) and c.time is None]
+    assert len(carried) == 2 and all(c.held == (72,) for c in carried)
+
+
+# --- with the model ----------------------------------------------------------------------------
+
+def test_she_plays_with_the_melody_under_it_on_her_channel_and_on_the_grid(loaded):
+    events = _melody(SCALE)
+    sent, worker, config = _play(loaded, events)
+    notes = _check_clean(sent, events)
+    melody = _melody_notes(events)
+    during = [n for n in notes if 1.0 <= n[0] < 1.0 + len(SCALE) * BEAT]
+    assert len(during) >= len(SCALE)  # she plays while the melody does
+    assert {n[3] for n in notes} == {config.live.channel - 1}
+    for on, _, pitch, _, velocity in during:
+        sounding = [p for m_on, m_off, p in melody if m_on <= on < m_off]
+        assert all(pitch < p for p in sounding), (on, pitch, sounding)
+        assert velocity < 90  # under the player's level
+        grid = (on - 1.0) / STEP  # the first note pinned the grid: its steps every STEP from 1.0
+        assert abs(grid - round(grid)) * STEP <= 0.02
+    assert worker.accompanist.plans >= len(SCALE)
+
+
+def test_above_keeps_her_over_the_melody(loaded):
+    events = _melody([60, 62, 64, 65, 67, 65, 64, 62])
+    sent, _, _ = _play(loaded, events, "live.accompany_above=true")
+    notes = _check_clean(sent, events)
+    melody = _melody_notes(events)
+    assert notes
+    for on, _, pitch, _, _ in notes:
+        assert all(pitch > p for m_on, m_off, p in melody if m_on <= on < m_off)
+
+
+def test_she_rests_within_a_bar_of_the_player_and_begins_again(loaded):
+    first = _melody(SCALE[:8])
+    second = _melody(SCALE[8:], start=1.0 + 8 * BEAT + 6.0)
+    sent, _, _ = _play(loaded, first + second)
+    notes = _check_clean(sent, first + second)
+    stopped = 1.0 + 7 * BEAT  # the last key pressed
+    gap = [n for n in notes if stopped + BAR + 0.01 < n[0] < second[0][0] - 0.01]
+    assert not gap, gap  # silent through the rest
+    assert all(off <= stopped + BAR + 0.01 for on, off, *_ in notes if on < stopped + BAR)  # all closed by then
+    assert any(n[0] >= second[0][0] for n in notes)  # she begins again
+
+
+def test_a_replan_drops_her_unsounded_plan_and_leaves_nothing_sounding(loaded):
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
+    session, config = _session(vocab=vocab)
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                      config.sampling, seed=2)
+    now = [0.0]
+    schedule = Schedule()
+    worker = Worker(sampler, schedule.add, clock=lambda: now[0], accompany=True,
+                    cancel=lambda tag, after, close=True: schedule.cancel(tag, after, now[0], close))
+    sent = []
+    for t, key in ((1.0, 76), (1.0 + BEAT / 3, 74)):  # the second note comes inside her first plan
+        now[0] = t
+        sent += schedule.due(t)
+        for command in session.on_event([NOTE_ON, key, 90], t):
+            if isinstance(command, Feed | Accompany):
+                worker.handle(command)
+        tag = worker.accompanist.tag
+        assert all(e.tag == tag or e.time <= t for e in schedule._heap)  # the old plan's unsounded notes dropped
+    assert worker.accompanist.plans == 2
+    t = 1.0 + BEAT / 3
+    while t < 1.0 + 2 * BAR:
+        t += 0.002
+        now[0] = t
+        sent += schedule.due(t)
+        released = []
+        if session.keys and t >= 1.0 + BEAT:  # the player lets go after a beat
+            released = [c for k in (74, 76) for c in session.on_event([NOTE_OFF, k, 0], t)]
+        for command in released + session.on_tick(t):
+            if isinstance(command, Feed | Accompany | Stop):
+                worker.handle(command)
+    sent += schedule.due(t + 1.0)
+    assert not schedule.open, schedule.open  # every note of hers closed once she rests
+
+
+@pytest.mark.parametrize("name", ["one held note", "30 notes a second", "chords", "pedal held", "stop mid-bar"])
+def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
+    if name == "one held note":
+        events = [(1.0, (NOTE_ON, 67, 80)), (9.0, (NOTE_OFF, 67, 0))]
+    elif name == "30 notes a second":
+        events = _melody([60 + (i * 7) % 24 for i in range(90)], every=1 / 30, hold=0.5)
+    elif name == "chords":
+        events = []
+        for i, root in enumerate([60, 65, 67, 60, 62, 67]):
+            for p in (root, root + 4, root + 7):
+                events += [(1.0 + i * BEAT, (NOTE_ON, p, 70)), (1.0 + (i + 0.9) * BEAT, (NOTE_OFF, p, 0))]
+    elif name == "pedal held":
+        events = [(0.9, (0xB0, 64, 127)), *_melody(SCALE[:10])]
+    else:
+        events = _melody(SCALE[:6], every=BEAT / 2)
+    sent, _, _ = _play(loaded, events)
+    _check_clean(sent, events)
