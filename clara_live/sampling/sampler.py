@@ -28,6 +28,7 @@ from clara_live.codec.notewise import TOUCH_UNKNOWN, Touch
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
+from clara_live.model.touch import LEVEL_WINDOW, level_features
 from clara_live.model.touch import sample as sample_touch
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, new_state
@@ -54,6 +55,7 @@ class Snapshot(NamedTuple):
     motifs: tuple[int, ...] = ()
     output: torch.Tensor | None = None
     made: tuple[tuple[Touch, ...], ...] = ()
+    recent: np.ndarray | None = None
 
 
 class Sampler:
@@ -78,8 +80,12 @@ class Sampler:
         # touch (model/touch.py): each note-on sampled gets the velocity and offset the model gives it
         self.learned_touch = engine.touch and sampling.touch == "learned" and codec.encoding == "notewise"
         # (vocab,) bool or None: tokens the caller forbids over the grammar's mask (the accompaniment's register
-        # and the melody's held pitch); where it would leave a stream nothing, that stream's waits stay allowed
+        # and the melody's held pitch). Their probability goes to the waits allowed (the step passes instead, as
+        # it would have had she not been kept off them: without it, masking the notes the model wanted makes her
+        # strike another note far oftener than she would); where it leaves a stream nothing, the shortest wait
         self.forbid: np.ndarray | None = None
+        self._wait = np.zeros(len(self.vocab.tokens), dtype=bool)
+        self._wait[self.vocab.wait_ids] = True
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -96,6 +102,8 @@ class Sampler:
         self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
         self.output: torch.Tensor | None = None  # (streams, emb): the last layer's output (touch's head reads it)
         self.made: list[tuple[Touch, ...]] = [() for _ in range(streams)]  # each stream's sampled note-ons' touch
+        # each stream's last LEVEL_WINDOW tokens' touch columns (velocity, offset): the touch head's running level
+        self.recent = np.zeros((streams, LEVEL_WINDOW, 2), dtype=np.int64)
         self.fed_velocities: tuple[int, ...] = ()  # the last PLAYED_NOTES velocities of note-ons fed (known ones)
         self.motifs.reset()
         if self.memory is not None:
@@ -110,7 +118,7 @@ class Sampler:
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
                         self.count.copy(), self.generator.get_state(),
                         None if self.memory is None else self.memory.snapshot(), self.heard, self.motifs.history,
-                        None if self.output is None else self.output.clone(), tuple(self.made))
+                        None if self.output is None else self.output.clone(), tuple(self.made), self.recent.copy())
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -123,6 +131,8 @@ class Sampler:
         self.motifs.history = snapshot.motifs
         self.output = None if snapshot.output is None else snapshot.output.clone()
         self.made = list(snapshot.made) or [() for _ in self.states]
+        self.recent = snapshot.recent.copy() if snapshot.recent is not None else \
+            np.zeros((len(self.states), LEVEL_WINDOW, 2), dtype=np.int64)
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -141,6 +151,7 @@ class Sampler:
         if self.output is not None:
             self.output = self.output[index]
         self.made = [self.made[r] for r in rows]
+        self.recent = self.recent[list(rows)]
         if self.memory is not None:
             self.memory.select(rows)
         self._masks = self._masks_mixed = None
@@ -166,6 +177,8 @@ class Sampler:
             return
         velocities = [velocity] * len(ids) if isinstance(velocity, int) else list(velocity)
         touch = self._fed_touch(ids, velocities, offset) if self.learned_touch else None
+        if touch is not None:
+            self._remember(torch.stack(touch, -1).numpy())
         for start in range(0, len(ids), FEED_CHUNK):
             chunk = torch.as_tensor(ids[start:start + FEED_CHUNK], dtype=torch.long, device=self.engine.device)
             chunk = chunk.expand(self.streams, -1)
@@ -244,14 +257,24 @@ class Sampler:
         rows = np.flatnonzero(strikes)
         if len(rows) and self.output is not None:
             index = torch.as_tensor(rows)
+            level = level_features(*torch.from_numpy(self.recent[rows]).unbind(-1))[:, -1]
             v_logits, o_logits = self.engine.touch_logits(self.output[index.to(self.output.device)],
-                                                          torch.as_tensor(ids[rows], device=self.engine.device))
+                                                          torch.as_tensor(ids[rows], device=self.engine.device),
+                                                          level.to(self.engine.device))
             drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
             drawn = drawn.clamp(MIN_VELOCITY, 127)
             velocity[index], hundredths[index] = drawn, torch.round(offset * 100).long().clamp(-50, 49)
             for row, v, o in zip(rows.tolist(), drawn.tolist(), offset.tolist(), strict=True):
                 self.made[row] = (*self.made[row], Touch(int(v), float(o)))
+        self._remember(torch.stack([velocity, hundredths], -1).view(-1, 1, 2).numpy(), active)
         return velocity.view(-1, 1), hundredths.view(-1, 1)
+
+    def _remember(self, columns: np.ndarray, active: np.ndarray | None = None) -> None:
+        """Push tokens' touch columns ((streams or 1, tokens, 2)) into each stream's running window
+        (streams where `active` is False keep theirs)."""
+        columns = np.broadcast_to(columns, (self.streams, *columns.shape[1:]))
+        pushed = np.concatenate([self.recent, columns], axis=1)[:, -LEVEL_WINDOW:]
+        self.recent = pushed if active is None else np.where(np.asarray(active)[:, None, None], pushed, self.recent)
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
         """Feed one token per stream; streams where `active` is False stay exactly as they are. With
@@ -341,6 +364,8 @@ class Sampler:
         logits = self._mixed(self._masks)  # with a memory, the mixed log-probabilities serve as logits
         if logits is None:
             logits = self.logits.masked_fill(~self._masks, float("-inf"))
+        if self.forbid is not None:
+            logits = logits + self._forbidden_to_waits()
         bias = self.register_bias()
         if bias is not None:
             logits = logits + bias
@@ -365,6 +390,17 @@ class Sampler:
                 z = z.masked_fill(z - z.max(dim=-1, keepdim=True).values < np.log(cfg.min_p), float("-inf"))
             choice[draw] = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=self.generator).squeeze(-1)
         return choice.numpy()
+
+    def _forbidden_to_waits(self) -> torch.Tensor:
+        """(streams, vocab) log-odds added to the allowed waits: what the forbidden tokens the grammar
+        allows would have had, shared among them in proportion (0 elsewhere)."""
+        grammar = torch.from_numpy(np.stack([s.allowed() for s in self.states]))
+        p = torch.softmax(self.logits.masked_fill(~grammar, float("-inf")), dim=-1)
+        forbidden = grammar & torch.from_numpy(self.forbid)
+        waits = self._masks & torch.from_numpy(self._wait)
+        moved, kept = (p * forbidden).sum(-1, keepdim=True), (p * waits).sum(-1, keepdim=True)
+        lift = torch.where(kept > 0, torch.log1p(moved / kept.clamp(min=1e-12)), torch.zeros_like(kept))
+        return torch.where(waits, lift, torch.zeros(()))
 
     def register_bias(self) -> torch.Tensor | None:
         """(vocab,) log-odds added to the note-ons when choosing (sampling.register_pull): none

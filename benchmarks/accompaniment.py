@@ -1,0 +1,224 @@
+"""Accompaniment (issue 26): held-out POP909 songs' melodies played into `clara live --mode accompany`.
+
+Each song of the shipped model's held-out split (trained_models/clara-notewise/splits.json: its
+POP909 valid or test songs) gives its MELODY track as the player's part, from its first note for
+`--seconds`, played through the live session, worker and the scheduler's queue on an injected
+clock (clara_live/live/rehearsal.py:accompany), at the song's tempo as the first guess. Clara's
+notes (what the scheduler sent on her channel) are compared with the song's PIANO track over the
+same window (the real accompaniment):
+
+  pc_cosine     pitch-class cosine with the melody (durations weighted), hers and the real one's
+  on_grid       share of her onsets within 20 ms of the song's grid: its sixteenths (on_16th) and
+                the model's steps, twelve a beat (on_step; 20 ms of a 50 ms step is a weak test)
+  gap           median semitones from the lowest melody note sounding at an onset down to it
+  loop_share    share of onset sets in runs of 4 or more identical ones
+  density       onset sets a second, hers over the real accompaniment's
+  doubling      notes struck on a pitch the melody sounds at that moment (goal 0), and the share
+                struck on one of its pitch classes (octave doubling, reported)
+  latency       note in -> model read and stale plan dropped (p50, p99 ms of CPU), and note in -> her
+                next note scheduled (first_ms)
+
+Piano rolls of melody, real accompaniment and hers for the first --rolls songs.
+
+  python benchmarks/accompaniment.py --split valid --limit 8 --seconds 30 (rolls and JSON in out/accompaniment/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from clara_live.config import load_config  # noqa: E402
+from clara_live.engine import build_engine  # noqa: E402
+from clara_live.live.rehearsal import accompany  # noqa: E402
+from clara_live.live.session import Session  # noqa: E402
+from clara_live.model import load_model  # noqa: E402
+from clara_live.music.notes import StepNote  # noqa: E402
+from clara_live.piano_roll import draw_piano_roll  # noqa: E402
+from clara_live.sampling.sampler import Sampler  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO.parent / "shared" / "corpus"
+CHORD_SPREAD = 0.03  # seconds: onsets this close are one set
+LOOP = 4
+T0 = 1.0  # the melody's first note, seconds on the injected clock
+
+
+class Note(NamedTuple):
+    start: float
+    end: float
+    pitch: int
+    velocity: int = 80
+
+
+def songs(model: Path, split: str) -> list[Path]:
+    held = json.loads((model / "splits.json").read_text())[split]
+    return [CORPUS / "pop909" / s["path"] for s in held if s["corpus"] == "pop909"]
+
+
+def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float] | None:
+    """(melody, piano) from the melody's first note for `seconds`, times from that note; the song's tempo."""
+    import symusic
+
+    score = symusic.Score.from_midi(path.read_bytes(), ttype="second")
+    tracks = {t.name.strip().upper(): t for t in score.tracks}
+    if "MELODY" not in tracks or "PIANO" not in tracks or len(tracks["MELODY"].notes) < 8:
+        return None
+    first = min(float(n.time) for n in tracks["MELODY"].notes)
+
+    def window(track) -> list[Note]:
+        return sorted(Note(float(n.time) - first, float(n.time + n.duration) - first, int(n.pitch), int(n.velocity))
+                      for n in track.notes if first <= float(n.time) < first + seconds)
+
+    bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
+    return window(tracks["MELODY"]), window(tracks["PIANO"]), bpm
+
+
+def play(loaded, engine, config, melody: list[Note], seed: int):
+    """Her notes (seconds from the melody's first note) and the accompanist after the song is played in."""
+    sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
+    session = Session(config.live, sampler.vocab, config.sampling, 0.0, config.sampling.beats_per_bar)
+    events = [(T0 + n.start, (0x90, n.pitch, n.velocity)) for n in melody]
+    events += [(T0 + max(n.end, n.start + 0.01), (0x80, n.pitch, 0)) for n in melody]
+    sent, worker = accompany(session, sampler, events)
+    opened: dict[int, tuple[float, int]] = {}
+    notes = []
+    for at, message in sent:
+        kind, pitch = message[0] & 0xF0, message[1]
+        if pitch in opened and (kind == 0x80 or kind == 0x90):
+            start, velocity = opened.pop(pitch)
+            notes.append(Note(start - T0, at - T0, pitch, velocity))
+        if kind == 0x90 and message[2] > 0:
+            opened[pitch] = (at, message[2])
+    return sorted(notes), worker.accompanist
+
+
+def onset_sets(notes: list[Note]) -> list[tuple[float, frozenset[int]]]:
+    out: list[tuple[float, set[int]]] = []
+    for n in sorted(notes):
+        if out and n.start - out[-1][0] <= CHORD_SPREAD:
+            out[-1][1].add(n.pitch)
+        else:
+            out.append((n.start, {n.pitch}))
+    return [(t, frozenset(s)) for t, s in out]
+
+
+def loop_share(notes: list[Note]) -> float:
+    sets = [s for _, s in onset_sets(notes)]
+    if not sets:
+        return 0.0
+    runs, n = [], 1
+    for a, b in zip(sets, sets[1:], strict=False):
+        if a == b:
+            n += 1
+        else:
+            runs.append(n)
+            n = 1
+    runs.append(n)
+    return sum(r for r in runs if r >= LOOP) / len(sets)
+
+
+def pc_cosine(a: list[Note], b: list[Note]) -> float:
+    def hist(notes):
+        h = np.zeros(12)
+        for n in notes:
+            h[n.pitch % 12] += max(n.end - n.start, 0.01)
+        return h
+    ha, hb = hist(a), hist(b)
+    return float(ha @ hb / (np.linalg.norm(ha) * np.linalg.norm(hb) + 1e-12))
+
+
+def measure(notes: list[Note], melody: list[Note], real: list[Note], bpm: float, seconds: float) -> dict:
+    beat = 60.0 / bpm
+    out: dict[str, float] = {"notes": len(notes), "pc_cosine": pc_cosine(notes, melody),
+                             "pc_cosine_real": pc_cosine(real, melody), "loop_share": loop_share(notes),
+                             "loop_share_real": loop_share(real)}
+    sets, real_sets = onset_sets(notes), onset_sets(real)
+    out["density"] = (len(sets) / seconds) / (len(real_sets) / seconds) if real_sets else float("nan")
+    for name, div in (("on_16th", 4), ("on_step", 12)):
+        step = beat / div
+        offs = [abs((n.start / step) - round(n.start / step)) * step for n in notes]
+        out[name] = float(np.mean([o <= 0.02 for o in offs])) if offs else float("nan")
+    gaps, unison, octave = [], 0, 0
+    for n in notes:
+        sounding = [m.pitch for m in melody if m.start <= n.start < m.end]
+        if sounding:
+            gaps.append(min(sounding) - n.pitch)
+            unison += n.pitch in sounding
+            octave += any((p - n.pitch) % 12 == 0 for p in sounding)
+    real_gaps = [min(m.pitch for m in melody if m.start <= n.start < m.end) - n.pitch for n in real
+                 if any(m.start <= n.start < m.end for m in melody)]
+    out["gap"] = float(np.median(gaps)) if gaps else float("nan")
+    out["gap_real"] = float(np.median(real_gaps)) if real_gaps else float("nan")
+    out["doubling"] = unison
+    out["octave_share"] = octave / len(notes) if notes else 0.0
+    return out
+
+
+def roll(path: Path, title: str, parts: list[tuple[str, list[Note]]], bpm: float, sf: int) -> None:
+    def steps(notes):
+        per = 60.0 / bpm / sf
+        return [StepNote(round(n.start / per), max(round(n.start / per) + 1, round(n.end / per)), n.pitch,
+                         n.velocity) for n in notes]
+    draw_piano_roll([(label, steps(notes)) for label, notes in parts], sf, path, bpm=bpm, title=title)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(REPO / "trained_models" / "clara-notewise"))
+    parser.add_argument("--split", choices=["valid", "test"], default="valid")
+    parser.add_argument("--limit", type=int, default=8, help="songs (0: all)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="of each melody, from its first note")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--rolls", type=int, default=3, help="piano rolls of the first this many songs")
+    parser.add_argument("--out", default=str(REPO / "out" / "accompaniment"), help="rolls and the JSON (git-ignored)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    loaded = load_model(args.model)
+    base = ["live.mode=accompany", *args.set]
+    config = load_config(overrides=base)
+    engine = build_engine(loaded.model, config.inference)
+    rows, costs, firsts = [], [], []
+    paths = songs(Path(args.model), args.split)
+    for path in paths[:args.limit or None]:
+        song = read_song(path, args.seconds)
+        if song is None:
+            continue
+        melody, real, bpm = song
+        config = load_config(overrides=[*base, f"live.bpm={min(max(bpm, 30.0), 300.0):.3f}"])
+        started = time.perf_counter()
+        notes, accompanist = play(loaded, engine, config, melody, args.seed)
+        row = {"song": path.name, "bpm": bpm, **measure(notes, melody, real, bpm, args.seconds),
+               "wall_s": time.perf_counter() - started}
+        costs += accompanist.costs
+        firsts += accompanist.first_costs
+        rows.append(row)
+        print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
+        if len(rows) <= args.rolls:
+            roll(out / f"{path.stem}.png", f"POP909 {path.stem}: melody, real accompaniment, Clara's ({args.split})",
+                 [("melody", melody), ("real (PIANO)", real), ("Clara", notes)], bpm, loaded.codec.sample_freq)
+    keys = [k for k in rows[0] if k not in ("song",)] if rows else []
+    summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
+    summary["doubling"] = int(sum(r["doubling"] for r in rows))
+    ms = np.array(costs) * 1000
+    first = np.array(firsts) * 1000
+    summary |= {"songs": len(rows), "latency_p50_ms": float(np.percentile(ms, 50)),
+                "latency_p99_ms": float(np.percentile(ms, 99)), "first_p50_ms": float(np.percentile(first, 50)),
+                "first_p99_ms": float(np.percentile(first, 99)), "notes_in": len(ms)}
+    (out / f"{args.split}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
