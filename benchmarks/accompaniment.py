@@ -8,8 +8,9 @@ notes (what the scheduler sent on her channel) are compared with the song's PIAN
 same window (the real accompaniment):
 
   pc_cosine     pitch-class cosine with the melody (durations weighted), hers and the real one's
-  on_grid       share of her onsets within 20 ms of the song's grid: its sixteenths (on_16th) and
-                the model's steps, twelve a beat (on_step; 20 ms of a 50 ms step is a weak test)
+  on_grid       share of her onsets within 20 ms of the song's grid (its tempo, the phase its melody's
+                onsets lie on): its sixteenths (on_16th) and the model's steps, twelve a beat (on_step;
+                20 ms either side of a 50 ms step is a weak test)
   gap           median semitones from the lowest melody note sounding at an onset down to it
   loop_share    share of onset sets in runs of 4 or more identical ones
   density       onset sets a second, hers over the real accompaniment's
@@ -143,9 +144,11 @@ def measure(notes: list[Note], melody: list[Note], real: list[Note], bpm: float,
                              "loop_share_real": loop_share(real)}
     sets, real_sets = onset_sets(notes), onset_sets(real)
     out["density"] = (len(sets) / seconds) / (len(real_sets) / seconds) if real_sets else float("nan")
+    sixteenth = beat / 4  # the song's grid: its melody's onsets lie on sixteenths, their phase the median's
+    phase = float(np.median([(m.start / sixteenth - round(m.start / sixteenth)) * sixteenth for m in melody]))
     for name, div in (("on_16th", 4), ("on_step", 12)):
         step = beat / div
-        offs = [abs((n.start / step) - round(n.start / step)) * step for n in notes]
+        offs = [abs(((n.start - phase) / step) - round((n.start - phase) / step)) * step for n in notes]
         out[name] = float(np.mean([o <= 0.02 for o in offs])) if offs else float("nan")
     gaps, unison, octave = [], 0, 0
     for n in notes:
