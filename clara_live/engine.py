@@ -78,9 +78,11 @@ class Engine(nn.Module):
         return (logits, hidden, layers[-1].float()) if outputs else (logits, hidden)
 
     @torch.inference_mode()
-    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(velocity logits, offset logits) of striking `struck` (ids) after the last layer's `output`."""
-        return self._touch[0].logits(output.float(), self.embed(struck).float())
+    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor, level: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity logits, offset logits) of striking `struck` (ids) after the last layer's `output`,
+        at the running `level` (model/touch.py's level_features)."""
+        return self._touch[0].logits(output.float(), self.embed(struck).float(), level.float())
 
     def to(self, *args, **kwargs):
         for layers in self._touch:

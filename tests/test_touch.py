@@ -353,3 +353,31 @@ def test_a_prompt_without_dynamics_is_answered_at_a_musical_level(tmp_path, torc
             assert set(velocities) == {CodecConfig().velocity}
         else:
             assert len(set(velocities)) > 3
+
+
+def test_the_running_level_is_the_same_in_training_and_in_the_sampler(tmp_path, torch_settings_restored):
+    from clara_live.config import InferenceConfig, SamplingConfig
+    from clara_live.engine import build_engine
+    from clara_live.model import load_model
+    from clara_live.model.touch import LEVEL_WINDOW, level_features
+    from clara_live.sampling.sampler import Sampler
+
+    velocity = torch.tensor([0, 70, 0, 0, 90, 0, -1, 0, 50, 0] * 8)
+    offset = torch.tensor([0, 10, 0, 0, -20, 0, 0, 0, 5, 0] * 8)
+    level = level_features(velocity, offset)
+    assert level.shape == (80, 5) and torch.equal(level[0], torch.zeros(5))
+    known = torch.tensor([70.0, 90.0, 50.0])
+    assert level[-1, 1].item() == pytest.approx(float((known.mean() - 64) / 32), abs=1e-6)
+    assert level[-1, 0].item() == pytest.approx(min(1.0, (LEVEL_WINDOW * 3 / 10) / 16), abs=0.07)
+
+    loaded = load_model(_touch_model(tmp_path))
+    sampler = Sampler(build_engine(loaded.model, InferenceConfig(device="cpu", precision="fp32")),
+                      loaded.vocabulary, loaded.codec, SamplingConfig(), seed=1)
+    tokens = ["p20", "wait3", "endp20", "p24", "wait3", "endp24"] * 12
+    velocities = [60 + 3 * (i % 7) if t.startswith("p") else 0 for i, t in enumerate(tokens)]
+    offsets = [0.1 * ((i % 5) - 2) if t.startswith("p") else 0.0 for i, t in enumerate(tokens)]
+    sampler.feed(tokens, velocities, offsets)
+    columns = torch.tensor([[v, round(o * 100)] for v, o in zip(velocities, offsets, strict=True)])
+    expected = level_features(columns[:, 0], columns[:, 1])[-1]
+    got = level_features(*torch.from_numpy(sampler.recent[0]).unbind(-1))[-1]
+    torch.testing.assert_close(got, expected)

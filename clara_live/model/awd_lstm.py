@@ -15,7 +15,7 @@ from torch import nn
 from clara_live.config import ModelConfig
 from clara_live.model.embedding_dropout import embedding_dropout
 from clara_live.model.locked_dropout import LockedDropout
-from clara_live.model.touch import TouchLayers, input_rows
+from clara_live.model.touch import TouchLayers, input_rows, level_features
 from clara_live.model.weight_drop import Hidden, WeightDropLSTM
 
 Layer = Callable[[torch.Tensor, Hidden], tuple[torch.Tensor, Hidden]]  # (x, state) -> (output, state)
@@ -72,7 +72,8 @@ class AWDLSTM(nn.Module):
         rather than a second method, so DistributedDataParallel sees one forward). Every layer's
         output, without the logits: `encode`. `touch`: each token's velocity and offset (a piece
         array's columns; model/touch.py), for a model with touch; with `struck` (the next ids, in
-        training) a fourth value holds touch's (velocity, offset) logits for striking them.
+        training; `touch` given too) a fourth value holds touch's (velocity, offset) logits for
+        striking them.
         """
         outputs, new_hidden = self.encode(tokens, hidden, touch=touch)
         x = self.drop(outputs[-1], self.dropouts.output)
@@ -81,7 +82,7 @@ class AWDLSTM(nn.Module):
             return logits, new_hidden
         if struck is None:
             return logits, new_hidden, Activations(outputs[-1], x)
-        return logits, new_hidden, Activations(outputs[-1], x), self.touch_logits(x, struck)
+        return logits, new_hidden, Activations(outputs[-1], x), self.touch_logits(x, struck, level_features(*touch))
 
     def encode(self, tokens: torch.Tensor, hidden: list[Hidden], dropouts: Dropouts | None = None,
                touch: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
@@ -97,12 +98,14 @@ class AWDLSTM(nn.Module):
         return run_layers(self.layers, x, hidden, lambda out: self.drop(out, p.hidden))
 
 
-    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def touch_logits(self, output: torch.Tensor, struck: torch.Tensor, level: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(velocity logits, offset logits) of striking `struck` (ids, (batch, time)) after the last
-        layer's `output` (batch, time, emb); a model with touch only."""
+        layer's `output` (batch, time, emb), at the running `level` (touch.level_features of the
+        touch up to there); a model with touch only."""
         if self.touch is None:
             raise ValueError("this model has no touch (model.touch is false)")
-        return self.touch.logits(output, self.embed(struck))
+        return self.touch.logits(output, self.embed(struck), level)
 
 
 def run_layers(layers: Iterable[Layer], x: torch.Tensor, hidden: list[Hidden],

@@ -8,9 +8,12 @@ note-on token (corpus `SPLIT.touch` files, codec/notewise.Touch), and enters the
   added, so the state knows how the music so far was played (a player's crescendo reaches the
   model as it happens). A note-on whose touch is unknown (a score, a file at one velocity) adds
   the `unknown` rows; every other token adds nothing.
-- as output: a small head reads the last layer's output before a strike and the struck token's
-  embedding (Notochord's sub-event order: the pitch first, then how it is played) and gives the
-  velocity bin and the offset bin. Its loss is the cross-entropy of both, at known strikes only.
+- as output: a small head reads the last layer's output before a strike, the struck token's
+  embedding (Notochord's sub-event order: the pitch first, then how it is played) and the level of
+  the last LEVEL_WINDOW tokens' known strikes (`level`: their share, the mean and spread of their
+  velocities and of their offsets: what a running-level model knows, given to the head outright
+  rather than left for the LSTM to carry), and gives the velocity bin and the offset bin. Its loss
+  is the cross-entropy of both, at known strikes only.
 
 Velocity: 32 bins of 4 (Performance RNN's resolution): bin b holds velocities 4b+1..4b+4 (the last
 125..127). Offset: 16 bins over [-0.5, 0.5) of a step. Sampled values are drawn uniformly inside
@@ -33,13 +36,16 @@ from torch import nn
 
 from clara_live.codec.notewise import TOUCH_UNKNOWN
 
-__all__ = ["TOUCH_UNKNOWN", "TouchLayers", "input_rows", "sample", "targets", "touch_loss", "value_bits"]
+__all__ = ["TOUCH_UNKNOWN", "TouchLayers", "input_rows", "level_features", "sample", "targets", "touch_loss",
+           "value_bits"]
 
 VELOCITY_BINS = 32
 OFFSET_BINS = 16
 NONE, UNKNOWN = 0, 1  # input rows for a token that strikes nothing and a strike of unknown touch
 IGNORE = -100  # F.cross_entropy's ignore_index: no touch target here
 HEAD_SIZE = 128
+LEVEL_WINDOW = 48  # tokens (about 16 strikes) the head's running level is taken over
+LEVEL_FEATURES = 5
 
 
 def velocity_bin(velocity: np.ndarray | torch.Tensor):
@@ -88,17 +94,41 @@ class TouchLayers(nn.Module):
         self.offset_in = nn.Embedding(OFFSET_BINS + 2, emb)
         nn.init.zeros_(self.velocity_in.weight)
         nn.init.zeros_(self.offset_in.weight)
-        self.head = nn.Sequential(nn.Linear(2 * emb, HEAD_SIZE), nn.GELU(),
+        self.head = nn.Sequential(nn.Linear(2 * emb + LEVEL_FEATURES, HEAD_SIZE), nn.GELU(),
                                   nn.Linear(HEAD_SIZE, VELOCITY_BINS + OFFSET_BINS))
 
     def embed(self, velocity_rows: torch.Tensor, offset_rows: torch.Tensor) -> torch.Tensor:
         return self.velocity_in(velocity_rows) + self.offset_in(offset_rows)
 
-    def logits(self, output: torch.Tensor, struck: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(velocity logits, offset logits) from the last layer's output before each strike and the
-        struck token's embedding (both (..., emb))."""
-        both = self.head(torch.cat([output, struck], dim=-1))
+    def logits(self, output: torch.Tensor, struck: torch.Tensor, level: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(velocity logits, offset logits) from the last layer's output before each strike, the
+        struck token's embedding (both (..., emb)) and the running level there ((..., LEVEL_FEATURES))."""
+        both = self.head(torch.cat([output, struck, level.to(output.dtype)], dim=-1))
         return both[..., :VELOCITY_BINS], both[..., VELOCITY_BINS:]
+
+
+def level_features(velocity: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """(..., time, LEVEL_FEATURES): at each position, the running level of the known strikes among
+    the last LEVEL_WINDOW tokens up to it (a piece array's velocity and offset columns, (..., time)):
+    their share of a full window's 16, their velocities' mean and spread, their offsets' mean and
+    spread, scaled near unit size (0 where none is known)."""
+    known = (velocity > 0).float()
+    v, o = velocity.float() * known, offset.float() * known
+
+    def window(x: torch.Tensor) -> torch.Tensor:
+        total = torch.cumsum(x, dim=-1)
+        before = torch.nn.functional.pad(total, (LEVEL_WINDOW, 0))[..., :x.size(-1)]
+        return total - before
+
+    count = window(known)
+    n = count.clamp(min=1)
+    mean_v, mean_o = window(v) / n, window(o) / n
+    sd_v = (window(v * v) / n - mean_v ** 2).clamp(min=0).sqrt()
+    sd_o = (window(o * o) / n - mean_o ** 2).clamp(min=0).sqrt()
+    some = (count > 0).float()
+    return torch.stack([(count / 16).clamp(max=1), (mean_v - 64) / 32 * some, sd_v / 32, mean_o / 50 * some,
+                        sd_o / 50], dim=-1)
 
 
 def touch_loss(velocity_logits: torch.Tensor, offset_logits: torch.Tensor, velocity_target: torch.Tensor,
