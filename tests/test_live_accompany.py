@@ -5,12 +5,17 @@ rests a bar after the player and begins again, and no input leaves a note of her
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import mido
 import pytest
 from conftest import REPO
 
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.codec.vocabulary import Vocabulary
-from clara_live.config import load_config
+from clara_live.config import ConfigError, load_config
 from clara_live.engine import build_engine
 from clara_live.live.commands import Accompany, Answer, Feed, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
@@ -227,3 +232,41 @@ def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
         events = _melody(SCALE[:6], every=BEAT / 2)
     sent, _, _ = _play(loaded, events)
     _check_clean(sent, events)
+
+
+# --- the setting and the program ------------------------------------------------------------------
+
+def test_the_mode_and_its_settings_are_checked():
+    assert load_config(overrides=["live.mode=accompany"]).live.accompany_lookahead_beats == 1.0
+    with pytest.raises(ConfigError, match="accompany_lookahead_beats"):
+        load_config(overrides=["live.accompany_lookahead_beats=0"])
+    with pytest.raises(ConfigError, match="accompany"):
+        load_config(overrides=["live.mode=duet"])
+
+
+def test_clara_live_accompanies_a_played_file_and_closes_every_note(tmp_path):
+    """As a user runs it (no MIDI system needed to play a file): her notes and the player's in the
+    session's file, none left open, and her rest logged."""
+    melody = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    melody.tracks.append(track)
+    for pitch in SCALE[:8]:
+        track += [mido.Message("note_on", note=pitch, velocity=90, time=0),
+                  mido.Message("note_off", note=pitch, velocity=0, time=440), mido.MetaMessage("text", time=40)]
+    melody.save(tmp_path / "melody.mid")
+    env = {**os.environ, "JACK_DEFAULT_SERVER": "nobody-runs-this", "JACK_NO_START_SERVER": "1"}
+    done = subprocess.run([sys.executable, "-m", "clara_live", "live", "--play", str(tmp_path / "melody.mid"),
+                           "--no-ui", "--mode", "accompany", "--midi-api", "jack", "--set", "live.audio_driver=none",
+                           "--set", "sampling.seed=1", "--save-dir", str(tmp_path / "sessions")],
+                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Clara rests" in done.stdout + done.stderr
+    saved = mido.MidiFile(next((tmp_path / "sessions").glob("*.mid")))
+    sounding, struck = set(), 0
+    for message in mido.merge_tracks(saved.tracks):
+        if message.type == "note_on" and message.velocity > 0:
+            sounding.add((message.channel, message.note))
+            struck += 1
+        elif message.type in ("note_on", "note_off"):
+            sounding.discard((message.channel, message.note))
+    assert struck > 8 and not sounding

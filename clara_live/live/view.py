@@ -54,7 +54,7 @@ class RollNote:
 @dataclass(frozen=True)
 class ViewState:
     now: float  # seconds, monotonic clock (same clock as the notes)
-    mode: str  # "call-response" | "suggest"
+    mode: str  # "call-response" | "suggest" | "accompany"
     turn: str  # "listening" | "waiting" (phrase ended, Clara about to answer) | "clara"
     bpm: float
     tempo_source: str  # "bpm" | "tap" | "clock" | "link" | "playing" (heard in the last phrase) | "following"
