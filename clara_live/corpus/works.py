@@ -31,6 +31,7 @@ NGRAM = 6
 FINGERPRINT_NOTES = 600
 MIN_NGRAMS = 30  # fewer 6-grams than this: too little to match on
 HELD_OUT = {"test": 2, "valid": 1, "train": 0}
+_LOST_LETTER = re.compile(r"(?<=[A-Za-z])_+(?=[a-z]|$)")  # a folder name's stand-in for a letter outside ASCII
 _OPUS = re.compile(r"\b(?:op|opus)[\s.]*(\d+)[a-z]?(?:[\s,.]*(?:no|nr|n°)?[\s.]*(\d+))?", re.I)
 _CATALOGUE = [
     ("bwv", re.compile(r"\bbwv[\s.]*(\d+)", re.I)),
@@ -65,10 +66,17 @@ def overlap(a: Counter, b: Counter) -> float:
 
 def composer_name(text: str) -> str:
     """A composer as every corpus can spell them: the surname, ASCII, lower case
-    ("Beethoven, Ludwig van", "Beethoven" and "beethoven" are one; "Chopin,_Fr_d_ric" too)."""
+    ("Beethoven, Ludwig van", "Beethoven" and "beethoven" are one; "Chopin,_Fr_d_ric" too;
+    "Mendelssohn-Bartholdy" is "mendelssohn", but "Saint-Saëns" and "Saint-Georges" stay two).
+    In a folder's name `_` is a space ("Le_Beau": "lebeau", as "Le Beau") or, after a letter and
+    before a lower-case one or the comma, a letter the name could not hold ("Holm_s": "holms", as
+    close to "Holmès" as the folder lets us come)."""
     text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    surname = re.split(r"[,_]", text.strip(), maxsplit=1)[0] if "," in text else text
-    surname = surname.split("-")[0] if "-" in surname and "," in text else surname
+    if "," not in text:
+        return re.sub(r"[^a-z]", "", text.lower())
+    surname = _LOST_LETTER.sub("", text.split(",", 1)[0].strip())
+    if "-" in surname and not surname.lower().startswith("saint-"):
+        surname = surname.split("-")[0]
     return re.sub(r"[^a-z]", "", surname.lower())
 
 
