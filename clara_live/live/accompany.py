@@ -148,7 +148,7 @@ class Accompanist:
             self.cancel(self.tag, now, False)  # her plan not yet sent dropped; what sounds she closes herself
         old = self.tag
         self.tag = tag
-        kept = [p for p in self.plan if p.step < step or (p.step == step and not forbid[p.token_id])]
+        kept = self._kept(step, forbid, now)
         sounding = dict(self.sounding)  # key -> pitch
         events: list[tuple[int, int, int, int, int]] = []  # (step, 0 off / 1 on, key, id, velocity)
         for p in kept:
@@ -184,6 +184,24 @@ class Accompanist:
         sampler.feed_ids(ids + waits, velocities + [0] * len(waits))
         self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
         self.heard, self.plan = later, []
+
+    def _kept(self, step: int, forbid: np.ndarray, now: float) -> list[Planned]:
+        """Her plan up to `step` that stands: what was sent, and what is still to sound before or at
+        `step` unless the new mask forbids it (the player came early onto its pitch or under it: the
+        note and its off are dropped)."""
+        kept, dropped = [], set()
+        kind = self.sampler.vocab.kind
+        for p in self.plan:
+            if p.step > step:
+                break
+            if kind[p.token_id] == _ON and (p.time > now or p.step == step) and forbid[p.token_id]:
+                dropped.add(self.pitch[p.token_id])
+                continue
+            if kind[p.token_id] == _OFF and self.sampler.vocab.pitch_of(p.token_id) in dropped:
+                dropped.discard(self.sampler.vocab.pitch_of(p.token_id))
+                continue
+            kept.append(p)
+        return kept
 
     def _message(self, token_id: int, velocity: int) -> tuple[int, int, int]:
         vocab, channel = self.sampler.vocab, self.current.channel
