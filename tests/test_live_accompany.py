@@ -270,3 +270,18 @@ def test_clara_live_accompanies_a_played_file_and_closes_every_note(tmp_path):
         elif message.type in ("note_on", "note_off"):
             sounding.discard((message.channel, message.note))
     assert struck > 8 and not sounding
+
+
+def test_a_melody_dropping_under_her_early_never_has_her_strike_over_it(loaded):
+    """The player comes early (0.4 of a step before the grid's step) onto a pitch under what she planned:
+    what she had still to play there is dropped, and nothing of hers is struck over a sounding melody note."""
+    pitches = [84, 86, 84, 62, 64, 62, 84, 60]
+    events = []
+    for i, p in enumerate(pitches):
+        t = 1.0 + i * BEAT - (0.4 * STEP if i else 0.0)
+        events += [(t, (NOTE_ON, p, 90)), (t + 0.8 * BEAT, (NOTE_OFF, p, 0))]
+    sent, _, _ = _play(loaded, events, "live.tempo_from_playing=false")
+    notes = _check_clean(sent, events)
+    melody = _melody_notes(events)
+    for on, _, pitch, _, _ in notes:
+        assert all(pitch < p for m_on, m_off, p in melody if m_on <= on < m_off), (on, pitch)
