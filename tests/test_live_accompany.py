@@ -285,3 +285,26 @@ def test_a_melody_dropping_under_her_early_never_has_her_strike_over_it(loaded):
     melody = _melody_notes(events)
     for on, _, pitch, _, _ in notes:
         assert all(pitch < p for m_on, m_off, p in melody if m_on <= on < m_off), (on, pitch)
+
+
+def test_every_rewind_leaves_the_stream_at_the_note_with_her_sounding_notes_in_it(loaded, monkeypatch):
+    """Going back to a mark inside her plan (not to the committed point) reads only what came after it;
+    either way the model's stream stands at the player's step and holds the notes she still sounds."""
+    import numpy as np
+
+    from clara_live.live.accompany import Accompanist
+
+    rewind, checked, marks_used = Accompanist._rewind, [], []
+
+    def checking(self, step, *args, **kwargs):
+        marks_used.append(bool(self.marks))
+        rewind(self, step, *args, **kwargs)
+        assert self.state.now - self.base == step
+        assert set(self.sounding) <= set(np.flatnonzero(self.state.sounding).tolist())
+        checked.append(step)
+
+    monkeypatch.setattr(Accompanist, "_rewind", checking)
+    events = _melody(SCALE, every=BEAT / 2) + _melody(SCALE, start=1.0 + 8 * BEAT + 0.2)
+    sent, _, _ = _play(loaded, events)
+    _check_clean(sent, events)
+    assert len(checked) > 2 * len(SCALE) and any(marks_used)

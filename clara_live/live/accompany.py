@@ -6,8 +6,9 @@ then it keeps the player's events (from each `Feed`) and her plan, sampled with 
 unknown from the player's latest note at step s up to `Accompany.ahead` steps on, each note of it
 scheduled at its step's time on the session's beat grid under one tag.
 
-When the next player note asks for a plan at s', the worker returns to c and reads what happened
-up to s': her planned notes that sounded (step < s', due by then), the player's events, in one
+When the next player note asks for a plan at s', the worker returns to c (or to the latest step of
+her plan that the player's events since c have not passed, a snapshot taken as it began) and reads
+what happened up to s': her planned notes that sounded (step < s', due by then), the player's events, in one
 step's canonical order (offs, then ons, ascending: her notes under the melody come before the
 melody's note struck in the same step, as a score's notes would be written); her notes still
 sounding at s' close at s' (the scheduler's cancel closes them as it drops the rest of her plan).
@@ -36,7 +37,7 @@ from clara_live.codec.tokens import Kind
 from clara_live.live.commands import Accompany, Feed, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
 from clara_live.sampling.grammar import KINDS, NotewiseState
-from clara_live.sampling.sampler import Sampler
+from clara_live.sampling.sampler import Sampler, Snapshot
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
 BAND = 1  # semitones: she keeps at least this far clear of the melody's register
@@ -77,6 +78,11 @@ class Accompanist:
         self.latencies: list[float] = []  # note in -> plan updated, on the worker's clock
         self.costs: list[float] = []  # ... the CPU's part of it (perf_counter): what the fake clock cannot see
         self.first_costs: list[float] = []  # note in -> her next note scheduled (perf_counter)
+        # the sampler at each step her plan began since the committed point: (her notes before it, its session
+        # step, the snapshot). A rewind goes back to the latest one the player's events and her kept notes
+        # have not passed, and reads only what came after (reuse False: always to the committed point)
+        self.marks: list[tuple[int, int, Snapshot]] = []
+        self.reuse = True
 
     @property
     def state(self) -> NotewiseState:
@@ -123,6 +129,8 @@ class Accompanist:
         step = state.now - self.base
         self.sampler.advance(ids, score=False)
         self._play(int(ids[0]), step, self.current)
+        if self.reuse and self.sampler.vocab.kind[int(ids[0])] == _WAIT:  # a step begins: a place to go back to
+            self.marks.append((len(self.plan), state.now - self.base, self.sampler.snapshot()))
         return state.now - self.base < self.end
 
     def stop(self, stop: Stop) -> None:
@@ -149,15 +157,22 @@ class Accompanist:
         old = self.tag
         self.tag = tag
         kept = self._kept(step, forbid, now)
+        first_heard = min((h[0] for h in self.heard), default=step)
+        start, position, snapshot = 0, self.at, self.committed
+        for k, m, snap in reversed(self.marks):
+            if m <= min(first_heard, step) and kept[:k] == self.plan[:k]:
+                start, position, snapshot = k, m, snap
+                break
         sounding = dict(self.sounding)  # key -> pitch
         events: list[tuple[int, int, int, int, int]] = []  # (step, 0 off / 1 on, key, id, velocity)
-        for p in kept:
+        for index, p in enumerate(kept):
             kind, key = vocab.kind[p.token_id], int(vocab.key[p.token_id])
             if kind == _OFF:
                 sounding.pop(key, None)
             else:
                 sounding[key] = int(self.pitch[p.token_id])
-            events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity))
+            if index >= start:  # before it, the mark's snapshot has read it already
+                events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity))
             if p.time > now and old is not None:  # dropped by the cancel: sent again under the new tag
                 self.schedule(p.time, self._message(p.token_id, p.velocity), "clara", tag)
         for p in self.plan:  # sent already (the player came late) but not kept: closed now (a stray off is dropped)
@@ -171,10 +186,9 @@ class Accompanist:
                 self.schedule(now, self._message(off, 0), "clara", tag)
         later = [h for h in self.heard if h[0] > step]
         events += [(s, int(vocab.kind[i] == _ON), int(vocab.key[i]), i, v) for s, i, v in self.heard if s <= step]
-        sampler.restore(self.committed)
+        sampler.restore(snapshot)
         ids: list[int] = []
         velocities: list[int] = []
-        position = self.at
         for s, _, _, i, v in sorted(events):
             waits = vocab.waits(s - position)
             position = max(position, s)
@@ -183,7 +197,7 @@ class Accompanist:
         waits = vocab.waits(step - position)
         sampler.feed_ids(ids + waits, velocities + [0] * len(waits))
         self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
-        self.heard, self.plan = later, []
+        self.heard, self.plan, self.marks = later, [], []
 
     def _kept(self, step: int, forbid: np.ndarray, now: float) -> list[Planned]:
         """Her plan up to `step` that stands: what was sent, and what is still to sound before or at
