@@ -41,7 +41,6 @@ from clara_live.sampling.sampler import Sampler, Snapshot
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
 BAND = 1  # semitones: she keeps at least this far clear of the melody's register
-EARLY = 1e-3  # seconds: a planned note due this close to the replanning step counts as not yet sounded
 
 
 class Planned(NamedTuple):
