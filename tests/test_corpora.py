@@ -249,3 +249,21 @@ def test_a_manifest_without_codec_settings_is_refused_in_one_line(tmp_path):
     (tmp_path / "manifest.json").write_text(json.dumps({"vocabulary": ["wait1"], "pieces": []}))
     with pytest.raises(InputError, match=r"manifest.json: no codec settings"):
         BuiltCorpus(tmp_path)
+
+
+def test_a_score_joining_a_roll_never_moves_the_roll():
+    from collections import Counter
+
+    from clara_live.corpus.works import Member, assign
+
+    config = CorpusConfig()
+    roll, song = "pianolatron:roll11", "openscore-lieder:Song/11.mxl"
+    assert split_of(roll, config) == "test" and split_of(song, config) == "train" and song < roll
+    members = [Member(roll, "pianolatron", False, "Schumann, Robert", "roll11", "Widmung, Op. 25", Counter()),
+               Member(song, "openscore-lieder", False, "Schumann,_Robert", "Song", "1 Widmung Op. 25", Counter(),
+                      score=True)]
+    works = assign(members, config)
+    assert works.groups[0] == works.groups[1] and works.splits == ["test", "test"]  # the roll's, not the first key's
+    # scores alone: their first key's, as before
+    alone = assign([m._replace(score=True) for m in members], config)
+    assert alone.splits == ["train", "train"]

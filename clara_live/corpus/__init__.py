@@ -84,13 +84,16 @@ def touch_line(touch: list[Touch]) -> str:
     return " ".join(f"{t.velocity}:{min(49, max(-50, round(t.offset * 100)))}" for t in touch)
 
 
+def is_midi(source: Source) -> bool:
+    """Whether a source is a MIDI file (a performance, a roll, a sequenced piece), not a score."""
+    return not source.location.startswith("music21:") and Path(source.location).suffix.lower() in MIDI_SUFFIXES
+
+
 def carries_touch(source: Source, notes: list) -> bool:
     """Whether a piece's velocities and timing are worth learning: a MIDI file (a score's
     velocities are its reader's default, its onsets exactly on the grid) whose notes are not all
     at one velocity (a file sequenced without dynamics)."""
-    if source.location.startswith("music21:") or Path(source.location).suffix.lower() not in MIDI_SUFFIXES:
-        return False
-    return len({n.velocity for n in notes}) > 1
+    return is_midi(source) and len({n.velocity for n in notes}) > 1
 
 
 def encode_source(source: Source, codec_config: CodecConfig, cache_folder: str = "", grid: str = "seconds"
@@ -191,7 +194,7 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
     good = [r for r in results if r.error is None]
     skipped = [{"source": r.source.location, "reason": r.error} for r in results if r.error is not None]
     works = assign([Member(r.source.key, r.source.corpus, _plain(r.source), r.source.composer, r.source.work,
-                           r.source.title, Counter(r.ngrams)) for r in good], config.corpus)
+                           r.source.title, Counter(r.ngrams), not is_midi(r.source)) for r in good], config.corpus)
     styles = choose([r.source for r in good], works.splits, works.groups, config.corpus.style_min_works) \
         if config.corpus.style else [""] * len(good)
     style_stats: dict[str, dict[str, int]] = {}

@@ -10,7 +10,9 @@ roll in Pianolatron. Pieces are joined into works (union-find) when
   of their first 600 notes overlap by SAME_WORK or more (different works stay under 0.05).
 A work takes the split of its piano-midi.de-style plain-folder member (the hash of its path, so
 every corpus built before keeps its split; several: the most held-out of theirs, reported as a
-move), else its ASAP work's hash, else its first member's key's. Valid is for choosing, test is
+move), else its ASAP work's hash, else its first MIDI member's key's (a score joining a roll or a
+song, as Schumann's "Widmung" joins Liszt's transcription on a Pianolatron roll, never moves a
+piece a model has held out), else its first member's key's. Valid is for choosing, test is
 reported once.
 """
 
@@ -113,6 +115,7 @@ class Member(NamedTuple):
     work: str
     title: str
     ngrams: Counter
+    score: bool = False  # read from a score (OpenScore): it never decides a work that has MIDI members
 
 
 class Works(NamedTuple):
@@ -214,4 +217,5 @@ def _split(members: list[Member], indices: list[int], config: CorpusConfig) -> s
     asap = sorted(members[i].work for i in indices if members[i].corpus == "asap")
     if asap:
         return split_of(f"asap:{asap[0]}", config)
-    return split_of(min(members[i].key for i in indices), config)
+    midi = [members[i].key for i in indices if not members[i].score]
+    return split_of(min(midi or [members[i].key for i in indices]), config)
