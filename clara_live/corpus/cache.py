@@ -20,7 +20,7 @@ from pathlib import Path
 from clara_live.atomic import write_text
 from clara_live.config import CodecConfig
 
-ENTRY_FORMAT = 2  # 2: with each note-on's touch
+ENTRY_FORMAT = 3  # 2: with each note-on's touch; 3: offsets without float noise (entries of 2 may differ by 1/100 step)
 # chamber encodings only (so the keys of piano builds stay): 2: a lone v part moved by whole octaves
 # before its notes are folded (codec/steps.py), and the corpora's arrangements (corpus/parts.py)
 CHAMBER_FORMAT = 2
