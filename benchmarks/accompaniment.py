@@ -36,6 +36,9 @@ from typing import NamedTuple
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import answer_quality  # noqa: E402  (the answer benchmark's onset sets, with this benchmark's spread)
 
 from clara_live.config import load_config  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
@@ -103,13 +106,7 @@ def play(loaded, engine, config, melody: list[Note], seed: int):
 
 
 def onset_sets(notes: list[Note]) -> list[tuple[float, frozenset[int]]]:
-    out: list[tuple[float, set[int]]] = []
-    for n in sorted(notes):
-        if out and n.start - out[-1][0] <= CHORD_SPREAD:
-            out[-1][1].add(n.pitch)
-        else:
-            out.append((n.start, {n.pitch}))
-    return [(t, frozenset(s)) for t, s in out]
+    return answer_quality.onset_sets(notes, CHORD_SPREAD)
 
 
 def loop_share(notes: list[Note]) -> float:

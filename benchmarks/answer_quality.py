@@ -196,11 +196,12 @@ def load_prompts(split: str, prompt_seconds: float, seconds: float, limit: int =
 # --- metrics ------------------------------------------------------------------------------
 
 
-def onset_sets(notes: list[Timed]) -> list[tuple[float, frozenset[int]]]:
-    """Onsets grouped into sets: notes starting within CHORD_SPREAD of a set's first note."""
+def onset_sets(notes: list[Timed], spread: float = CHORD_SPREAD) -> list[tuple[float, frozenset[int]]]:
+    """Onsets grouped into sets: notes (anything with a start and a pitch) starting within `spread`
+    seconds of a set's first note."""
     out: list[tuple[float, set[int]]] = []
     for n in sorted(notes):
-        if out and n.start - out[-1][0] <= CHORD_SPREAD:
+        if out and n.start - out[-1][0] <= spread:
             out[-1][1].add(n.pitch)
         else:
             out.append((n.start, {n.pitch}))
