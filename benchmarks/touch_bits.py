@@ -12,6 +12,7 @@ the model's velocity bits >= 20 % below the baseline's.
 
   python benchmarks/touch_bits.py --corpus ~/.cache/clara-live/corpora/mix-touch --model MODEL --split valid
   python benchmarks/touch_bits.py --corpus C --model M --split test --max-pieces 40 --json out.json
+  python benchmarks/touch_bits.py --corpus C --carried      # what each corpus carries (every split; no model)
 """
 
 from __future__ import annotations
@@ -104,6 +105,29 @@ def measure(corpus: Path, model_dir: Path, split: str, max_pieces: int = 0) -> d
     return {"corpus": str(corpus), "model": str(model_dir), "split": split, "corpora": rows}
 
 
+def carried(corpus: Path) -> dict:
+    """What each corpus's touch files hold, over every split: pieces and notes with touch, velocity
+    mean and spread, the median spread within a piece, distinct velocities, the offsets' spread
+    (steps) and the share of onsets exactly on a step."""
+    built = BuiltCorpus(corpus)
+    lines = {split: (corpus / f"{split}.touch").read_text(encoding="utf-8").splitlines()
+             for split in ("train", "valid", "test")}
+    found: dict[str, list[np.ndarray]] = defaultdict(list)
+    for piece in built.manifest["pieces"]:
+        line = lines[piece["split"]][piece["line"]]
+        if line.strip() != "-":
+            found[piece["corpus"] or "(files)"].append(np.array([t.split(":") for t in line.split()], dtype=int))
+    rows = {}
+    for name, pieces in sorted(found.items()):
+        both = np.concatenate(pieces)
+        rows[name] = {"pieces": len(pieces), "notes": len(both), "velocity_mean": float(both[:, 0].mean()),
+                      "velocity_sd": float(both[:, 0].std()),
+                      "median_piece_sd": float(np.median([p[:, 0].std() for p in pieces])),
+                      "distinct": len(set(both[:, 0].tolist())), "offset_sd_steps": float(both[:, 1].std() / 100),
+                      "on_step": float(np.mean(both[:, 1] == 0))}
+    return rows
+
+
 def report(result: dict) -> str:
     lines = [f"{result['model']} on {result['corpus']} ({result['split']}): bits per strike, model / running level",
              f"{'corpus':<16}{'pieces':>7}{'strikes':>9}{'velocity':>18}{'gain':>7}{'offset':>18}{'gain':>7}"]
@@ -117,13 +141,23 @@ def report(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--corpus", type=Path, required=True, help="a corpus folder built by clara corpus")
-    parser.add_argument("--model", type=Path, required=True, help="a model folder that learned touch")
+    parser.add_argument("--model", type=Path, help="a model folder that learned touch")
+    parser.add_argument("--carried", action="store_true", help="what each corpus carries (no model)")
     parser.add_argument("--split", choices=("valid", "test"), default="valid")
     parser.add_argument("--max-pieces", type=int, default=0, help="at most this many pieces a corpus (0: all)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    result = measure(args.corpus, args.model, args.split, args.max_pieces)
-    print(report(result))
+    if args.carried:
+        result = carried(args.corpus)
+        for name, r in result.items():
+            print(f"{name:<16} {r['pieces']:5d} pieces {r['notes']:9d} notes  velocity {r['velocity_mean']:.1f} / "
+                  f"{r['velocity_sd']:.1f} (median in a piece {r['median_piece_sd']:.1f}), {r['distinct']} distinct; "
+                  f"offset sd {r['offset_sd_steps']:.3f} steps, {r['on_step']:.1%} on a step")
+    elif args.model is None:
+        parser.error("--model is needed (or --carried)")
+    else:
+        result = measure(args.corpus, args.model, args.split, args.max_pieces)
+        print(report(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     return 0

@@ -381,3 +381,14 @@ def test_the_running_level_is_the_same_in_training_and_in_the_sampler(tmp_path, 
     expected = level_features(columns[:, 0], columns[:, 1])[-1]
     got = level_features(*torch.from_numpy(sampler.recent[0]).unbind(-1))[-1]
     torch.testing.assert_close(got, expected)
+
+
+def test_touch_bits_says_what_each_corpus_carries(built):
+    from conftest import load_benchmark
+
+    out, manifest = built
+    rows = load_benchmark("touch_bits").carried(out)
+    played = [p for p in manifest["pieces"] if p["touch"]]
+    assert sum(r["pieces"] for r in rows.values()) == len(played) == 5  # the flat file carries none
+    r = next(iter(rows.values()))
+    assert r["velocity_sd"] > 5 and r["distinct"] > 20 and 0 <= r["on_step"] < 0.5 and r["offset_sd_steps"] > 0.1

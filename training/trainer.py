@@ -129,14 +129,11 @@ def grown(model: AWDLSTM, vocabulary: list[str], added: list[str]) -> tuple[AWDL
             biases.append(torch.tensor(float(bias.min())))  # rare until learned otherwise
     state["embed.weight"] = torch.cat([embed, torch.stack(rows)])
     state["decoder.bias"] = torch.cat([bias, torch.stack(biases)])
-    if not model.config.tie_weights:
-        decoder = state["decoder.weight"]
-        state["decoder.weight"] = torch.cat([decoder, torch.stack(rows) * 0 + decoder.mean(0)])
+    decoder = state["decoder.weight"]  # tied: the embedding again; untied: new rows at its mean
+    state["decoder.weight"] = state["embed.weight"] if model.config.tie_weights else \
+        torch.cat([decoder, decoder.mean(0).expand(len(added), -1)])
     bigger = AWDLSTM(len(vocabulary) + len(added), model.config)
-    if model.config.tie_weights:
-        state.pop("decoder.weight", None)
-    missing, unexpected = bigger.load_state_dict(state, strict=False)
-    assert not unexpected and set(missing) <= {"decoder.weight"}, (missing, unexpected)
+    bigger.load_state_dict(state)
     return bigger, [*vocabulary, *added]
 
 
