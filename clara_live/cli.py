@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="play through FluidSynth (the default when there is no output port)")
     p.add_argument("--bpm", type=float, metavar="BPM", help="live.bpm, until a tap or MIDI clock changes it")
     p.add_argument("--passthrough", action="store_true", default=None, help="echo your notes to the output")
+    p.add_argument("--part", choices=["p", "v"], help="your part (live.part): p piano, v violin or voice (a chamber "
+                   "model's family; your notes sound with live.program_v)")
+    p.add_argument("--clara-part", choices=["p", "v"], help="Clara's part (live.clara_part): she plays only its notes")
     p.add_argument("--metronome", action="store_true", default=None, help="a click on each beat")
     p.add_argument("--clock-out", action="store_true", default=None, help="send MIDI clock")
     p.add_argument("--link", action="store_true", default=None,
@@ -295,7 +298,8 @@ def _config(args: argparse.Namespace) -> Config:
                       ("top_p", "sampling.top_p"), ("random_freq", "sampling.random_freq"),
                       ("seed", "sampling.seed"), ("cache", "sampling.cache"), ("touch", "sampling.touch"),
                       ("style", "sampling.style"),
-                      ("midi_api", "live.midi_api"), ("mode", "live.mode"),
+                      ("midi_api", "live.midi_api"), ("mode", "live.mode"), ("part", "live.part"),
+                      ("clara_part", "live.clara_part"),
                       ("bpm", "live.bpm"), ("passthrough", "live.passthrough"), ("metronome", "live.metronome"),
                       ("clock_out", "live.clock_out"), ("link", "live.link"), ("save_dir", "live.sessions_dir"),
                       ("live_candidates", "live.candidates"), ("live_critic", "live.critic")):

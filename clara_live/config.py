@@ -294,6 +294,14 @@ class LiveConfig:
     accompany_lookahead_beats: float = 1.0  # accompany: how far ahead Clara plans her part (again at each note)
     accompany_above: bool = False  # accompany: she plays over the player's melody instead of under it
     channel: int = 1  # Clara's MIDI channel, 1-16
+    # duet roles: the player's part and Clara's, each a family of a chamber model (codec.chamber): p (piano) or
+    # v (violin or voice); a model without families has only p. Each part sounds with its General MIDI program
+    part: str = "p"  # the player's: their notes are fed to the model in this family
+    clara_part: str = "p"  # Clara's: she strikes only this family's notes
+    program_p: int = 0  # acoustic grand piano
+    program_v: int = 40  # violin (52 choir aahs or 53 voice oohs for a voice; 41 viola, 42 cello, 71 clarinet)
+    player_channel: int = 0  # the player's notes echoed (passthrough) on this channel, 1-16; 0: as they play
+    # them while the two parts are one family, else the first channel free of Clara's and the metronome's
     velocity_follow: bool = True  # Clara plays at the player's recent average velocity
     velocity: int = 80  # ... or at this one (also before the player has played)
     velocity_window: int = 16  # notes averaged
@@ -321,7 +329,9 @@ class LiveConfig:
         "bpm": f"[{MIN_BPM:g}, {MAX_BPM:g}]",  # the tempi the session hears and plays at (beat/limits.py)
         "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
         "max_answer_bars": "[1, 64]", "accompany_lookahead_beats": "(0, 4]",
-        "channel": "[1, 16]", "velocity": "[1, 127]", "velocity_window": "[1, 1000]",
+        "channel": "[1, 16]", "program_p": "[0, 127]", "program_v": "[0, 127]",
+        "player_channel": "[0, 16] (0: as played, or a free one)", "velocity": "[1, 127]",
+        "velocity_window": "[1, 1000]",
         "tap_cc": "[-1, 127] (-1: none)", "tap_note": "[-1, 127] (-1: none)", "metronome_channel": "[1, 16]",
         "metronome_note": "[0, 126] (the other beats are a semitone up)", "cc_temperature": "[-1, 127] (-1: none)",
         "cc_top_k": "[-1, 127] (-1: none)", "cc_random_freq": "[-1, 127] (-1: none)", "lookahead": "(0, 10]",
@@ -338,6 +348,27 @@ class LiveConfig:
         _check(self.tempo_method in ("chosen", "learned", "classic"), "live.tempo_method",
                "must be chosen, learned or classic")
         _check(bool(self.client_name.strip()), "live.client_name", "must not be empty")
+        for key in ("part", "clara_part"):
+            _check(getattr(self, key) in ("p", "v"), f"live.{key}",
+                   f"must be p (piano) or v (violin or voice), not {getattr(self, key)!r}")
+        _check(self.player_channel != self.channel or self.program(self.part) == self.program(self.clara_part),
+               "live.player_channel", f"{self.player_channel} is Clara's channel too (live.channel), but the "
+               "two parts sound with two programs: give each its own channel")
+
+    def program(self, part: str) -> int:
+        """The General MIDI program (0-127) a part (p or v) sounds with."""
+        return self.program_v if part == "v" else self.program_p
+
+    @property
+    def player_out(self) -> int | None:
+        """The 0-based channel the player's echoed notes go out on (live.player_channel), None for the
+        channel they play them on (the parts one family, no channel named)."""
+        if self.player_channel:
+            return self.player_channel - 1
+        if self.part == self.clara_part:
+            return None
+        taken = {self.channel - 1, self.metronome_channel - 1, 9}  # 9: General MIDI's drums
+        return next(c for c in range(16) if c not in taken)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ writes ids in a model's vocabulary: `strike` and `release` at a step, `advance_t
 `close_all`. It writes what the offline codec (codec/notewise.py) writes for the same notes:
 waits of at most wait_limit steps; a note lasts at least one step, so a note released in the
 step it began is closed a step later (its off deferred); a note struck again while it
-sounds is closed first. Pitches are MIDI pitches already inside the codec's range.
+sounds is closed first. Pitches are MIDI pitches already inside the codec's range. A stream
+writes one family's notes (`p` unless told: a chamber model's `v` for a violin or voice part).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from clara_live.codec.vocabulary import Vocabulary
+from clara_live.music.notes import PIANO
 
 
 class StreamState(NamedTuple):
@@ -26,10 +28,14 @@ class StreamState(NamedTuple):
 class NotewiseStream:
     """One notewise token stream over a model's vocabulary; see the module docstring."""
 
-    def __init__(self, vocab: Vocabulary) -> None:
+    def __init__(self, vocab: Vocabulary, family: str = PIANO) -> None:
         if vocab.codec.encoding != "notewise":
             raise ValueError("a token stream is notewise")
+        if family not in vocab.families:
+            raise ValueError(f"family {family!r}: the vocabulary's families are {', '.join(vocab.families)}")
         self.vocab = vocab
+        self.family = family
+        self._first = vocab.families.index(family) * vocab.codec.num_pitches - vocab.codec.low_pitch  # key of pitch 0
         self.now = 0  # the stream's position, in steps
         self.sounding: dict[int, int] = {}  # pitch -> onset step
         self.pending_offs: dict[int, int] = {}  # pitch -> the step its off is due (it began in the step released)
@@ -96,7 +102,7 @@ class NotewiseStream:
         return ids
 
     def _on(self, pitch: int) -> int:
-        return int(self.vocab.on_id[pitch - self.vocab.codec.low_pitch])
+        return int(self.vocab.on_id[self._first + pitch])
 
     def _off(self, pitch: int) -> int:
-        return int(self.vocab.off_id[pitch - self.vocab.codec.low_pitch])
+        return int(self.vocab.off_id[self._first + pitch])

@@ -97,6 +97,15 @@ class Vocabulary:
         not read the composer off the token that names it)."""
         return ids[self.kind[ids] != KINDS.index(Kind.STYLE)] if self.style_ids else ids
 
+    def strikes_outside(self, family: str) -> np.ndarray:
+        """(vocab,) bool: the tokens that strike a note of any family but `family` (note-ons, chords):
+        what a part that plays only `family` may not choose (`Sampler.forbid`). ValueError for a
+        family the vocabulary lacks."""
+        if family not in self.families:
+            raise ValueError(f"family {family!r}: the vocabulary's families are {', '.join(self.families)}")
+        strikes = (self.kind == KINDS.index(Kind.ON)) | (self.kind == KINDS.index(Kind.CHORD))
+        return strikes & (self.family >= 0) & (self.family != self.families.index(family))
+
     def pitch_of(self, token_id: int) -> int | None:
         """The MIDI pitch a note-on or note-off token names (any family), else None."""
         key = int(self.key[token_id])

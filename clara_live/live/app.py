@@ -81,6 +81,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     loaded = load_model(options.model)
     if loaded.codec.encoding != "notewise":
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
+    check_parts(options.model, loaded.codec, config.live)
     if config.live.tempo_from_playing and config.live.tempo_method != "classic":
         from clara_live.beat import choice as beat_choice
         from clara_live.beat import dbn as beat_dbn
@@ -99,6 +100,18 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     with contextlib.ExitStack() as stack:
         LiveApp(options, config, out, stack, loaded, player, output).run()
     return 0
+
+
+def check_parts(model: Path, codec, live) -> None:
+    """ClaraError, one line naming the model, when the player's part or Clara's (live.part, live.clara_part)
+    is a family the model does not have: `v` needs a chamber model (codec.chamber)."""
+    from clara_live.codec.tokens import Grammar
+
+    families = Grammar(codec).families
+    for flag, part in (("--part", live.part), ("--clara-part", live.clara_part)):
+        if part not in families:
+            raise ClaraError(f"{model}: {flag} {part}: the model has no {part} family (it was trained without "
+                             f"codec.chamber: its notes are all {'/'.join(families)}); a v part needs a chamber model")
 
 
 @dataclass
@@ -162,7 +175,8 @@ class LiveApp:
         self.scheduler = Scheduler(output, on_sent=self._sent)
         self.worker = Worker(sampler, self.scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
                              scorer=plumbing.critic(live) if live.candidates > 1 else None,
-                             accompany=live.mode == "accompany", cancel=self.scheduler.cancel)
+                             accompany=live.mode == "accompany", cancel=self.scheduler.cancel,
+                             part=live.clara_part)
         if live.candidates > 1:
             self.worker.calibrate()  # what a best-of-K choice costs here, before the first is due
             self.stats.calibration = {

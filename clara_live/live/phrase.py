@@ -1,7 +1,8 @@
 """The player's notes into the model's token stream: keys and pedal, folded into the codec's range,
 quantised to the session's grid, and a phrase heard again at its own tempo.
 
-`PlayerWriter` turns key and pedal events into ids (codec/stream.py writes the tokens): a key
+`PlayerWriter` turns key and pedal events into ids (codec/stream.py writes the tokens) in the
+player's family (`live.part`: `p`, or `v` on a chamber model, folded at or above codec.violin_low): a key
 folded onto a pitch another held key sounds does not strike it again, and with the sustain
 pedal (as corpus preprocessing does) a released key's note sounds until the pedal lifts.
 While a phrase's tempo is to be heard, the writer keeps its state at the phrase's start (the
@@ -23,6 +24,7 @@ from clara_live.codec.stream import NotewiseStream, StreamState
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.live.commands import Feed
 from clara_live.live.tempo import Grid, TempoKeeper, next_beat
+from clara_live.music.notes import PIANO, VIOLIN
 
 ESTIMATE_SECONDS = 12.0  # a phrase's tempo is heard from its last this many seconds of onsets
 
@@ -46,9 +48,11 @@ class Saved(NamedTuple):
 class PlayerWriter:
     """The player's side of the token stream; see the module docstring."""
 
-    def __init__(self, vocab: Vocabulary, tempo: TempoKeeper) -> None:
+    def __init__(self, vocab: Vocabulary, tempo: TempoKeeper, family: str = PIANO) -> None:
         self.codec = vocab.codec
-        self.stream = NotewiseStream(vocab)
+        self.stream = NotewiseStream(vocab, family)  # the player's part: `p`, or a chamber model's `v`
+        # where a key is folded to: the token range, a `v` part at or above violin_low (as a corpus's solo line is)
+        self.low = self.codec.violin_low if family == VIOLIN else self.codec.low_pitch
         self.tempo = tempo  # whose grid quantises the events
         self.pedal = False
         self.held_by: dict[int, set[int]] = {}  # folded pitch -> held keys sounding it
@@ -207,7 +211,7 @@ class PlayerWriter:
         return self.stream.release(pitches, step)
 
     def _fold(self, key: int) -> int:
-        return fold(key, self.codec.low_pitch, self.codec.high_pitch)
+        return fold(key, self.low, self.codec.high_pitch)
 
 
 def _same_beats(grid: Grid, estimate: TempoEstimate, start: float, end: float) -> bool:

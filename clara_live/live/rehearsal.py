@@ -30,7 +30,7 @@ def first_answer(session: Session, sampler: Sampler, events: Sequence[tuple[floa
     now = [0.0]
     sent: list[tuple[float, tuple]] = []
     worker = Worker(sampler, lambda t, message, *rest: sent.append((t, message)), lookahead=1e9,
-                    clock=lambda: now[0])
+                    clock=lambda: now[0], part=session.live.clara_part)
     events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))  # at one time: offs first
     answered, i, t = None, 0, 0.0
     limit = (events[-1][0] if events else 0.0) + patience

@@ -9,7 +9,8 @@ The session owns whose turn it is and when a phrase ends; its parts own the rest
 and step grid (`TempoKeeper`, live/tempo.py), the metronome and clock out (live/beats_out.py),
 and the player's keys and pedal written as notewise token ids (`PlayerWriter`, live/phrase.py,
 over codec/stream.py: quantised to the model's grid, folded into its range, the sustain pedal
-holding released notes as corpus preprocessing does). The session owns the step count: each
+holding released notes as corpus preprocessing does; in the player's family, `live.part`, and echoed
+on the player's channel, `live.player_out`). The session owns the step count: each
 Feed says where its stream stands after it, an Answer and a Stop say where hers begins and
 ends, and the model worker maps its own stream onto those steps. The pause
 that ends a phrase is not written: the model goes on from the phrase's last beat straight into
@@ -60,7 +61,12 @@ class Session:
         self.sf = self.codec.sample_freq
         self.beats_per_bar = beats_per_bar
         self.tempo = TempoKeeper(Grid(t0, 0.0, live.bpm, self.sf))  # the grid, taps, MIDI clock in
-        self.writer = PlayerWriter(vocab, self.tempo)  # the player's notes into the token stream
+        for key in ("part", "clara_part"):
+            part = getattr(live, key)
+            if part not in vocab.families:
+                raise ValueError(f"live.{key} {part}: the model's families are {', '.join(vocab.families)}")
+        self.writer = PlayerWriter(vocab, self.tempo, live.part)  # the player's notes into the token stream
+        self._echo = live.player_out  # the channel the player's notes are echoed on (None: their own)
         self.keys: set[int] = set()  # keys physically held (MIDI pitch)
         self.velocities: deque[int] = deque(maxlen=live.velocity_window)
         self.last_activity = t0  # when a key or the pedal last moved
@@ -138,7 +144,8 @@ class Session:
         elif kind == CONTROL and len(message) >= 3:
             out += self._control(message[1], message[2], t)
         if self.live.passthrough and kind in (NOTE_ON, NOTE_OFF, CONTROL) and not self._is_tap(message):
-            out.append(Send(t, tuple(message), "player"))
+            echoed = tuple(message) if self._echo is None else (kind | self._echo, *message[1:])
+            out.append(Send(t, echoed, "player"))  # on the player's part's channel, where it has one
         del channel
         return out
 

@@ -53,11 +53,13 @@ class Worker:
 
     `schedule(time, message, track, tag)` receives Clara's notes (the scheduler's `add`);
     `latencies` holds the last seconds from a player's event to the model having read it.
+    `part`, Clara's family on a chamber model (live.clara_part), keeps her to its notes (Sampler.forbid).
     """
 
     def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
                  clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None,
-                 accompany: bool = False, cancel: Callable[[int, float, bool], None] | None = None) -> None:
+                 accompany: bool = False, cancel: Callable[[int, float, bool], None] | None = None,
+                 part: str | None = None) -> None:
         if sampler.vocab.codec.encoding != "notewise":
             raise ValueError("the live worker needs a notewise model")
         self.sampler = sampler
@@ -77,6 +79,8 @@ class Worker:
         self._mark: Snapshot | None = None  # the model at the current phrase's start
         self.refed = 0  # phrases fed again, re-quantised
         self.limit = sampler.vocab.codec.wait_limit
+        if part is not None and len(sampler.vocab.families) > 1:  # a duet: she strikes only her part's notes
+            sampler.forbid = sampler.vocab.strikes_outside(part)
         if sampler.logits is None:
             sampler.open_piece()  # the style asked for, if the model knows it
             sampler.feed([wait(self.limit)])  # the model needs one token to predict from
