@@ -11,7 +11,7 @@ import sys
 
 import mido
 import pytest
-from conftest import REPO
+from conftest import REPO, tiny_engine
 
 from clara_live.codec.notewise import NotewiseCodec
 from clara_live.codec.vocabulary import Vocabulary
@@ -232,6 +232,30 @@ def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
         events = _melody(SCALE[:6], every=BEAT / 2)
     sent, _, _ = _play(loaded, events)
     _check_clean(sent, events)
+
+
+def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone():
+    """A model with families (codec.chamber: a song's melody in v over its piano part in p) hears the player
+    as v and samples nothing but p notes and waits, however much it wants v (a tiny model steered to it)."""
+    config = load_config(overrides=["live.mode=accompany", "codec.chamber=true", "sampling.style=pop"])
+    tokens = [*NotewiseCodec(config.codec).vocabulary(), "style_pop"]
+    vocab = Vocabulary(tokens, config.codec)
+    engine = tiny_engine(tokens, bias=lambda t: 3.0 if t.startswith("v") else 1.0 if t.startswith("p") else 0.0)
+    sampler = Sampler(engine, tokens, config.codec, config.sampling, seed=3)
+    fed, sampled = [], []
+    feed_ids, advance = sampler.feed_ids, sampler.advance
+    sampler.feed_ids = lambda ids, *a, **k: (fed.extend(ids), feed_ids(ids, *a, **k))
+    sampler.advance = lambda ids, *a, **k: (sampled.extend(ids), advance(ids, *a, **k))
+    session = Session(config.live, vocab, config.sampling, 0.0)
+    events = _melody(SCALE)
+    sent, _ = accompany(session, sampler, events)
+    _check_clean(sent, events)
+    assert fed[0] == vocab.index["style_pop"]  # the piece opens in the style asked for
+    text = vocab.text(fed)
+    assert {f"v{p - config.codec.low_pitch}" for p in SCALE} <= set(text)  # the melody, as v
+    ours = vocab.text(sampled)
+    assert ours and all(t.startswith(("wait", "p", "endp")) for t in ours), set(ours)
+    assert any(t.startswith("p") for t in ours)  # she plays
 
 
 # --- the setting and the program ------------------------------------------------------------------

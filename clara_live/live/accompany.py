@@ -36,6 +36,7 @@ import numpy as np
 from clara_live.codec.tokens import Kind
 from clara_live.live.commands import Accompany, Feed, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
+from clara_live.music.notes import PIANO, VIOLIN
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 
@@ -65,6 +66,14 @@ class Accompanist:
         self.pitch = np.full(len(vocab.tokens), -1, dtype=np.int64)  # MIDI pitch each note-on strikes
         for i in np.flatnonzero(vocab.kind == _ON):
             self.pitch[i] = vocab.pitch_of(int(i))
+        # a chamber model (codec families p and v) learned a song's melody in v over its piano part in p: the
+        # player's notes are read as v (`melody`: each id as the model hears it) and she plays p alone (`theirs`:
+        # the tokens she may never choose). A piano model hears both parts as p.
+        self.melody = np.arange(len(vocab.tokens))
+        self.theirs = np.zeros(len(vocab.tokens), dtype=bool)
+        if VIOLIN in vocab.families:
+            self.melody = melody_ids(vocab, VIOLIN)
+            self.theirs = (vocab.family >= 0) & (vocab.family != vocab.families.index(PIANO))
         self.committed = sampler.snapshot()
         self.at = 0  # the session step of the committed point
         self.heard: list[tuple[int, int, int]] = []  # the player's (step, id, velocity) since it
@@ -95,7 +104,7 @@ class Accompanist:
             if vocab.kind[i] == _WAIT:
                 step += int(vocab.value[i])
             else:
-                self.heard.append((step, int(i), feed.velocity))
+                self.heard.append((step, int(self.melody[i]), feed.velocity))
 
     def accompany(self, command: Accompany) -> None:
         """Plan her part: again from the player's note at command.step, or on from the plan's end. At a
@@ -226,6 +235,7 @@ class Accompanist:
         low, high = command.register
         pitch = self.pitch
         forbid = (pitch >= 0) & (pitch <= high + BAND) if command.above else pitch >= low - BAND
+        forbid |= self.theirs
         for held in command.held:
             forbid |= pitch == held
         return forbid
@@ -241,3 +251,13 @@ class Accompanist:
             velocity = min(sampler.made[0][-1].velocity, command.velocity)  # (on the grid: the beat is theirs)
         self.plan.append(Planned(step, token_id, t, velocity))
         self.schedule(t, self._message(token_id, velocity), "clara", self.tag)
+
+
+def melody_ids(vocab, family: str) -> np.ndarray:
+    """Every id as the melody's part plays it: a note-on or off moved to `family` (same pitch), others as they are."""
+    ids = np.arange(len(vocab.tokens))
+    rank, pitches = vocab.families.index(family), vocab.codec.num_pitches
+    for kind, table in ((_ON, vocab.on_id), (_OFF, vocab.off_id)):
+        for i in np.flatnonzero(vocab.kind == kind):
+            ids[i] = table[rank * pitches + vocab.key[i] % pitches]
+    return ids
