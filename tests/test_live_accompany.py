@@ -258,6 +258,25 @@ def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone():
     assert any(t.startswith("p") for t in ours)  # she plays
 
 
+def test_the_schedule_remembers_a_bounded_number_of_cancels_the_latest_still_in_force():
+    """Every player note cancels her last plan: an hour of notes may not grow the schedule's memory, while a
+    late note of the plans cancelled most recently is still dropped."""
+    from clara_live.live.scheduler import CANCELS_KEPT
+
+    schedule = Schedule()
+    for tag in range(3 * CANCELS_KEPT):
+        schedule.cancel(tag, after=tag * 0.1, now=tag * 0.1)
+    assert len(schedule.cancelled) == CANCELS_KEPT
+    last = 3 * CANCELS_KEPT - 1
+    schedule.add(last * 0.1 + 1.0, (NOTE_ON, 60, 80), "clara", last)  # after its cancel: dropped
+    schedule.add(last * 0.1 + 1.0, (NOTE_ON, 62, 80), "clara", last + 1)  # the next plan's: kept
+    schedule.cancel(last - 10, after=0.0, now=last * 0.1)  # cancelled again: the newest, not forgotten next
+    for tag in range(last + 2, last + 2 + CANCELS_KEPT - 1):
+        schedule.cancel(tag, after=0.0, now=0.0)
+    schedule.add(1e6, (NOTE_ON, 64, 80), "clara", last - 10)
+    assert [e.message for e in schedule.due(1e7)] == [(NOTE_ON, 62, 80)]
+
+
 # --- the setting and the program ------------------------------------------------------------------
 
 def test_the_mode_and_its_settings_are_checked():

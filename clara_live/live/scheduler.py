@@ -18,6 +18,10 @@ from typing import NamedTuple, Protocol
 
 from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, OpenNotes
 
+# the cancels remembered: a worker sends a cancelled tag's notes only until it reads the stop (the
+# accompaniment's replans cancel their own tag first), so the last this many are plenty (a few tens of kB)
+CANCELS_KEPT = 1024
+
 
 class Output(Protocol):
     def send(self, message: Sequence[int]) -> None: ...
@@ -40,7 +44,8 @@ class Schedule:
         self.notes: OpenNotes[tuple[str, int | None]] = OpenNotes()  # sounding notes -> (track, tag)
         self.channels: set[int] = set()  # every channel a message went out on
         # answers cancelled, and from when: notes the worker sampled while a cancel was on its way are
-        # dropped as they come, so no note-on follows its answer's cancel (a few hundred bytes an hour)
+        # dropped as they come, so no note-on follows its answer's cancel. The latest CANCELS_KEPT, oldest
+        # first: the accompaniment cancels at every player note, which unbounded grew ~1 MB an hour
         self.cancelled: dict[int, float] = {}
 
     def __len__(self) -> int:
@@ -84,7 +89,9 @@ class Schedule:
         """Drop the tagged events due after `after`; returns the note-offs, to send now, for
         the tag's notes still sounding (none with `close` False: the caller closes them itself,
         as the accompaniment's next plan does)."""
-        self.cancelled[tag] = min(after, self.cancelled.get(tag, after))
+        self.cancelled[tag] = min(after, self.cancelled.pop(tag, after))  # (re-inserted: the newest)
+        if len(self.cancelled) > CANCELS_KEPT:
+            del self.cancelled[next(iter(self.cancelled))]
         self._heap = [e for e in self._heap if e.tag != tag or e.time <= after]
         heapq.heapify(self._heap)
         if not close:
