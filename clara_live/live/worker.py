@@ -25,6 +25,7 @@ from clara_live.live.accompany import Accompanist
 from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Accompany, Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
+from clara_live.live.touch import placed, touch_of
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 from clara_live.sampling.search import Scorer, best_of, first_steps
@@ -293,11 +294,7 @@ class Worker:
                 self._pending.append(command)  # after the answer (the session stops it first)
 
     def _touch_of(self, token_id: int) -> Touch | None:
-        """The touch the sampler just gave this token (a note-on, with learned touch), else None."""
-        sampler = self.sampler
-        if not sampler.learned_touch or self.sampler.vocab.kind[token_id] != _ON or not sampler.made[0]:
-            return None
-        return sampler.made[0][-1]
+        return touch_of(self.sampler, token_id)
 
     def _play(self, token_id: int, step: int, answer: Answer, touch: Touch | None = None) -> None:
         """Schedule a note-on or off of the answer at its step's time. A note-on plays at the answer's
@@ -318,13 +315,9 @@ class Worker:
             return
         if not played.first:
             played.first.append(step)
-        velocity, offset = (answer.velocity, 0.0) if touch is None else touch
-        if step == played.first[0]:
-            offset = 0.0
-        elif played.offs.get(pitch) == step:
-            offset = max(offset, 0.0)
-        self.schedule(answer.grid.time_of(step - self.base + offset), (NOTE_ON | answer.channel, pitch, velocity),
-                      "clara", answer.id)
+        t, velocity = placed(answer.grid, step - self.base, answer.velocity, touch, on_beat=step == played.first[0],
+                             released=played.offs.get(pitch) == step)
+        self.schedule(t, (NOTE_ON | answer.channel, pitch, velocity), "clara", answer.id)
 
     def _stop(self, stop: Stop) -> None:
         """Rewind to before the answer and feed what was played before stop.step, then close
