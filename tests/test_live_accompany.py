@@ -277,6 +277,36 @@ def test_the_schedule_remembers_a_bounded_number_of_cancels_the_latest_still_in_
     assert [e.message for e in schedule.due(1e7)] == [(NOTE_ON, 62, 80)]
 
 
+def _touch_run(touch: str, velocity: int):
+    config = load_config(overrides=["live.mode=accompany", f"sampling.touch={touch}"])
+    tokens = NotewiseCodec(config.codec).vocabulary()
+    def bias(token: str) -> float:  # steered to notes under the melody, and to letting them go
+        return 3.0 if token.startswith("endp") or token.startswith("p") and int(token[1:]) < 27 else 0.0
+
+    engine = tiny_engine(tokens, touch=True, bias=bias)
+    sampler = Sampler(engine, tokens, config.codec, config.sampling, seed=4)
+    session = Session(config.live, Vocabulary(tokens, config.codec), config.sampling, 0.0)
+    events = _melody(SCALE, velocity=velocity)
+    sent, _ = accompany(session, sampler, events)
+    return _check_clean(sent, events)
+
+
+def test_with_learned_touch_her_dynamics_follow_the_players_under_them_and_her_timing_moves():
+    """Touch (issue 24) in the accompaniment: each of her notes at its learned velocity and offset, her
+    velocities' shape kept and their level a little under the player's, soft or loud; `touch: flat` plays one
+    velocity on the grid's steps."""
+    soft, loud = _touch_run("learned", 50), _touch_run("learned", 110)
+    for notes, player in ((soft, 50), (loud, 110)):
+        velocities = [n[4] for n in notes]
+        assert len(velocities) >= 8 and len(set(velocities)) > 3  # her own shape
+        assert 0.5 * player <= sum(velocities) / len(velocities) < player  # under the player, following them
+    off_grid = [n for n in soft if abs((n[0] - 1.0) / STEP - round((n[0] - 1.0) / STEP)) * STEP > 0.001]
+    assert off_grid  # learned offsets move her onsets off the steps
+    flat = _touch_run("flat", 50)
+    assert len({n[4] for n in flat}) == 1
+    assert all(abs((n[0] - 1.0) / STEP - round((n[0] - 1.0) / STEP)) * STEP < 1e-6 for n in flat)
+
+
 # --- the setting and the program ------------------------------------------------------------------
 
 def test_the_mode_and_its_settings_are_checked():

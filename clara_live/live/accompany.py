@@ -28,6 +28,7 @@ played up to its step, closes every sounding note there and cancels the rest of 
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -36,12 +37,15 @@ import numpy as np
 from clara_live.codec.tokens import Kind
 from clara_live.live.commands import Accompany, Feed, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
+from clara_live.live.touch import placed, touch_of
 from clara_live.music.notes import PIANO, VIOLIN
 from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
 BAND = 1  # semitones: she keeps at least this far clear of the melody's register
+LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
+                  # ... lies at the session's level for her (a little under the player's): her accents kept
 
 
 class Planned(NamedTuple):
@@ -49,6 +53,7 @@ class Planned(NamedTuple):
     token_id: int
     time: float  # when it is scheduled to sound (seconds, monotonic)
     velocity: int
+    offset: float = 0.0  # its onset's offset from its step (steps; touch), as it sounds
 
 
 class Accompanist:
@@ -91,6 +96,7 @@ class Accompanist:
         # have not passed, and reads only what came after (reuse False: always to the committed point)
         self.marks: list[tuple[int, int, Snapshot]] = []
         self.reuse = True
+        self.touches: deque[int] = deque(maxlen=LEVEL_NOTES)  # her last learned velocities
 
     @property
     def state(self) -> NotewiseState:
@@ -172,7 +178,7 @@ class Accompanist:
                 start, position, snapshot = k, m, snap
                 break
         sounding = dict(self.sounding)  # key -> pitch
-        events: list[tuple[int, int, int, int, int]] = []  # (step, 0 off / 1 on, key, id, velocity)
+        events: list[tuple[int, int, int, int, int, float]] = []  # (step, 0 off / 1 on, key, id, velocity, offset)
         for index, p in enumerate(kept):
             kind, key = vocab.kind[p.token_id], int(vocab.key[p.token_id])
             if kind == _OFF:
@@ -180,7 +186,7 @@ class Accompanist:
             else:
                 sounding[key] = int(self.pitch[p.token_id])
             if index >= start:  # before it, the mark's snapshot has read it already
-                events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity))
+                events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity, p.offset))
             if p.time > now and old is not None:  # dropped by the cancel: sent again under the new tag
                 self.schedule(p.time, self._message(p.token_id, p.velocity), "clara", tag)
         for p in self.plan:  # sent already (the player came late) but not kept: closed now (a stray off is dropped)
@@ -189,21 +195,23 @@ class Accompanist:
         for key in sorted(sounding):
             if forbid[vocab.on_id[key]]:  # under the melody no more, or its pitch: closed now
                 off = int(vocab.off_id[key])
-                events.append((step, 0, key, off, 0))
+                events.append((step, 0, key, off, 0, 0.0))
                 del sounding[key]
                 self.schedule(now, self._message(off, 0), "clara", tag)
         later = [h for h in self.heard if h[0] > step]
-        events += [(s, int(vocab.kind[i] == _ON), int(vocab.key[i]), i, v) for s, i, v in self.heard if s <= step]
+        events += [(s, int(vocab.kind[i] == _ON), int(vocab.key[i]), i, v, 0.0) for s, i, v in self.heard if s <= step]
         sampler.restore(snapshot)
         ids: list[int] = []
         velocities: list[int] = []
-        for s, _, _, i, v in sorted(events):
+        offsets: list[float] = []
+        for s, _, _, i, v, o in sorted(events):
             waits = vocab.waits(s - position)
             position = max(position, s)
             ids += [*waits, i]
             velocities += [0] * len(waits) + [v]
+            offsets += [0.0] * len(waits) + [o]
         waits = vocab.waits(step - position)
-        sampler.feed_ids(ids + waits, velocities + [0] * len(waits))
+        sampler.feed_ids(ids + waits, velocities + [0] * len(waits), offsets + [0.0] * len(waits))
         self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
         self.heard, self.plan, self.marks = later, [], []
 
@@ -241,15 +249,26 @@ class Accompanist:
         return forbid
 
     def _play(self, token_id: int, step: int, command: Accompany) -> None:
-        kind = self.sampler.vocab.kind[token_id]
+        """Schedule a token of her plan: a note-off on its step, a note-on at the plan's velocity or with its
+        touch (live/touch.py; struck with the player's note, on its beat). With touch her velocities keep
+        their shape, scaled so that their recent mean is the session's level for her."""
+        vocab = self.sampler.vocab
+        kind = vocab.kind[token_id]
         if kind not in (_ON, _OFF):
             return
-        t = command.grid.time_of(step)
-        velocity = command.velocity if kind == _ON else 0
-        sampler = self.sampler
-        if kind == _ON and sampler.learned_touch and sampler.made[0]:  # her touch, never over the player's level
-            velocity = min(sampler.made[0][-1].velocity, command.velocity)  # (on the grid: the beat is theirs)
-        self.plan.append(Planned(step, token_id, t, velocity))
+        t, velocity, offset = command.grid.time_of(step), 0, 0.0
+        if kind == _ON:
+            touch = touch_of(self.sampler, token_id)
+            if touch is not None:
+                self.touches.append(touch.velocity)
+                level = command.velocity * len(self.touches) / sum(self.touches)
+                touch = touch._replace(velocity=min(max(round(touch.velocity * level), 1), 127))
+            off = vocab.off_id[vocab.key[token_id]]
+            released = any(p.step == step and p.token_id == off for p in self.plan[-16:])
+            t, velocity = placed(command.grid, step, command.velocity, touch, on_beat=step == command.step,
+                                 released=released)
+            offset = (t - command.grid.time_of(step)) / command.grid.step_seconds
+        self.plan.append(Planned(step, token_id, t, velocity, offset))
         self.schedule(t, self._message(token_id, velocity), "clara", self.tag)
 
 
