@@ -65,7 +65,7 @@ class Recording(Sampler):
 
 
 def sampler_for(model: Path, *overrides: str, seed: int = 3) -> tuple[Recording, object]:
-    config = load_config(overrides=["sampling.motif_pull=0", *overrides])
+    config = load_config(overrides=["sampling.motif_pull=0", "live.tempo_from_playing=false", *overrides])
     loaded = load_model(model)
     engine = build_engine(loaded.model, config.inference)
     return Recording(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed), config
@@ -213,3 +213,17 @@ def test_the_echo_of_a_violin_player_goes_out_on_their_channel(chamber_model):
              if isinstance(c, Send)]
     assert [s.message for s in sends] == [(0x91, 67, 70), (0x81, 67, 0)]
     np.testing.assert_array_equal(sampler.vocab.strikes_outside("p") & sampler.vocab.strikes_outside("v"), False)
+
+
+def test_each_part_has_its_program_on_its_channel():
+    from clara_live.live.app import part_programs
+
+    def programs(*overrides: str):
+        return part_programs(load_config(overrides=list(overrides)).live)
+
+    assert programs() == []  # piano and piano at program 0: nothing sent, an external synth keeps its sound
+    assert programs("live.part=v") == [(0, 0), (1, 40)]  # hers piano on channel 1, the player's violin on 2
+    assert programs("live.clara_part=v", "live.program_v=52") == [(0, 52), (1, 0)]  # a voice: choir aahs
+    assert programs("live.part=v", "live.clara_part=v") == [(0, 40)]  # the player's echo on their own channel
+    assert programs("live.part=v", "live.clara_part=v", "live.player_channel=3") == [(0, 40), (2, 40)]
+    assert programs("live.program_p=4") == [(0, 4)]

@@ -9,6 +9,10 @@ MIDI server, the end of a played file), the scheduler's panic closes every note 
 passthrough opened, and the session is saved as MIDI; it is also written every few seconds
 while it goes on, so a killed process loses only its last seconds. With no audio device the
 session is rendered to WAV beside the MIDI at the end.
+
+Duet roles (`live.part`, `live.clara_part`): each part sounds with its General MIDI program on its
+channel (`part_programs`), sent at the start and again as each of her turns begins, and kept in the
+saved session, where the player's notes are on their part's channel: it reads back as a duet.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from clara_live.errors import ClaraError
 from clara_live.live import plumbing
 from clara_live.live.commands import Accompany, Answer, Feed, Log, Mark, Refeed, Sampling, Send, Stop
 from clara_live.live.computer_keys import HELP, TerminalKeys
-from clara_live.live.midi import NOTE_OFF, NOTE_ON, kind
+from clara_live.live.midi import NOTE_OFF, NOTE_ON, PROGRAM, kind
 from clara_live.live.playback import TimedInput
 from clara_live.live.recorder import Recorder, SessionWriter, session_path
 from clara_live.live.scheduler import Event, Scheduler
@@ -100,6 +104,19 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
     with contextlib.ExitStack() as stack:
         LiveApp(options, config, out, stack, loaded, player, output).run()
     return 0
+
+
+def part_programs(live) -> list[tuple[int, int]]:
+    """(channel 0-15, General MIDI program) of each part, sent at the start: Clara's on live.channel, the
+    player's on the channel their notes are echoed and recorded on where they have one of their own
+    (live.player_out). Nothing while both parts are piano at program 0, as before duets: an external synth
+    then keeps the sound it was set to."""
+    if live.part == live.clara_part == "p" and live.program_p == 0:
+        return []
+    programs = [(live.channel - 1, live.program(live.clara_part))]
+    if live.player_out is not None and live.player_out != live.channel - 1:
+        programs.append((live.player_out, live.program(live.part)))
+    return programs
 
 
 def check_parts(model: Path, codec, live) -> None:
@@ -173,6 +190,12 @@ class LiveApp:
         self.watchdog = plumbing.watchdog(self.api, self.source, output, stack)
         self.roll = Roll()
         self.scheduler = Scheduler(output, on_sent=self._sent)
+        # each part's sound, before any note of it; again as each of her turns begins (`_programs`)
+        self.programs = [(PROGRAM | channel, program) for channel, program in part_programs(live)]
+        self._programmed: int | None = None  # the turn (answer or accompaniment id) they were last sent for
+        for message in self.programs:
+            self.scheduler.add(self.t0, message, "program")
+            self.recorder.record(self.t0, message, "clara" if message[0] & 0x0F == live.channel - 1 else "player")
         self.worker = Worker(sampler, self.scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
                              scorer=plumbing.critic(live) if live.candidates > 1 else None,
                              accompany=live.mode == "accompany", cancel=self.scheduler.cancel,
@@ -273,6 +296,7 @@ class LiveApp:
                 commands += self.link.steer(session, now)
             commands += session.on_tick(now)
             for command in commands:
+                self._programs(command, now)
                 _dispatch(command, self.scheduler, self.worker, self.log)
             self.recorder.tempo(now, session.grid.bpm)
             self._check()
@@ -289,9 +313,20 @@ class LiveApp:
                     self.log(f"{source.name} played to its end")
                     return
 
+    def _programs(self, command, now: float) -> None:
+        """The parts' programs again as a turn of hers begins (well before its first note): a synth connected
+        to a virtual port after the start, or reset since, then plays each part with its own sound."""
+        if self.programs and isinstance(command, Answer | Accompany) and command.id != self._programmed:
+            self._programmed = command.id
+            for message in self.programs:
+                self.scheduler.add(now, message, "program")
+
     def _heard(self, message: list[int], t: float) -> list:
         self.stats.received += 1
-        self.recorder.record(t, message, "player")
+        out = self.live.player_out
+        # kept on the player's part's channel, where it has one: the saved session sounds and reads back as a duet
+        self.recorder.record(t, message if out is None or kind(message) == 0 else [kind(message) | out, *message[1:]],
+                             "player")
         self.roll.note("player", message, t)
         commands = self.session.on_event(message, t)
         if kind(message) in (NOTE_ON, NOTE_OFF):  # a note on or off: the session holds it now

@@ -23,7 +23,7 @@ from pathlib import Path
 import mido
 
 from clara_live.atomic import write_bytes
-from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, OpenNotes, kind
+from clara_live.live.midi import ALL_NOTES_OFF, CONTROL, NOTE_OFF, NOTE_ON, PROGRAM, OpenNotes, kind
 
 TICKS_PER_BEAT = 480
 TRACKS = {"player": "Player", "clara": "Clara"}
@@ -104,12 +104,14 @@ class Recorder:
         self.version = 0  # counts changes, so a writer knows when there is something new
 
     def record(self, t: float, message: tuple[int, ...] | list[int], track: str) -> None:
-        if track not in self._tracks or len(message) < 3 or kind(message) not in (NOTE_OFF, NOTE_ON, CONTROL):
+        size = 2 if kind(message) == PROGRAM else 3  # a part's program (a duet's violin), or a note or controller
+        if track not in self._tracks or len(message) < size or kind(message) not in (NOTE_OFF, NOTE_ON, CONTROL,
+                                                                                      PROGRAM):
             return
-        if not (0 <= message[1] < 128 and 0 <= message[2] < 128):  # a data byte out of range
+        if not all(0 <= b < 128 for b in message[1:size]):  # a data byte out of range
             return
         with self._lock:
-            self._tracks[track].record(self._ticks(t), tuple(message))
+            self._tracks[track].record(self._ticks(t), tuple(message[:size]))
             self.version += 1
 
     def tempo(self, t: float, bpm: float) -> None:
