@@ -115,6 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rank", choices=["model", "critic"], default="model",
                    help="how --candidates picks: the model's likelihood, or the critic's P(human)")
     p.add_argument("--critic", default=str(DEFAULT_CRITIC), metavar="DIR", help="critic for --rank critic")
+    p.add_argument("--clara-part", dest="continue_part", choices=["p", "v"],
+                   help="a chamber model (families p and v): continue only this family, p piano or v violin or "
+                        "voice (default: both). The prompt's parts: a GM program 40-44, 48-95 or 109-111, or a "
+                        "track named for a voice or a bowed or blown instrument (voice, soprano, violin, cello, "
+                        "melody...), is v; the rest p")
     p.add_argument("--only-continuation", action="store_true", help="write Clara's notes without the prompt")
     p.add_argument("--wav", metavar="OUT.wav", help="also render through FluidSynth with a General MIDI soundfont")
     p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")
@@ -466,6 +471,7 @@ def _cmd_evaluate(args: argparse.Namespace, config: Config) -> int:
 
 
 def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
+    from clara_live.codec.tokens import Grammar
     from clara_live.continuation import Request, alone, continue_piece, to_midi
     from clara_live.engine import build_engine
     from clara_live.model import load_model
@@ -482,6 +488,9 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
         output_target(output)
     say = sys.stderr if STDOUT in outputs else sys.stdout  # stdout holds the output itself
     loaded = load_model(args.model)
+    if args.continue_part is not None and args.continue_part not in Grammar(loaded.codec).families:
+        raise ClaraError(f"{args.model}: --clara-part {args.continue_part}: the model has no {args.continue_part} "
+                         "family (it was trained without codec.chamber: its notes are all p)")
     piece = read_music(args.prompt, loaded.codec.sustain_pedal) if args.prompt else None  # as the model was trained
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec, config.sampling)
     if sampler.style_note():
@@ -492,7 +501,7 @@ def _cmd_continue(args: argparse.Namespace, config: Config) -> int:
         from clara_live.judge.store import load_judge
 
         scorer = critic_scorer(load_judge(args.critic, kind="critic"))
-    request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form, scorer)
+    request = Request(args.tokens, args.seconds, args.beam, args.candidates, args.form, scorer, args.continue_part)
     result = continue_piece(loaded, sampler, piece, request, config.sampling, progress=sys.stderr.isatty())
     if result.interrupted:
         print(f"clara: interrupted: writing the {len(result.tokens)} tokens made so far", file=sys.stderr)

@@ -3,10 +3,16 @@
 The prompt is read with the model's own codec settings; when it is longer than the model
 needs, its last whole bars are used (sampling.prompt_tokens). Clara's notes start where
 the prompt's last note ends, at the prompt's tempo and the player's average velocity.
+
+With a chamber model (families `p` and `v`) a voice-and-piano or violin-and-piano prompt is read
+in both families (`chamber_parts`: a part's General MIDI program, or its track's name) and
+continued in both, or in those `Request.parts` names; the file written has each family on a track
+and channel of its own with its program (music/midi_io.steps_to_midi: piano 0, violin 40, cello 42).
 """
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import mido
@@ -19,11 +25,17 @@ from clara_live.config import SamplingConfig
 from clara_live.errors import InputError
 from clara_live.model.store import LoadedModel
 from clara_live.music.midi_io import steps_to_midi
-from clara_live.music.notes import Piece, StepNote
+from clara_live.music.notes import VIOLIN, Piece, StepNote
 from clara_live.sampling.sampler import MIN_VELOCITY, PLAYED_VELOCITIES, Sampler
 from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
 VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes (flat touch)
+# a track (part) named for a voice or a bowed or blown instrument is a `v` part, whatever its program (many files
+# set none, and a GM player then plays it as a piano): the names a Lied's, a sonata's or a song's parts go by.
+# "melody" is POP909's sung line (corpus/parts.py), a `v` part in the chamber corpus
+V_PART_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|stimme|soprano|mezzo|alto|tenor|baritone|"
+                         r"violin|violino|viola|cello|violoncello|melody|flute|oboe|clarinet|horn|trumpet|sax)",
+                         re.IGNORECASE)
 
 
 class Request(NamedTuple):
@@ -33,6 +45,7 @@ class Request(NamedTuple):
     candidates: int = 1
     form: str | None = None  # None or "aab"
     scorer: Scorer | None = None  # how best-of-K ranks its candidates (None: the model's own likelihood)
+    part: str | None = None  # the one family she continues (`--clara-part`: p or v); None: every family the model has
 
 
 class Continuation(NamedTuple):
@@ -70,16 +83,33 @@ def _tail_tokens(notes: list[StepNote], codec, cut: int) -> list[str]:
     return codec.encode([n._replace(start=n.start - cut, end=n.end - cut) for n in notes if n.start >= cut])
 
 
+def chamber_parts(piece: Piece) -> Piece:
+    """The prompt's notes in a chamber model's families: as read, each part's General MIDI program decides
+    (music/instruments.py: bowed, blown and sung programs 40-44, 48-95, 109-111 are `v`, the rest `p`), and a
+    part whose track is named for a voice or a bowed or blown instrument (V_PART_NAME: "Voice", "Soprano",
+    "Violin", "Melody"...) is `v` whatever its program."""
+    named = {i for i, name in enumerate(piece.parts) if V_PART_NAME.search(name)}
+    if not named:
+        return piece
+    return piece._replace(notes=[n._replace(family=VIOLIN) if n.part in named else n for n in piece.notes])
+
+
 def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, request: Request,
                    sampling: SamplingConfig, progress: bool = False) -> Continuation:
     """Feed the prompt (or a moment of silence) and generate Clara's continuation.
 
+    With a chamber model the prompt is read in both families (`chamber_parts`) and she continues in both,
+    or only in `request.part` (ValueError for a family the model lacks): the other family's strikes are
+    forbidden her (Sampler.forbid), their probability going to the waits.
     Ctrl-C while plain sampling (no beam, candidates or form) ends it early: the continuation is what was
     made, `interrupted` set; during a search, which has nothing whole to give yet, it propagates."""
     codec_config = loaded.codec
     codec = make_codec(codec_config)
     sf = codec_config.sample_freq
     bar_steps = sampling.beats_per_bar * sf
+    if piece is not None and codec_config.chamber:
+        piece = chamber_parts(piece)
+    sampler.forbid = sampler.vocab.strikes_outside(request.part) if request.part is not None else None
     notes = list(to_steps(piece, codec_config)) if piece is not None else []
     bpm = piece.bpm if piece is not None else codec_config.bpm
     if piece is not None and not notes:

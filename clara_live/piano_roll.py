@@ -20,7 +20,7 @@ from pathlib import Path
 
 from clara_live.atomic import write_bytes
 from clara_live.errors import InputError
-from clara_live.music.notes import StepNote
+from clara_live.music.notes import PIANO, VIOLIN, StepNote
 
 COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")  # matplotlib's tab10, in order
 _NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -79,7 +79,8 @@ def continuation_window(prompt: Sequence[StepNote], continuation: Sequence[StepN
 def draw_continuation(prompt: Sequence[StepNote], continuation: Sequence[StepNote], sample_freq: int,
                       path: str | Path, bpm: float, beats_per_bar: int = 4, title: str | None = None,
                       whole: bool = False) -> None:
-    """Draw a prompt (blue) and Clara's continuation of it (orange) as a piano-roll PNG.
+    """Draw a prompt (blue) and Clara's continuation of it (orange) as a piano-roll PNG; a chamber piece's
+    violin or voice notes (family v) apart from its piano's, in green (the prompt's) and red (Clara's).
 
     By default the picture is the prompt's last bars (continuation_window) and the whole
     continuation, seconds counted from where Clara begins, at PX_PER_S; with `whole`, the whole
@@ -93,9 +94,24 @@ def draw_continuation(prompt: Sequence[StepNote], continuation: Sequence[StepNot
         window, origin, xlabel = (start, end), begins, "seconds from where Clara begins"
         label = f"prompt's last {(begins - start) / sample_freq * 60 / bpm:.0f} s"
     parts = [(label, prompt), ("Clara", continuation)] if prompt else [("Clara", continuation)]
+    colours = [0, 1] if prompt else [1]
+    if any(n.family == VIOLIN for n in [*prompt, *continuation]):  # a chamber piece: each family apart
+        parts, colours = _by_family(parts, colours)
     draw_piano_roll(parts, sample_freq, path, bpm=bpm, beats_per_bar=beats_per_bar, title=title, window=window,
                     origin=origin, xlabel=xlabel, marks=[(begins, "Clara begins")] if prompt else [],
-                    colours=None if prompt else [1])
+                    colours=colours)
+
+
+def _by_family(parts: Sequence[tuple[str, Sequence[StepNote]]], colours: Sequence[int]
+               ) -> tuple[list[tuple[str, list[StepNote]]], list[int]]:
+    """Each part split into its piano (p) and violin or voice (v) notes: p in the part's colour, v in the
+    colour two on (blue and green the prompt's, orange and red Clara's)."""
+    split, shades = [], []
+    for (label, notes), colour in zip(parts, colours, strict=True):
+        for family, name, shade in ((PIANO, "piano", colour), (VIOLIN, "violin/voice", colour + 2)):
+            split.append((f"{label}, {name}", [n for n in notes if n.family == family]))
+            shades.append(shade)
+    return split, shades
 
 
 def draw_piano_roll(parts: Sequence[tuple[str, Sequence[StepNote]]], sample_freq: int, path: str | Path,
