@@ -142,6 +142,28 @@ def test_a_violin_player_s_notes_reach_the_model_as_v_tokens(chamber_model):
     assert [t.replace("p", "v") for t in piano if not t.startswith("wait")][2:] == notes[2:]  # the rest as a p part
 
 
+def test_a_phrase_heard_again_at_its_own_tempo_stays_in_the_player_s_family(chamber_model):
+    """The phrase re-read on the tempo heard in it (a Refeed) is written in the player's family too."""
+    from clara_live.live.commands import Refeed
+
+    sampler, _ = sampler_for(chamber_model)
+    session = session_for(sampler.vocab, "live.part=v", "live.tempo_method=classic", "live.bpm=100")
+    refeeds = []
+    t = T0
+    for at, message in phrase(LINE, beat=60 / 84):  # played at 84 bpm against the session's 100
+        while t < at:
+            session.on_tick(t)
+            t += 0.002
+        session.on_event(list(message), at)
+    for _ in range(1000):
+        refeeds += [c for c in session.on_tick(t) if isinstance(c, Refeed)]
+        t += 0.002
+    [refeed] = refeeds
+    tokens = sampler.vocab.text([i for feed in refeed.feeds for i in feed.ids])
+    notes = [x for x in tokens if not x.startswith("wait")]
+    assert len(notes) == 2 * len(LINE) and all(x.removeprefix("end").startswith("v") for x in notes)
+
+
 def test_a_violin_part_on_a_model_without_families_is_refused(piano_model):
     sampler, _ = sampler_for(piano_model)
     with pytest.raises(ValueError, match="live.part v"):
@@ -174,9 +196,11 @@ def families_struck(sampler: Recording, ids: list[int]) -> set[str]:
     return {vocab.families[vocab.family[i]] for i in ids if vocab.kind[i] == KINDS.index(Kind.ON)}
 
 
-@pytest.mark.parametrize(("player", "clara"), [("v", "p"), ("p", "v"), ("v", "v")])
-def test_she_strikes_only_her_part_s_notes(chamber_model, player, clara):
-    sampler, answer, sent = her_answer(chamber_model, f"live.part={player}", f"live.clara_part={clara}")
+@pytest.mark.parametrize(("player", "clara", "mode"), [("v", "p", "call-response"), ("p", "v", "call-response"),
+                                                      ("v", "v", "call-response"), ("v", "p", "suggest")])
+def test_she_strikes_only_her_part_s_notes(chamber_model, player, clara, mode):
+    sampler, answer, sent = her_answer(chamber_model, f"live.part={player}", f"live.clara_part={clara}",
+                                       f"live.mode={mode}")
     assert isinstance(answer, Answer)
     ons = [m for _, m in sent if m[0] & 0xF0 == 0x90 and m[2] > 0]
     assert ons, "she played nothing"
