@@ -43,7 +43,10 @@ from clara_live.sampling.grammar import KINDS, NotewiseState
 from clara_live.sampling.sampler import Sampler, Snapshot
 
 _ON, _OFF, _WAIT = KINDS.index(Kind.ON), KINDS.index(Kind.OFF), KINDS.index(Kind.WAIT)
-BAND = 1  # semitones: she keeps at least this far clear of the melody's register
+BAND = 3  # semitones: she keeps at least this far clear of the melody's register (its next note may fall there)
+# seconds her note-ons sound after their time: a melody note struck in the same step, heard first, can
+# still drop hers before it sounds (its pitch may be one she planned: she cannot know the melody's next note)
+YIELD = 0.008
 LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
                   # ... lies at the session's level for her (a little under the player's): her accents kept
 
@@ -83,13 +86,16 @@ class Accompanist:
         self.at = 0  # the session step of the committed point
         self.heard: list[tuple[int, int, int]] = []  # the player's (step, id, velocity) since it
         self.plan: list[Planned] = []  # hers sampled since it
+        self.pending: list[Planned] = []  # hers before it, still to sound when it was committed
         self.tag: int | None = None  # her current plan's, for the scheduler
         self.plans = 0
         self.current: Accompany | None = None
         self.end = 0  # the session step her plan reaches
         self.sounding: dict[int, int] = {}  # her notes sounding at the committed point: key -> MIDI pitch
         self.latencies: list[float] = []  # note in -> plan updated, on the worker's clock
-        self.costs: list[float] = []  # ... the CPU's part of it (perf_counter): what the fake clock cannot see
+        self.costs: list[float] = []  # ... the computing's part of it (perf_counter): what the fake clock cannot see
+        self.cpu_costs: list[float] = []  # ... the same in this thread's CPU time (thread_time): without the waits
+        # for a core that a loaded machine adds
         self.first_costs: list[float] = []  # note in -> her next note scheduled (perf_counter)
         # the sampler at each step her plan began since the committed point: (her notes before it, its session
         # step, the snapshot). A rewind goes back to the latest one the player's events and her kept notes
@@ -97,27 +103,40 @@ class Accompanist:
         self.marks: list[tuple[int, int, Snapshot]] = []
         self.reuse = True
         self.touches: deque[int] = deque(maxlen=LEVEL_NOTES)  # her last learned velocities
+        self.release = True  # plan again at a release of the player's (False: only at their notes)
 
     @property
     def state(self) -> NotewiseState:
         return self.sampler.states[0]
 
-    def hear(self, feed: Feed) -> None:
-        """The player's tokens, laid on the session's steps (the feed's waits end at feed.step)."""
+    def hear(self, feed: Feed) -> bool:
+        """The player's tokens, laid on the session's steps (the feed's waits end at feed.step). A release
+        with no note struck (`release`: on) is read at once and she plans again from it, so the note to come
+        finds little to read; True then (the worker goes on sampling her plan)."""
         vocab = self.sampler.vocab
         step = feed.step - sum(int(vocab.value[i]) for i in feed.ids if vocab.kind[i] == _WAIT)
+        released = []
         for i in feed.ids:
             if vocab.kind[i] == _WAIT:
                 step += int(vocab.value[i])
             else:
                 self.heard.append((step, int(self.melody[i]), feed.velocity))
+                released.append(vocab.pitch_of(int(i)) if vocab.kind[i] == _OFF else None)
+        if not self.release or self.current is None or not released or None in released:
+            return False
+        command = self.current._replace(step=feed.step, held=tuple(p for p in self.current.held if p not in released))
+        self.current = command
+        self.plans += 1
+        self._rewind(feed.step, command.grid, self._forbid(command), (command.id << 16) + self.plans)
+        self.sampler.forbid = self._forbid(command)
+        return True
 
     def accompany(self, command: Accompany) -> None:
         """Plan her part: again from the player's note at command.step, or on from the plan's end. At a
         note the plan is updated once the model has read it (her unsounded plan dropped, what happened
         replayed: `latencies`, `costs`), and her next note is sampled at once (`first_costs`); `more`
         samples the rest, a token at a time, while no other command waits."""
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.thread_time()
         carried = command.time is None and self.current is not None and self.current.id == command.id
         self.current = command
         self.end = command.step + command.ahead + 1  # the beat ahead itself: struck with the melody's next note
@@ -129,6 +148,7 @@ class Accompanist:
             return
         self.latencies.append(self.clock() - command.time)
         self.costs.append(time.perf_counter() - started)
+        self.cpu_costs.append(time.thread_time() - cpu)
         struck = len(self.plan)
         while self.more() and not any(self.sampler.vocab.kind[p.token_id] == _ON for p in self.plan[struck:]):
             pass
@@ -170,6 +190,7 @@ class Accompanist:
             self.cancel(self.tag, now, False)  # her plan not yet sent dropped; what sounds she closes herself
         old = self.tag
         self.tag = tag
+        pending = self._pending(forbid, now)
         kept = self._kept(step, forbid, now)
         first_heard = min((h[0] for h in self.heard), default=step)
         start, position, snapshot = 0, self.at, self.committed
@@ -189,6 +210,7 @@ class Accompanist:
                 events.append((p.step, int(kind == _ON), key, p.token_id, p.velocity, p.offset))
             if p.time > now and old is not None:  # dropped by the cancel: sent again under the new tag
                 self.schedule(p.time, self._message(p.token_id, p.velocity), "clara", tag)
+                pending.append(p)
         for p in self.plan:  # sent already (the player came late) but not kept: closed now (a stray off is dropped)
             if p.time <= now and vocab.kind[p.token_id] == _ON and p not in kept:
                 self.schedule(now, self._message(int(vocab.off_id[vocab.key[p.token_id]]), 0), "clara", tag)
@@ -213,7 +235,27 @@ class Accompanist:
         waits = vocab.waits(step - position)
         sampler.feed_ids(ids + waits, velocities + [0] * len(waits), offsets + [0.0] * len(waits))
         self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
-        self.heard, self.plan, self.marks = later, [], []
+        self.heard, self.plan, self.marks, self.pending = later, [], [], pending
+
+    def _pending(self, forbid: np.ndarray, now: float) -> list[Planned]:
+        """Her notes an earlier rewind committed that are still to sound (their step came before the player's
+        event's, their time after its arrival), sent again under the new tag, as the cancel dropped them:
+        but a note-on the new mask forbids (and its off), as `_kept` drops it; the model read it, and it
+        never sounds. Returns those sent again."""
+        pending, dropped = [], set()
+        kind = self.sampler.vocab.kind
+        for p in self.pending:
+            pitch = self.sampler.vocab.pitch_of(p.token_id)
+            if p.time <= now:
+                continue
+            if kind[p.token_id] == _ON and forbid[p.token_id]:
+                dropped.add(pitch)
+            elif kind[p.token_id] == _OFF and pitch in dropped:
+                dropped.discard(pitch)
+            else:
+                self.schedule(p.time, self._message(p.token_id, p.velocity), "clara", self.tag)
+                pending.append(p)
+        return pending
 
     def _kept(self, step: int, forbid: np.ndarray, now: float) -> list[Planned]:
         """Her plan up to `step` that stands: what was sent, and what is still to sound before or at
@@ -268,6 +310,7 @@ class Accompanist:
             t, velocity = placed(command.grid, step, command.velocity, touch, on_beat=step == command.step,
                                  released=released)
             offset = (t - command.grid.time_of(step)) / command.grid.step_seconds
+            t += YIELD
         self.plan.append(Planned(step, token_id, t, velocity, offset))
         self.schedule(t, self._message(token_id, velocity), "clara", self.tag)
 

@@ -148,8 +148,10 @@ class Worker:
         accompanist = self.accompanist
         if accompanist is not None and isinstance(command, Feed | Accompany | Stop):
             if isinstance(command, Feed):
-                accompanist.hear(command)
                 self.fed += len(command.ids)
+                if accompanist.hear(command):  # a release: she plans again from it
+                    while self.commands.empty() and accompanist.more():
+                        pass
             elif isinstance(command, Accompany):
                 accompanist.accompany(command)
                 if command.time is not None:
