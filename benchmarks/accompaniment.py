@@ -13,7 +13,8 @@ same window (the real accompaniment):
                 20 ms either side of a 50 ms step is a weak test)
   gap           median semitones from the lowest melody note sounding at an onset down to it
   loop_share    share of onset sets in runs of 4 or more identical ones
-  density       onset sets a second, hers over the real accompaniment's
+  density       onset sets a second, hers over the real accompaniment's (density_with_bridge: over
+                the PIANO and BRIDGE tracks', what a chamber corpus gives its p part under the melody)
   doubling      notes struck on a pitch the melody sounds at that moment (goal 0), and the share
                 struck on one of its pitch classes (octave doubling, reported)
   latency       note in -> model read and stale plan dropped (p50, p99 ms: wall time of the computing,
@@ -65,12 +66,19 @@ class Note(NamedTuple):
 
 
 def songs(model: Path, split: str) -> list[Path]:
-    held = json.loads((model / "splits.json").read_text())[split]
+    """The split's POP909 songs: the model's held-out ones (its splits.json; a model saved before its run
+    ended has none, and takes the shipped model's: the corpus split is by a stable hash of the work, and the
+    joint corpus's POP909 valid and test songs are the shipped model's)."""
+    splits = model / "splits.json"
+    if not splits.exists():
+        splits = REPO / "trained_models" / "clara-notewise" / "splits.json"
+    held = json.loads(splits.read_text())[split]
     return [CORPUS / "pop909" / s["path"] for s in held if s["corpus"] == "pop909"]
 
 
-def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float] | None:
-    """(melody, piano) from the melody's first note for `seconds`, times from that note; the song's tempo."""
+def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float, list[Note]] | None:
+    """(melody, piano) from the melody's first note for `seconds`, times from that note; the song's tempo;
+    and its BRIDGE (the second melody; with the piano, what a chamber corpus gives the p part)."""
     import symusic
 
     score = symusic.Score.from_midi(path.read_bytes(), ttype="second")
@@ -84,7 +92,8 @@ def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float
                       for n in track.notes if first <= float(n.time) < first + seconds)
 
     bpm = float(score.tempos[0].qpm) if len(score.tempos) else 120.0
-    return window(tracks["MELODY"]), window(tracks["PIANO"]), bpm
+    bridge = window(tracks["BRIDGE"]) if "BRIDGE" in tracks else []
+    return window(tracks["MELODY"]), window(tracks["PIANO"]), bpm, bridge
 
 
 def play(loaded, engine, config, melody: list[Note], seed: int):
@@ -135,13 +144,18 @@ def pc_cosine(a: list[Note], b: list[Note]) -> float:
     return float(ha @ hb / (np.linalg.norm(ha) * np.linalg.norm(hb) + 1e-12))
 
 
+def density(notes: list[Note], real: list[Note]) -> float:
+    """Her onset sets over the real part's, in the same window."""
+    sets, real_sets = onset_sets(notes), onset_sets(real)
+    return len(sets) / len(real_sets) if real_sets else float("nan")
+
+
 def measure(notes: list[Note], melody: list[Note], real: list[Note], bpm: float, seconds: float) -> dict:
     beat = 60.0 / bpm
     out: dict[str, float] = {"notes": len(notes), "pc_cosine": pc_cosine(notes, melody),
                              "pc_cosine_real": pc_cosine(real, melody), "loop_share": loop_share(notes),
                              "loop_share_real": loop_share(real)}
-    sets, real_sets = onset_sets(notes), onset_sets(real)
-    out["density"] = (len(sets) / seconds) / (len(real_sets) / seconds) if real_sets else float("nan")
+    out["density"] = density(notes, real)
     sixteenth = beat / 4  # the song's grid: its melody's onsets lie on sixteenths, their phase the median's
     phase = float(np.median([(m.start / sixteenth - round(m.start / sixteenth)) * sixteenth for m in melody]))
     for name, div in (("on_16th", 4), ("on_step", 12)):
@@ -195,11 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         song = read_song(path, args.seconds)
         if song is None:
             continue
-        melody, real, bpm = song
+        melody, real, bpm, bridge = song
         config = load_config(overrides=[*base, f"live.bpm={min(max(bpm, 30.0), 300.0):.3f}"])
         started = time.perf_counter()
         notes, accompanist = play(loaded, engine, config, melody, args.seed)
         row = {"song": path.name, "bpm": bpm, **measure(notes, melody, real, bpm, args.seconds),
+               "density_with_bridge": density(notes, sorted(real + bridge)),
                "wall_s": time.perf_counter() - started}
         costs += accompanist.costs
         cpu += accompanist.cpu_costs

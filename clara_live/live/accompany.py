@@ -47,6 +47,7 @@ BAND = 3  # semitones: she keeps at least this far clear of the melody's registe
 # seconds her note-ons sound after their time: a melody note struck in the same step, heard first, can
 # still drop hers before it sounds (its pitch may be one she planned: she cannot know the melody's next note)
 YIELD = 0.008
+TIMING = 0.010  # seconds her learned timing (touch) may move a note: she keeps to the player's grid (issue 26)
 LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
                   # ... lies at the session's level for her (a little under the player's): her accents kept
 
@@ -308,7 +309,7 @@ class Accompanist:
             off = vocab.off_id[vocab.key[token_id]]
             released = any(p.step == step and p.token_id == off for p in self.plan[-16:])
             t, velocity = placed(command.grid, step, command.velocity, touch, on_beat=step == command.step,
-                                 released=released)
+                                 released=released, within=TIMING)
             offset = (t - command.grid.time_of(step)) / command.grid.step_seconds
             t += YIELD
         self.plan.append(Planned(step, token_id, t, velocity, offset))

@@ -24,12 +24,15 @@ def touch_of(sampler: Sampler, token_id: int) -> Touch | None:
 
 
 def placed(grid: Grid, step: int, velocity: int, touch: Touch | None, on_beat: bool = False,
-           released: bool = False) -> tuple[float, int]:
+           released: bool = False, within: float | None = None) -> tuple[float, int]:
     """(seconds, monotonic; velocity) of a note-on struck at session step `step`: on its step's time
     at `velocity`, or with its touch at its own velocity, its onset moved by its offset (in steps),
     except a note pinned to the player's beat (`on_beat`: an answer's first notes) and a key released
-    in this very step (`released`: never struck before its release)."""
+    in this very step (`released`: never struck before its release). `within`: the offset moves it at
+    most this many seconds (a part that keeps to the player's grid)."""
     if touch is None:
         return grid.time_of(step), velocity
     offset = 0.0 if on_beat else max(touch.offset, 0.0) if released else touch.offset
+    if within is not None:
+        offset = min(max(offset, -within / grid.step_seconds), within / grid.step_seconds)
     return grid.time_of(step + offset), touch.velocity
