@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
+import torch
 
 from clara_live.codec.tokens import Kind
 from clara_live.live.commands import Accompany, Feed, Stop
@@ -48,6 +49,7 @@ BAND = 3  # semitones: she keeps at least this far clear of the melody's registe
 # still drop hers before it sounds (its pitch may be one she planned: she cannot know the melody's next note)
 YIELD = 0.008
 TIMING = 0.010  # seconds her learned timing (touch) may move a note: she keeps to the player's grid (issue 26)
+WAIT_ON = 0.0  # the chance she may wait on where the model expected the melody (`Accompanist.wait_on`; 0: never)
 LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
                   # ... lies at the session's level for her (a little under the player's): her accents kept
 
@@ -75,6 +77,9 @@ class Accompanist:
         self.pitch = np.full(len(vocab.tokens), -1, dtype=np.int64)  # MIDI pitch each note-on strikes
         for i in np.flatnonzero(vocab.kind == _ON):
             self.pitch[i] = vocab.pitch_of(int(i))
+        self.released = np.full(len(vocab.tokens), -1, dtype=np.int64)  # MIDI pitch each note-off releases
+        for i in np.flatnonzero(vocab.kind == _OFF):
+            self.released[i] = vocab.pitch_of(int(i))
         # a chamber model (codec families p and v) learned a song's melody in v over its piano part in p: the
         # player's notes are read as v (`melody`: each id as the model hears it) and she plays p alone (`theirs`:
         # the tokens she may never choose). A piano model hears both parts as p.
@@ -104,6 +109,17 @@ class Accompanist:
         self.marks: list[tuple[int, int, Snapshot]] = []
         self.reuse = True
         self.touches: deque[int] = deque(maxlen=LEVEL_NOTES)  # her last learned velocities
+        # a step she reaches after a short wait, where the model expected the melody: with this chance she may
+        # wait on (a second wait, not the codec's form: the replan reads the merged one) rather than be made to
+        # act there, where the melody's probability can go only to her notes' ends and new notes. Piano model,
+        # 16 valid songs: 0.9 gives density 1.27 x the real part's (0: 3.04) but pc cosine 0.70 (0.77), loop
+        # share 0.049 (0.031); 1.0: 0.85, 0.62, 0.037 (BENCHMARKS.md); the chamber model's density stays ~3
+        self.wait_on = WAIT_ON
+        # the melody's next tokens imagined (sampled, never played) rather than waited out: with a chamber model
+        # (with a piano model it measured worse: pc cosine 0.51-0.60, loop share 0.08-0.13; BENCHMARKS.md)
+        self.imagine = bool(self.theirs.any())
+        self.dream = np.zeros(len(vocab.tokens), dtype=bool)  # the tokens that are the melody's now
+        self.dreamt = False  # a token of the melody imagined since the committed point (no mark after it holds)
         self.release = True  # plan again at a release of the player's (False: only at their notes)
 
     @property
@@ -129,7 +145,7 @@ class Accompanist:
         self.current = command
         self.plans += 1
         self._rewind(feed.step, command.grid, self._forbid(command), (command.id << 16) + self.plans)
-        self.sampler.forbid = self._forbid(command)
+        self._limit(command)
         return True
 
     def accompany(self, command: Accompany) -> None:
@@ -144,7 +160,7 @@ class Accompanist:
         if not carried:
             self.plans += 1
             self._rewind(command.step, command.grid, self._forbid(command), (command.id << 16) + self.plans)
-        self.sampler.forbid = self._forbid(command)
+        self._limit(command)
         if command.time is None:
             return
         self.latencies.append(self.clock() - command.time)
@@ -160,12 +176,18 @@ class Accompanist:
         state = self.state
         if self.current is None or state.now - self.base >= self.end:
             return False
+        if state.after_short_wait and self.wait_on and not self.imagine and \
+                float(torch.rand(1, generator=self.sampler.generator)) < self.wait_on:
+            state.after_short_wait = False  # see `wait_on`
         ids = self.sampler.choose()
-        step = state.now - self.base
+        token, step = int(ids[0]), state.now - self.base
         self.sampler.advance(ids, score=False)
-        self._play(int(ids[0]), step, self.current)
-        if self.reuse and self.sampler.vocab.kind[int(ids[0])] == _WAIT:  # a step begins: a place to go back to
-            self.marks.append((len(self.plan), state.now - self.base, self.sampler.snapshot()))
+        if self.dream[token]:
+            self.dreamt = True  # the melody as she imagines it: heard by her plan, never played nor read again
+        else:
+            self._play(token, step, self.current)
+        if self.reuse and not self.dreamt and self.sampler.vocab.kind[token] == _WAIT:  # a step begins: a place
+            self.marks.append((len(self.plan), state.now - self.base, self.sampler.snapshot()))  # to go back to
         return state.now - self.base < self.end
 
     def stop(self, stop: Stop) -> None:
@@ -236,7 +258,7 @@ class Accompanist:
         waits = vocab.waits(step - position)
         sampler.feed_ids(ids + waits, velocities + [0] * len(waits), offsets + [0.0] * len(waits))
         self.committed, self.at, self.sounding = sampler.snapshot(), step, sounding
-        self.heard, self.plan, self.marks, self.pending = later, [], [], pending
+        self.heard, self.plan, self.marks, self.pending, self.dreamt = later, [], [], pending, False
 
     def _pending(self, forbid: np.ndarray, now: float) -> list[Planned]:
         """Her notes an earlier rewind committed that are still to sound (their step came before the player's
@@ -281,15 +303,35 @@ class Accompanist:
         pitch = vocab.pitch_of(token_id)
         return (NOTE_ON | channel, pitch, velocity) if vocab.kind[token_id] == _ON else (NOTE_OFF | channel, pitch, 0)
 
-    def _forbid(self, command: Accompany) -> np.ndarray:
-        """The note-ons she may not strike now: within BAND of the melody's register or beyond it, its held pitches."""
+    def _zone(self, command: Accompany) -> tuple[np.ndarray, np.ndarray]:
+        """(note-ons, note-offs) within BAND of the melody's register or beyond it (over it: `above`)."""
         low, high = command.register
-        pitch = self.pitch
-        forbid = (pitch >= 0) & (pitch <= high + BAND) if command.above else pitch >= low - BAND
-        forbid |= self.theirs
+        pitch, released = self.pitch, self.released
+        if command.above:
+            return (pitch >= 0) & (pitch <= high + BAND), (released >= 0) & (released <= high + BAND)
+        return pitch >= low - BAND, released >= low - BAND
+
+    def _forbid(self, command: Accompany) -> np.ndarray:
+        """The note-ons she may not strike now: in the melody's zone (`_zone`), its held pitches."""
+        forbid = self._zone(command)[0].copy()
         for held in command.held:
-            forbid |= pitch == held
+            forbid |= self.pitch == held
         return forbid
+
+    def _limit(self, command: Accompany) -> None:
+        """What her plan may sample (`Sampler.forbid`) and which of its tokens are the melody's (`dream`).
+        Imagining (`imagine`): the melody goes on as the model expects it, sampled and never played: a
+        chamber model's melody family, a piano model's notes in the melody's zone; she may not strike in the
+        zone (a piano model's notes there are the melody's). Otherwise the melody's tokens and the zone are
+        forbidden, their probability to the waits."""
+        ons, offs = self._zone(command)
+        forbid = self._forbid(command)
+        if not self.imagine:
+            self.sampler.forbid, self.dream = forbid | offs | self.theirs, np.zeros_like(forbid)
+        elif self.theirs.any():  # a chamber model: the melody's family is imagined, her own zone forbidden
+            self.sampler.forbid, self.dream = forbid & ~self.theirs, self.theirs
+        else:  # a piano model: what it plays in the zone is the melody
+            self.sampler.forbid, self.dream = None, ons | offs
 
     def _play(self, token_id: int, step: int, command: Accompany) -> None:
         """Schedule a token of her plan: a note-off on its step, a note-on at the plan's velocity or with its
