@@ -1,28 +1,33 @@
 """Clara's accompaniment, on the model worker's thread (`live.mode: accompany`).
 
-The player's melody and her part are one notewise stream, both as piano notes (`p`), as the shipped
-model learned music. The worker has read everything up to a committed step c (a `Snapshot`); since
-then it keeps the player's events (from each `Feed`) and her plan, sampled with the player's future
-unknown from the player's latest note at step s up to `Accompany.ahead` steps on, each note of it
-scheduled at its step's time on the session's beat grid under one tag.
+The player's melody and her part are one notewise stream. With a piano model both are piano notes
+(`p`), as it learned music; with a chamber model (codec families p and v, as the joint model learned
+a POP909 song's melody in v over its piano in p) the melody is read as v and she plays p. The worker
+has read everything up to a committed step c (a `Snapshot`); since then it keeps the player's events
+(from each `Feed`) and her plan, sampled with the player's future unknown from the player's latest
+event at step s up to `Accompany.ahead` steps on, each note of it scheduled at its step's time on the
+session's beat grid under one tag.
 
-When the next player note asks for a plan at s', the worker returns to c (or to the latest step of
-her plan that the player's events since c have not passed, a snapshot taken as it began) and reads
-what happened up to s': her planned notes that sounded (step < s', due by then), the player's events, in one
-step's canonical order (offs, then ons, ascending: her notes under the melody come before the
-melody's note struck in the same step, as a score's notes would be written); her notes still
-sounding at s' close at s' (the scheduler's cancel closes them as it drops the rest of her plan).
-That point is committed, and she plans again from s'. So her notes in a step where the player also
-strikes are those she planned before hearing that note, and she never strikes after the melody's
-note within its step (the grammar's ascending order; below the melody the mask leaves nothing
-else). Notochord's sub-event queries and the Anticipatory Music Transformer's anticipation order
-the same question by time then by part; here the step and pitch order the model learned decides.
+When the player's next note (or a release with no note: `hear`) comes at s', the worker returns to c
+(or to the latest step of her plan that the player's events since c have not passed, a snapshot
+taken as it began) and reads what happened up to s': her planned notes that sounded (step < s', due
+by then), the player's events, in one step's canonical order (offs, then ons, ascending by family
+and pitch: her notes under the melody come before the melody's note struck in the same step, as a
+score's notes would be written). Her notes still sounding at s' go on sounding unless the new mask
+forbids them. That point is committed, and she plans again from s'. Notochord's sub-event queries
+and the Anticipatory Music Transformer's anticipation order the same question by time then by part;
+here the step, family and pitch order the model learned decides, and in time the player comes first:
+her note-ons sound YIELD after their step's time, so a melody note struck in the same step, heard
+first, can still drop a planned note on its pitch.
 
-What she may strike is data given to the sampler (`Sampler.forbid`): no note within a semitone of
-the melody's register or beyond it (below the lowest of its recent notes; `above`: over the
-highest), so never the pitch the melody holds. A beat passing with no player note carries the plan
-on from where it ends, without going back. A `Stop` (the player rested for a bar) reads what she
-played up to its step, closes every sounding note there and cancels the rest of her plan.
+What she may choose is data given to the sampler (`Sampler.forbid`): no note within BAND semitones of
+the melody's register or beyond it (below the lowest of its recent notes; `above`: over the highest),
+so never the pitch the melody holds, and no end of the melody's notes. The melody's own next tokens
+are either imagined (a chamber model: sampled as the model expects them, never played, never read
+again) or forbidden, their probability to the waits (a piano model; `wait_on`). A beat passing with no
+player event carries the plan on from where it ends, without going back. A `Stop` (the player rested
+for a bar) reads what she played up to its step, closes every sounding note there and cancels the
+rest of her plan.
 """
 
 from __future__ import annotations
