@@ -293,6 +293,32 @@ def test_waiting_on_where_the_model_expected_the_melody_thins_her_part(loaded, m
     assert counts[1.0] < counts[0.0], counts
 
 
+def test_the_view_shows_her_plan_ahead_of_now(loaded):
+    """The live view's state (app._view_state) carries her plan from the worker's accompanist, ahead of now,
+    and the frame draws it in the plan's colour right of now."""
+    from collections import deque
+
+    from clara_live.live.app import _view_state
+    from clara_live.live.view import PLAN_COLOUR, Roll, render
+
+    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
+    session, config = _session(vocab=vocab)
+    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
+                      config.sampling, seed=1)
+    worker = Worker(sampler, lambda *a: None, clock=lambda: 1.0, accompany=True)
+    for t, m in _melody([76, 74]):
+        if m[0] == NOTE_ON:
+            for command in session.on_event(list(m), t):
+                if isinstance(command, Feed | Accompany):
+                    worker.handle(command)
+    now = 1.0 + BEAT + 0.01
+    state = _view_state(session, worker, Roll(), now, deque(), "")
+    assert state.ahead == pytest.approx(2 * BEAT) and state.planned
+    assert all((n.end is None or n.end > now) and n.pitch < 74 for n in state.planned)
+    lines = render(state, 84, 12, low=40, high=80)
+    assert f"38;5;{PLAN_COLOUR}" in "".join(lines)
+
+
 def _touch_run(touch: str, velocity: int):
     config = load_config(overrides=["live.mode=accompany", f"sampling.touch={touch}"])
     tokens = NotewiseCodec(config.codec).vocabulary()

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from clara_live.live.view import (
     BOTH_COLOUR,
     CLARA_COLOUR,
+    PLAN_COLOUR,
     PLAYER_COLOUR,
     RollNote,
     TerminalView,
@@ -120,6 +121,27 @@ def test_a_sounding_note_reaches_the_right_edge() -> None:
     line, half = row_of(71)
     assert [(i, c) for i, c, *_ in drawn(lines)] == [(line, GUTTER + c) for c in range(74, 80)]
     assert visible(lines[line])[-1] == half
+
+
+def test_her_plan_is_drawn_lightly_right_of_now_and_what_sounds_stops_at_now() -> None:
+    """Accompany (issue 26): with 2 s shown ahead, the 80 columns hold 10 s (0.125 s each) and now is column 64.
+    Her planned note from now + 0.5 to now + 1 lands there in the plan's colour; a planned note already begun is
+    drawn from now; the player's sounding note reaches now, not the edge; with nothing ahead no plan is drawn."""
+    player = RollNote("player", 64, NOW - 1.0, None)
+    later, begun = RollNote("clara", 62, NOW + 0.5, NOW + 1.0), RollNote("clara", 60, NOW - 0.3, NOW + 0.25)
+    lines = frame(player, planned=(later, begun), ahead=2.0)
+    cols = {pitch: [(c - GUTTER, colour) for i, c, ch, colour, _ in drawn(lines) if (i, ch) == row_of(pitch)]
+            for pitch in (60, 62, 64)}
+    assert cols[64] == [(c, PLAYER_COLOUR) for c in range(56, 64)]
+    assert cols[62] == [(c, PLAN_COLOUR) for c in range(68, 72)]
+    assert cols[60] == [(c, PLAN_COLOUR) for c in range(64, 66)]
+    assert not [cell for cell in drawn(frame(player, planned=(later, begun))) if cell[3] == PLAN_COLOUR]
+
+
+def test_what_sounds_hides_her_plan_in_the_same_half_cell() -> None:
+    lines = frame(RollNote("clara", 62, NOW - 1.0, NOW + 1.0), planned=(RollNote("clara", 62, NOW, NOW + 1.0),),
+                  ahead=2.0)
+    assert {colour for *_, colour, _ in drawn(lines)} == {CLARA_COLOUR}
 
 
 def test_two_pitches_in_one_cell_take_both_halves_and_the_same_half_mixes_colours() -> None:

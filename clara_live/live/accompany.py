@@ -195,6 +195,22 @@ class Accompanist:
             self.marks.append((len(self.plan), state.now - self.base, self.sampler.snapshot()))  # to go back to
         return state.now - self.base < self.end
 
+    def planned(self, now: float) -> list[tuple[int, float, float | None]]:
+        """Her plan's notes sounding or to sound after `now` (seconds, monotonic): (MIDI pitch, start, end;
+        None while the plan holds no end), for the view. Safe to call from another thread (a copy is read)."""
+        notes: dict[int, float] = {}
+        out: list[tuple[int, float, float | None]] = []
+        kind = self.sampler.vocab.kind
+        for p in list(self.pending) + list(self.plan):
+            pitch = self.sampler.vocab.pitch_of(p.token_id)
+            if kind[p.token_id] == _ON:
+                notes[pitch] = p.time
+            elif pitch in notes and p.time > now:
+                out.append((pitch, notes.pop(pitch), p.time))
+            else:
+                notes.pop(pitch, None)
+        return out + [(pitch, start, None) for pitch, start in notes.items() if self.current is not None]
+
     def stop(self, stop: Stop) -> None:
         """She rests: what she played up to stop.step is read, every note of hers closed there, the rest dropped."""
         if self.current is None or self.current.id != stop.id:

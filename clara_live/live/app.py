@@ -356,7 +356,7 @@ def _dispatch(command, scheduler: Scheduler, worker, log) -> None:
 
 
 def _view_state(session: Session, worker, roll: Roll, now: float, logs: deque[str], ports_line: str, hint: str = ""):
-    from clara_live.live.view import ViewState
+    from clara_live.live.view import RollNote, ViewState
 
     latency = None
     if worker.latencies:
@@ -364,10 +364,15 @@ def _view_state(session: Session, worker, roll: Roll, now: float, logs: deque[st
         latency = (float(ms[0]), float(ms[1]))
     grid = session.beat_grid(now)  # the player's beat as they play it, while it is followed
     cfg = session.sampling
+    planned, ahead = (), 0.0
+    accompanist = getattr(worker, "accompanist", None)
+    if accompanist is not None:  # her plan, lightly, ahead of now (a beat's more than she plans)
+        planned = tuple(RollNote("plan", *note) for note in accompanist.planned(now))
+        ahead = (session.live.accompany_lookahead_beats + 1) * 60.0 / grid.bpm
     return ViewState(now=now, mode=session.live.mode, turn=session.turn, bpm=grid.bpm,
                      tempo_source=session.beat_source(now), beat_phase=(grid.step_at(now) / session.sf) % 1.0,
                      temperature=cfg.temperature, top_k=cfg.top_k, random_freq=cfg.random_freq, latency_ms=latency,
-                     notes=roll.notes(now), log=tuple(logs), ports=ports_line, hint=hint)
+                     notes=roll.notes(now), log=tuple(logs), ports=ports_line, hint=hint, planned=planned, ahead=ahead)
 
 
 def _terminate(signum, frame) -> None:  # noqa: ARG001 - signal handler signature

@@ -29,10 +29,11 @@ from clara_live.live.midi import NOTE_OFF, NOTE_ON
 PLAYER_COLOUR = 33  # blue (256-colour palette)
 CLARA_COLOUR = 208  # orange
 BOTH_COLOUR = 170  # orchid: player and Clara in the same half cell
+PLAN_COLOUR = 223  # light peach: what Clara plans to play next (accompany), ahead of now
 BEAT_COLOUR = 237  # faint grey beat lines
 DIM_COLOUR = 244  # gutter labels, log lines, separators
 TURN_COLOURS = {"listening": PLAYER_COLOUR, "waiting": 220, "clara": CLARA_COLOUR}
-_COLOURS = {1: PLAYER_COLOUR, 2: CLARA_COLOUR, 3: BOTH_COLOUR}  # bit 1 player, bit 2 Clara
+_COLOURS = {1: PLAYER_COLOUR, 2: CLARA_COLOUR, 3: BOTH_COLOUR, 4: PLAN_COLOUR}  # bit 1 player, bit 2 Clara; 4 planned
 GUTTER = 4  # columns left of the roll for octave labels ("C4 ")
 MAX_LOG_LINES = 5
 RESET = "\x1b[0m"
@@ -68,6 +69,8 @@ class ViewState:
     log: tuple[str, ...]  # recent log lines, newest last
     ports: str  # e.g. "in: Clara In  out: Clara Out"
     hint: str = ""  # how to play, under the status line (the computer keyboard's layout); "" for none
+    planned: tuple[RollNote, ...] = ()  # accompany: Clara's plan, notes to sound (end None: to the plan's end)
+    ahead: float = 0.0  # seconds of the roll right of now, where her plan is drawn lightly (0: now is the edge)
 
 
 def _clean(text: str) -> str:
@@ -136,8 +139,9 @@ def _columns(start: float, end: float, t0: float, dt: float, cols: int) -> tuple
 
 def _cell(code: int) -> tuple[str, str | None]:
     """The character and SGR parameters (None: default style) of a cell code: bit 0 player in the upper
-    half, bit 1 Clara in the upper half, bits 2 and 3 the same in the lower half, bit 4 a beat line."""
-    up, lo = code & 3, code >> 2 & 3  # 1 player, 2 Clara, 3 both
+    half, bit 1 Clara in the upper half, bits 2 and 3 the same in the lower half, bit 4 a beat line, bits 5
+    and 6 her plan in the upper and lower half (drawn where neither sounds)."""
+    up, lo = code & 3 or (code >> 5 & 1) * 4, code >> 2 & 3 or (code >> 6 & 1) * 4  # 1 player, 2 Clara, 3 both, 4 plan
     if up and lo and up != lo:
         return "▀", f"0;38;5;{_COLOURS[up]};48;5;{_COLOURS[lo]}"
     if up or lo:
@@ -145,20 +149,22 @@ def _cell(code: int) -> tuple[str, str | None]:
     return ("┊", f"0;38;5;{BEAT_COLOUR}") if code & 16 else (" ", None)
 
 
-_CELLS = [_cell(code) for code in range(32)]
+_CELLS = [_cell(code) for code in range(128)]
 _RUNS = re.compile(rb"(.)\1*", re.DOTALL)  # runs of one repeated byte
 
 
-def _beats(state: ViewState, cols: int, dt: float) -> bytearray:
+def _beats(state: ViewState, cols: int, dt: float, now_col: float) -> bytearray:
     """1 in the columns holding a beat line: every beat, or every 2nd, 4th... so lines stay 4 columns apart.
-    Counted in columns from the left edge, not in clock seconds, so a huge clock value cannot stall the loop."""
+    Counted in columns from now's (`now_col`), not in clock seconds, so a huge clock value cannot stall the loop."""
     beats = bytearray(cols)
     step = 60.0 / state.bpm / dt if math.isfinite(state.bpm) and state.bpm > 0 else math.nan  # columns a beat
     if not (math.isfinite(step) and step > 0 and math.isfinite(state.beat_phase)):
         return beats
-    x = cols - (state.beat_phase % 1.0) * step  # the latest beat
+    x = now_col - (state.beat_phase % 1.0) * step  # the latest beat
     while step < 4:
         step *= 2
+    while x + step < cols:  # the beats to come, right of now
+        x += step
     while x >= 0:
         beats[min(cols - 1, math.floor(x))] = 1
         x -= step
@@ -169,19 +175,22 @@ def _roll(state: ViewState, rows: int, cols: int, seconds: float, low: int, high
     """`rows` lines of GUTTER + `cols` characters: the notes and the beat lines."""
     band = max(1, math.ceil((high - low + 1) / (2 * rows)))  # semitones per half cell
     # half-cell rows, bottom first, one set per source: 1 where it sounds (bytes, so slices paint fast)
-    slots = {source: [bytearray(cols) for _ in range(2 * rows)] for source in ("player", "clara")}
-    dt = seconds / cols
+    slots = {source: [bytearray(cols) for _ in range(2 * rows)] for source in ("player", "clara", "plan")}
+    ahead = min(max(state.ahead, 0.0), seconds) if math.isfinite(state.ahead) else 0.0
+    dt = (seconds + ahead) / cols
     t0 = state.now - seconds
-    for note in state.notes:
+    planned = [RollNote("plan", n.pitch, max(n.start, state.now), n.end) for n in state.planned]
+    for note in (*state.notes, *planned):
         pitch = int(note.pitch)
         if note.source not in slots or not low <= pitch <= high:
             continue
-        end = state.now if note.end is None or math.isnan(note.end) else note.end
+        until = state.now + ahead if note.source == "plan" else state.now  # where a note with no end yet reaches
+        end = until if note.end is None or math.isnan(note.end) else note.end
         span = _columns(note.start, end, t0, dt, cols)
         if span is not None:
             slots[note.source][(pitch - low) // band][span[0]:span[1] + 1] = b"\x01" * (span[1] + 1 - span[0])
-    beats = int.from_bytes(_beats(state, cols, dt))
-    player, clara = slots["player"], slots["clara"]
+    beats = int.from_bytes(_beats(state, cols, dt, seconds / dt))
+    player, clara, plan = slots["player"], slots["clara"], slots["plan"]
     lines = []
     for row in range(rows - 1, -1, -1):  # top line first
         first = low + 2 * row * band  # lowest pitch of the row
@@ -191,7 +200,8 @@ def _roll(state: ViewState, rows: int, cols: int, seconds: float, low: int, high
         style: str | None = None
         # each byte array holds 0 or 1 per cell, so shifting whole rows packs five flags per byte, at C speed
         code = (int.from_bytes(player[2 * row + 1]) | int.from_bytes(clara[2 * row + 1]) << 1
-                | int.from_bytes(player[2 * row]) << 2 | int.from_bytes(clara[2 * row]) << 3 | beats << 4)
+                | int.from_bytes(player[2 * row]) << 2 | int.from_bytes(clara[2 * row]) << 3 | beats << 4
+                | int.from_bytes(plan[2 * row + 1]) << 5 | int.from_bytes(plan[2 * row]) << 6)
         for run in _RUNS.finditer(code.to_bytes(cols)):  # one style change at most per run of equal cells
             ch, st = _CELLS[run.group()[0]]
             if st != style:
@@ -207,6 +217,7 @@ def _roll(state: ViewState, rows: int, cols: int, seconds: float, low: int, high
 def render(state: ViewState, width: int, height: int, seconds: float = 8.0, low: int = 33, high: int = 94) -> list[str]:
     """The frame for a width x height terminal: exactly `height` lines of at most `width` visible
     characters (ANSI codes aside). A header, a status line, the roll of the last `seconds` seconds
+    (and `state.ahead` seconds to come, at most `seconds`, where Clara's plan is drawn lightly)
     over MIDI pitches low..high (notes outside are not drawn), and the last log lines; `seconds` is
     kept within 0.01..1e9 (8 when not a positive number).
     Below 20 x 6 it is a one-line plain status followed by blank lines."""
