@@ -215,8 +215,10 @@ def test_a_replan_drops_her_unsounded_plan_and_leaves_nothing_sounding(loaded):
     assert not schedule.open, schedule.open  # every note of hers closed once she rests
 
 
-@pytest.mark.parametrize("name", ["one held note", "30 notes a second", "chords", "pedal held", "stop mid-bar"])
-def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
+BAD_INPUTS = ["one held note", "30 notes a second", "chords", "pedal held", "stop mid-bar"]
+
+
+def _bad_input(name: str):
     if name == "one held note":
         events = [(1.0, (NOTE_ON, 67, 80)), (9.0, (NOTE_OFF, 67, 0))]
     elif name == "30 notes a second":
@@ -230,8 +232,32 @@ def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
         events = [(0.9, (0xB0, 64, 127)), *_melody(SCALE[:10])]
     else:
         events = _melody(SCALE[:6], every=BEAT / 2)
+    return events
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
+    events = _bad_input(name)
     sent, _, _ = _play(loaded, events)
     _check_clean(sent, events)
+
+
+@pytest.mark.parametrize("name", BAD_INPUTS)
+def test_bad_input_with_a_chamber_model_imagining_the_melody_leaves_nothing_on(name):
+    """The same inputs to a chamber model (a tiny one, steered to v and to notes under the melody), her plan
+    imagining the melody: nothing of hers is left sounding, none struck on the melody's pitch."""
+    config = load_config(overrides=["live.mode=accompany", "codec.chamber=true"])
+    tokens = NotewiseCodec(config.codec).vocabulary()
+
+    def bias(token: str) -> float:
+        return 3.0 if token.startswith(("v", "endp")) or token.startswith("p") and int(token[1:]) < 27 else 0.0
+
+    sampler = Sampler(tiny_engine(tokens, bias=bias), tokens, config.codec, config.sampling, seed=5)
+    events = _bad_input(name)
+    sent, worker = accompany(Session(config.live, Vocabulary(tokens, config.codec), config.sampling, 0.0), sampler,
+                             events)
+    assert worker.accompanist.imagine
+    assert _check_clean(sent, events)  # she played, and cleanly
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
