@@ -11,6 +11,7 @@ same window (the real accompaniment):
   on_grid       share of her onsets within 20 ms of the song's grid (its tempo, the phase its melody's
                 onsets lie on): its sixteenths (on_16th) and the model's steps, twelve a beat (on_step;
                 20 ms either side of a 50 ms step is a weak test)
+  length        her notes' median length in beats, and the real part's
   gap           median semitones from the lowest melody note sounding at an onset down to it
   loop_share    share of onset sets in runs of 4 or more identical ones
   density       onset sets a second, hers over the real accompaniment's (density_with_bridge: over
@@ -156,6 +157,8 @@ def measure(notes: list[Note], melody: list[Note], real: list[Note], bpm: float,
                              "pc_cosine_real": pc_cosine(real, melody), "loop_share": loop_share(notes),
                              "loop_share_real": loop_share(real)}
     out["density"] = density(notes, real)
+    out["length"] = float(np.median([(n.end - n.start) / beat for n in notes])) if notes else float("nan")
+    out["length_real"] = float(np.median([(n.end - n.start) / beat for n in real])) if real else float("nan")
     sixteenth = beat / 4  # the song's grid: its melody's onsets lie on sixteenths, their phase the median's
     phase = float(np.median([(m.start / sixteenth - round(m.start / sixteenth)) * sixteenth for m in melody]))
     for name, div in (("on_16th", 4), ("on_step", 12)):
