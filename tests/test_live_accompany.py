@@ -242,10 +242,14 @@ def test_bad_input_never_crashes_or_leaves_a_note_on(loaded, name):
     _check_clean(sent, events)
 
 
+@pytest.mark.parametrize("imagine", [False, True])
 @pytest.mark.parametrize("name", BAD_INPUTS)
-def test_bad_input_with_a_chamber_model_imagining_the_melody_leaves_nothing_on(name):
+def test_bad_input_with_a_chamber_model_leaves_nothing_on(monkeypatch, name, imagine):
     """The same inputs to a chamber model (a tiny one, steered to v and to notes under the melody), her plan
-    imagining the melody: nothing of hers is left sounding, none struck on the melody's pitch."""
+    forbidding or imagining the melody: nothing of hers is left sounding, none struck on the melody's pitch."""
+    import clara_live.live.accompany as accompany_module
+
+    monkeypatch.setattr(accompany_module, "IMAGINE", imagine)
     config = load_config(overrides=["live.mode=accompany", "codec.chamber=true"])
     tokens = NotewiseCodec(config.codec).vocabulary()
 
@@ -256,7 +260,7 @@ def test_bad_input_with_a_chamber_model_imagining_the_melody_leaves_nothing_on(n
     events = _bad_input(name)
     sent, worker = accompany(Session(config.live, Vocabulary(tokens, config.codec), config.sampling, 0.0), sampler,
                              events)
-    assert worker.accompanist.imagine
+    assert worker.accompanist.imagine == imagine
     assert _check_clean(sent, events)  # she played, and cleanly
 
 
@@ -273,11 +277,16 @@ def test_a_chords_releases_each_replanning_her_leave_nothing_sounding(loaded, se
     _check_clean(sent, events)
 
 
-def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone(monkeypatch):
+@pytest.mark.parametrize("imagine", [False, True])
+def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone(monkeypatch, imagine):
     """A model with families (codec.chamber: a song's melody in v over its piano part in p) hears the player
-    as v. Her plan imagines the melody going on (v tokens sampled, however much the tiny model here wants
-    them) but plays only p notes, and what a replan reads again is the melody played, not the one imagined."""
+    as v and plays only p notes, however much the tiny model here wants v. Her plan either forbids the melody's
+    tokens or imagines the melody going on (v tokens sampled); what a replan reads again is the melody played,
+    never one imagined."""
+    import clara_live.live.accompany as accompany_module
     from clara_live.live.accompany import Accompanist
+
+    monkeypatch.setattr(accompany_module, "IMAGINE", imagine)
 
     config = load_config(overrides=["live.mode=accompany", "codec.chamber=true", "sampling.style=pop"])
     tokens = [*NotewiseCodec(config.codec).vocabulary(), "style_pop"]
@@ -300,7 +309,7 @@ def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone(monk
     melody = {f"v{p - config.codec.low_pitch}" for p in SCALE}
     assert melody <= set(vocab.text(fed))  # the melody, as v
     assert {t for t in vocab.text(fed) if t.startswith("v")} <= melody  # and only as played
-    assert any(t.startswith("v") for t in vocab.text(sampled))  # imagined as it goes on
+    assert any(t.startswith("v") for t in vocab.text(sampled)) == imagine  # imagined as it goes on, or never
     assert played and all(t.startswith(("wait", "p", "endp")) for t in vocab.text(played))  # she plays p alone
     assert any(t.startswith("p") for t in vocab.text(played))
 

@@ -23,8 +23,8 @@ first, can still drop a planned note on its pitch.
 What she may choose is data given to the sampler (`Sampler.forbid`): no note within BAND semitones of
 the melody's register or beyond it (below the lowest of its recent notes; `above`: over the highest),
 so never the pitch the melody holds, and no end of the melody's notes. The melody's own next tokens
-are either imagined (a chamber model: sampled as the model expects them, never played, never read
-again) or forbidden, their probability to the waits (a piano model; `wait_on`). A beat passing with no
+are forbidden, their probability to the waits (`wait_on`), or with a chamber model and IMAGINE,
+imagined: sampled as the model expects them, never played, never read again. A beat passing with no
 player event carries the plan on from where it ends, without going back. A `Stop` (the player rested
 for a bar) reads what she played up to its step, closes every sounding note there and cancels the
 rest of her plan.
@@ -54,6 +54,11 @@ BAND = 3  # semitones: she keeps at least this far clear of the melody's registe
 # still drop hers before it sounds (its pitch may be one she planned: she cannot know the melody's next note)
 YIELD = 0.008
 TIMING = 0.010  # seconds her learned timing (touch) may move a note: she keeps to the player's grid (issue 26)
+# a chamber model's plan imagines the melody going on (True) or forbids its tokens (False): joint1 after epoch 1,
+# 16 valid songs, imagined / forbidden: pc cosine 0.618 / 0.684, density 1.70 / 2.37, her notes' median length
+# 0.37 / 0.15 beats, loop share 0.040 / 0.043, doublings 1 / 0 (BENCHMARKS.md); a piano model never imagines
+# (its notes in the melody's zone taken as the melody measured worse: pc cosine 0.51-0.60, loops 0.08-0.13)
+IMAGINE = False
 WAIT_ON = 0.0  # the chance she may wait on where the model expected the melody (`Accompanist.wait_on`; 0: never)
 LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
                   # ... lies at the session's level for her (a little under the player's): her accents kept
@@ -120,9 +125,9 @@ class Accompanist:
         # 16 valid songs: 0.9 gives density 1.27 x the real part's (0: 3.04) but pc cosine 0.70 (0.77), loop
         # share 0.049 (0.031); 1.0: 0.85, 0.62, 0.037 (BENCHMARKS.md); the chamber model's density stays ~3
         self.wait_on = WAIT_ON
-        # the melody's next tokens imagined (sampled, never played) rather than waited out: with a chamber model
-        # (with a piano model it measured worse: pc cosine 0.51-0.60, loop share 0.08-0.13; BENCHMARKS.md)
-        self.imagine = bool(self.theirs.any())
+        # the melody's next tokens imagined (sampled, never played) rather than forbidden: a chamber model only
+        # (IMAGINE), as a piano model cannot tell her notes from the melody's but by register
+        self.imagine = IMAGINE and bool(self.theirs.any())
         self.dream = np.zeros(len(vocab.tokens), dtype=bool)  # the tokens that are the melody's now
         self.dreamt = False  # a token of the melody imagined since the committed point (no mark after it holds)
         self.release = True  # plan again at a release of the player's (False: only at their notes)
