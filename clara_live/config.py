@@ -207,6 +207,7 @@ class SamplingConfig:
     min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
+    polyphony_v: int = 1  # ... of the v family (chamber models): a voice sings one note; 2 lets a violin double-stop
     max_note_quarters: float = 8.0  # notewise: a note held this long is closed
     max_repeats: int = 3  # loop guard: an onset set struck at most this many times in a row (or as often as
     # the music heard so far did); 0 = no guard
@@ -237,6 +238,7 @@ class SamplingConfig:
     RANGES: ClassVar[dict[str, str]] = {
         "random_freq": "[0, 1]", "top_k": "[0, 1000000] (0: no limit)", "top_p": "(0, 1]", "temperature": "[0.01, 100]",
         "min_p": "[0, 1) (0: no limit)", "seed": f"[-1, {MAX_SEED}] (-1: fresh each run)", "polyphony": "[1, 128]",
+        "polyphony_v": "[1, 4] (a bowed instrument's strings)",
         "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",
         "phrase_bars": "[1, 1000]", "beats_per_bar": "[1, 32]", "cache_size": "[1, 100000]",
         "cache_theta": "[0, 1000]", "cache_lambda": "[0, 1)", "register_pull": "[0, 20] (0: off)",

@@ -6,13 +6,15 @@ codec's canonical order, so sampled music looks like the music the model was tra
 in a step, note-offs come before note-ons and each ascend by (family, pitch); no `endp`
 for a silent note or for one struck in this step (notes last at least one step); no `p`
 for a sounding note; a wait shorter than the longest never follows another wait. It also
-caps polyphony, closes a note held longer than max_note_quarters, strikes no note in the
-last sixteenth before a phrase's end (it would be cut off at once), and guards against loops:
-an onset set (the notes struck in one step) may not be struck more times in a row than
+caps polyphony (all notes, and each family's own: `v` is one line, a voice's or a violin's,
+so no `v` note is struck while another sounds unless sampling.polyphony_v allows a double
+stop), closes a note held longer than max_note_quarters, strikes no note in the last
+sixteenth before a phrase's end (it would be cut off at once), and guards against loops: an
+onset set (the notes struck in one step) may not be struck more times in a row than
 `max_repeats`, or than the longest such run the stream has heard (a player who repeats a
-chord six times may hear it six times back). Chordwise, the mask
-allows only the rest token that counts the notes just struck (the encoding fixes it), the
-next family's tokens in chamber mode, chords within the polyphony cap, no chord struck more
+chord six times may hear it six times back). Chordwise, the mask allows only the rest token
+that counts the notes just struck (the encoding fixes it), the next family's tokens in
+chamber mode, chords within the polyphony cap (and their family's), no chord struck more
 times in a row than the same loop guard allows, and never `<unk>`.
 
 Every state offers at least one token: notewise a wait, or after a short wait an off or an
@@ -36,13 +38,20 @@ _STYLE = KINDS.index(Kind.STYLE)
 TOPS = 4  # top-line pitches a state keeps (sampling/motif.py's contexts need ORDER + 1)
 
 
+def family_caps(families: tuple[str, ...], sampling: SamplingConfig) -> np.ndarray:
+    """(families,) the most notes of each family sounding (notewise) or struck (chordwise) at once:
+    sampling.polyphony_v for `v`, sampling.polyphony for the rest."""
+    return np.array([sampling.polyphony_v if f == "v" else sampling.polyphony for f in families], dtype=np.int64)
+
+
 class NotewiseState:
     """Sounding notes and the position inside the current step of one notewise stream."""
 
     def __init__(self, vocab: Vocabulary, sampling: SamplingConfig) -> None:
         self.vocab = vocab
         keys = len(vocab.on_id)
-        self.polyphony = sampling.polyphony
+        self.polyphony = sampling.polyphony  # all families together
+        self.caps = family_caps(vocab.families, sampling)  # each family's own
         self.max_steps = max(1, round(sampling.max_note_quarters * vocab.codec.sample_freq))
         self.limit = vocab.codec.wait_limit
         self.keys = np.arange(keys)
@@ -116,6 +125,9 @@ class NotewiseState:
             mask[offs[offs >= 0]] = True
         if int(self.sounding.sum()) < self.polyphony:
             free = ~self.sounding & (self.keys > self.last_on)
+            # a family at its cap strikes nothing: its line goes on only after a note's end
+            full = self.sounding.reshape(len(self.caps), -1).sum(axis=1) >= self.caps  # (families,)
+            free &= ~full[self.keys // self.vocab.codec.num_pitches]
             if looping and tuple(self.struck) == self.previous[:-1]:
                 free[self.previous[-1]] = False  # ... nor strike the key that would complete it again
             ons = vocab.on_id[free]
@@ -188,6 +200,7 @@ class ChordwiseState:
         self.vocab = vocab
         codec = vocab.codec
         self.polyphony = sampling.polyphony
+        self.caps = family_caps(vocab.families, sampling)  # ... a chord of `v` at most polyphony_v notes
         self.window = codec.rest_window
         self.cap = codec.rest_cap
         self.recent = [deque(maxlen=codec.rest_window) for _ in vocab.families]
@@ -222,7 +235,7 @@ class ChordwiseState:
         mask = np.zeros(len(vocab.tokens), dtype=bool)
         f = self.next_family
         chords = vocab.chord_ids[f]
-        mask[chords[vocab.value[chords] <= self.polyphony]] = True
+        mask[chords[vocab.value[chords] <= min(self.polyphony, int(self.caps[f]))]] = True
         limit = repeat_limit(self.max_repeats, self.longest_run)
         if limit and self.run[f] >= limit and self.previous[f] >= 0:
             mask[self.previous[f]] = False  # the loop guard
