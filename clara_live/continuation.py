@@ -7,7 +7,9 @@ the prompt's last note ends, at the prompt's tempo and the player's average velo
 With a chamber model (families `p` and `v`) a voice-and-piano or violin-and-piano prompt is read
 in both families (`chamber_parts`: a part's General MIDI program, or its track's name) and
 continued in both, or in those `Request.parts` names; the file written has each family on a track
-and channel of its own with its program (music/midi_io.steps_to_midi: piano 0, violin 40, cello 42).
+and channel of its own with its program (music/midi_io.steps_to_midi: piano 0, violin 40, cello 42),
+the `v` tracks at the prompt's own `v` program where it has one (`v_program`: a voice at 52 or 53
+is continued as a voice).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from clara_live.codec.tokens import silence
 from clara_live.config import SamplingConfig
 from clara_live.errors import InputError
 from clara_live.model.store import LoadedModel
+from clara_live.music.instruments import family_of
 from clara_live.music.midi_io import steps_to_midi
 from clara_live.music.notes import VIOLIN, Piece, StepNote
 from clara_live.sampling.sampler import MIN_VELOCITY, PLAYED_VELOCITIES, Sampler
@@ -36,6 +39,9 @@ VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last thi
 V_PART_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|stimme|soprano|mezzo|alto|tenor|baritone|"
                          r"violin|violino|viola|cello|violoncello|melody|flute|oboe|clarinet|horn|trumpet|sax)",
                          re.IGNORECASE)
+
+
+V_TRACKS = ("violin", "cello")  # the names steps_to_midi gives a `v` part's tracks
 
 
 class Request(NamedTuple):
@@ -56,6 +62,7 @@ class Continuation(NamedTuple):
     bpm: float
     seed: int
     interrupted: bool = False  # Ctrl-C ended the sampling early: the continuation is what was made by then
+    v_program: int | None = None  # the prompt's v part's General MIDI program (v_program); None: violin 40, cello 42
 
 
 def prompt_context(notes: list[StepNote], codec, max_tokens: int, bar_steps: int) -> tuple[list[str], int]:
@@ -92,6 +99,17 @@ def chamber_parts(piece: Piece) -> Piece:
     if not named:
         return piece
     return piece._replace(notes=[n._replace(family=VIOLIN) if n.part in named else n for n in piece.notes])
+
+
+def v_program(piece: Piece) -> int | None:
+    """The General MIDI program the prompt's `v` part was read with, so her `v` part sounds as the
+    prompt's does (a voice at 52 or 53 goes on as a voice, not a violin). None where no `v` part has a
+    `v` program (a part `v` by its track's name alone, a file with no programs) or the `v` parts have
+    several (a violin and a cello: written as violin 40 and cello 42 by pitch, as before)."""
+    parts = {n.part for n in piece.notes if n.family == VIOLIN}
+    programs = {piece.programs[p] for p in parts if p < len(piece.programs)}
+    found = {p for p in programs if 0 <= p <= 127 and family_of(p) == VIOLIN}
+    return found.pop() if len(found) == 1 else None
 
 
 def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, request: Request,
@@ -147,7 +165,8 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
         clara = [n._replace(start=n.start + cut, end=n.end + cut) for n in decoded if n.start >= context_steps]
     else:
         clara = codec.decode(tokens, velocity=velocity, **touch)
-    return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed, interrupted)
+    program = v_program(piece) if piece is not None and codec_config.chamber else None
+    return Continuation(notes, clara, tokens, len(context), bpm, sampler.seed, interrupted, program)
 
 
 class _Keeping:
@@ -226,18 +245,29 @@ def alone(notes: list[StepNote], bar_steps: int) -> list[StepNote]:
 def to_midi(result: Continuation, sample_freq: int, violin_low: int, only_continuation: bool,
             bar_steps: int) -> mido.MidiFile:
     """A type-1 MIDI file: the prompt's tracks, then Clara's on channels of her own; or hers
-    alone (`only_continuation`), from the first bar (of `bar_steps`) she plays in."""
+    alone (`only_continuation`), from the first bar (of `bar_steps`) she plays in. The `v` tracks
+    (violin, cello) are at the prompt's `v` program where it has one (`result.v_program`)."""
     notes = alone(result.continuation, bar_steps) if only_continuation else result.continuation
-    clara = steps_to_midi(notes, sample_freq, result.bpm, violin_low)
+    clara = _v_program(steps_to_midi(notes, sample_freq, result.bpm, violin_low), result.v_program)
     if only_continuation or not result.prompt:
         for track in clara.tracks[1:]:
             _label(track, "Clara", 0)
         return clara
-    midi = steps_to_midi(result.prompt, sample_freq, result.bpm, violin_low)
+    midi = _v_program(steps_to_midi(result.prompt, sample_freq, result.bpm, violin_low), result.v_program)
     used = len(midi.tracks) - 1  # one channel per prompt track
     for track in clara.tracks[1:]:
         _label(track, "Clara", used)
         midi.tracks.append(track)
+    return midi
+
+
+def _v_program(midi: mido.MidiFile, program: int | None) -> mido.MidiFile:
+    """The file with its `v` tracks (steps_to_midi's violin and cello) set to `program` (None: as written)."""
+    if program is None:
+        return midi
+    for track in midi.tracks:
+        if track.name in V_TRACKS:
+            track[:] = [m.copy(program=program) if m.type == "program_change" else m for m in track]
     return midi
 
 

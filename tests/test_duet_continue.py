@@ -12,8 +12,8 @@ import pytest
 from test_duet import Recording, save_model_with
 
 from clara_live.cli import main
-from clara_live.config import load_config
-from clara_live.continuation import Request, chamber_parts, continue_piece
+from clara_live.config import LiveConfig, load_config
+from clara_live.continuation import Request, chamber_parts, continue_piece, v_program
 from clara_live.engine import build_engine
 from clara_live.model import load_model
 from clara_live.music.notes import Note, Piece
@@ -167,3 +167,33 @@ def test_the_piano_roll_draws_each_family_apart(chamber_model, tmp_path, monkeyp
     assert labels == ["piano", "violin/voice"] * 2 and len(set(colours)) == 4
     assert all({n.family for n in notes} <= {"p" if label.endswith("piano") else "v"} for label, notes in parts)
     assert {n.pitch for n in parts[1][1]} <= set(LINE)  # the prompt's voice, drawn as v
+
+
+def test_her_v_part_keeps_the_prompt_s_v_program(chamber_model, tmp_path):
+    """A voice prompt at 52 or 53 goes on as a voice (her v tracks and the prompt's at its program); a v part
+    with no v program (named Voice, no program) is written at live.program_v's default, violin 40."""
+    default = LiveConfig().program_v
+    for name, program, expected in (("Voice", 52, 52), ("Track 1", 53, 53), ("Violin", 41, 41),
+                                    ("Voice", None, default)):
+        prompt = duet(tmp_path / "prompt.mid", name, program)
+        out = tmp_path / "out.mid"
+        assert main(["continue", str(prompt), "--model", str(chamber_model), "-o", str(out), "--seconds", "8",
+                     "--seed", "1", "--clara-part", "v"]) == 0
+        tracks = clara_tracks(out)
+        assert tracks and all(programs == {expected} for _, programs, _ in tracks.values()), (name, program, tracks)
+        prompt_v = {m.program for t in mido.MidiFile(out).tracks if t.name in ("violin", "cello")
+                    for m in t if m.type == "program_change"}
+        assert prompt_v == {expected}, (name, program, prompt_v)
+
+
+def test_the_v_program_is_the_prompt_s_one_v_program():
+    def piece(*parts: tuple[str, int, str]) -> Piece:
+        notes = [Note(0.0, 1.0, 60 + i, 80, family, i) for i, (_, _, family) in enumerate(parts)]
+        return Piece(notes, 120.0, "test", tuple(p[0] for p in parts), tuple(p[1] for p in parts))
+
+    assert v_program(piece(("Voice", 53, "v"), ("Piano", 0, "p"))) == 53
+    assert v_program(piece(("Voice", 0, "v"), ("Piano", 0, "p"))) is None  # v by its name alone
+    assert v_program(piece(("Voice", -1, "v"), ("Piano", 0, "p"))) is None  # a score part with no program
+    assert v_program(piece(("Violin", 40, "v"), ("Cello", 42, "v"), ("Piano", 0, "p"))) is None  # two: as written
+    assert v_program(piece(("Violin", 40, "v"), ("Violin II", 40, "v"))) == 40
+    assert v_program(Piece([Note(0.0, 1.0, 60, 80, "v", 0)], 120.0, "test", ("Voice",))) is None  # no programs read

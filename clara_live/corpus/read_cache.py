@@ -3,7 +3,7 @@
 music21 takes 0.15 to 10 s a MusicXML file and the OpenScore corpora hold 1,499 of them. The
 token cache (clara_live.corpus.cache) is keyed by the codec settings, so a codec change used to
 parse every score again; this cache holds the notes the reader gave (start, end, pitch, velocity,
-family, part; the tempo; the parts' names) keyed only by what decides them: the file's bytes,
+family, part; the tempo; the parts' names and programs) keyed only by what decides them: the file's bytes,
 the reader (its name, its own settings, the version of the library it runs on) and
 READER_FORMAT. A score's reader has no settings of its own (the sustain pedal is a MIDI
 reader's); a score music21 cannot read is kept as its reason, so a bad file costs its parse once.
@@ -83,7 +83,7 @@ def _path(folder: Path, key: str) -> Path:
 
 def _entry(piece: Piece) -> dict:
     notes = piece.notes
-    return {"bpm": piece.bpm, "parts": list(piece.parts),
+    return {"bpm": piece.bpm, "parts": list(piece.parts), "programs": list(piece.programs),
             "start": [n.start for n in notes], "end": [n.end for n in notes], "pitch": [n.pitch for n in notes],
             "velocity": [n.velocity for n in notes], "family": "".join(n.family for n in notes),
             "part": [n.part for n in notes]}
@@ -105,12 +105,14 @@ def load(folder: Path, key: str, location: str) -> Piece | str | None:
         notes = [Note(float(s), float(e), int(p), int(v), f, int(part))
                  for s, e, p, v, f, part in zip(*columns, strict=True)]
         parts = tuple(str(name) for name in entry["parts"])
+        # entries written before the programs were kept have none: the corpus, their only reader, never asks
+        programs = tuple(int(p) for p in entry.get("programs", ()))
         bpm = float(entry["bpm"])
     except (KeyError, TypeError, ValueError):
         return None
     if any(n.family not in FAMILIES or not 0 <= n.pitch <= 127 for n in notes):
         return None
-    return Piece(notes, bpm, location, parts)
+    return Piece(notes, bpm, location, parts, programs)
 
 
 def _store(folder: Path, key: str, entry: dict) -> None:

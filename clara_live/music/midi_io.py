@@ -72,7 +72,7 @@ def read_midi(path: str | Path, sustain_pedal: bool = True, seconds: bool = Fals
     tempos = _tempos(score)
     bpm = float(tempos[0].qpm) if tempos else 120.0
     names = tuple(str(t.name) for t in score.tracks) + ("",) * (len(parts) - len(score.tracks))  # held: unnamed
-    return Piece(notes, bpm, str(path), names)
+    return Piece(notes, bpm, str(path), names, tuple(program for program, _, _ in parts))
 
 
 def midi_bytes(path: str | Path) -> bytes:

@@ -42,6 +42,7 @@ class Piece(NamedTuple):
     bpm: float = 120.0  # the first tempo of the file
     source: str = ""  # where it came from, for messages
     parts: tuple[str, ...] = ()  # each part's name as the file gives it (a track's, a score part's), by Note.part
+    programs: tuple[int, ...] = ()  # each part's General MIDI program as read (none: 0 in MIDI, -1 in a score)
 
 
 class Normalised(list):

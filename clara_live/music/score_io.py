@@ -42,8 +42,10 @@ def read_score(source: str | Path) -> Piece:
     parts = list(score.parts) if hasattr(score, "parts") and len(score.parts) else [score]
     notes: list[Note] = []
     names = tuple(str(part.partName or "") for part in parts)
+    instruments = [part.getInstrument(returnDefault=True) for part in parts]
+    programs = tuple(-1 if i.midiProgram is None else int(i.midiProgram) for i in instruments)
     for index, part in enumerate(parts):
-        instrument = part.getInstrument(returnDefault=True)
+        instrument = instruments[index]
         program = instrument.midiProgram if instrument.midiProgram is not None else 0
         family = family_of(program, is_drum=instrument.midiChannel == 9)
         if family is None:
@@ -65,7 +67,7 @@ def read_score(source: str | Path) -> Piece:
     notes.sort()
     marks = score.flatten().getElementsByClass("MetronomeMark")
     bpm = float(marks[0].getQuarterBPM()) if len(marks) and marks[0].number else 120.0
-    return Piece(notes, bpm, text, names)
+    return Piece(notes, bpm, text, names, programs)
 
 
 def tied_lengths(elements: list) -> dict[int, object]:
