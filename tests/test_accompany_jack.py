@@ -70,7 +70,7 @@ def _pc_cosine(a, b) -> float:
 @pytest.fixture
 def accompanist(jack_server, tmp_path: Path):  # noqa: F811 - the fixture's name
     live = LiveProcess(tmp_path, "--midi-api", "jack", "--virtual", "--no-ui", "--mode", "accompany",
-                       "--bpm", str(BPM), "--seed", "7", "--set", "live.tempo_method=classic")
+                       "--bpm", str(BPM), "--seed", "7")
     live.wait_for("clara live ready", 60)
     api = ports.resolve_api("jack")
     heard: list[tuple[float, list[int]]] = []
