@@ -204,6 +204,10 @@ class SamplingConfig:
     top_k: int = 0  # ... among the k likeliest (Clara's top n); 0 = no limit
     top_p: float = 1.0  # ... within the smallest set holding this much probability (nucleus); 1 = no limit
     temperature: float = 0.9  # divides the logits before a sample is drawn
+    # what kind of event comes next (a note struck, a note released, time passing: the texture's density,
+    # polyphony and note lengths) is drawn at this temperature, which note or wait within a kind at
+    # `temperature`; 0 = `temperature` for both (one temperature, as before)
+    event_temperature: float = 0.0
     min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
@@ -237,6 +241,7 @@ class SamplingConfig:
     # a temperature under 0.01 or a cache_theta over 1000 overflows float32 logits into NaN
     RANGES: ClassVar[dict[str, str]] = {
         "random_freq": "[0, 1]", "top_k": "[0, 1000000] (0: no limit)", "top_p": "(0, 1]", "temperature": "[0.01, 100]",
+        "event_temperature": "[0, 100] (0: one temperature)",
         "min_p": "[0, 1) (0: no limit)", "seed": f"[-1, {MAX_SEED}] (-1: fresh each run)", "polyphony": "[1, 128]",
         "polyphony_v": "[1, 4] (a bowed instrument's strings)",
         "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",
@@ -247,6 +252,8 @@ class SamplingConfig:
 
     def __post_init__(self) -> None:
         _check_ranges(self, "sampling")
+        _check(self.event_temperature == 0.0 or 0.01 <= self.event_temperature <= 100.0, "sampling.event_temperature",
+               f"must be 0 (off) or in [0.01, 100], not {self.event_temperature}")
         _check(self.touch in ("learned", "flat"), "sampling.touch", f"must be learned or flat, not {self.touch!r}")
         _check(self.style == "" or (self.style.isascii() and self.style.isalpha() and self.style.islower()),
                "sampling.style", f"must be lower-case letters (chopin, pop) or empty, not {self.style!r}")

@@ -23,6 +23,7 @@ from clara_live.model import load_model
 from clara_live.music.midi_io import steps_to_midi, write_midi
 from clara_live.music.notes import StepNote
 from clara_live.music.read import read_music
+from clara_live.sampling.grammar import KINDS
 from clara_live.sampling.sampler import Sampler
 from clara_live.sampling.search import aab, beam_search, best_of, generate
 
@@ -55,6 +56,8 @@ CW_VOCAB = CW_CODEC.vocabulary({c: len(CHORDS) - i for i, c in enumerate(CHORDS)
 CW_PROMPT = [chord("p", 24, 28, 31), "vrest0"]
 CW_STRESS = SamplingConfig(random_freq=1.0, temperature=3.0, top_k=0, polyphony=3)
 
+
+KIND_ON = KINDS.index(Kind.ON)
 
 pytestmark = pytest.mark.usefixtures("torch_settings_restored")
 
@@ -560,3 +563,39 @@ def test_a_strong_register_pull_keeps_sampled_notes_near_the_register_heard():
         bottom, top = np.percentile([60 + (i * 5) % 12 for i in range(16)], [10, 90]) + (-7, 7)
         spread[pull] = np.mean([p < bottom - 2 or p > top + 2 for p in pitches])  # 2 semitones out: 2 nats
     assert spread[0.0] > 0.3 and spread[12.0] < 0.05
+
+
+def kind_masses(probs: torch.Tensor, vocab) -> dict[int, float]:
+    kinds = np.asarray(vocab.kind)
+    return {int(k): float(probs[0, torch.from_numpy(np.flatnonzero(kinds == k))].sum()) for k in np.unique(kinds)}
+
+
+def test_event_temperature_draws_the_kind_of_event_at_its_own_temperature_and_the_note_at_the_other():
+    # one wait far likelier than any one note, the notes together about as likely: a cold draw waits
+    engine = tiny_engine(NW_VOCAB, seed=3, bias=lambda token: 3.0 if token == "wait6" else 0.0)
+    cold = SamplingConfig(random_freq=1.0, temperature=0.4, top_k=0, max_repeats=0, motif_pull=0.0)
+    s = sampler(engine, cold)
+    logits = s.logits.masked_fill(~s.masks(), float("-inf"))
+    at_one, at_cold = torch.softmax(logits, -1), torch.softmax(logits / 0.4, -1)
+    mixed = torch.softmax(s._events_at(logits, logits / 0.4, 1.0), -1)
+    one, cold_kinds, got = kind_masses(at_one, s.vocab), kind_masses(at_cold, s.vocab), kind_masses(mixed, s.vocab)
+    assert max(abs(one[k] - cold_kinds[k]) for k in one) > 0.05  # the two temperatures disagree on the kinds here
+    assert got == pytest.approx(one, abs=1e-5)  # which kind: at 1
+    ons = torch.from_numpy(np.flatnonzero(np.asarray(s.vocab.kind) == KIND_ON))
+    assert (mixed[0, ons] / mixed[0, ons].sum()).tolist() == pytest.approx(
+        (at_cold[0, ons] / at_cold[0, ons].sum()).tolist(), abs=1e-5)  # which note: at 0.4
+    # and choose() draws from it: the kinds' frequencies over many draws from one state
+    s = sampler(engine, SamplingConfig(**{**cold.__dict__, "event_temperature": 1.0}), seed=1)
+    drawn = np.asarray(s.vocab.kind)[[int(s.choose()[0]) for _ in range(3000)]]
+    for k, p in one.items():
+        assert np.mean(drawn == k) == pytest.approx(p, abs=0.03)
+
+
+def test_event_temperature_off_or_equal_leaves_sampling_as_it_was():
+    engine = tiny_engine(NW_VOCAB, seed=3, sharpness=4.0)
+    base = SamplingConfig(random_freq=1.0, temperature=0.9, top_k=0, max_repeats=0, motif_pull=0.0)
+    takes = []
+    for event in (0.0, 0.9):
+        s = sampler(engine, SamplingConfig(**{**base.__dict__, "event_temperature": event}), seed=5)
+        takes.append([int(s.choose()[0]) for _ in range(200)])
+    assert takes[0] == takes[1]

@@ -54,8 +54,48 @@ class Snapshot(NamedTuple):
     heard: tuple[int, ...] = ()
     motifs: tuple[int, ...] = ()
     output: torch.Tensor | None = None
-    made: tuple[tuple[Touch, ...], ...] = ()
+    made: tuple[Strikes, ...] = ()
     recent: np.ndarray | None = None
+
+
+class Strikes:
+    """The touch of one stream's sampled note-ons, oldest first: an immutable list that grows by one in
+    constant time (`plus`), so a snapshot keeps it as it is without a copy and a long session's strikes
+    cost nothing more each (a tuple rebuilt on every strike grew with the session)."""
+
+    __slots__ = ("_before", "_last", "_length")
+
+    def __init__(self, before: Strikes | None = None, last: Touch | None = None) -> None:
+        self._before, self._last = before, last
+        self._length = 0 if before is None else len(before) + 1
+
+    def plus(self, touch: Touch) -> Strikes:
+        return Strikes(self, touch)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def last(self, count: int) -> list[Touch]:
+        """The last `count` strikes, oldest first (walks back only as far as it needs)."""
+        out: list[Touch] = []
+        node: Strikes | None = self
+        while node is not None and node._before is not None and len(out) < count:
+            out.append(node._last)  # type: ignore[arg-type]
+            node = node._before
+        return out[::-1]
+
+    def __iter__(self):
+        return iter(self.last(self._length))
+
+    def __getitem__(self, index: int | slice):
+        if isinstance(index, slice):
+            start = 0 if index.start is None else index.start
+            if index.step is None and index.stop is None and start >= 0:
+                return self.last(max(self._length - start, 0))
+            return list(self)[index]
+        if index == -1 and self._length:
+            return self._last
+        return list(self)[index]
 
 
 class Sampler:
@@ -86,6 +126,9 @@ class Sampler:
         self.forbid: np.ndarray | None = None
         self._wait = np.zeros(len(self.vocab.tokens), dtype=bool)
         self._wait[self.vocab.wait_ids] = True
+        # the token ids of each kind of event (sampling.event_temperature): note-ons, note-offs, waits...
+        kinds = np.asarray(self.vocab.kind)
+        self._event_kinds = [torch.from_numpy(np.flatnonzero(kinds == k)) for k in np.unique(kinds)]
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -101,7 +144,7 @@ class Sampler:
         self._masks_mixed: torch.Tensor | None = None  # ... and the memory's mix under them
         self.heard: tuple[int, ...] = ()  # pitch indices of the last REGISTER_NOTES note-ons fed
         self.output: torch.Tensor | None = None  # (streams, emb): the last layer's output (touch's head reads it)
-        self.made: list[tuple[Touch, ...]] = [() for _ in range(streams)]  # each stream's sampled note-ons' touch
+        self.made: list[Strikes] = [Strikes() for _ in range(streams)]  # each stream's sampled note-ons' touch
         # each stream's last LEVEL_WINDOW tokens' touch columns (velocity, offset): the touch head's running level
         self.recent = np.zeros((streams, LEVEL_WINDOW, 2), dtype=np.int64)
         self.fed_velocities: tuple[int, ...] = ()  # the last PLAYED_NOTES velocities of note-ons fed (known ones)
@@ -130,7 +173,7 @@ class Sampler:
         self.heard = snapshot.heard
         self.motifs.history = snapshot.motifs
         self.output = None if snapshot.output is None else snapshot.output.clone()
-        self.made = list(snapshot.made) or [() for _ in self.states]
+        self.made = list(snapshot.made) or [Strikes() for _ in self.states]
         self.recent = snapshot.recent.copy() if snapshot.recent is not None else \
             np.zeros((len(self.states), LEVEL_WINDOW, 2), dtype=np.int64)
         if self.memory is not None:
@@ -265,7 +308,7 @@ class Sampler:
             drawn = drawn.clamp(MIN_VELOCITY, 127)
             velocity[index], hundredths[index] = drawn, torch.round(offset * 100).long().clamp(-50, 49)
             for row, v, o in zip(rows.tolist(), drawn.tolist(), offset.tolist(), strict=True):
-                self.made[row] = (*self.made[row], Touch(int(v), float(o)))
+                self.made[row] = self.made[row].plus(Touch(int(v), float(o)))
         self._remember(torch.stack([velocity, hundredths], -1).view(-1, 1, 2).numpy(), active)
         return velocity.view(-1, 1), hundredths.view(-1, 1)
 
@@ -378,6 +421,8 @@ class Sampler:
         draw = torch.rand(self.streams, generator=self.generator) < cfg.random_freq
         if draw.any():
             z = logits[draw] / cfg.temperature
+            if cfg.event_temperature and cfg.event_temperature != cfg.temperature:
+                z = self._events_at(logits[draw], z, cfg.event_temperature)
             if cfg.top_k:
                 kth = torch.topk(z, min(cfg.top_k, z.size(-1)), dim=-1).values[:, -1:]
                 z = z.masked_fill(z < kth, float("-inf"))
@@ -390,6 +435,22 @@ class Sampler:
                 z = z.masked_fill(z - z.max(dim=-1, keepdim=True).values < np.log(cfg.min_p), float("-inf"))
             choice[draw] = torch.multinomial(torch.softmax(z, dim=-1), 1, generator=self.generator).squeeze(-1)
         return choice.numpy()
+
+    def _events_at(self, logits: torch.Tensor, z: torch.Tensor, temperature: float) -> torch.Tensor:
+        """`z` (logits at the sampling temperature) with each kind of event's total probability (a note
+        struck, a note released, a wait; chordwise a chord or a rest) set to what it has at `temperature`:
+        which kind comes next (the texture: how many notes sound, how long they last) is drawn at one
+        temperature, which note or wait within it at the other. A temperature under 1 sharpens the
+        choice of note, where it keeps the key; on the choice of kind it thins the texture, the
+        likeliest kind at most steps being time passing (BENCHMARKS.md, answer quality)."""
+        at = torch.log_softmax(logits / temperature, dim=-1)
+        out = z.clone()
+        for members in self._event_kinds:
+            mass = torch.logsumexp(at[:, members], dim=-1, keepdim=True)
+            within = torch.logsumexp(z[:, members], dim=-1, keepdim=True)
+            shift = torch.where(torch.isfinite(mass) & torch.isfinite(within), mass - within, torch.zeros_like(mass))
+            out[:, members] = z[:, members] + shift
+        return out
 
     def _forbidden_to_waits(self) -> torch.Tensor:
         """(streams, vocab) log-odds added to the allowed waits: what the forbidden tokens the grammar
