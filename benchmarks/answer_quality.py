@@ -103,6 +103,9 @@ SETTINGS: dict[str, dict] = {
     "beam4": {"random_freq": 0.0, "_beam": 4},
     "best8": {"_candidates": 8},
 }
+for _choice in SETTINGS.values():  # a setting that names a temperature draws everything at it (one temperature)
+    if "temperature" in _choice:
+        _choice.setdefault("event_temperature", 0.0)
 
 
 class Timed(NamedTuple):

@@ -207,7 +207,7 @@ class SamplingConfig:
     # what kind of event comes next (a note struck, a note released, time passing: the texture's density,
     # polyphony and note lengths) is drawn at this temperature, which note or wait within a kind at
     # `temperature`; 0 = `temperature` for both (one temperature, as before)
-    event_temperature: float = 0.0
+    event_temperature: float = 1.1
     min_p: float = 0.0  # ... keeping only tokens at least this fraction as likely as the likeliest; 0 = no limit
     seed: int = -1  # -1 = a fresh seed each run; otherwise the same seed gives the same music
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
@@ -263,10 +263,10 @@ class SamplingConfig:
 # flag or --set given with it still wins. "default" is SamplingConfig's own choice (what
 # benchmarks/answer_quality.py measured closest to real music); "clara" is Clara's original rule:
 # the likeliest token, or half the time a draw from the top 5.
-_CHOICE = ("random_freq", "top_k", "top_p", "min_p", "temperature")
+_CHOICE = ("random_freq", "top_k", "top_p", "min_p", "temperature", "event_temperature")
 SAMPLING_PRESETS: dict[str, dict[str, float | int]] = {
     "default": {f.name: f.default for f in dataclasses.fields(SamplingConfig) if f.name in _CHOICE},
-    "clara": {"random_freq": 0.5, "top_k": 5, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0},
+    "clara": {"random_freq": 0.5, "top_k": 5, "top_p": 1.0, "min_p": 0.0, "temperature": 1.0, "event_temperature": 0.0},
 }
 
 
