@@ -127,8 +127,7 @@ class Sampler:
         self._wait = np.zeros(len(self.vocab.tokens), dtype=bool)
         self._wait[self.vocab.wait_ids] = True
         # the token ids of each kind of event (sampling.event_temperature): note-ons, note-offs, waits...
-        kinds = np.asarray(self.vocab.kind)
-        self._event_kinds = [torch.from_numpy(np.flatnonzero(kinds == k)) for k in np.unique(kinds)]
+        self._event_kind = torch.from_numpy(np.asarray(self.vocab.kind, dtype=np.int64) + 1)  # -1 (none) -> 0
         self.reset()
 
     # --- state -----------------------------------------------------------------------
@@ -443,14 +442,13 @@ class Sampler:
         temperature, which note or wait within it at the other. A temperature under 1 sharpens the
         choice of note, where it keeps the key; on the choice of kind it thins the texture, the
         likeliest kind at most steps being time passing (BENCHMARKS.md, answer quality)."""
-        at = torch.log_softmax(logits / temperature, dim=-1)
-        out = z.clone()
-        for members in self._event_kinds:
-            mass = torch.logsumexp(at[:, members], dim=-1, keepdim=True)
-            within = torch.logsumexp(z[:, members], dim=-1, keepdim=True)
-            shift = torch.where(torch.isfinite(mass) & torch.isfinite(within), mass - within, torch.zeros_like(mass))
-            out[:, members] = z[:, members] + shift
-        return out
+        kind, kinds = self._event_kind, int(self._event_kind.max()) + 1
+        at = torch.softmax(logits / temperature, dim=-1)
+        now = torch.softmax(z, dim=-1)
+        mass_at = torch.zeros(len(z), kinds).index_add_(1, kind, at)
+        mass_now = torch.zeros(len(z), kinds).index_add_(1, kind, now)
+        shift = torch.log(mass_at / mass_now.clamp(min=1e-30)).nan_to_num(0.0, posinf=0.0, neginf=0.0)
+        return z + shift[:, kind]
 
     def _forbidden_to_waits(self) -> torch.Tensor:
         """(streams, vocab) log-odds added to the allowed waits: what the forbidden tokens the grammar
