@@ -592,10 +592,14 @@ def test_event_temperature_draws_the_kind_of_event_at_its_own_temperature_and_th
 
 
 def test_event_temperature_off_or_equal_leaves_sampling_as_it_was():
-    engine = tiny_engine(NW_VOCAB, seed=3, sharpness=4.0)
+    engine = tiny_engine(NW_VOCAB, seed=3, bias=lambda token: 3.0 if token == "wait6" else 0.0)
     base = SamplingConfig(random_freq=1.0, temperature=0.9, top_k=0, max_repeats=0, motif_pull=0.0)
     takes = []
     for event in (0.0, 0.9):
         s = sampler(engine, SamplingConfig(**{**base.__dict__, "event_temperature": event}), seed=5)
         takes.append([int(s.choose()[0]) for _ in range(200)])
-    assert takes[0] == takes[1]
+    s = sampler(engine, SamplingConfig(**{**base.__dict__, "event_temperature": 1.5}), seed=5)
+    takes.append([int(s.choose(one_temperature=True)[0]) for _ in range(200)])  # the accompaniment's way
+    s = sampler(engine, SamplingConfig(**{**base.__dict__, "event_temperature": 1.5}), seed=5)
+    hot = [int(s.choose()[0]) for _ in range(200)]
+    assert takes[0] == takes[1] == takes[2] != hot

@@ -391,8 +391,9 @@ class Sampler:
             self._masks_mixed = mixed
         return mixed
 
-    def choose(self, greedy: bool = False) -> np.ndarray:
+    def choose(self, greedy: bool = False, one_temperature: bool = False) -> np.ndarray:
         """One token id per stream: Clara's truncated sampling over the allowed tokens.
+        (`one_temperature`: the kind of event at `temperature` too, whatever event_temperature says.)
 
         Each stream takes its likeliest token, or with probability random_freq draws one
         from the distribution at `temperature`, cut to the top_k tokens, the top_p mass and
@@ -420,7 +421,7 @@ class Sampler:
         draw = torch.rand(self.streams, generator=self.generator) < cfg.random_freq
         if draw.any():
             z = logits[draw] / cfg.temperature
-            if cfg.event_temperature and cfg.event_temperature != cfg.temperature:
+            if cfg.event_temperature and cfg.event_temperature != cfg.temperature and not one_temperature:
                 z = self._events_at(logits[draw], z, cfg.event_temperature)
             if cfg.top_k:
                 kth = torch.topk(z, min(cfg.top_k, z.size(-1)), dim=-1).values[:, -1:]
