@@ -103,12 +103,13 @@ def answer_phase(estimate: TempoEstimate, phrase: dict) -> float:
     return float(min(d, truth_period - d))
 
 
-def run(phrase: dict, later: dict | None, name: str, estimate_of: Estimator) -> dict:
+def run(phrase: dict, later: dict | None, name: str, estimate_of: Estimator, first_guess: float = FIRST_GUESS
+        ) -> dict:
     """One method on one phrase and on `later`, the phrase after it (tempo_data.second_phrase)."""
     started, cpu = time.perf_counter(), time.thread_time()
-    estimate = estimate_of(phrase["onsets"], phrase["velocities"], phrase["pitches"], FIRST_GUESS)
+    estimate = estimate_of(phrase["onsets"], phrase["velocities"], phrase["pitches"], first_guess)
     ms, cpu_ms = (time.perf_counter() - started) * 1000, (time.thread_time() - cpu) * 1000
-    bpm = estimate.bpm if estimate is not None else FIRST_GUESS
+    bpm = estimate.bpm if estimate is not None else first_guess
     row = {"name": phrase["name"], "set": phrase["kind"], "split": phrase["split"], "method": name,
            "truth": round(phrase["bpm"], 3), "bpm": round(bpm, 3), "none": estimate is None,
            "acc1": hit(bpm, phrase["bpm"]), "acc2": hit(bpm, phrase["bpm"], OCTAVES), "ms": ms, "cpu_ms": cpu_ms,
@@ -265,6 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--follow-grid", action="store_true",
                         help="the follower at every pair of FOLLOW_GRID's corrections (choose on valid)")
     parser.add_argument("--json", type=Path, help="also write the rows and tables here")
+    parser.add_argument("--first-guess", type=float, default=FIRST_GUESS,
+                        help=f"the first guess, not a heard tempo (clara live --bpm; default {FIRST_GUESS:g})")
     args = parser.parse_args(argv)
     splits = tuple(args.split or ("train", "valid"))
     if args.follow or args.follow_grid:
@@ -278,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
                "synthetic": tempo_data.synthetic_phrases}
     phrases = [p for name, load in loaders.items() if name in chosen_sets for p in load() if p["split"] in splits]
     methods = {k: v for k, v in estimators().items() if k in (args.method or ("classic", "learned", "chosen"))}
-    rows = [run(p, later, name, fn) for p in phrases for later in [tempo_data.second_phrase(p)]
+    rows = [run(p, later, name, fn, args.first_guess) for p in phrases for later in [tempo_data.second_phrase(p)]
             for name, fn in methods.items()]
-    print(f"tempo from the playing: first {tempo_data.SECONDS:g} s, first guess {FIRST_GUESS:g} bpm "
+    print(f"tempo from the playing: first {tempo_data.SECONDS:g} s, first guess {args.first_guess:g} bpm "
           f"({platform.processor() or platform.machine()}, one thread)")
     tables = report(rows, splits)
     unheard(rows)
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
           "asap (test) Acc1 >= 60 %, Acc2 >= 85 %; second phrase Acc1 >= 97 %; phase <= 20 ms; p99 <= 20 ms")
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"first_guess": FIRST_GUESS, "tables": tables, "rows": rows}, indent=1))
+        args.json.write_text(json.dumps({"first_guess": args.first_guess, "tables": tables, "rows": rows}, indent=1))
     return 0
 
 

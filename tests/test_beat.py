@@ -22,9 +22,12 @@ MELODY = [0, 1, 2, 2.5, 3, 4, 6, 7, 7.5, 8, 9, 10, 10.5, 11, 12, 14]
 METHODS = {"learned": estimate_tempo, "classic": estimate_tempo_classic, "chosen": estimate_tempo_chosen}
 HALF = ("the learned tracker hears simple synthetic pulses at half their tempo (or a third): a model of "
         "ASAP's notated beats, where a pulse of even notes is as often two notes a beat; the chosen tempo, "
-        "what clara live uses, hears them right (its rows of the same test pass). Making the tracker hear them "
-        "means training it again with steady phrases beside ASAP, and the chooser on its new outputs, after "
-        "which the test split would be read a second time: left for another round")
+        "what clara live uses, hears them right (its rows of the same test pass). Trained again with steady "
+        "phrases beside ASAP (issue 23's third round: synthetic steady phrases three windows in ten, POP909's "
+        "tempi a tenth), the tracker heard the simple melodies here right and its valid steady phrases at 72 % "
+        "where this one hears 55 %, but its ASAP valid openings at 49 % (this one: 57.5 %), and the chosen "
+        "tempo on its outputs lost 8 points on ASAP valid and 3-4 on the steady sets': not shipped "
+        "(BENCHMARKS, issue 23)")
 
 
 def methods(learned_fails: str | None = None, classic_fails: str | None = None, chosen_fails: str | None = None
@@ -68,7 +71,8 @@ def test_a_melody_at_84_bpm_with_jitter_is_heard_at_84(seed, method):
         "since issue 23), notated mostly at 60-90 bpm, that quarters and eighths are as often eighths and "
         "sixteenths at half the tempo; the ranker before them heard it right and missed the 84-bpm take 3 "
         "and two rubato takes, which this one hears right. From a first guess heard before (informed, as a "
-        "second phrase's is) it hears 160"))),
+        "second phrase's is) it hears 160. Rankers that also learned from first guesses that are not a heard "
+        "tempo (issue 23's third round, tempo_choice --guessed) hear it at 80 too"))),
     *((bpm, prior, m) for bpm, prior in [(72.0, 100.0), (72.0, 60.0)] for m in METHODS)])
 def test_octave_errors_are_resolved_for_a_simple_melody(bpm, prior, method):
     # its eighth notes make 2x a candidate and its half notes 1/2: the comb and the prior pick the beat
@@ -236,3 +240,90 @@ def test_three_four_is_heard_in_quarters(prior, method):
 def test_three_four_with_a_first_guess_near_its_dotted_half_beat(method):
     estimate = METHODS[method](*eighths((0, 2, 4)), prior_bpm=80.0)
     assert estimate.bpm == pytest.approx(120.0, rel=0.02)
+
+
+def plain_viterbi(a: np.ndarray, prior_bpm: float, space, per_beat: np.ndarray) -> np.ndarray:
+    """The decoder's model written out plainly, a frame at a time over every state (what
+    beat_dbn.viterbi computes faster): the path's states."""
+    from clara_live.beat import dbn as beat_dbn
+    a = np.clip(a, beat_dbn.EPS, 1 - beat_dbn.EPS)
+    gain = np.log(a) - np.log((1 - a) * beat_dbn.THRESHOLD / (1 - beat_dbn.THRESHOLD))
+    bpm = 60.0 * beat_dbn.FPS / space.intervals
+    score = (-0.5 * np.log2(bpm / prior_bpm) ** 2 - np.log(space.intervals) + per_beat)[space.block]
+    score = score + gain[0] * space.beat
+    back = np.zeros((len(a), space.block.size), dtype=np.int64)
+    for t in range(1, len(a)):
+        new = np.empty_like(score)
+        new[1:] = score[:-1]  # a position on
+        back[t, 1:] = np.arange(space.block.size - 1)
+        for j, first in enumerate(space.firsts):
+            sources = space.lasts[space.sources[j]]  # the last positions of the intervals that may lead here
+            candidates = score[sources] + space.log_transition[j]
+            k = int(np.argmax(candidates))
+            new[first], back[t, first] = candidates[k] + per_beat[j], sources[k]
+        score = new + gain[t] * space.beat
+    path = np.empty(len(a), dtype=np.int64)
+    path[-1] = int(np.argmax(score))
+    for t in range(len(a) - 1, 0, -1):
+        path[t - 1] = back[t, path[t]]
+    return path
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_decoder_finds_the_plain_viterbi_path(seed):
+    # issue 23: the decoder adds a beat's gains where its interval starts and walks back an interval at a
+    # time; the path is the plain frame-by-frame Viterbi's
+    from clara_live.beat import dbn as beat_dbn
+    rng = np.random.default_rng(seed)
+    a = np.clip(rng.uniform(0.0, 0.2, 300) + np.where(np.arange(300) % 27 == 3, 0.7, 0.0), 0, 1)
+    space = beat_dbn.state_space()
+    per_beat = rng.normal(0.0, 0.5, len(space.intervals))
+    path = beat_dbn.viterbi(a, 100.0, space, per_beat=per_beat)
+    assert path.tolist() == plain_viterbi(a, 100.0, space, per_beat).tolist()
+
+
+def test_refining_many_grids_at_once_is_refining_each():
+    from clara_live.beat.classic import _phase, _phases
+    from clara_live.beat.tracker import refine, refine_many
+    onsets = played(84.0, seed=2)
+    t, w = events(onsets, np.random.default_rng(2).integers(40, 110, len(onsets)))
+    periods = np.array([60 / 84, 30 / 84, 120 / 84, 40 / 84, 0.5, 1.7])
+    phases = _phases(t, w, periods)
+    assert phases.tolist() == pytest.approx([_phase(t, w, p)[0] for p in periods], abs=1e-12)
+    many = refine_many(t, w, periods, phases)
+    each = np.array([refine(t, w, p, ph) for p, ph in zip(periods, phases, strict=True)]).T
+    assert np.allclose(many, each, rtol=0, atol=1e-12)
+
+
+def test_a_candidate_is_described_alike_alone_and_among_the_others():
+    # issue 23: a phrase's candidates are described all at once, the grids they share worked out once
+    from clara_live.beat import choice as beat_choice
+    onsets = played(84.0, seed=3)
+    phrase = beat_choice.listen(onsets, [70 + k % 3 * 10 for k in range(len(onsets))], 100.0, [60] * len(onsets))
+    found = beat_choice.candidates(phrase)
+    together = beat_choice.features(phrase, found, informed=False)
+    assert together.shape == (len(found), len(beat_choice.FEATURES)) and np.all(np.isfinite(together))
+    alone = np.stack([beat_choice.features(phrase, [c], informed=False)[0] for c in found])
+    assert np.allclose(together, alone, rtol=0, atol=1e-12)
+
+
+def test_the_tracker_trainer_draws_steady_windows_and_takes_shipped_weights():
+    # issue 23, third round: training/beat_tracker.py --steady / --pop909 / --init
+    from clara_live.beat import net as beat_net
+    from training import beat_tracker
+    rng = np.random.default_rng(0)
+    frames = int(beat_tracker.WINDOW * beat_net.FPS)
+    x, y, mask, tempo = beat_tracker.steady_window(rng, frames)
+    assert x.shape == (frames, beat_net.FEATURES) and y.shape == mask.shape == (frames, 2)
+    assert y[:, 0].max() == 1.0 and mask[:, 0].any() and not mask[:, 1].any()  # beats exact, no downbeats
+    assert tempo.sum() == pytest.approx(1.0)
+    song = {"onsets": [0.5 * k for k in range(20)], "velocities": [80] * 20, "pitches": [60] * 20, "bpm": 120.0}
+    x, y, mask, tempo = beat_tracker.steady_window(rng, frames, [song])
+    assert x[:, 0].sum() > 0 and not mask.any()  # POP909: its tempo only
+    bpm = beat_tracker.TEMPO_BINS[int(np.argmax(tempo))]
+    assert 120.0 / 1.25 <= bpm <= 120.0 * 1.25  # the file's tempo, time-stretched at most 20 %
+    model = beat_tracker.TCN()
+    shipped = beat_net.load()
+    model.load_numpy(shipped)
+    again = model.numpy_weights()
+    assert all(np.array_equal(shipped[k], again[k]) for k in shipped if k not in ("blocks", "tempo.bpm"))

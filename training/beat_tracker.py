@@ -29,6 +29,7 @@ from torch import nn
 
 from clara_live.beat import net as beat_net
 from clara_live.beat.tracker import estimate_tempo
+from training import tempo_data
 from training.heldout import CORPUS, asap_rows, asap_splits, asap_work
 from training.tempo_data import OCTAVES, hit
 
@@ -40,6 +41,7 @@ SECONDS = 10.0  # the valid openings' length, as the benchmark's
 FIRST_GUESS = 100.0
 TEMPO_BINS = np.geomspace(20.0, 300.0, 48)  # the tempo head's classes (bpm), about 6 % apart
 TEMPO_LOSS = 0.1  # the tempo head's cross-entropy weight against the beat loss
+STEADY_KINDS = (tempo_data._cells, tempo_data._cells, tempo_data._tune, tempo_data._tune, tempo_data._pulse)
 
 
 def parse(row: dict[str, str]) -> dict[str, np.ndarray]:
@@ -79,9 +81,10 @@ def performances(cache: Path) -> list[dict]:
     return out
 
 
-def opening(p: dict, seconds: float = SECONDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """(onsets, velocities, pitches, annotated beats) of the first `seconds` from the first note,
-    in seconds from it, exactly as the benchmark takes them; None where it skips one."""
+def opening(p: dict, seconds: float = SECONDS) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
+    """(onsets, velocities, pitches, reference bpm) of the first `seconds` from the first note,
+    in seconds from it, exactly as the benchmark takes them (the reference: 60 / the median
+    interval of the annotated beats there); None where it skips one."""
     if not bool(p["single_tempo"]) or not len(p["onsets"]):
         return None
     first = p["onsets"][0]
@@ -90,13 +93,21 @@ def opening(p: dict, seconds: float = SECONDS) -> tuple[np.ndarray, np.ndarray, 
     beats = beats[(beats >= -1e-6) & (beats <= seconds)]
     if len(beats) < 3:
         return None
-    return p["onsets"][keep] - first, p["velocities"][keep], p["pitches"][keep], beats
+    reference = 60.0 / statistics.median(np.diff(beats))
+    return p["onsets"][keep] - first, p["velocities"][keep], p["pitches"][keep], reference
+
+
+def steady_openings(split: str) -> list[tuple]:
+    """The benchmark's steady phrases of a split (POP909's MELODY openings, the synthetic phrases) as
+    `opening` gives ASAP's: (onsets, velocities, pitches, the truth's bpm)."""
+    return [(np.array(p["onsets"]), np.array(p["velocities"]), np.array(p["pitches"]), p["bpm"])
+            for p in tempo_data.pop909_openings() + tempo_data.synthetic_phrases() if p["split"] == split]
 
 
 def window(p: dict, rng: np.random.Generator, frames: int
            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """A random augmented window of a performance: (frames, FEATURES) input, (frames, 2) targets,
-    a (frames,) mask (1 within the annotated beats' span) and (bins,) soft tempo targets (60 /
+    a (frames, 2) mask (1 within the annotated beats' span) and (bins,) soft tempo targets (60 /
     the median interval of the window's beats, as the benchmark's reference; all 0 where the
     window holds fewer than three beats)."""
     stretch = float(np.exp(rng.uniform(-np.log1p(STRETCH), np.log1p(STRETCH))))
@@ -115,16 +126,58 @@ def window(p: dict, rng: np.random.Generator, frames: int
     time_of = start + np.arange(frames) / beat_net.FPS
     period = float(np.median(np.diff(beats))) if len(beats) > 1 else 1.0
     mask = ((time_of >= beats[0] - period / 2) & (time_of <= beats[-1] + period / 2)).astype(np.float32)
+    mask = np.stack([mask, mask], 1)
     inside_beats = beats[(beats >= start) & (beats <= start + seconds)]
     tempo = np.zeros(len(TEMPO_BINS), dtype=np.float32)
     interval = float(np.median(np.diff(inside_beats))) if len(inside_beats) >= 3 else 0.0
     if interval > 0:
-        # clipped into the head's range: a Gaussian centred far outside it would underflow to 0
-        bpm = min(TEMPO_BINS[-1], max(TEMPO_BINS[0], 60.0 / interval))
-        bins = np.log(bpm / TEMPO_BINS) / np.log(TEMPO_BINS[1] / TEMPO_BINS[0])
-        tempo = np.exp(-0.5 * bins ** 2).astype(np.float32)  # a Gaussian a bin wide around the reference
-        tempo /= tempo.sum()
+        tempo = tempo_target(60.0 / interval)
     return x, y, mask, tempo
+
+
+def tempo_target(bpm: float) -> np.ndarray:
+    """The tempo head's soft target: a Gaussian a bin wide around bpm (clipped into the head's range:
+    one centred far outside it would underflow to 0)."""
+    bpm = min(TEMPO_BINS[-1], max(TEMPO_BINS[0], bpm))
+    bins = np.log(bpm / TEMPO_BINS) / np.log(TEMPO_BINS[1] / TEMPO_BINS[0])
+    tempo = np.exp(-0.5 * bins ** 2).astype(np.float32)
+    return tempo / tempo.sum()
+
+
+def steady_window(rng: np.random.Generator, frames: int, pop909: list[dict] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """`window`'s four for steady playing: a synthetic phrase drawn afresh (tempo_data's cells, tunes
+    and pulses at 40-240 bpm, its beats exact; no downbeats, that loss masked) or, given `pop909`
+    (its train phrases), a POP909 melody phrase with only its tempo to learn (its beats' phase is
+    known to a sixteenth only: the beat losses masked), time-stretched like ASAP's."""
+    seconds = frames / beat_net.FPS
+    if pop909:
+        p = pop909[int(rng.integers(len(pop909)))]
+        stretch = float(np.exp(rng.uniform(-np.log1p(STRETCH), np.log1p(STRETCH))))
+        onsets = np.array(p["onsets"]) * stretch
+        velocities, pitches = np.array(p["velocities"], dtype=float), np.array(p["pitches"], dtype=float)
+        bpm = p["bpm"] / stretch
+        beats = np.zeros(0)
+        start = -rng.uniform(0.0, 0.3)
+    else:
+        bpm = float(np.exp(rng.uniform(np.log(40.0), np.log(240.0))))
+        notes = sorted(STEADY_KINDS[int(rng.integers(len(STEADY_KINDS)))](rng, 60.0 / bpm, seconds + 2.0))
+        onsets = np.array([n[0] for n in notes])
+        velocities, pitches = np.array([n[1] for n in notes], float), np.array([n[2] for n in notes], float)
+        beats = 60.0 / bpm * np.arange(int((seconds + 2.0) * bpm / 60.0) + 1)
+        start = float(onsets[0]) - rng.uniform(0.0, 0.3) if rng.random() < OPENINGS else float(
+            rng.uniform(onsets[0], max(onsets[0], onsets[-1] - seconds / 2)))
+    inside = (onsets >= start) & (onsets < start + seconds)
+    velocities = np.clip(velocities[inside] * rng.uniform(0.7, 1.3) + rng.normal(0, 4, inside.sum()), 1, 127)
+    pitches = np.clip(pitches[inside] + rng.integers(-6, 7), 21, 108)
+    x = beat_net.frames(onsets[inside], velocities, pitches, start=start, length=frames)
+    y = np.zeros((frames, 2), dtype=np.float32)
+    mask = np.zeros((frames, 2), dtype=np.float32)
+    if len(beats):
+        y[:, 0] = beat_net.widen(beats, frames, start)
+        time_of = start + np.arange(frames) / beat_net.FPS
+        mask[:, 0] = (time_of >= beats[0] - 30.0 / bpm) & (time_of <= beats[-1] + 30.0 / bpm)
+    return x, y, mask, tempo_target(bpm)
 
 
 class TCN(nn.Module):
@@ -149,6 +202,21 @@ class TCN(nn.Module):
             h = h + mix(self.drop(nn.functional.elu(dilated(h))))
         return self.out(h).transpose(1, 2), self.tempo(nn.functional.elu(h).mean(dim=2))
 
+    def load_numpy(self, weights: dict[str, np.ndarray]) -> None:
+        """Take `numpy_weights`' arrays (a shipped weights.npz) as this network's parameters."""
+        own = {"inp": "in", "out": "out", "tempo": "tempo"}
+        with torch.no_grad():
+            for layer, key in own.items():
+                module = getattr(self, layer)
+                w = torch.from_numpy(np.asarray(weights[f"{key}.weight"], dtype=np.float32))
+                module.weight.copy_(w.reshape(module.weight.shape))
+                module.bias.copy_(torch.from_numpy(np.asarray(weights[f"{key}.bias"], dtype=np.float32)))
+            for b in range(self.blocks_n):
+                self.dilated[b].weight.copy_(torch.from_numpy(weights[f"block{b}.dilated.weight"]))
+                self.dilated[b].bias.copy_(torch.from_numpy(weights[f"block{b}.dilated.bias"]))
+                self.mix[b].weight.copy_(torch.from_numpy(weights[f"block{b}.mix.weight"]).reshape(self.mix[b].weight.shape))
+                self.mix[b].bias.copy_(torch.from_numpy(weights[f"block{b}.mix.bias"]))
+
     def numpy_weights(self) -> dict[str, np.ndarray]:
         w = {"blocks": np.array(self.blocks_n, dtype=np.int64),
              "in.weight": self.inp.weight[:, :, 0], "in.bias": self.inp.bias,
@@ -168,8 +236,7 @@ class TCN(nn.Module):
 def score(openings: list[tuple], weights: dict[str, np.ndarray], **constants: float) -> dict[str, float]:
     """Acc1 and Acc2 of the learned estimator on openings, as the benchmark counts them."""
     acc1 = acc2 = none = 0
-    for onsets, velocities, pitches, beats in openings:
-        reference = 60.0 / statistics.median(np.diff(beats))
+    for onsets, velocities, pitches, reference in openings:
         estimate = estimate_tempo(onsets, velocities, FIRST_GUESS, pitches=pitches, weights=weights, **constants)
         bpm = FIRST_GUESS if estimate is None else estimate.bpm
         none += estimate is None
@@ -214,6 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--steady", type=float, default=0.0,
+                        help="the share of windows that are synthetic steady phrases (issue 23; default 0: ASAP only)")
+    parser.add_argument("--pop909", type=float, default=0.0,
+                        help="the share of windows that are POP909 train melodies, their tempo only (default 0)")
+    parser.add_argument("--init", type=Path, help="start from these weights (a weights.npz), not at random")
     parser.add_argument("--tune", action="store_true",
                         help="no training: score OUT/weights.npz's decoder constants on valid (and train) openings")
     args = parser.parse_args(argv)
@@ -224,10 +296,16 @@ def main(argv: list[str] | None = None) -> int:
     train = [p for p in data if p["split"] == "train" and len(p["onsets"]) and len(p["beats"]) > 3]
     valid = [o for p in data if p["split"] == "valid" for o in [opening(p)] if o is not None]
     print(f"train: {len(train)} performances; valid: {len(valid)} openings", flush=True)
+    pop909 = [p for p in tempo_data.pop909_openings(WINDOW + 2.0, windows=5) if p["split"] == "train"] \
+        if args.pop909 > 0 else []
+    # with steady phrases to learn from, the epoch is chosen on the steady sets' valid phrases too
+    steady_valid = steady_openings("valid") if args.steady > 0 or args.pop909 > 0 else []
     if args.tune:
         tune(beat_net.load(args.out / "weights.npz"), valid, [o for p in train for o in [opening(p)] if o is not None])
         return 0
     model = TCN(args.channels, args.blocks)
+    if args.init is not None:
+        model.load_numpy(beat_net.load(args.init))
     optimiser = torch.optim.Adam(model.parameters(), lr=args.lr)
     args.out.mkdir(parents=True, exist_ok=True)
     checkpoint = args.out / "checkpoint.pt"
@@ -249,10 +327,18 @@ def main(argv: list[str] | None = None) -> int:
         model.train()
         losses = []
         for _ in range(args.epoch_steps):
-            batch = [window(train[int(rng.integers(len(train)))], rng, frames) for _ in range(args.batch)]
+            batch = []
+            for _ in range(args.batch):
+                draw = rng.random()
+                if draw < args.steady:
+                    batch.append(steady_window(rng, frames))
+                elif draw < args.steady + args.pop909:
+                    batch.append(steady_window(rng, frames, pop909))
+                else:
+                    batch.append(window(train[int(rng.integers(len(train)))], rng, frames))
             x, y, mask, tempo = (torch.from_numpy(np.stack(parts)) for parts in zip(*batch, strict=True))
             beat_logits, tempo_logits = model(x)
-            loss = (bce(beat_logits, y) * mask[:, :, None]).sum() / mask.sum().clamp(min=1) / 2
+            loss = (bce(beat_logits, y) * mask).sum() / mask.sum().clamp(min=1)
             tempo_loss = -(tempo * nn.functional.log_softmax(tempo_logits, dim=1)).sum() / tempo.sum().clamp(min=1)
             loss = loss + TEMPO_LOSS * tempo_loss
             if not torch.isfinite(loss):
@@ -265,12 +351,16 @@ def main(argv: list[str] | None = None) -> int:
         model.eval()
         weights = model.numpy_weights()
         figures = score(valid, weights)
+        if steady_valid:
+            steady = score(steady_valid, weights)
+            figures = {**figures, "steady_acc1": steady["acc1"], "steady_acc2": steady["acc2"]}
         state["epoch"] += 1
         state["seconds"] += time.perf_counter() - started
         entry = {"epoch": state["epoch"], "minutes": round(state["seconds"] / 60, 2),
                  "train_loss": round(float(np.mean(losses)), 4), **figures}
         state["history"].append(entry)
-        key = (figures["acc1"], figures["acc2"])
+        key = (figures["acc1"], figures["acc2"]) if not steady_valid else (
+            (figures["acc1"] + figures["steady_acc1"]) / 2, (figures["acc2"] + figures["steady_acc2"]) / 2)
         if key > tuple(state["best"]):
             state["best"] = key
             np.savez(args.out / "weights.npz", **weights)

@@ -12,9 +12,10 @@ Three sets, each split by work (valid is for choosing, test is reported once):
   pulse (a note or chord every beat, perhaps a soft one between); ~15 ms of human jitter and a
   known beat grid; a seeded draw, every tenth phrase valid, every tenth test.
 
-A phrase is a dict: kind, name, split, bpm (the truth), beats (seconds; the truth's grid, also
-past the opening where known), onsets, velocities, pitches (times in seconds from the first
-note), and for POP909 phase_division 4 (its beats' phase is known only to a sixteenth).
+A phrase is a dict: kind, name, work (what a split keeps together), split, bpm (the truth),
+beats (seconds; the truth's grid, also past the opening where known), onsets, velocities,
+pitches (times in seconds from the first note), and for POP909 phase_division 4 (its beats'
+phase is known only to a sixteenth).
 `second_phrase` cuts the phrase that follows an opening, for the second-phrase case.
 """
 
@@ -73,7 +74,8 @@ def asap_openings(seconds: float = SECONDS, root: Path = CORPUS / "asap") -> lis
         opening = [b for b in phrase["beats"] if -1e-6 <= b <= seconds]
         if len(opening) < 3:
             continue
-        out.append({"kind": "asap", "name": row["midi_performance"], "split": splits[asap_work(row["folder"])],
+        out.append({"kind": "asap", "name": row["midi_performance"], "work": asap_work(row["folder"]),
+                    "split": splits[asap_work(row["folder"])],
                     "bpm": 60.0 / statistics.median(np.diff(opening)), "notes": notes, "all_beats": beats, **phrase})
     return out
 
@@ -111,8 +113,8 @@ def pop909_openings(seconds: float = SECONDS, root: Path = CORPUS / "pop909", wi
             beats = (first + period * np.arange(-1, int(3 * seconds / period) + 2)).tolist()
             phrase = _window(notes, beats, first, seconds)
             out.append({"kind": "pop909", "name": source.key if k == 0 else f"{source.key}@{k * every:g}s",
-                        "split": split, "bpm": bpm, "notes": notes, "start": first, "all_beats": beats,
-                        "phase_division": 4, **phrase})
+                        "work": source.key, "split": split, "bpm": bpm, "notes": notes, "start": first,
+                        "all_beats": beats, "phase_division": 4, **phrase})
     return out
 
 
@@ -131,7 +133,8 @@ def synthetic_phrases(count: int = SYNTHETIC, seed: int = 0, seconds: float = 2 
         beats = (period * np.arange(int(seconds / period) + 2)).tolist()
         split = "valid" if i % 10 == 8 else "test" if i % 10 == 9 else "train"
         phrase = _window(notes, beats, notes[0][0], SECONDS)
-        out.append({"kind": "synthetic", "name": f"synthetic-{seed}-{i}", "split": split, "bpm": bpm,
+        out.append({"kind": "synthetic", "name": f"synthetic-{seed}-{i}", "work": f"synthetic-{seed}-{i}",
+                    "split": split, "bpm": bpm,
                     "notes": notes, "all_beats": beats, **phrase})
     return out
 

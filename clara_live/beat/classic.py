@@ -168,6 +168,16 @@ def _phase(t: np.ndarray, w: np.ndarray, period: float, points: int = 48) -> tup
     return phase, accent * min(1.0, 2 * share) + (1 - min(1.0, 2 * share)) * 0.5
 
 
+def _phases(t: np.ndarray, w: np.ndarray, periods: np.ndarray, points: int = 48) -> np.ndarray:
+    """`_phase`'s phase for each of many periods at once."""
+    p = periods[:, None, None]
+    tolerance = np.maximum(SIGMA, 0.08 * p)
+    phases = t[0] + p * (np.arange(points) / points)[None, :, None]  # (periods, points, 1)
+    d = np.abs((t[None, None, :] - phases + p / 2) % p - p / 2)
+    best = np.argmax(np.exp(-0.5 * (d / tolerance) ** 2) @ w, axis=1)
+    return phases[np.arange(len(periods)), best, 0]
+
+
 def _confidence(t: np.ndarray, w: np.ndarray, period: float, phase: float, strength: float, span: float) -> float:
     """0..1: the comb score (periodicity), the share of onset weight on beats or half beats, and
     how many beats the phrase spans (a phrase of two beats says little), together."""

@@ -175,6 +175,31 @@ def refine(t: np.ndarray, w: np.ndarray, period: float, phase: float) -> tuple[f
     return period, phase
 
 
+def refine_many(t: np.ndarray, w: np.ndarray, period: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`refine` of many (period, phase) pairs at once (arrays), the same fit for each (to rounding)."""
+    period, phase = np.array(period, dtype=float), np.array(phase, dtype=float)
+    active = np.ones(len(period), dtype=bool)
+    for _ in range(2):
+        p, ph = period[:, None], phase[:, None]
+        k = np.round((t[None, :] - ph) / p)
+        d = t[None, :] - ph - k * p
+        near = np.abs(d) <= 0.15 * p
+        spread_k = np.where(near, k, -np.inf).max(1) - np.where(near, k, np.inf).min(1)
+        active &= (near.sum(1) >= 3) & (spread_k >= 1)
+        weight = np.where(near, w[None, :], 0.0)
+        total = np.maximum(weight.sum(1, keepdims=True), 1e-300)
+        mx = (weight * k).sum(1, keepdims=True) / total
+        my = (weight * t[None, :]).sum(1, keepdims=True) / total
+        dx = k - mx
+        spread = (weight * dx * dx).sum(1)
+        slope = np.where(spread > 0, (weight * dx * (t[None, :] - my)).sum(1) / np.where(spread > 0, spread, 1.0), 0.0)
+        intercept = my[:, 0] - slope * mx[:, 0]
+        active &= (0.9 * period <= slope) & (slope <= 1.1 * period)
+        period = np.where(active, slope, period)
+        phase = np.where(active, intercept, phase)
+    return period, phase
+
+
 def _line(x: np.ndarray, y: np.ndarray, w: np.ndarray | None = None) -> tuple[float, float]:
     """(slope, intercept) of the (weighted) least-squares line through the points, in closed form
     (numpy's lstsq and polyfit go through LAPACK, which may spread even two columns over cores)."""
