@@ -60,7 +60,12 @@ class LiveProcess:
         return True
 
     def wait(self, timeout: float = 60.0) -> int:
-        code = self.proc.wait(timeout=timeout)
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:  # say where it stood: what it printed before it hung
+            self.kill()
+            self._reader.join(timeout=5)
+            raise AssertionError(f"clara live did not exit within {timeout} s; its output:\n{self.text[-4000:]}") from None
         self._reader.join(timeout=5)
         return code
 
