@@ -65,7 +65,8 @@ class LiveProcess:
         except subprocess.TimeoutExpired:  # say where it stood: what it printed before it hung
             self.kill()
             self._reader.join(timeout=5)
-            raise AssertionError(f"clara live did not exit within {timeout} s; its output:\n{self.text[-4000:]}") from None
+            said = self.text[-4000:]
+            raise AssertionError(f"clara live did not exit within {timeout} s; its output:\n{said}") from None
         self._reader.join(timeout=5)
         return code
 
