@@ -45,9 +45,10 @@ from training.judge import JudgeTraining, train_judge
 CLASSES = ["generated", "human"]  # the critic's probability of "human" is column 1
 GRID = {f"T{t}-k{k}-rf{rf}": {"temperature": t, "event_temperature": 0.0, "top_k": k, "random_freq": rf}
         for t, k, rf in itertools.product((0.8, 1.0, 1.3), (5, 20, 0), (0.25, 0.5, 1.0))}
-# "default": the config's sampling as shipped; "one-temperature": the default before the event temperature
+SETTINGS: dict[str, dict] = {"default": {}} | GRID  # "default": the config's sampling as shipped
+# settings generations may name that training does not schedule: the default before the event temperature
 # (issue 25), what the shipped critic learned from
-SETTINGS: dict[str, dict] = {"default": {}, "one-temperature": {"event_temperature": 0.0}} | GRID
+PROBES: dict[str, dict] = {"one-temperature": {"event_temperature": 0.0}}
 SCHEDULE = ["default"] * 4 + list(GRID)  # a batch per entry, cycled: the default a quarter of the time or so
 
 
@@ -75,7 +76,7 @@ def generations(generator_dir: str | Path, count: int, tokens: int, burn_in: int
         out = []
         for start in range(0, count, batch):
             name = schedule[(start // batch) % len(schedule)]
-            sampling = dataclasses.replace(config.sampling, **SETTINGS[name])
+            sampling = dataclasses.replace(config.sampling, **(SETTINGS | PROBES)[name])
             sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed + start)
             skip = _begin(sampler, prompts, burn_in, rng)
             sampler.expand(min(batch, count - start))
