@@ -21,12 +21,16 @@ class LiveProcess:
     they come. Every client it opens carries this test process's pid in its name: libjack names a
     client's socket by client name alone, and xdist workers each run their own server."""
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
+    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL,
+                 sigint_ignored: bool = False) -> None:
         self.save_dir = tmp_path / "sessions"
         command = [sys.executable, "-m", "clara_live", "live", "--save-dir", str(self.save_dir),
                    "--set", f"live.client_name=clara-{os.getpid()}", *args]
+        if sigint_ignored:  # started as a script's background job is: SIGINT ignored from the start
+            command = ["sh", "-c", 'trap "" INT; exec "$@"', "sh", *command]
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})}
         self.proc = subprocess.Popen(command, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, cwd=REPO, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+                                     text=True, cwd=REPO, env=env)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -62,8 +66,12 @@ class LiveProcess:
     def wait(self, timeout: float = 60.0) -> int:
         try:
             code = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:  # say where it stood: what it printed before it hung
-            self.kill()
+        except subprocess.TimeoutExpired:  # say where it stood: what it printed, and each thread's stack
+            self.proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack, then it ends
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
             self._reader.join(timeout=5)
             said = self.text[-4000:]
             raise AssertionError(f"clara live did not exit within {timeout} s; its output:\n{said}") from None

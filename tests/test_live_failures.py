@@ -32,8 +32,9 @@ EXIT_AFTER_LOSS = 1.0  # seconds from a JACK server's exit to clara live's (save
 class Run(LiveProcess):
     """`clara live --no-ui --seed 7 ARGS`."""
 
-    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL) -> None:
-        super().__init__(tmp_path, "--no-ui", "--seed", "7", *args, env=env, stdin=stdin)
+    def __init__(self, tmp_path: Path, *args: str, env: dict | None = None, stdin=subprocess.DEVNULL,
+                 sigint_ignored: bool = False) -> None:
+        super().__init__(tmp_path, "--no-ui", "--seed", "7", *args, env=env, stdin=stdin, sigint_ignored=sigint_ignored)
 
 
 def _onsets(midi: mido.MidiFile, track: int) -> list[tuple[float, int]]:
@@ -98,8 +99,9 @@ def test_a_sigkill_loses_at_most_the_last_seconds_of_the_session(tmp_path):
 def test_with_no_midi_input_the_computer_keyboard_plays_and_is_answered(tmp_path):
     master, slave = os.openpty()
     try:
+        # started as `clara live &` in a script starts, with SIGINT ignored: Ctrl-C still ends it
         run = Run(tmp_path, "--midi-api", "jack", "--set", "live.audio_driver=none", "--bpm", "120",
-                  env=NO_JACK, stdin=slave)
+                  env=NO_JACK, stdin=slave, sigint_ignored=True)
         run.wait_for("play the computer keyboard")
         assert "A S D F G H J K" in run.text  # how to play, said where the player looks
         for key in b"asdfgfdsa":

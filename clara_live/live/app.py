@@ -232,6 +232,8 @@ class LiveApp:
         if isinstance(self.source, TerminalKeys) and not self.options.ui:
             self.log(HELP)
         previous = signal.signal(signal.SIGTERM, _terminate)
+        # Ctrl-C ends the session even where it started ignored (a script's background job: `clara live &`)
+        interrupt = signal.signal(signal.SIGINT, signal.default_int_handler)
         self.view = None
         try:
             if self.options.ui:
@@ -245,6 +247,7 @@ class LiveApp:
             self.log("stopping")
         finally:  # whatever ended the session: silence first, then keep what was played
             signal.signal(signal.SIGTERM, previous)
+            signal.signal(signal.SIGINT, interrupt)
             self.scheduler.panic()
             self.worker.close()
             self.source.close()
