@@ -104,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
                    "and timing from the model) or flat (one velocity, on the grid)")
     p.add_argument("--style", metavar="NAME", help="sampling.style: a style the model learned (chopin, pop, lied, "
-                   "quartet...); its token opens the music (a style it does not know: none)")
+                   "quartet...); its token opens the music (default piano; none or a style it does not know: no token)")
     search = p.add_mutually_exclusive_group()
     search.add_argument("--beam", type=_int_up_to(MAX_BEAM), default=1, metavar="B",
                         help=f"beam search of width B (at most {MAX_BEAM})")
@@ -170,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--touch", choices=("learned", "flat"), help="sampling.touch: learned (each note's velocity "
                    "and timing from the model) or flat (one velocity, on the grid)")
     p.add_argument("--style", metavar="NAME", help="sampling.style: a style the model learned (chopin, pop, lied, "
-                   "quartet...); its token opens the music (a style it does not know: none)")
+                   "quartet...); its token opens the music (default piano; none or a style it does not know: no token)")
     # live_*: continue and judge score have a --candidates or --critic of their own, no live setting
     p.add_argument("--candidates", dest="live_candidates", type=_positive_int, metavar="K",
                    help="sample K answers at once and play the critic's pick (live.candidates)")

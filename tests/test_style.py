@@ -23,11 +23,11 @@ PROMPT = SHARED / "corpus" / "piano-midi-de" / "Chopin" / "chpn-p7.mid"
 def styled(tmp_path) -> Path:
     """A tiny model whose vocabulary holds two styles, the chopin row made to matter."""
     codec = CodecConfig()
-    vocabulary = make_codec(codec).vocabulary() + ["style_chopin", "style_pop"]
+    vocabulary = make_codec(codec).vocabulary() + ["style_chopin", "style_pop", "style_piano"]
     torch.manual_seed(0)
     model = AWDLSTM(len(vocabulary), ModelConfig(emb_size=16, hidden_size=32, num_layers=2, touch=False)).eval()
     with torch.no_grad():
-        model.embed.weight[-2] *= 40  # a state far from any other token's
+        model.embed.weight[-3] *= 40  # style_chopin: a state far from any other token's
     save_model(tmp_path / "m", model, codec, vocabulary)
     return tmp_path / "m"
 
@@ -59,13 +59,14 @@ def test_a_known_style_opens_the_prompt_and_an_unknown_one_is_none(styled, capsy
     chopin = _fed(styled, "chopin")
     assert chopin[0] == vocabulary.index("style_chopin")
     assert vocabulary.index("style_chopin") not in chopin[1:] and vocabulary.index("style_pop") not in chopin
-    plain, unknown = _fed(styled, ""), _fed(styled, "bach")
-    assert plain == unknown == chopin[1:]  # the prompt as before, no style token
+    plain, none, unknown = _fed(styled, ""), _fed(styled, "none"), _fed(styled, "bach")
+    assert none == unknown == chopin[1:]  # the prompt as before, no style token
+    assert plain == [vocabulary.index("style_piano"), *none]  # none asked for: the piano corpora's style
     out = styled.parent / "bach.mid"
     assert main(["continue", str(PROMPT), "--model", str(styled), "-o", str(out), "--seconds", "2",
                  "--style", "bach"]) == 0
     err = capsys.readouterr().err
-    assert "'bach' is not a style this model knows" in err and "chopin, pop" in err
+    assert "'bach' is not a style this model knows" in err and "chopin, piano, pop" in err
 
 
 def test_the_live_worker_opens_with_the_style(styled, torch_settings_restored):
@@ -78,11 +79,11 @@ def test_the_live_worker_opens_with_the_style(styled, torch_settings_restored):
     loaded = load_model(styled)
     engine = build_engine(loaded.model, InferenceConfig(device="cpu", precision="fp32"))
     logits = {}
-    for style in ("", "chopin"):
+    for style in ("none", "chopin"):
         sampler = Sampler(engine, loaded.vocabulary, loaded.codec, SamplingConfig(style=style), seed=1)
         Worker(sampler, lambda *event: None)
         logits[style] = sampler.logits.clone()
-    assert not torch.allclose(logits[""], logits["chopin"])
+    assert not torch.allclose(logits["none"], logits["chopin"])
 
 
 def test_a_style_must_be_lower_case_letters():

@@ -28,7 +28,7 @@ from clara_live.codec.notewise import TOUCH_UNKNOWN, Touch
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
-from clara_live.model.touch import LEVEL_WINDOW, level_features
+from clara_live.model.touch import LEVEL_WINDOW, sample_exact
 from clara_live.model.touch import sample as sample_touch
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, new_state
@@ -40,6 +40,8 @@ REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
 REGISTER_MARGIN = 7  # ... their middle 80 % widened by a fifth on either side
 MIN_VELOCITY = 12  # the softest note Clara plays with learned touch: softer is all but silent on most pianos
 PLAYED_NOTES = 64  # fed velocities say nothing of the player's dynamics while the last this many note-ons fed ...
+DEFAULT_STYLE = "piano"  # the style that opens the music with none asked for (the piano corpora's, corpus/styles.py)
+NO_STYLE = "none"  # sampling.style that asks for no style token at all
 PLAYED_VELOCITIES = 3  # ... hold fewer distinct velocities than this (a keyboard without velocity sends all 64)
 
 
@@ -56,6 +58,7 @@ class Snapshot(NamedTuple):
     output: torch.Tensor | None = None
     made: tuple[Strikes, ...] = ()
     recent: np.ndarray | None = None
+    previous: np.ndarray | None = None
 
 
 class Strikes:
@@ -146,6 +149,8 @@ class Sampler:
         self.made: list[Strikes] = [Strikes() for _ in range(streams)]  # each stream's sampled note-ons' touch
         # each stream's last LEVEL_WINDOW tokens' touch columns (velocity, offset): the touch head's running level
         self.recent = np.zeros((streams, LEVEL_WINDOW, 2), dtype=np.int64)
+        # each stream's last known strike's velocity (0: none yet), fed or sampled: a format-2 head's SAME
+        self.previous = np.zeros(streams, dtype=np.int64)
         self.fed_velocities: tuple[int, ...] = ()  # the last PLAYED_NOTES velocities of note-ons fed (known ones)
         self.motifs.reset()
         if self.memory is not None:
@@ -160,7 +165,8 @@ class Sampler:
                         None if self.logits is None else self.logits.clone(), self.logprob.copy(),
                         self.count.copy(), self.generator.get_state(),
                         None if self.memory is None else self.memory.snapshot(), self.heard, self.motifs.history,
-                        None if self.output is None else self.output.clone(), tuple(self.made), self.recent.copy())
+                        None if self.output is None else self.output.clone(), tuple(self.made), self.recent.copy(),
+                        self.previous.copy())
 
     def restore(self, snapshot: Snapshot) -> None:
         """Return exactly to a snapshot: the same tokens then follow for the same choices."""
@@ -175,6 +181,8 @@ class Sampler:
         self.made = list(snapshot.made) or [Strikes() for _ in self.states]
         self.recent = snapshot.recent.copy() if snapshot.recent is not None else \
             np.zeros((len(self.states), LEVEL_WINDOW, 2), dtype=np.int64)
+        self.previous = snapshot.previous.copy() if snapshot.previous is not None else \
+            np.zeros(len(self.states), dtype=np.int64)
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -194,6 +202,7 @@ class Sampler:
             self.output = self.output[index]
         self.made = [self.made[r] for r in rows]
         self.recent = self.recent[list(rows)]
+        self.previous = self.previous[list(rows)]
         if self.memory is not None:
             self.memory.select(rows)
         self._masks = self._masks_mixed = None
@@ -246,9 +255,13 @@ class Sampler:
         self._masks = self._masks_mixed = None
 
     def open_piece(self) -> bool:
-        """Feed the token of the style asked for (sampling.style), as a piece of that style opens in
-        training; False (nothing fed) without one or for a style the model does not know."""
-        style = self.vocab.style_id(self.sampling.style) if self.sampling.style else None
+        """Feed the token of the style asked for (sampling.style; with none asked for, DEFAULT_STYLE), as
+        a piece of that style opens in training; False (nothing fed) for "none" or a style the model does
+        not know. A model that learned styles heard one open every piece: with none, it starts from a
+        state it never knew (the joint model's answers to piano prompts then drifted, now and then, into
+        a quartet's tremolo and held chords)."""
+        name = self.sampling.style or DEFAULT_STYLE
+        style = self.vocab.style_id(name) if name != NO_STYLE else None
         if style is None:
             return False
         self.feed_ids([style])
@@ -257,7 +270,7 @@ class Sampler:
     def style_note(self) -> str | None:
         """A line for the player when the style asked for is one the model does not know, else None."""
         style = self.sampling.style
-        if not style or self.vocab.style_id(style) is not None:
+        if not style or style == NO_STYLE or self.vocab.style_id(style) is not None:
             return None
         known = ", ".join(sorted(self.vocab.style_ids)) or "none: it was trained without styles"
         return f"sampling.style {style!r} is not a style this model knows, so none is used (it knows: {known})"
@@ -299,11 +312,15 @@ class Sampler:
         rows = np.flatnonzero(strikes)
         if len(rows) and self.output is not None:
             index = torch.as_tensor(rows)
-            level = level_features(*torch.from_numpy(self.recent[rows]).unbind(-1))[:, -1]
+            previous = torch.from_numpy(self.previous[rows])
+            level = self.engine.touch_features(*torch.from_numpy(self.recent[rows]).unbind(-1), before=previous)[:, -1]
             v_logits, o_logits = self.engine.touch_logits(self.output[index.to(self.output.device)],
                                                           torch.as_tensor(ids[rows], device=self.engine.device),
                                                           level.to(self.engine.device))
-            drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
+            if self.engine.touch_format == 2:
+                drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator)
+            else:
+                drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
             drawn = drawn.clamp(MIN_VELOCITY, 127)
             velocity[index], hundredths[index] = drawn, torch.round(offset * 100).long().clamp(-50, 49)
             for row, v, o in zip(rows.tolist(), drawn.tolist(), offset.tolist(), strict=True):
@@ -317,6 +334,10 @@ class Sampler:
         columns = np.broadcast_to(columns, (self.streams, *columns.shape[1:]))
         pushed = np.concatenate([self.recent, columns], axis=1)[:, -LEVEL_WINDOW:]
         self.recent = pushed if active is None else np.where(np.asarray(active)[:, None, None], pushed, self.recent)
+        known = columns[..., 0] > 0  # (streams, tokens)
+        last = np.where(known.any(axis=1), columns[np.arange(self.streams), columns.shape[1] - 1 -
+                                                   np.argmax(known[:, ::-1], axis=1), 0], self.previous)
+        self.previous = last if active is None else np.where(np.asarray(active), last, self.previous)
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
         """Feed one token per stream; streams where `active` is False stay exactly as they are. With
