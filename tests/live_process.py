@@ -91,3 +91,42 @@ class LiveProcess:
         """The one session file it saved."""
         [path] = sorted(self.save_dir.glob("clara-session-*.mid"))
         return mido.MidiFile(path)
+
+
+class Studio:
+    """The player (an output into 'Clara In') and the listener (an input from 'Clara Out') of a
+    `clara live --virtual` over JACK; `name` prefixes their clients' names."""
+
+    def __init__(self, name: str = "", beat: float = 0.5) -> None:
+        from clara_live.live import ports
+
+        api = ports.resolve_api("jack")
+        self.beat = beat
+        self.heard: list[tuple[float, list[int]]] = []
+        self.listener = ports.InputPort(api, spec="Clara Out", client=f"{name}listener-{os.getpid()}",
+                                        sink=lambda m, t: self.heard.append((t, m)))
+        self.player = ports.OutputPort(api, spec="Clara In", client=f"{name}player-{os.getpid()}")
+
+    def play(self, pitches: list[int], start: float, length: float = 0.45, velocity: int = 90) -> float:
+        """One note a beat from `start` (monotonic); returns the last release time."""
+        released = start
+        for k, pitch in enumerate(pitches):
+            sleep_until(start + k * self.beat)
+            self.player.send([0x90, pitch, velocity])
+            sleep_until(start + k * self.beat + length)
+            self.player.send([0x80, pitch, 0])
+            released = time.monotonic()
+        return released
+
+    def clara(self, after: float = 0.0, channel: int = 0) -> list[tuple[float, list[int]]]:
+        """What Clara sent on `channel` from `after` on (channel messages only)."""
+        return [(t, m) for t, m in list(self.heard) if t >= after and m[0] & 0x0F == channel and m[0] < 0xF0]
+
+    def close(self) -> None:
+        self.listener.close()
+        self.player.close()
+
+
+def sleep_until(t: float) -> None:
+    while (left := t - time.monotonic()) > 0:
+        time.sleep(min(left, 0.002))

@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 from conftest import REPO
 from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
-from live_process import LiveProcess
+from live_process import LiveProcess, Studio
 from test_duet import save_model_with
 from test_live_synth import levels, open_synth, span
 
 from clara_live.config import load_config
-from clara_live.live import ports
 from clara_live.live.app import LiveOptions, part_programs, run_live
 from clara_live.live.playback import TimedInput, performance
 from clara_live.music.read import read_music
@@ -152,28 +151,13 @@ def test_fluidsynth_sounds_each_part_with_its_program(tmp_path):
     assert held[live.channel - 1] < -15.0, held  # piano: decays (about -26 dB over 2 s in FluidR3_GM)
 
 
-class Studio:
-    """The player (an output into 'Clara In') and the listener (an input from 'Clara Out')."""
-
-    def __init__(self) -> None:
-        api = ports.resolve_api("jack")
-        self.heard: list[tuple[float, list[int]]] = []
-        self.listener = ports.InputPort(api, spec="Clara Out", client=f"duet-listener-{os.getpid()}",
-                                        sink=lambda m, t: self.heard.append((t, m)))
-        self.player = ports.OutputPort(api, spec="Clara In", client=f"duet-player-{os.getpid()}")
-
-    def close(self) -> None:
-        self.listener.close()
-        self.player.close()
-
-
 def test_over_jack_each_part_has_its_program_and_channel_and_sigterm_closes_both(
         chamber_model, tmp_path, jack_server, jack_realtime):  # noqa: F811 - the fixtures' names
     live = LiveProcess(tmp_path, "--model", str(chamber_model), "--midi-api", "jack", "--virtual", "--no-ui",
                        "--bpm", "120", "--seed", "7", "--part", "v", "--clara-part", "p", "--passthrough",
                        "--set", "live.tempo_from_playing=false")
     live.wait_for("clara live ready", 60)
-    studio = Studio()
+    studio = Studio("duet-")
     try:
         time.sleep(0.3)  # let JACK connect the ports
         missed = xruns(jack_server)

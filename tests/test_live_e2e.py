@@ -7,7 +7,6 @@ measured by benchmarks/live_latency.py.
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from pathlib import Path
@@ -15,9 +14,7 @@ from pathlib import Path
 import mido
 import pytest
 from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
-from live_process import LiveProcess
-
-from clara_live.live import ports
+from live_process import LiveProcess, Studio, sleep_until
 
 pytestmark = pytest.mark.slow  # minutes of the suite: `make test` runs it, `make test-fast` does not
 
@@ -37,35 +34,6 @@ class Live(LiveProcess):
         self.wait_for("clara live ready", 60)
 
 
-class Studio:
-    """The player (an output into 'Clara In') and the listener (an input from 'Clara Out')."""
-
-    def __init__(self) -> None:
-        api = ports.resolve_api("jack")
-        self.heard: list[tuple[float, list[int]]] = []
-        self.listener = ports.InputPort(api, spec="Clara Out", client=f"listener-{os.getpid()}",
-                                        sink=lambda m, t: self.heard.append((t, m)))
-        self.player = ports.OutputPort(api, spec="Clara In", client=f"player-{os.getpid()}")
-
-    def play(self, pitches: list[int], start: float, length: float = 0.45, velocity: int = 90) -> float:
-        """One note per beat from `start` (monotonic); returns the last release time."""
-        released = start
-        for k, pitch in enumerate(pitches):
-            _sleep_until(start + k * BEAT)
-            self.player.send([NOTE_ON, pitch, velocity])
-            _sleep_until(start + k * BEAT + length)
-            self.player.send([NOTE_OFF, pitch, 0])
-            released = time.monotonic()
-        return released
-
-    def clara(self, after: float = 0.0, channel: int = 0) -> list[tuple[float, list[int]]]:
-        return [(t, m) for t, m in list(self.heard) if t >= after and m[0] & 0x0F == channel and m[0] < 0xF0]
-
-    def close(self) -> None:
-        self.listener.close()
-        self.player.close()
-
-
 def excuse_loss(realtime: bool, what: str) -> None:
     """Called once a message is seen lost: an xfail only where JACK runs without realtime scheduling
     (jackd -R refused), whose starved clients miss whole cycles on a busy machine (a 1,000 message/s
@@ -73,11 +41,6 @@ def excuse_loss(realtime: bool, what: str) -> None:
     there a loss is a failure, however many cycles the server logged as missed."""
     if not realtime:
         pytest.xfail(f"JACK runs without realtime scheduling here, so its clients miss whole cycles: {what}")
-
-
-def _sleep_until(t: float) -> None:
-    while (left := t - time.monotonic()) > 0:
-        time.sleep(min(left, 0.002))
 
 
 def _wait_quiet(studio: Studio, quiet: float, timeout: float) -> None:
@@ -153,7 +116,7 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
     assert all(m[2] == 90 for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0)  # the player's velocity
     # SIGTERM while silent: only the panic follows
     before = len(studio.heard)
-    assert live.terminate() == 0
+    assert live.terminate() == 0, live.text[-3000:]
     time.sleep(0.2)
     after = [m for _, m in studio.heard[before:]]
     assert after and all(m[0] & 0xF0 == CONTROL and m[1] == 123 for m in after), after
@@ -199,7 +162,7 @@ def test_the_player_interrupts_clara_and_sigterm_mid_answer_sends_only_the_panic
     time.sleep(0.3)
     sounding = _unpaired(studio.clara())
     before = len(studio.heard)
-    assert live.terminate() == 0
+    assert live.terminate() == 0, live.text[-3000:]
     time.sleep(0.2)
     after = [m for _, m in studio.heard[before:]]
     kinds = {(m[0] & 0xF0, m[1]) if m[0] & 0xF0 == CONTROL else (m[0] & 0xF0,) for m in after}
@@ -229,12 +192,12 @@ def test_a_burst_into_the_input_arrives_complete_and_in_order_while_clara_plays(
         missed = xruns(jack_server)
         t0 = time.monotonic()
         for k, message in enumerate(sent):
-            _sleep_until(t0 + k * 0.001)
+            sleep_until(t0 + k * 0.001)
             studio.player.send(message)
         time.sleep(1.0)
         missed = xruns(jack_server) - missed
         assert live.proc.poll() is None
-        assert live.terminate() == 0
+        assert live.terminate() == 0, live.text[-3000:]
         received = [line for line in live.lines if line.startswith("session:")]
         echoed = [m for _, m in studio.clara(channel=1) if m[0] & 0xF0 in (NOTE_ON, NOTE_OFF)]  # not the panic
         complete = bool(received) and f"session: {8 + len(sent)} messages in" in received[0]
