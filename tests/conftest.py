@@ -92,20 +92,33 @@ def _name(path: Path) -> str:
     return f"{path.parent.name}/{path.name}"
 
 
-def save_tiny_model(folder: Path) -> Path:
-    """A tiny notewise model folder (8/16 x 2, random weights from seed 0): for tests of the way in
-    (loading, checking, the CLI), not of the music."""
+def save_tiny_model(folder: Path, chamber: bool = False) -> Path:
+    """A tiny notewise model folder (8/16 x 2, random weights from seed 0), with families p and v
+    (`chamber`) or p alone: for tests of the way in (loading, checking, the CLI, duet roles), not of
+    the music."""
     import torch
 
     from clara_live.config import ModelConfig
     from clara_live.model import AWDLSTM, save_model
 
     torch.manual_seed(0)
-    codec = CodecConfig()
+    codec = CodecConfig(chamber=chamber)
     vocabulary = make_codec(codec).vocabulary()
     save_model(folder, AWDLSTM(len(vocabulary), ModelConfig(emb_size=8, hidden_size=16, num_layers=2)), codec,
                vocabulary)
     return folder
+
+
+@pytest.fixture(scope="session")
+def chamber_model(tmp_path_factory) -> Path:
+    """A tiny random chamber model (families p and v)."""
+    return save_tiny_model(tmp_path_factory.mktemp("chamber"), chamber=True)
+
+
+@pytest.fixture(scope="session")
+def piano_model(tmp_path_factory) -> Path:
+    """A tiny random model of the piano family alone."""
+    return save_tiny_model(tmp_path_factory.mktemp("piano"))
 
 
 @pytest.fixture(scope="session")

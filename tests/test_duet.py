@@ -11,40 +11,17 @@ import numpy as np
 import pytest
 
 from clara_live.cli import main
-from clara_live.codec import make_codec
 from clara_live.codec.tokens import Kind
 from clara_live.codec.vocabulary import KINDS
-from clara_live.config import CodecConfig, ConfigError, ModelConfig, load_config
+from clara_live.config import ConfigError, load_config
 from clara_live.engine import build_engine
 from clara_live.live.commands import Answer, Feed, Send
 from clara_live.live.rehearsal import first_answer
 from clara_live.live.session import Session
-from clara_live.model import AWDLSTM, load_model, save_model
+from clara_live.model import load_model
 from clara_live.sampling.sampler import Sampler
 
 T0 = 0.0
-
-
-def save_model_with(folder: Path, chamber: bool) -> Path:
-    """A tiny notewise model (8/16 x 2, random weights from seed 0), with families p and v (`chamber`) or p alone."""
-    import torch
-
-    torch.manual_seed(0)
-    codec = CodecConfig(chamber=chamber)
-    vocabulary = make_codec(codec).vocabulary()
-    save_model(folder, AWDLSTM(len(vocabulary), ModelConfig(emb_size=8, hidden_size=16, num_layers=2)), codec,
-               vocabulary)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def chamber_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("chamber"), chamber=True)
-
-
-@pytest.fixture(scope="module")
-def piano_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("piano"), chamber=False)
 
 
 class Recording(Sampler):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import mido
 import pytest
-from test_duet import Recording, save_model_with
+from test_duet import Recording
 
 from clara_live.cli import main
 from clara_live.config import LiveConfig, load_config
@@ -21,16 +21,6 @@ from clara_live.music.read import read_music
 
 LINE = [72, 74, 76, 77, 79, 77, 76, 74]
 CHORDS = [(48, 55, 64), (53, 57, 65), (55, 59, 62), (48, 52, 60)]
-
-
-@pytest.fixture(scope="module")
-def chamber_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("chamber"), chamber=True)
-
-
-@pytest.fixture(scope="module")
-def piano_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("piano"), chamber=False)
 
 
 def duet(path: Path, name: str = "Violin", program: int | None = 40) -> Path:

@@ -18,7 +18,6 @@ import pytest
 from conftest import REPO
 from jack_fixture import jack_realtime, jack_server, xruns  # noqa: F401
 from live_process import LiveProcess, Studio
-from test_duet import save_model_with
 from test_live_synth import levels, open_synth, span
 
 from clara_live.config import load_config
@@ -30,11 +29,6 @@ pytestmark = pytest.mark.slow  # real components (JACK, FluidSynth, processes): 
 
 NOTE_ON, NOTE_OFF, CONTROL, PROGRAM = 0x90, 0x80, 0xB0, 0xC0
 LINE = [67, 69, 71, 72, 74, 72, 71, 69]
-
-
-@pytest.fixture(scope="module")
-def chamber_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("chamber"), chamber=True)
 
 
 def phrase_file(path: Path, pitches: list[int] = LINE, ticks: int = 440) -> Path:

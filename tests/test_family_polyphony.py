@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_duet import Recording, save_model_with
+from test_duet import Recording
 from test_duet_continue import duet
 
 from clara_live.codec import make_codec
@@ -24,11 +24,6 @@ from clara_live.sampling.grammar import ChordwiseState, NotewiseState
 SEEDS = range(4)
 CHAMBER = CodecConfig(chamber=True)
 VOCAB = Vocabulary(make_codec(CHAMBER).vocabulary(), CHAMBER)
-
-
-@pytest.fixture(scope="module")
-def chamber_model(tmp_path_factory) -> Path:
-    return save_model_with(tmp_path_factory.mktemp("chamber"), chamber=True)
 
 
 def most_v_sounding(tokens: list[str], start: int) -> int:
