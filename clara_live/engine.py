@@ -77,11 +77,21 @@ class Engine(nn.Module):
         logits = self.decoder(layers[-1]).float()
         return (logits, hidden, layers[-1].float()) if outputs else (logits, hidden)
 
+    @property
+    def touch_format(self) -> int:
+        """The touch head's format (model/touch.py: 1 bins, 2 also SAME and ON); 0 without touch."""
+        return self._touch[0].format if self._touch else 0
+
+    def touch_features(self, velocity: torch.Tensor, offset: torch.Tensor, before: torch.Tensor | None = None
+                       ) -> torch.Tensor:
+        """What the touch head reads beside the state (model/touch.py's TouchLayers.features)."""
+        return self._touch[0].features(velocity, offset, before=before)
+
     @torch.inference_mode()
     def touch_logits(self, output: torch.Tensor, struck: torch.Tensor, level: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """(velocity logits, offset logits) of striking `struck` (ids) after the last layer's `output`,
-        at the running `level` (model/touch.py's level_features)."""
+        with the head's features `level` (touch_features)."""
         return self._touch[0].logits(output.float(), self.embed(struck).float(), level.float())
 
     def to(self, *args, **kwargs):

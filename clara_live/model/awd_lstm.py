@@ -15,7 +15,7 @@ from torch import nn
 from clara_live.config import ModelConfig
 from clara_live.model.embedding_dropout import embedding_dropout
 from clara_live.model.locked_dropout import LockedDropout
-from clara_live.model.touch import TouchLayers, input_rows, level_features
+from clara_live.model.touch import TouchLayers, input_rows
 from clara_live.model.weight_drop import Hidden, WeightDropLSTM
 
 Layer = Callable[[torch.Tensor, Hidden], tuple[torch.Tensor, Hidden]]  # (x, state) -> (output, state)
@@ -51,7 +51,7 @@ class AWDLSTM(nn.Module):
         self.decoder = nn.Linear(sizes[-1], vocab_size)
         if config.tie_weights:
             self.decoder.weight = self.embed.weight
-        self.touch = TouchLayers(config.emb_size) if config.touch else None
+        self.touch = TouchLayers(config.emb_size, config.touch_format) if config.touch else None
         self.drop = LockedDropout()
         self.dropouts = Dropouts(config.dropout_emb, config.dropout_input, config.dropout_hidden,
                                  config.dropout_output)
@@ -65,7 +65,8 @@ class AWDLSTM(nn.Module):
                  torch.zeros(1, batch_size, layer.lstm.hidden_size, device=device)) for layer in self.layers]
 
     def forward(self, tokens: torch.Tensor, hidden: list[Hidden], activations: bool = False,
-                touch: tuple[torch.Tensor, torch.Tensor] | None = None, struck: torch.Tensor | None = None):
+                touch: tuple[torch.Tensor, torch.Tensor] | None = None, struck: torch.Tensor | None = None,
+                previous: torch.Tensor | None = None):
         """tokens: (batch, time) ids -> logits (batch, time, vocab) and the new hidden state.
 
         With activations=True a third value holds the last layer's outputs for AR/TAR (a flag
@@ -73,7 +74,8 @@ class AWDLSTM(nn.Module):
         output, without the logits: `encode`. `touch`: each token's velocity and offset (a piece
         array's columns; model/touch.py), for a model with touch; with `struck` (the next ids, in
         training; `touch` given too) a fourth value holds touch's (velocity, offset) logits for
-        striking them.
+        striking them; `previous` (batch,): the last known velocity before these tokens (0: none),
+        which a format-2 head reads (touch.TouchLayers.features).
         """
         outputs, new_hidden = self.encode(tokens, hidden, touch=touch)
         x = self.drop(outputs[-1], self.dropouts.output)
@@ -82,7 +84,8 @@ class AWDLSTM(nn.Module):
             return logits, new_hidden
         if struck is None:
             return logits, new_hidden, Activations(outputs[-1], x)
-        return logits, new_hidden, Activations(outputs[-1], x), self.touch_logits(x, struck, level_features(*touch))
+        return logits, new_hidden, Activations(outputs[-1], x), self.touch_logits(
+            x, struck, self.touch.features(*touch, before=previous))
 
     def encode(self, tokens: torch.Tensor, hidden: list[Hidden], dropouts: Dropouts | None = None,
                touch: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[list[torch.Tensor], list[Hidden]]:
@@ -101,8 +104,8 @@ class AWDLSTM(nn.Module):
     def touch_logits(self, output: torch.Tensor, struck: torch.Tensor, level: torch.Tensor
                      ) -> tuple[torch.Tensor, torch.Tensor]:
         """(velocity logits, offset logits) of striking `struck` (ids, (batch, time)) after the last
-        layer's `output` (batch, time, emb), at the running `level` (touch.level_features of the
-        touch up to there); a model with touch only."""
+        layer's `output` (batch, time, emb), with the head's features `level` (touch.TouchLayers.features
+        of the touch up to there); a model with touch only."""
         if self.touch is None:
             raise ValueError("this model has no touch (model.touch is false)")
         return self.touch.logits(output, self.embed(struck), level)

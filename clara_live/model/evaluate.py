@@ -14,7 +14,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from clara_live.model.awd_lstm import AWDLSTM, detach
-from clara_live.model.touch import IGNORE, OFFSET_WIDTHS, value_bits, velocity_width
+from clara_live.model.touch import (
+    IGNORE,
+    OFFSET_WIDTHS,
+    exact_value_bits,
+    previous_velocity,
+    value_bits,
+    value_log_probs,
+    velocity_width,
+)
 from clara_live.model.touch import targets as touch_targets
 
 
@@ -57,6 +65,7 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
         table, mask = table.to(device), mask.to(device)
         ids = table[..., 0]
         hidden = model.init_hidden(len(group))
+        previous = torch.zeros(len(group), dtype=torch.long, device=device)  # the last known velocity (format 2)
         for t in range(0, length - 1, chunk):
             inputs, targets = ids[:, t:t + chunk], ids[:, t + 1:t + 1 + chunk]
             inputs = inputs[:, :targets.size(1)]
@@ -64,8 +73,11 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
             if with_touch:
                 given = table[:, t:t + inputs.size(1)]
                 logits, hidden, acts, heads = model(inputs, hidden, activations=True,
-                                                    touch=(given[..., 1], given[..., 2]), struck=targets)
-                v, o, n = _touch_bits(heads, table[:, t + 1:t + 1 + chunk], valid)
+                                                    touch=(given[..., 1], given[..., 2]), struck=targets,
+                                                    previous=previous)
+                before = previous_velocity(given[..., 1], previous) if model.touch.format == 2 else None
+                v, o, n = _touch_bits(heads, table[:, t + 1:t + 1 + chunk], valid, before)
+                previous = before[:, -1] if before is not None else previous
                 velocity_bits, offset_bits, strikes = velocity_bits + v, offset_bits + o, strikes + n
             else:
                 logits, hidden = model(inputs, hidden)
@@ -89,13 +101,18 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
     return result
 
 
-def _touch_bits(heads: tuple[torch.Tensor, torch.Tensor], given: torch.Tensor, valid: torch.Tensor
-                ) -> tuple[float, float, int]:
-    """Summed bits of the known strikes' velocities and offsets under the touch head, and their count."""
+def _touch_bits(heads: tuple[torch.Tensor, torch.Tensor], given: torch.Tensor, valid: torch.Tensor,
+                previous: torch.Tensor | None = None) -> tuple[float, float, int]:
+    """Summed bits of the known strikes' velocities and offsets under the touch head, and their count.
+    `previous`: a format-2 head's previous known velocity before each strike (touch.previous_velocity)."""
     velocity_target, offset_target = touch_targets(given[..., 1], given[..., 2])
     known = valid & (velocity_target != IGNORE)
     if not known.any():
         return 0.0, 0.0, 0
+    if previous is not None:
+        logs = value_log_probs(heads[0][known], heads[1][known], previous[known])
+        velocity, offset = exact_value_bits(*logs, given[..., 1][known], given[..., 2][known], previous[known])
+        return velocity.sum().item(), offset.sum().item(), int(known.sum().item())
     velocity = value_bits(F.log_softmax(heads[0].float()[known], -1), velocity_target[known],
                           velocity_width(velocity_target[known]).float())
     offset = value_bits(F.log_softmax(heads[1].float()[known], -1), offset_target[known],

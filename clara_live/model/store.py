@@ -87,7 +87,8 @@ def check_config(meta: dict, path: Path) -> tuple[Config, list[str]]:
     for section in ("model", "codec"):
         if not isinstance(meta.get(section), dict):
             raise ModelError(f"{path}: no {section!r} section (a model folder records its {section} settings)")
-    model = {"touch": False, **meta["model"]}  # a model saved before touch existed has none
+    # a model saved before touch existed has none; one saved before touch_format has format 1's head
+    model = {"touch": False, "touch_format": 1, **meta["model"]}
     try:
         config = from_dict({"model": model, "codec": meta["codec"]}, str(path))
     except ConfigError as exc:
