@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     loaded = load_model(args.model)
-    if loaded.codec.encoding != "notewise":
+    if not make_codec(loaded.codec).streams_events:
         raise SystemExit(f"{args.model}: this benchmark counts notewise on-tokens, the model is "
                          f"{loaded.codec.encoding}")
     is_note = Vocabulary(loaded.vocabulary, loaded.codec).top >= 0  # the tokens that strike a note

@@ -107,3 +107,31 @@ def test_decoding_passes_over_a_style_token(codec):
     notes = [StepNote(0, 4, codec.low_pitch + 2), StepNote(4, 8, codec.low_pitch + 5)]
     tokens = coder.encode(notes)
     assert coder.decode(["style_chopin", *tokens]) == coder.decode(tokens)
+
+
+@pytest.mark.parametrize("codec", [NOTEWISE, CHORDWISE, CodecConfig(chamber=True),
+                                   CodecConfig(encoding="chordwise", chamber=True, num_pitches=12, low_pitch=60,
+                                               violin_low=60)], ids=["notewise", "chordwise", "notewise-chamber",
+                                                                     "chordwise-chamber"])
+def test_the_codec_says_what_its_encoding_can_do_and_writes_a_silence_of_any_length(codec):
+    from clara_live.codec.stream import NotewiseStream
+
+    coder = make_codec(codec)
+    notewise = codec.encoding == "notewise"
+    assert coder.streams_events is notewise
+    assert coder.unknown_token == (None if notewise else UNK)
+    assert coder.silence(0) == []
+    for steps in (1, codec.wait_limit, 2 * codec.wait_limit + 5):
+        tokens = coder.silence(steps)
+        if notewise:  # waits of that many steps in all: a note struck after them starts there
+            assert [n.start for n in coder.decode([*tokens, strike(0), wait(1)])] == [steps]
+        else:  # a rest for every family at every step
+            assert coder.decode(tokens) == [] and len(tokens) == steps * len(coder.grammar.families)
+            assert {coder.grammar.parse(t).kind.name for t in tokens} == {"REST"}
+    vocab = Vocabulary(coder.vocabulary({}), codec)
+    assert vocab.coder.streams_events is notewise
+    if notewise:
+        assert NotewiseStream(vocab).vocab is vocab
+    else:
+        with pytest.raises(ValueError, match="one event a token, and chordwise does not"):
+            NotewiseStream(vocab)

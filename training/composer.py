@@ -31,6 +31,7 @@ from typing import NamedTuple
 
 import torch
 
+from clara_live.codec import make_codec
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.corpus.works import composer_name
 from clara_live.errors import InputError
@@ -114,7 +115,7 @@ def train_composer(corpus: list[str], out: str | Path, generator: str | Path,
     window, seed, transpose = options.window, options.seed, options.transpose
     began = time.monotonic()
     loaded = load_model(generator)
-    if transpose and loaded.codec.encoding != "notewise":
+    if transpose and not make_codec(loaded.codec).streams_events:
         raise InputError(f"{generator}: transposed copies need a notewise model (give --transpose 0)")
     stride = options.stride or max(1, window // 2)
     vocab = Vocabulary(loaded.vocabulary, loaded.codec)  # once: a chordwise one takes 0.2 s to read

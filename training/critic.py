@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from clara_live.codec.tokens import silence, wait
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CorpusConfig, load_config
 from clara_live.corpus import split_of
@@ -95,8 +94,7 @@ def _begin(sampler: Sampler, prompts: Prompts | None, burn_in: int, rng: np.rand
         at = int(rng.integers(0, max(1, len(piece) - prompts.tokens)))
         sampler.feed_ids(piece[at:at + prompts.tokens].tolist())  # already ids over the generator's vocabulary
         return 0
-    codec = sampler.vocab.codec
-    sampler.feed([wait(codec.wait_limit)] if codec.encoding == "notewise" else [silence(codec)])
+    sampler.feed(sampler.vocab.coder.silence(sampler.vocab.codec.wait_limit))
     return burn_in
 
 

@@ -13,15 +13,26 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from clara_live.codec.tokens import UNK, Grammar, Kind
+from clara_live.codec.tokens import UNK, Grammar, Kind, Token
 from clara_live.config import CodecConfig
 from clara_live.music.notes import StepNote, normalise
 
 
 class ChordwiseCodec:
+    """One token a step and family: the chord it strikes or a rest. Its vocabulary is the corpus's
+    frequent chords, the rest `<unk>`; a stream of it cannot take one note at a time. The attributes
+    the rest of Clara asks are NotewiseCodec's."""
+
+    streams_events = False
+    unknown_token: str | None = UNK
+
     def __init__(self, config: CodecConfig) -> None:
         self.config = config
         self.grammar = Grammar(config)
+
+    def silence(self, steps: int) -> list[str]:
+        families = self.grammar.families
+        return [str(Token(Kind.REST, family, 0)) for _ in range(max(steps, 0)) for family in families]
 
     def encode(self, notes: Iterable[StepNote]) -> list[str]:
         """Tokens for notes on the step grid, from step 0 to the last onset."""

@@ -37,9 +37,24 @@ def wait_tokens(steps: int, limit: int) -> list[str]:
 
 
 class NotewiseCodec:
+    """One token an event: a note's start, a note's end, a wait. What the rest of Clara asks of an
+    encoding (`codec.make_codec`) are these attributes, never its name:
+
+    - `streams_events`: its tokens are events a stream can take one at a time (a live session, a
+      player's note fed as it comes, touch at each note-on, a vocabulary grown by new tokens,
+      transposition token by token);
+    - `unknown_token`: the token a corpus writes for what the vocabulary lacks (None: it lacks nothing);
+    - `silence(steps)`: the tokens of a silence that long, to prime a model with."""
+
+    streams_events = True
+    unknown_token: str | None = None
+
     def __init__(self, config: CodecConfig) -> None:
         self.config = config
         self.grammar = Grammar(config)
+
+    def silence(self, steps: int) -> list[str]:
+        return wait_tokens(steps, self.config.wait_limit)
 
     def encode(self, notes: Iterable[StepNote]) -> list[str]:
         """Tokens for notes on the step grid (as made by steps.to_steps)."""

@@ -29,8 +29,8 @@ class NotewiseStream:
     """One notewise token stream over a model's vocabulary; see the module docstring."""
 
     def __init__(self, vocab: Vocabulary, family: str = PIANO) -> None:
-        if vocab.codec.encoding != "notewise":
-            raise ValueError("a token stream is notewise")
+        if not vocab.coder.streams_events:
+            raise ValueError(f"a token stream takes one event a token, and {vocab.codec.encoding} does not")
         if family not in vocab.families:
             raise ValueError(f"family {family!r}: the vocabulary's families are {', '.join(vocab.families)}")
         self.vocab = vocab

@@ -12,8 +12,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
+from clara_live.codec import make_codec
 from clara_live.codec.notewise import wait_tokens
-from clara_live.codec.tokens import UNK, Grammar, Kind, transposed
+from clara_live.codec.tokens import UNK, Kind, transposed
 from clara_live.config import CodecConfig
 
 KINDS = (Kind.ON, Kind.OFF, Kind.WAIT, Kind.CHORD, Kind.REST, Kind.UNK, Kind.STYLE)  # new kinds go last
@@ -26,7 +27,8 @@ class Vocabulary:
         self.tokens = list(tokens)
         self.index = {t: i for i, t in enumerate(self.tokens)}
         self.codec = codec
-        self.grammar = grammar = Grammar(codec)
+        self.coder = make_codec(codec)  # what the encoding can do (streams_events, unknown_token, silence)
+        self.grammar = grammar = self.coder.grammar
         self.families = grammar.families
         self.unknown: int | None = self.index.get(UNK)  # the id of <unk>, if the vocabulary has one
         size = len(self.tokens)

@@ -206,7 +206,8 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
     composers: dict[str, dict[str, int]] = {}
     work_sets: dict[str, set[int]] = defaultdict(set)
     chord_counts: Counter[str] = Counter()
-    grammar = Grammar(config.codec)
+    codec = make_codec(config.codec)
+    grammar = codec.grammar
     lines = {s: 0 for s in SPLITS}
     handles, touches = {}, {}
     with contextlib.ExitStack() as files:
@@ -218,7 +219,7 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
             handles[split].write(" ".join(tokens) + "\n")
             touches[split].write((r.touch or "-") + "\n")
             shifts = allowed_shifts(r.low, r.high, config) if split == "train" else [0]
-            if split == "train" and config.codec.encoding == "chordwise":
+            if split == "train" and codec.unknown_token is not None:  # its vocabulary: the frequent chords
                 chord_counts.update(_chords_in_keys(r.tokens, shifts, grammar))
             stats = split_stats[split]
             stats["pieces"] += 1
@@ -242,7 +243,6 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
             lines[split] += 1
     for split in SPLITS:
         split_stats[split]["works"] = len(work_sets[split])
-    codec = make_codec(config.codec)
     frequent = {c: n for c, n in chord_counts.items() if n >= config.corpus.chord_min_count}
     manifest = {
         "format": FORMAT_VERSION,
@@ -250,7 +250,7 @@ def _write(out: Path, specs: list[str], config: Config, results: list[Encoded]) 
         "codec": dataclasses.asdict(config.codec),
         "corpus": dataclasses.asdict(config.corpus),
         "vocabulary": codec.vocabulary(frequent) + [style(name) for name in sorted(style_stats)],
-        "unknown_token": UNK if config.codec.encoding == "chordwise" else None,
+        "unknown_token": codec.unknown_token,
         "splits": split_stats,
         "corpora": dict(sorted(by_corpus.items())),
         "composers": dict(sorted(composers.items())),

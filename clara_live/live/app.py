@@ -31,6 +31,7 @@ from typing import TextIO
 
 import numpy as np
 
+from clara_live.codec import make_codec
 from clara_live.config import Config
 from clara_live.errors import ClaraError
 from clara_live.live import plumbing
@@ -83,7 +84,7 @@ def run_live(options: LiveOptions, config: Config, out: TextIO = sys.stdout, pla
 
         link.require()  # without the optional extra: one line saying how to get it, before the model loads
     loaded = load_model(options.model)
-    if loaded.codec.encoding != "notewise":
+    if not make_codec(loaded.codec).streams_events:
         raise ClaraError(f"{options.model}: clara live needs a notewise model, this one is {loaded.codec.encoding}")
     check_parts(options.model, loaded.codec, config.live)
     if config.live.tempo_from_playing and config.live.tempo_method != "classic":

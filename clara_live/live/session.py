@@ -55,8 +55,8 @@ class Session:
 
     def __init__(self, live: LiveConfig, vocab: Vocabulary, sampling: SamplingConfig, t0: float,
                  beats_per_bar: int = 4) -> None:
-        if vocab.codec.encoding != "notewise":
-            raise ValueError("a live session needs a notewise model")
+        if not vocab.coder.streams_events:
+            raise ValueError("a live session needs a model whose tokens are events (notewise)")
         self.live, self.codec, self.sampling = live, vocab.codec, sampling
         self.sf = self.codec.sample_freq
         self.beats_per_bar = beats_per_bar

@@ -61,8 +61,8 @@ class Worker:
                  clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None,
                  accompany: bool = False, cancel: Callable[[int, float, bool], None] | None = None,
                  part: str | None = None) -> None:
-        if sampler.vocab.codec.encoding != "notewise":
-            raise ValueError("the live worker needs a notewise model")
+        if not sampler.vocab.coder.streams_events:
+            raise ValueError("the live worker needs a model whose tokens are events (notewise)")
         self.sampler = sampler
         self.schedule = schedule
         self.lookahead = lookahead

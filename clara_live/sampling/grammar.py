@@ -294,4 +294,4 @@ def repeat_limit(max_repeats: int, longest_run: int) -> int:
 
 
 def new_state(vocab: Vocabulary, sampling: SamplingConfig) -> NotewiseState | ChordwiseState:
-    return (NotewiseState if vocab.codec.encoding == "notewise" else ChordwiseState)(vocab, sampling)
+    return (NotewiseState if vocab.coder.streams_events else ChordwiseState)(vocab, sampling)

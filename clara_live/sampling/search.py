@@ -182,7 +182,7 @@ def _recount(sampler: Sampler, tokens: list[str]) -> list[str]:
     """Tokens played again from here. A chordwise rest counts the notes struck just before it,
     so a repeated rest is recounted for its new place; notewise tokens stay as they are."""
     vocab = sampler.vocab
-    if vocab.codec.encoding != "chordwise":
+    if vocab.coder.streams_events:
         return tokens
     state = sampler.states[0].copy()
     out = []
@@ -198,7 +198,7 @@ def _recount(sampler: Sampler, tokens: list[str]) -> list[str]:
 
 def first_steps(ids: list[int], steps: int, vocab: Vocabulary) -> list[int]:
     """The ids of the first `steps` steps (a wait across the cut is split at it)."""
-    if vocab.codec.encoding == "chordwise":
+    if not vocab.coder.streams_events:  # a token a step and family
         return list(ids[:steps * len(vocab.families)])
     out: list[int] = []
     now = 0
