@@ -40,6 +40,12 @@ V_PART_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|stimme|sop
                          r"violin|violino|viola|cello|violoncello|melody|flute|oboe|clarinet|horn|trumpet|sax)",
                          re.IGNORECASE)
 
+# a part named for a singer sounds as a voice (VOICE_OOHS) unless its program is already a voice's (choir aahs,
+# voice oohs, synth voice): OpenScore's Lieder, as MuseScore wrote them, give the voice an oboe's program (68)
+VOICE_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|singstimme|stimme|soprano|mezzo|alto|contralto|"
+                        r"tenor|baritone)", re.IGNORECASE)
+VOICE_PROGRAMS = (52, 53, 54)
+VOICE_OOHS = 53
 
 V_TRACKS = ("violin", "cello")  # the names steps_to_midi gives a `v` part's tracks
 
@@ -103,11 +109,16 @@ def chamber_parts(piece: Piece) -> Piece:
 
 def v_program(piece: Piece) -> int | None:
     """The General MIDI program the prompt's `v` part was read with, so her `v` part sounds as the
-    prompt's does (a voice at 52 or 53 goes on as a voice, not a violin). None where no `v` part has a
+    prompt's does (a voice at 52 or 53 goes on as a voice, not a violin); a part named for a singer
+    (VOICE_NAME) as a voice, VOICE_OOHS, whatever else its file gave it. None where no `v` part has a
     `v` program (a part `v` by its track's name alone, a file with no programs) or the `v` parts have
     several (a violin and a cello: written as violin 40 and cello 42 by pitch, as before)."""
     parts = {n.part for n in piece.notes if n.family == VIOLIN}
-    programs = {piece.programs[p] for p in parts if p < len(piece.programs)}
+    programs = set()
+    for p in parts:
+        program = piece.programs[p] if p < len(piece.programs) else -1
+        name = piece.parts[p] if p < len(piece.parts) else ""
+        programs.add(VOICE_OOHS if VOICE_NAME.search(name) and program not in VOICE_PROGRAMS else program)
     found = {p for p in programs if 0 <= p <= 127 and family_of(p) == VIOLIN}
     return found.pop() if len(found) == 1 else None
 

@@ -160,11 +160,12 @@ def test_the_piano_roll_draws_each_family_apart(chamber_model, tmp_path, monkeyp
 
 
 def test_her_v_part_keeps_the_prompt_s_v_program(chamber_model, tmp_path):
-    """A voice prompt at 52 or 53 goes on as a voice (her v tracks and the prompt's at its program); a v part
-    with no v program (named Voice, no program) is written at live.program_v's default, violin 40."""
+    """A voice prompt at 52 or 53 goes on as a voice (her v tracks and the prompt's at its program), and so does
+    a part named for a singer at any other (MuseScore's oboe for a Lied's voice) or none; a v part with no v
+    program (named Melody, no program) is written at live.program_v's default, violin 40."""
     default = LiveConfig().program_v
     for name, program, expected in (("Voice", 52, 52), ("Track 1", 53, 53), ("Violin", 41, 41),
-                                    ("Voice", None, default)):
+                                    ("Voice", None, 53), ("Voice", 68, 53), ("Melody", None, default)):
         prompt = duet(tmp_path / "prompt.mid", name, program)
         out = tmp_path / "out.mid"
         assert main(["continue", str(prompt), "--model", str(chamber_model), "-o", str(out), "--seconds", "8",
@@ -181,9 +182,14 @@ def test_the_v_program_is_the_prompt_s_one_v_program():
         notes = [Note(0.0, 1.0, 60 + i, 80, family, i) for i, (_, _, family) in enumerate(parts)]
         return Piece(notes, 120.0, "test", tuple(p[0] for p in parts), tuple(p[1] for p in parts))
 
-    assert v_program(piece(("Voice", 53, "v"), ("Piano", 0, "p"))) == 53
-    assert v_program(piece(("Voice", 0, "v"), ("Piano", 0, "p"))) is None  # v by its name alone
-    assert v_program(piece(("Voice", -1, "v"), ("Piano", 0, "p"))) is None  # a score part with no program
+    assert v_program(piece(("Voice", 52, "v"), ("Piano", 0, "p"))) == 52
+    assert v_program(piece(("Flute", 73, "v"), ("Piano", 0, "p"))) == 73
+    assert v_program(piece(("Flute", 0, "v"), ("Piano", 0, "p"))) is None  # v by its name alone
+    assert v_program(piece(("Flute", -1, "v"), ("Piano", 0, "p"))) is None  # a score part with no program
+    # a singer's part sounds as a voice whatever its file gave it: none, a piano's, MuseScore's oboe
+    for program in (-1, 0, 68):
+        assert v_program(piece(("Singstimme", program, "v"), ("Piano", 0, "p"))) == 53
     assert v_program(piece(("Violin", 40, "v"), ("Cello", 42, "v"), ("Piano", 0, "p"))) is None  # two: as written
     assert v_program(piece(("Violin", 40, "v"), ("Violin II", 40, "v"))) == 40
-    assert v_program(Piece([Note(0.0, 1.0, 60, 80, "v", 0)], 120.0, "test", ("Voice",))) is None  # no programs read
+    assert v_program(Piece([Note(0.0, 1.0, 60, 80, "v", 0)], 120.0, "test", ("Violin",))) is None  # no programs read
+    assert v_program(Piece([Note(0.0, 1.0, 60, 80, "v", 0)], 120.0, "test", ("Voice",))) == 53
