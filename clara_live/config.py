@@ -137,14 +137,14 @@ class ModelConfig:
     weight_drop: float = 0.4  # wdrop: DropConnect on hidden-to-hidden weights
     tie_weights: bool = True
     touch: bool = True  # each strike's velocity and timing, learned (model/touch.py); a model saved before has none
-    touch_format: int = 1  # touch's head: 1 bins; 2 bins and the exact values SAME and ON (model/touch.py)
+    touch_format: int = 1  # touch's head: 1 bins; 2 and 3 also exact values (SAME, ON; 3 REPEAT; model/touch.py)
 
     # the upper ends: an LSTM of 16 layers of 16,384 is already ~550 GB to train; beyond them a size is
     # a typo (and torch's storage size overflows before memory runs out: 10**9 did, even on the meta device)
     RANGES: ClassVar[dict[str, str]] = {
         "emb_size": f"[1, {MAX_SIZE}]", "hidden_size": f"[1, {MAX_SIZE}]", "num_layers": f"[1, {MAX_LAYERS}]",
         "dropout_emb": "[0, 1)", "dropout_input": "[0, 1)", "dropout_hidden": "[0, 1)", "dropout_output": "[0, 1)",
-        "weight_drop": "[0, 1)", "touch_format": "[1, 2]",
+        "weight_drop": "[0, 1)", "touch_format": "[1, 3]",
     }
 
     def __post_init__(self) -> None:

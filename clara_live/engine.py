@@ -79,7 +79,7 @@ class Engine(nn.Module):
 
     @property
     def touch_format(self) -> int:
-        """The touch head's format (model/touch.py: 1 bins, 2 also SAME and ON); 0 without touch."""
+        """The touch head's format (model/touch.py: 1 bins, 2 and 3 exact values too); 0 without touch."""
         return self._touch[0].format if self._touch else 0
 
     def touch_features(self, velocity: torch.Tensor, offset: torch.Tensor, before: torch.Tensor | None = None

@@ -394,41 +394,47 @@ def test_touch_bits_says_what_each_corpus_carries(built):
     assert r["velocity_sd"] > 5 and r["distinct"] > 20 and 0 <= r["on_step"] < 0.5 and r["offset_sd_steps"] > 0.1
 
 
-# --- exact values (format 2): SAME as the previous strike's velocity, ON the step ---------------------------
+# --- exact values (formats 2, 3): SAME as the previous strike's velocity, ON the step, REPEAT its offset ---------
 
-def test_a_format_2_heads_values_sum_to_one_over_velocities_and_offsets():
+@pytest.mark.parametrize("format", [2, 3])
+def test_an_exact_heads_values_sum_to_one_over_velocities_and_offsets(format):
     from clara_live.model.touch import exact_value_bits, value_log_probs
 
     torch.manual_seed(4)
-    velocity_logits, offset_logits = torch.randn(1, 33) * 3, torch.randn(1, 17) * 3
-    for previous in (0, 1, 4, 5, 64, 124, 125, 127):
+    velocity_logits, offset_logits = torch.randn(1, 33) * 3, torch.randn(1, 15 + format) * 3
+    for previous in ([0, 0], [1, 0], [4, 3], [5, -20], [64, 0], [124, 49], [125, -50], [127, 7]):
         prev = torch.tensor([previous])
         logs = value_log_probs(velocity_logits, offset_logits, prev)
         velocities = torch.arange(1, 128)
         v_bits, _ = exact_value_bits(*(x.expand(127, -1) for x in logs), velocities, torch.zeros(127, dtype=torch.long),
-                                     prev.expand(127))
+                                     prev.expand(127, -1))
         offsets = torch.arange(-50, 50)
         _, o_bits = exact_value_bits(*(x.expand(100, -1) for x in logs), torch.full((100,), 64), offsets,
-                                     prev.expand(100))
+                                     prev.expand(100, -1))
         assert (2 ** -v_bits.double()).sum().item() == pytest.approx(1.0, abs=1e-5)
         assert (2 ** -o_bits.double()).sum().item() == pytest.approx(1.0, abs=1e-5)
-        if previous:  # the previous velocity costs SAME's probability, nothing spread over a bin
-            assert v_bits[previous - 1].item() == pytest.approx(-logs[0][0, 32].item() / np.log(2), abs=1e-4)
-    assert o_bits[50].item() == pytest.approx(-logs[1][0, 16].item() / np.log(2), abs=1e-4)  # offset 0: ON's
+        if previous[0]:  # the previous velocity costs SAME's probability, nothing spread over a bin
+            assert v_bits[previous[0] - 1].item() == pytest.approx(-logs[0][0, 32].item() / np.log(2), abs=1e-4)
+        if previous[0] and previous[1] and format == 3:  # ... and its offset REPEAT's
+            assert o_bits[previous[1] + 50].item() == pytest.approx(-logs[1][0, 17].item() / np.log(2), abs=1e-4)
+        assert o_bits[50].item() == pytest.approx(-logs[1][0, 16].item() / np.log(2), abs=1e-4)  # offset 0: ON's
 
 
-def test_same_and_on_targets_and_the_previous_velocity_carried_over_chunks():
-    from clara_live.model.touch import ON, SAME, previous_velocity
+def test_exact_targets_and_the_previous_strike_carried_over_chunks():
+    from clara_live.model.touch import ON, REPEAT, SAME, previous_strike
 
     velocity = torch.tensor([0, 70, 0, 70, -1, 71, 0, 71, 127])
-    offset = torch.tensor([0, 0, 0, 5, 0, 0, 0, -3, 0])
-    previous = previous_velocity(velocity)
-    assert previous.tolist() == [0, 70, 70, 70, 70, 71, 71, 71, 127]
-    before = torch.cat([torch.zeros(1, dtype=torch.long), previous[:-1]])  # the last known before each strike
+    offset = torch.tensor([0, 0, 0, 5, 0, 5, 0, -3, 0])
+    previous = previous_strike(velocity, offset)
+    assert previous[:, 0].tolist() == [0, 70, 70, 70, 70, 71, 71, 71, 127]
+    assert previous[:, 1].tolist() == [0, 0, 0, 5, 5, 5, 5, -3, 0]
+    before = torch.cat([torch.zeros(1, 2, dtype=torch.long), previous[:-1]])  # the last known before each strike
     tv, to = targets(velocity, offset, before)
-    assert tv.tolist() == [-100, velocity_bin(torch.tensor(70)).item(), -100, SAME, -100, 17, -100, SAME, 31]
-    assert to.tolist() == [-100, ON, -100, 8, -100, ON, -100, 7, ON]
-    assert previous_velocity(torch.tensor([0, 0, 90, 0]), torch.tensor(33)).tolist() == [33, 33, 90, 90]
+    assert tv.tolist() == [-100, 17, -100, SAME, -100, 17, -100, SAME, 31]
+    assert to.tolist() == [-100, ON, -100, 8, -100, 8, -100, 7, ON]  # format 2: no REPEAT
+    assert targets(velocity, offset, before, repeat=True)[1].tolist() == [-100, ON, -100, 8, -100, REPEAT, -100, 7, ON]
+    carried = previous_strike(torch.tensor([0, 0, 90, 0]), torch.tensor([0, 0, -7, 0]), torch.tensor([33, 4]))
+    assert carried.tolist() == [[33, 4], [33, 4], [90, -7], [90, -7]]
     assert targets(velocity, offset)[0].tolist() == [-100, 17, -100, 17, -100, 17, -100, 17, 31]  # format 1: bins
 
 
@@ -438,7 +444,7 @@ def test_a_format_1_model_saved_before_the_field_loads_and_scores_as_before(tmp_
 
     folder = _touch_model(tmp_path)
     config = json.loads((folder / "config.json").read_text())
-    del config["model"]["touch_format"]  # as the models saved before format 2 were
+    del config["model"]["touch_format"]  # as the models saved before the exact formats were
     (folder / "config.json").write_text(json.dumps(config))
     model = load_model(folder).model
     assert model.config.touch_format == 1 and model.touch.head[2].out_features == 48
@@ -460,20 +466,21 @@ def test_a_format_1_model_saved_before_the_field_loads_and_scores_as_before(tmp_
     assert got["offset_bits"] == pytest.approx((o_bits.mean() / np.log(2)).item(), rel=1e-5)
 
 
-def test_a_grown_head_reads_its_bins_as_before():
+@pytest.mark.parametrize("format", [2, 3])
+def test_a_grown_head_reads_its_bins_as_before(format):
     from training.touch_head import grow
 
     torch.manual_seed(2)
     old = AWDLSTM(149, ModelConfig(emb_size=16, hidden_size=32, num_layers=2)).eval()
-    new = grow(old, 2)
-    assert new.config.touch_format == 2 and new.touch.format == 2
+    new = grow(old, format)
+    assert new.config.touch_format == format and new.touch.format == format
     ids = torch.randint(0, 149, (2, 30))
     velocity, offset = torch.randint(-1, 128, (2, 30)), torch.randint(-50, 50, (2, 30))
     a = old(ids, old.init_hidden(2), activations=True, touch=(velocity, offset), struck=ids)[3]
     b = new(ids, new.init_hidden(2), activations=True, touch=(velocity, offset), struck=ids)[3]
     torch.testing.assert_close(b[0][..., :32], a[0])  # velocity bins
     torch.testing.assert_close(b[1][..., :16], a[1])  # offset bins
-    assert (b[0][..., 32] == 0).all() and (b[1][..., 16] == 0).all()  # SAME and ON start fresh
+    assert (b[0][..., 32:] == 0).all() and (b[1][..., 16:] == 0).all()  # the exact classes start fresh
 
 
 def test_a_head_only_run_on_a_tiny_corpus_lowers_valid_touch_bits(built, tmp_path, capsys):
@@ -487,7 +494,7 @@ def test_a_head_only_run_on_a_tiny_corpus_lowers_valid_touch_bits(built, tmp_pat
                  "--valid-pieces", "3", "--tokens", "800", "--epochs", "4", "--lr", "3e-3"]) == 0
     corpus = BuiltCorpus(out)
     before, after = load_model(base), load_model(new)
-    assert after.model.config.touch_format == 2
+    assert after.model.config.touch_format == 3
     for name, weight in before.model.state_dict().items():  # nothing but the head has moved
         if not name.startswith("touch.head."):
             torch.testing.assert_close(after.model.state_dict()[name], weight)
@@ -497,63 +504,70 @@ def test_a_head_only_run_on_a_tiny_corpus_lowers_valid_touch_bits(built, tmp_pat
     assert b["velocity_bits"] + b["offset_bits"] < a["velocity_bits"] + a["offset_bits"] - 0.5
 
 
-def _exact_model(tmp_path: Path) -> Path:
-    """_touch_model's, grown to format 2 with SAME and ON all but certain."""
+def _exact_model(tmp_path: Path, forced: tuple[int, int]) -> Path:
+    """_touch_model's, grown to format 3 with the velocity class and the offset class `forced` (indices
+    into each head's classes) all but certain."""
     from clara_live.model import load_model
     from clara_live.model.store import save_model
     from training.touch_head import grow
 
     loaded = load_model(_touch_model(tmp_path))
-    model = grow(loaded.model, 2)
-    with torch.no_grad():
-        model.touch.head[2].bias[32] = 1e4  # SAME (the bins reach a few hundred)
-        model.touch.head[2].bias[32 + 1 + 16] = 1e4  # ON
+    model = grow(loaded.model, 3)
+    with torch.no_grad():  # the bins reach a few hundred
+        model.touch.head[2].bias[forced[0]] = 1e4
+        model.touch.head[2].bias[33 + forced[1]] = 1e4
     folder = tmp_path / "exact-model"
     save_model(folder, model, loaded.codec, loaded.vocabulary)
     return folder
 
 
-def test_sampling_gives_the_previous_velocity_and_the_step_when_same_and_on_are_forced():
+def test_sampling_gives_the_previous_strike_and_the_step_when_the_exact_classes_are_forced():
     from clara_live.model.touch import sample_exact
 
     generator = torch.Generator().manual_seed(0)
-    velocity_logits, offset_logits = torch.full((6, 33), -40.0), torch.full((6, 17), -40.0)
-    velocity_logits[:, 32], offset_logits[:, 16] = 0.0, 0.0
-    previous = torch.tensor([1, 64, 127, 90, 0, 0])
+    previous = torch.tensor([[1, 0], [64, 9], [127, -50], [90, 49], [0, 0], [0, 0]])
+    velocity_logits, offset_logits = torch.full((6, 33), -40.0), torch.full((6, 18), -40.0)
+    velocity_logits[:, 32], offset_logits[:, 16] = 0.0, 0.0  # SAME, ON
     velocity, offset = sample_exact(velocity_logits, offset_logits, previous, generator)
     assert velocity[:4].tolist() == [1, 64, 127, 90] and (offset == 0).all()
     assert velocity[4:].min() >= 1  # no previous strike: SAME is impossible, a bin is drawn
-    # a bin never gives SAME's value, nor ON's
-    velocity_logits, offset_logits = torch.full((400, 33), -40.0), torch.full((400, 17), -40.0)
-    velocity_logits[:, 15], offset_logits[:, 8] = 0.0, 0.0  # the bin of 61..64; the bin of 0..6
-    velocity, offset = sample_exact(velocity_logits, offset_logits, torch.full((400,), 62), generator)
+    offset_logits[:, 16], offset_logits[:, 17] = -40.0, 0.0  # REPEAT
+    _, offset = sample_exact(velocity_logits, offset_logits, previous, generator)
+    assert (offset[1:4] * 100).round().long().tolist() == [9, -50, 49] and offset[0] != 0  # none to repeat at 0
+    # a bin never gives an exact class's value
+    velocity_logits, offset_logits = torch.full((600, 33), -40.0), torch.full((600, 18), -40.0)
+    velocity_logits[:, 15], offset_logits[:, 8] = 0.0, 0.0  # the bins of 61..64 and of offsets 0..6
+    velocity, offset = sample_exact(velocity_logits, offset_logits, torch.tensor([[62, 3]]).expand(600, -1), generator)
     assert set(velocity.tolist()) == {61, 63, 64}
-    assert set((offset * 100).round().long().tolist()) == {1, 2, 3, 4, 5, 6}
+    assert set((offset * 100).round().long().tolist()) == {1, 2, 4, 5, 6}
 
 
 def test_the_sampler_plays_the_last_strike_again_the_players_included(tmp_path, torch_settings_restored):
     from clara_live.config import InferenceConfig, SamplingConfig
     from clara_live.engine import build_engine
     from clara_live.model import load_model
+    from clara_live.model.touch import REPEAT, SAME
     from clara_live.sampling.sampler import Sampler
 
-    loaded = load_model(_exact_model(tmp_path))
+    loaded = load_model(_exact_model(tmp_path, (SAME, REPEAT)))
     sampler = Sampler(build_engine(loaded.model, InferenceConfig(device="cpu", precision="fp32")),
                       loaded.vocabulary, loaded.codec, SamplingConfig(), seed=1)
     tokens = ["p20", "wait3", "endp20", "p24", "wait3", "endp24", "p27", "wait3", "endp27"]
-    sampler.feed(tokens, [50, 0, 0, 70, 0, 0, 93, 0, 0])  # the player's strikes, the last at 93
-    assert sampler.previous.tolist() == [93]
+    sampler.feed(tokens, [50, 0, 0, 70, 0, 0, 93, 0, 0], [0.1, 0, 0, -0.2, 0, 0, 0.13, 0, 0])  # the player's
+    assert sampler.previous.tolist() == [[93, 13]]
     snapshot = sampler.snapshot()
     for token in ("p30", "wait3", "endp30", "p33"):
         sampler.advance(sampler.vocab.ids([token], "test"))
-    assert [(t.velocity, t.offset) for t in sampler.made[0]] == [(93, 0.0), (93, 0.0)]
+    assert [(t.velocity, round(t.offset * 100)) for t in sampler.made[0]] == [(93, 13), (93, 13)]
     sampler.restore(snapshot)
-    assert sampler.previous.tolist() == [93] and len(sampler.made[0]) == 0
+    assert sampler.previous.tolist() == [[93, 13]] and len(sampler.made[0]) == 0
 
 
 def test_continue_with_same_and_on_forced_plays_the_prompts_last_velocity_on_the_grid(tmp_path,
                                                                                       torch_settings_restored):
-    notes = _continue(_exact_model(tmp_path), tmp_path / "exact.mid")
+    from clara_live.model.touch import ON, SAME
+
+    notes = _continue(_exact_model(tmp_path, (SAME, ON)), tmp_path / "exact.mid")
     assert len(notes) >= 10
     assert len({v for _, _, v in notes}) == 1 and notes[0][2] >= 12  # the prompt's last strike, again and again
     assert all(t % 40 == 0 for t, _, _ in notes)  # every onset exactly on its step

@@ -1,15 +1,16 @@
 """Train a model's touch head alone, the LSTM and token layers frozen (issue 24).
 
-A binned head cannot learn two exact values that the corpora hold often: an onset exactly on its
-step, and a strike at exactly the previous strike's velocity (model/touch.py, format 2). This grows
-a model's head to `--format` 2 (the bins' rows copied, SAME and ON and the previous-velocity inputs
-fresh; or keeps format 1, a control that trains the old head the same way) and trains only the
-head, on what the frozen model gives at each known strike of the corpus's train pieces.
+A binned head cannot learn the exact values that the corpora hold often: an onset exactly on its
+step, a strike at exactly the previous strike's velocity or offset (model/touch.py, formats 2 and
+3). This grows a model's head to `--format` 2 or 3 (the bins' rows copied, the exact classes and
+the previous strike's inputs fresh; or keeps format 1, a control that trains the old head the same
+way) and trains only the head, on what the frozen model gives at each known strike of the corpus's
+train pieces.
 
 The frozen model is run once, forward only (torch.no_grad, eval mode, one thread), over the first
 `--tokens` tokens of `--pieces` train pieces a corpus that carry touch (and `--valid-pieces` valid
 ones); what the head reads at each known strike (the last layer's output, the struck token, the
-running level and previous velocity over the whole piece so far) is kept in OUT/strikes.pt, so a
+running level and the previous strike over the whole piece so far) is kept in OUT/strikes.pt, so a
 second run on the same pieces trains at once. The head then trains for `--epochs` passes over the
 train strikes (Adam), and the epoch with the fewest valid touch bits a strike (velocity + offset,
 over the values as `clara evaluate` counts them, corpora weighed equally) is saved as a model folder
@@ -37,6 +38,7 @@ from clara_live.model import load_model
 from clara_live.model.awd_lstm import AWDLSTM
 from clara_live.model.store import save_model
 from clara_live.model.touch import (
+    EXTRA_CLASSES,
     OFFSET_BINS,
     OFFSET_WIDTHS,
     PREVIOUS_FEATURES,
@@ -44,7 +46,7 @@ from clara_live.model.touch import (
     exact_value_bits,
     level_features,
     previous_features,
-    previous_velocity,
+    previous_strike,
     targets,
     touch_loss,
     value_bits,
@@ -55,18 +57,19 @@ from clara_live.model.touch import (
 CHUNK = 256  # tokens per frozen forward
 BATCH = 16  # pieces run side by side
 STRIKES_FILE = "strikes.pt"
+CACHE_VERSION = 2  # 2: `previous` holds the previous strike's velocity and offset
 
 
 def grow(model: AWDLSTM, format: int) -> AWDLSTM:
-    """The model with a touch head of `format`: every weight copied; from format 1 to 2 the head's
-    first layer gains zero columns for the previous velocity (so it reads the bins as before) and its
-    last layer gains SAME's and ON's rows, fresh (zero: their logits start at 0)."""
+    """The model with a touch head of `format`: every weight copied; from format 1 to 2 or 3 the head's
+    first layer gains zero columns for the previous strike (so it reads the bins as before) and its
+    last layer gains the exact classes' rows, fresh (zero: their logits start at 0)."""
     if model.touch is None:
         raise SystemExit("the model has no touch head (model.touch is false): train one with `clara train` first")
     old = model.touch.format
     if old == format:
         return model
-    if (old, format) != (1, 2):
+    if old != 1:
         raise SystemExit(f"cannot grow a touch head of format {old} to {format}")
     grown = AWDLSTM(model.vocab_size, dataclasses.replace(model.config, touch_format=format))
     state = {k: v for k, v in model.state_dict().items() if not k.startswith("touch.head.")}
@@ -75,9 +78,10 @@ def grow(model: AWDLSTM, format: int) -> AWDLSTM:
     with torch.no_grad():
         first, last = grown.touch.head[0], grown.touch.head[2]
         first.weight.zero_()
-        first.weight[:, :-PREVIOUS_FEATURES] = model.touch.head[0].weight
+        first.weight[:, :-PREVIOUS_FEATURES[format]] = model.touch.head[0].weight
         first.bias.copy_(model.touch.head[0].bias)
-        rows = [*range(VELOCITY_BINS), *range(VELOCITY_BINS + 1, VELOCITY_BINS + 1 + OFFSET_BINS)]  # the bins
+        offsets = VELOCITY_BINS + EXTRA_CLASSES[format][0]  # where the offset logits start
+        rows = [*range(VELOCITY_BINS), *range(offsets, offsets + OFFSET_BINS)]  # the bins
         last.weight.zero_(), last.bias.zero_()
         last.weight[rows] = model.touch.head[2].weight
         last.bias[rows] = model.touch.head[2].bias
@@ -105,8 +109,8 @@ def chosen_pieces(corpus: BuiltCorpus, split: str, vocabulary: list[str], per_co
 @torch.no_grad()
 def strikes(model: AWDLSTM, pieces: list[tuple[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """What the head reads at each known strike of the pieces, and what is struck: `output` (n, emb),
-    `struck` ids, `velocity`, `offset` (hundredths) and `previous` (the last known velocity before,
-    0: none), `level` (n, LEVEL_FEATURES) and `corpus` (an index into `names`)."""
+    `struck` ids, `velocity`, `offset` (hundredths) and `previous` (the last known strike before,
+    (n, 2), velocity 0: none), `level` (n, LEVEL_FEATURES) and `corpus` (an index into `names`)."""
     model.eval()
     names = sorted({name for name, _ in pieces})
     kept: dict[str, list[torch.Tensor]] = defaultdict(list)
@@ -118,7 +122,7 @@ def strikes(model: AWDLSTM, pieces: list[tuple[str, np.ndarray]]) -> dict[str, t
         for row, (_, piece) in enumerate(group):
             table[row, :len(piece)] = torch.as_tensor(piece)
         level = level_features(table[..., 1], table[..., 2])  # over the whole piece so far, as the sampler's
-        previous = previous_velocity(table[..., 1])
+        previous = previous_strike(table[..., 1], table[..., 2])
         hidden = model.init_hidden(len(group))
         for t in range(0, length - 1, CHUNK):
             inputs = table[:, t:t + CHUNK][:, :table[:, t + 1:t + 1 + CHUNK].size(1)]
@@ -144,10 +148,10 @@ def bits(model: AWDLSTM, data: dict, rows: torch.Tensor | None = None) -> tuple[
     previous = pick(data["previous"])
     head = model.touch
     features = pick(data["level"]) if head.format == 1 else torch.cat([pick(data["level"]),
-                                                                       previous_features(previous)], -1)
+                                                                       previous_features(previous, head.format)], -1)
     v_logits, o_logits = head.logits(pick(data["output"]), model.embed(pick(data["struck"])), features)
     velocity, offset = pick(data["velocity"]), pick(data["offset"])
-    if head.format == 2:
+    if head.format > 1:
         return exact_value_bits(*value_log_probs(v_logits, o_logits, previous), velocity, offset, previous)
     v_log, o_log = value_log_probs(v_logits, o_logits)
     v_target, o_target = targets(velocity, offset)
@@ -182,10 +186,11 @@ def train(model: AWDLSTM, train_data: dict, valid_data: dict, epochs: int, lr: f
     generator = torch.Generator().manual_seed(seed)
     struck = model.embed(train_data["struck"]).detach()  # the frozen embedding, looked up once
     n = len(train_data["velocity"])
-    previous = train_data["previous"] if model.touch.format == 2 else None
+    format = model.touch.format
+    previous = train_data["previous"] if format > 1 else None
     features = train_data["level"] if previous is None else torch.cat([train_data["level"],
-                                                                       previous_features(previous)], -1)
-    v_target, o_target = targets(train_data["velocity"], train_data["offset"], previous)
+                                                                       previous_features(previous, format)], -1)
+    v_target, o_target = targets(train_data["velocity"], train_data["offset"], previous, format == 3)
     report = valid_report(model, valid_data)
     best = ({k: v.clone() for k, v in head.state_dict().items()}, report)
     history = [{"epoch": 0, **report}]
@@ -219,7 +224,7 @@ def train(model: AWDLSTM, train_data: dict, valid_data: dict, epochs: int, lr: f
 def cached_strikes(out: Path, model: AWDLSTM, corpus: BuiltCorpus, vocabulary: list[str], args) -> tuple[dict, dict]:
     """(train strikes, valid strikes), from OUT/strikes.pt where it was made from the same settings."""
     settings = {"model": str(args.model), "corpus": str(args.corpus), "pieces": args.pieces,
-                "valid_pieces": args.valid_pieces, "tokens": args.tokens, "seed": args.seed}
+                "valid_pieces": args.valid_pieces, "tokens": args.tokens, "seed": args.seed, "version": CACHE_VERSION}
     path = out / STRIKES_FILE
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
@@ -239,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, required=True, help="the model folder whose head is trained")
     parser.add_argument("--corpus", type=Path, required=True, help="a corpus folder built by clara corpus, with touch")
     parser.add_argument("--out", type=Path, required=True, help="the new model folder (and its strikes cache)")
-    parser.add_argument("--format", type=int, choices=(1, 2), default=2, help="the head's format (model/touch.py)")
+    parser.add_argument("--format", type=int, choices=(1, 2, 3), default=3, help="the head's format (model/touch.py)")
     parser.add_argument("--pieces", type=int, default=40, help="train pieces a corpus")
     parser.add_argument("--valid-pieces", type=int, default=10, help="valid pieces a corpus")
     parser.add_argument("--tokens", type=int, default=3000, help="the first this many tokens of each piece")

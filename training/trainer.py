@@ -38,7 +38,7 @@ from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
 from clara_live.model.evaluate import score
 from clara_live.model.store import CONFIG, WEIGHTS, parameter_count
-from clara_live.model.touch import previous_velocity
+from clara_live.model.touch import previous_strike
 from clara_live.model.touch import targets as touch_targets
 from clara_live.model.touch import touch_loss as touch_cross_entropy
 from training.data import Corpus, TrainSet, batchify, epoch_stream, rank_rows, sequence_lengths
@@ -446,9 +446,10 @@ def _backward(run: Run, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         regularised = loss + cfg.alpha * acts.dropped.float().pow(2).mean() \
             + cfg.beta * (acts.raw[:, 1:] - acts.raw[:, :-1]).float().pow(2).mean()
         if touch:
-            # a format-2 head's previous known velocity, within the batch as its running level is
-            previous = previous_velocity(batch[:, :-1, 1]) if run.model.touch.format == 2 else None
-            touch_loss, strikes = touch_targets_loss(*heads[0], batch[:, 1:, 1], batch[:, 1:, 2], previous)
+            # an exact head's previous known strike, within the batch as its running level is
+            previous = previous_strike(batch[:, :-1, 1], batch[:, :-1, 2]) if run.model.touch.format > 1 else None
+            touch_loss, strikes = touch_targets_loss(*heads[0], batch[:, 1:, 1], batch[:, 1:, 2], previous,
+                                                     run.model.touch.format == 3)
             regularised = regularised + cfg.touch_weight * touch_loss / targets.numel()
             run.touch_window = (run.touch_window[0] + touch_loss.item(), run.touch_window[1] + strikes)
     run.optimiser.zero_grad(set_to_none=True)
@@ -458,10 +459,12 @@ def _backward(run: Run, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
 
 
 def touch_targets_loss(velocity: torch.Tensor, offset: torch.Tensor, given_velocity: torch.Tensor,
-                       given_offset: torch.Tensor, previous: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+                       given_offset: torch.Tensor, previous: torch.Tensor | None = None, repeat: bool = False
+                       ) -> tuple[torch.Tensor, int]:
     """The touch heads' loss at the known strikes of the tokens predicted, and their count; `previous`
-    (format 2): the last known velocity before each (touch.previous_velocity)."""
-    return touch_cross_entropy(velocity, offset, *touch_targets(given_velocity, given_offset, previous), previous)
+    (formats 2, 3): the last known strike before each (touch.previous_strike); `repeat`: format 3."""
+    return touch_cross_entropy(velocity, offset, *touch_targets(given_velocity, given_offset, previous, repeat),
+                               previous)
 
 
 def _log_window(run: Run, window: _Window, bar: tqdm) -> _Window:

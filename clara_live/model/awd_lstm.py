@@ -74,8 +74,8 @@ class AWDLSTM(nn.Module):
         output, without the logits: `encode`. `touch`: each token's velocity and offset (a piece
         array's columns; model/touch.py), for a model with touch; with `struck` (the next ids, in
         training; `touch` given too) a fourth value holds touch's (velocity, offset) logits for
-        striking them; `previous` (batch,): the last known velocity before these tokens (0: none),
-        which a format-2 head reads (touch.TouchLayers.features).
+        striking them; `previous` (batch, 2): the last known strike before these tokens (velocity 0:
+        none), which an exact head (formats 2, 3) reads (touch.TouchLayers.features).
         """
         outputs, new_hidden = self.encode(tokens, hidden, touch=touch)
         x = self.drop(outputs[-1], self.dropouts.output)

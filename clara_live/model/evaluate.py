@@ -18,7 +18,7 @@ from clara_live.model.touch import (
     IGNORE,
     OFFSET_WIDTHS,
     exact_value_bits,
-    previous_velocity,
+    previous_strike,
     value_bits,
     value_log_probs,
     velocity_width,
@@ -65,7 +65,7 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
         table, mask = table.to(device), mask.to(device)
         ids = table[..., 0]
         hidden = model.init_hidden(len(group))
-        previous = torch.zeros(len(group), dtype=torch.long, device=device)  # the last known velocity (format 2)
+        previous = torch.zeros(len(group), 2, dtype=torch.long, device=device)  # the last known strike (format 2, 3)
         for t in range(0, length - 1, chunk):
             inputs, targets = ids[:, t:t + chunk], ids[:, t + 1:t + 1 + chunk]
             inputs = inputs[:, :targets.size(1)]
@@ -75,7 +75,7 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
                 logits, hidden, acts, heads = model(inputs, hidden, activations=True,
                                                     touch=(given[..., 1], given[..., 2]), struck=targets,
                                                     previous=previous)
-                before = previous_velocity(given[..., 1], previous) if model.touch.format == 2 else None
+                before = previous_strike(given[..., 1], given[..., 2], previous) if model.touch.format > 1 else None
                 v, o, n = _touch_bits(heads, table[:, t + 1:t + 1 + chunk], valid, before)
                 previous = before[:, -1] if before is not None else previous
                 velocity_bits, offset_bits, strikes = velocity_bits + v, offset_bits + o, strikes + n
@@ -104,7 +104,7 @@ def score(model: AWDLSTM, sequences: Sequence[np.ndarray], chunk: int = 256, bat
 def _touch_bits(heads: tuple[torch.Tensor, torch.Tensor], given: torch.Tensor, valid: torch.Tensor,
                 previous: torch.Tensor | None = None) -> tuple[float, float, int]:
     """Summed bits of the known strikes' velocities and offsets under the touch head, and their count.
-    `previous`: a format-2 head's previous known velocity before each strike (touch.previous_velocity)."""
+    `previous`: an exact head's (formats 2, 3) previous known strike before each (touch.previous_strike)."""
     velocity_target, offset_target = touch_targets(given[..., 1], given[..., 2])
     known = valid & (velocity_target != IGNORE)
     if not known.any():

@@ -149,8 +149,9 @@ class Sampler:
         self.made: list[Strikes] = [Strikes() for _ in range(streams)]  # each stream's sampled note-ons' touch
         # each stream's last LEVEL_WINDOW tokens' touch columns (velocity, offset): the touch head's running level
         self.recent = np.zeros((streams, LEVEL_WINDOW, 2), dtype=np.int64)
-        # each stream's last known strike's velocity (0: none yet), fed or sampled: a format-2 head's SAME
-        self.previous = np.zeros(streams, dtype=np.int64)
+        # each stream's last known strike (velocity, offset in hundredths; velocity 0: none yet), fed or
+        # sampled, the player's included: what an exact head (model/touch.py, formats 2, 3) repeats
+        self.previous = np.zeros((streams, 2), dtype=np.int64)
         self.fed_velocities: tuple[int, ...] = ()  # the last PLAYED_NOTES velocities of note-ons fed (known ones)
         self.motifs.reset()
         if self.memory is not None:
@@ -182,7 +183,7 @@ class Sampler:
         self.recent = snapshot.recent.copy() if snapshot.recent is not None else \
             np.zeros((len(self.states), LEVEL_WINDOW, 2), dtype=np.int64)
         self.previous = snapshot.previous.copy() if snapshot.previous is not None else \
-            np.zeros(len(self.states), dtype=np.int64)
+            np.zeros((len(self.states), 2), dtype=np.int64)
         if self.memory is not None:
             if snapshot.memory is None:
                 raise ValueError("this snapshot was taken without the sampler's memory")
@@ -317,7 +318,7 @@ class Sampler:
             v_logits, o_logits = self.engine.touch_logits(self.output[index.to(self.output.device)],
                                                           torch.as_tensor(ids[rows], device=self.engine.device),
                                                           level.to(self.engine.device))
-            if self.engine.touch_format == 2:
+            if self.engine.touch_format > 1:
                 drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator)
             else:
                 drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
@@ -335,9 +336,9 @@ class Sampler:
         pushed = np.concatenate([self.recent, columns], axis=1)[:, -LEVEL_WINDOW:]
         self.recent = pushed if active is None else np.where(np.asarray(active)[:, None, None], pushed, self.recent)
         known = columns[..., 0] > 0  # (streams, tokens)
-        last = np.where(known.any(axis=1), columns[np.arange(self.streams), columns.shape[1] - 1 -
-                                                   np.argmax(known[:, ::-1], axis=1), 0], self.previous)
-        self.previous = last if active is None else np.where(np.asarray(active), last, self.previous)
+        last = columns[np.arange(self.streams), columns.shape[1] - 1 - np.argmax(known[:, ::-1], axis=1)]
+        last = np.where(known.any(axis=1)[:, None], last, self.previous)
+        self.previous = last if active is None else np.where(np.asarray(active)[:, None], last, self.previous)
 
     def advance(self, ids: np.ndarray, active: np.ndarray | None = None, score: bool = True) -> None:
         """Feed one token per stream; streams where `active` is False stay exactly as they are. With
