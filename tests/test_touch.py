@@ -571,3 +571,37 @@ def test_continue_with_same_and_on_forced_plays_the_prompts_last_velocity_on_the
     assert len(notes) >= 10
     assert len({v for _, _, v in notes}) == 1 and notes[0][2] >= 12  # the prompt's last strike, again and again
     assert all(t % 40 == 0 for t, _, _ in notes)  # every onset exactly on its step
+
+
+def test_clara_train_learns_an_exact_head_from_scratch(built, tmp_path):
+    """model.touch_format 3 in a full training run: the trainer's loss reads the exact classes and
+    the folder it saves loads as format 3 and scores finite bits."""
+    from clara_live.model import load_model
+    from training.trainer import train
+
+    out, _ = built
+    config = load_config(overrides=["model.emb_size=8", "model.hidden_size=16", "model.num_layers=2",
+                                    "model.touch_format=3", "training.batch_size=4", "training.bptt=20",
+                                    "training.max_steps=6", "training.eval_tokens=2000", "training.device=cpu",
+                                    "training.onednn=off", "training.precision=fp32"])
+    train(out, tmp_path / "run", config, progress=False)
+    loaded = load_model(tmp_path / "run" / "model")
+    assert loaded.model.touch.format == 3
+    result = score(loaded.model, BuiltCorpus(out).pieces("valid", loaded.vocabulary, touch=True))
+    assert result["strikes"] > 100 and 0 < result["velocity_bits"] < 12 and 0 < result["offset_bits"] < 12
+
+
+def test_the_trainers_touch_loss_counts_a_repeated_strike_as_its_exact_class():
+    from clara_live.model.touch import REPEAT, SAME, previous_strike
+    from training.trainer import touch_targets_loss
+
+    batch = torch.zeros(1, 9, 3, dtype=torch.long)
+    batch[0, 0::2, 1], batch[0, 0::2, 2] = 77, 12  # a strike every other token, each the same as the last
+    velocity_logits, offset_logits = torch.full((1, 8, 33), -30.0), torch.full((1, 8, 18), -30.0)
+    velocity_logits[..., SAME], offset_logits[..., REPEAT] = 30.0, 30.0
+    previous = previous_strike(batch[:, :-1, 1], batch[:, :-1, 2])  # as _backward gives it
+    loss, strikes = touch_targets_loss(velocity_logits, offset_logits, batch[:, 1:, 1], batch[:, 1:, 2], previous,
+                                       repeat=True)
+    assert strikes == 4 and loss.item() < 1e-6
+    loss, _ = touch_targets_loss(velocity_logits[..., :32], offset_logits[..., :16], batch[:, 1:, 1], batch[:, 1:, 2])
+    assert loss.item() > 8 * np.log(16)  # format 1 sees only (flat) bins
