@@ -489,12 +489,14 @@ def test_a_head_only_run_on_a_tiny_corpus_lowers_valid_touch_bits(built, tmp_pat
 
     out, _ = built
     base = _touch_model(tmp_path)
+    (base / "splits.json").write_text('{"valid": ["a piece"]}')  # the benchmarks' prompts come from it
     new = tmp_path / "touch-exact"
     assert main(["--model", str(base), "--corpus", str(out), "--out", str(new), "--pieces", "3",
                  "--valid-pieces", "3", "--tokens", "800", "--epochs", "4", "--lr", "3e-3"]) == 0
     corpus = BuiltCorpus(out)
     before, after = load_model(base), load_model(new)
     assert after.model.config.touch_format == 3
+    assert (new / "splits.json").read_text() == (base / "splits.json").read_text()
     for name, weight in before.model.state_dict().items():  # nothing but the head has moved
         if not name.startswith("touch.head."):
             torch.testing.assert_close(after.model.state_dict()[name], weight)

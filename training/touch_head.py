@@ -14,7 +14,7 @@ running level and the previous strike over the whole piece so far) is kept in OU
 second run on the same pieces trains at once. The head then trains for `--epochs` passes over the
 train strikes (Adam), and the epoch with the fewest valid touch bits a strike (velocity + offset,
 over the values as `clara evaluate` counts them, corpora weighed equally) is saved as a model folder
-(OUT/weights.pt, OUT/config.json, the base's everything else). Test is never read here.
+(OUT/weights.pt, OUT/config.json, the base's everything else, and its splits.json). Test is never read here.
 
     OMP_NUM_THREADS=1 python -m training.touch_head --model ~/.cache/clara-live/runs/joint1-e1 \\
         --corpus ~/.cache/clara-live/corpora/joint --out ~/.cache/clara-live/runs/touch-exact-1
@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -274,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                                           "valid": report, "history": history,
                                           "seconds": round(time.time() - started)}}
     save_model(args.out, model, loaded.codec, loaded.vocabulary, info)
+    splits = args.model / "splits.json"  # which pieces the model held out: the benchmarks' prompts come from them
+    if splits.exists():
+        shutil.copyfile(splits, args.out / "splits.json")
     print(json.dumps(report, indent=1))
     return 0
 
