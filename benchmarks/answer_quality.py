@@ -103,9 +103,10 @@ SETTINGS: dict[str, dict] = {
     "beam4": {"random_freq": 0.0, "_beam": 4},
     "best8": {"_candidates": 8},
 }
-for _choice in SETTINGS.values():  # a setting that names a temperature draws everything at it (one temperature)
-    if "temperature" in _choice:
+for _choice in SETTINGS.values():  # a setting that names a temperature draws everything at it (one temperature),
+    if "temperature" in _choice:  # with no key pull, as these were measured before either
         _choice.setdefault("event_temperature", 0.0)
+        _choice.setdefault("key_pull", 0.0)
 
 
 class Timed(NamedTuple):

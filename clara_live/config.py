@@ -228,6 +228,10 @@ class SamplingConfig:
     # the register of what was heard (sampler.register_bias): a note more than a fifth outside the middle 80 %
     # of the last notes fed (the player's, the prompt's) is this much less likely per octave (log odds); 0 = off
     register_pull: float = 0.0
+    # the key of what was heard (sampler.key_bias): each note-on's log odds move by key_pull x the log of how much
+    # more or less often than an even share its pitch class came in the last notes fed; 0 = off. 0.25: answers
+    # in the prompt's key as often as real music is, as near real music or nearer (BENCHMARKS.md, answer quality)
+    key_pull: float = 0.25
     # the player's motifs (sampling/motif.py): a note that would continue the top line by an interval the fed
     # music's motifs took after the same intervals gains up to this much (log odds); 0 = off. 4.5: answers as
     # near real music as without it, reusing the player's motifs (BENCHMARKS.md, answer quality)
@@ -249,7 +253,7 @@ class SamplingConfig:
         "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",
         "phrase_bars": "[1, 1000]", "beats_per_bar": "[1, 32]", "cache_size": "[1, 100000]",
         "cache_theta": "[0, 1000]", "cache_lambda": "[0, 1)", "register_pull": "[0, 20] (0: off)",
-        "motif_pull": "[0, 20] (0: off)",
+        "motif_pull": "[0, 20] (0: off)", "key_pull": "[0, 5] (0: off)",
     }
 
     def __post_init__(self) -> None:

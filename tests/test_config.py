@@ -425,7 +425,7 @@ SAMPLING_EDGES = ["sampling.random_freq=0", "sampling.random_freq=1", "sampling.
                   "sampling.min_p=0.999", "sampling.seed=18446744073709551615", "sampling.polyphony=1",
                   "sampling.polyphony=128", "sampling.max_note_quarters=1.0e-9", "sampling.max_repeats=0",
                   "sampling.max_repeats=1000", "sampling.prompt_tokens=1", "sampling.beats_per_bar=32",
-                  "sampling.register_pull=20", "sampling.motif_pull=20", "sampling.cache_size=1",
+                  "sampling.register_pull=20", "sampling.motif_pull=20", "sampling.key_pull=5", "sampling.cache_size=1",
                   "sampling.cache_theta=1000", "sampling.cache_lambda=0.999", "sampling.phrase_bars=1000",
                   "inference.threads=0"]
 

@@ -109,14 +109,16 @@ def test_any_phrase_followed_by_a_silence_gets_a_sound_answer_at_once(loaded, ca
 
 
 def test_a_melody_is_answered_at_once_at_its_tempo_and_near_its_register(loaded):
-    """A C major line at 84 bpm (mean pitch 66.7), answered five times (seeds): each answer is
+    """A C major line at 84 bpm (mean pitch 66.7), answered twelve times (seeds): each answer is
     heard at 84 bpm, begins on its beat with a note a beat or two after the last release, and the
     answers' mean pitch lies, in the median, within a fifth of the call's (one answer in several
-    adds a left hand an octave down: the model's, and music's, habit)."""
+    adds a left hand an octave down: the model's, and music's, habit). Twelve takes, not five: the
+    median of five sat at the line (6.97 semitones with no key pull, 7.05 with it) where twelve
+    measure 5.7 and 6.4."""
     played = melody(84.0, 12)
     call = sum(p for *_, p in played) / len(played)
     drifts = []
-    for seed in range(1, 6):
+    for seed in range(1, 13):
         first, notes, _ = answer(loaded, keys(played), seed)
         assert first is not None and first.grid.bpm == pytest.approx(84.0, rel=0.04)
         assert len(notes) >= 6  # an answer, not a silence

@@ -550,6 +550,39 @@ def test_the_register_pull_weighs_note_ons_outside_the_register_heard():
     assert off.register_bias() is None
 
 
+def test_the_key_pull_weighs_each_note_on_by_how_often_its_pitch_class_was_heard():
+    """key_pull x log(share of the pitch class among the notes fed x 12, smoothed by half a note): in every
+    octave alike, the key's notes up and the others down; offs and waits untouched; Clara's own notes
+    do not move it; off, or with under four notes heard, nothing changes; sampling follows it."""
+    engine = tiny_engine(NW_VOCAB, seed=1, bias=PROFILES["notes"])
+    c_major = (60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60, 62)  # C twice, D twice, E twice, G twice, ...
+    melody = NW_CODEC.encode([StepNote(6 * i, 6 * i + 6, p) for i, p in enumerate(c_major)])
+    sampler = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(key_pull=1.0), seed=1)
+    sampler.feed(melody[:4])
+    assert sampler.key_bias() is None
+    sampler.feed(melody[4:])
+    bias, index, low = sampler.key_bias(), sampler.vocab.index, NOTEWISE.low_pitch
+    counts = np.bincount(np.array(c_major) % 12, minlength=12) + 0.5
+    for pitch in (48, 60, 61, 66, 79, 85):
+        expected = np.log(counts[pitch % 12] * 12 / counts.sum())
+        assert float(bias[index[f"p{pitch - low}"]]) == pytest.approx(expected, abs=1e-5), pitch
+    assert bias[index[f"p{60 - low}"]] > 0 > bias[index[f"p{61 - low}"]]
+    assert bias[index[f"endp{61 - low}"]] == 0 and bias[index["wait3"]] == 0
+    heard = sampler.heard
+    generate(sampler, steps=24)
+    assert sampler.heard == heard and torch.equal(sampler.key_bias(), bias)
+    off = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(key_pull=0.0), seed=1)
+    off.feed(melody)
+    assert off.key_bias() is None
+    outside = {}
+    for pull in (0.0, 3.0):
+        pulled = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(key_pull=pull, temperature=1.5), seed=4)
+        pulled.feed(melody)
+        struck = [int(t[1:]) + low for t in generate(pulled, steps=12 * 16)[0] if t.startswith("p")]
+        outside[pull] = np.mean([p % 12 in (1, 3, 6, 8, 10) for p in struck])
+    assert outside[0.0] > 0.2 and outside[3.0] < 0.5 * outside[0.0], outside
+
+
 def test_a_strong_register_pull_keeps_sampled_notes_near_the_register_heard():
     engine = tiny_engine(NW_VOCAB, seed=1, bias=PROFILES["notes"])
     melody = NW_CODEC.encode([StepNote(6 * i, 6 * i + 6, 60 + (i * 5) % 12) for i in range(16)])

@@ -119,6 +119,8 @@ class Sampler:
         self._on_pitch[self.vocab.on_id[ons]] = np.flatnonzero(ons) % codec.num_pitches
         self.motifs = Motifs(sampling.motif_pull)
         self._register: tuple[tuple[int, ...], np.ndarray] | None = None  # (heard, its 10th and 90th percentiles)
+        self._on_class = np.where(self._on_pitch >= 0, (self._on_pitch + codec.low_pitch) % 12, -1)  # pitch class
+        self._key: tuple[tuple[int, ...], torch.Tensor] | None = None  # (heard, key_bias over it)
         self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
         # touch (model/touch.py): each note-on sampled gets the velocity and offset the model gives it
         self.learned_touch = engine.touch and sampling.touch == "learned" and codec.encoding == "notewise"
@@ -431,9 +433,9 @@ class Sampler:
             logits = self.logits.masked_fill(~self._masks, float("-inf"))
         if self.forbid is not None:
             logits = logits + self._forbidden_to_waits()
-        bias = self.register_bias()
-        if bias is not None:
-            logits = logits + bias
+        for bias in (self.register_bias(), self.key_bias()):
+            if bias is not None:
+                logits = logits + bias
         bias = self.motif_bias()
         if bias is not None:
             logits = apply_bias(logits, bias, self._notes)
@@ -494,6 +496,23 @@ class Sampler:
         if not pull or outside is None:
             return None
         return torch.from_numpy(np.where(self._on_pitch >= 0, -pull * outside / 12.0, 0.0).astype(np.float32))
+
+    def key_bias(self) -> torch.Tensor | None:
+        """(vocab,) log-odds added to the note-ons when choosing (sampling.key_pull): key_pull times the
+        log of how much more (or less) often than an even share each pitch class came in the last notes
+        fed (the player's, the prompt's: `heard`), smoothed by half a note, so a note in the key heard is
+        likelier and one outside it less likely, each in proportion; None when off or fewer than 4 notes
+        heard. It keeps her in the player's key; which of its notes, and when, is the model's."""
+        pull = self.sampling.key_pull
+        if not pull or len(self.heard) < 4:
+            return None
+        if self._key is None or self._key[0] is not self.heard:  # once per note fed, not per token
+            low = self.vocab.codec.low_pitch
+            counts = np.bincount((np.asarray(self.heard) + low) % 12, minlength=12) + 0.5
+            share = np.log(counts * 12 / counts.sum())
+            bias = np.where(self._on_class >= 0, pull * share[np.maximum(self._on_class, 0)], 0.0)
+            self._key = (self.heard, torch.from_numpy(bias.astype(np.float32)))
+        return self._key[1]
 
     def _beyond_register(self, pitch: np.ndarray) -> np.ndarray | None:
         """Semitones each pitch index lies beyond the register heard (the middle 80 % of the last
