@@ -33,6 +33,7 @@ from tqdm import tqdm
 
 from clara_live import finite_json
 from clara_live.atomic import make_folder, remove_stale_temps, write_text
+from clara_live.codec import make_codec
 from clara_live.config import Config, ConfigError, TrainingConfig
 from clara_live.errors import ClaraError, InputError
 from clara_live.model import AWDLSTM, detach, load_model, save_model
@@ -101,7 +102,7 @@ def _base_model(corpus: Corpus, config: Config, init: str | None, place: Place) 
     model, vocabulary = base.model, base.vocabulary
     missing = [t for t in corpus.vocabulary if t not in set(base.vocabulary)]
     if missing and not corpus.unknown:
-        if corpus.codec.encoding != "notewise":
+        if not make_codec(corpus.codec).streams_events:  # a chordwise vocabulary is the corpus's chords
             raise InputError(f"{init}: {len(missing)} corpus tokens are not in the base model's vocabulary "
                              f"(e.g. {missing[0]!r})")
         model, vocabulary = grown(model, vocabulary, missing)

@@ -123,7 +123,7 @@ class Sampler:
         self._key: tuple[tuple[int, ...], torch.Tensor] | None = None  # (heard, key_bias over it)
         self._notes = torch.from_numpy(np.flatnonzero(self.vocab.top >= 0))  # ids of the tokens that strike notes
         # touch (model/touch.py): each note-on sampled gets the velocity and offset the model gives it
-        self.learned_touch = engine.touch and sampling.touch == "learned" and codec.encoding == "notewise"
+        self.learned_touch = engine.touch and sampling.touch == "learned" and self.vocab.coder.streams_events
         # (vocab,) bool or None: tokens the caller forbids over the grammar's mask (the accompaniment's register
         # and the melody's held pitch). Their probability goes to the waits allowed (the step passes instead, as
         # it would have had she not been kept off them: without it, masking the notes the model wanted makes her
