@@ -581,6 +581,13 @@ def test_the_key_pull_weighs_each_note_on_by_how_often_its_pitch_class_was_heard
         struck = [int(t[1:]) + low for t in generate(pulled, steps=12 * 16)[0] if t.startswith("p")]
         outside[pull] = np.mean([p % 12 in (1, 3, 6, 8, 10) for p in struck])
     assert outside[0.0] > 0.2 and outside[3.0] < 0.5 * outside[0.0], outside
+    # the accompaniment chooses without it (choose(key_pull=False)): as a sampler with none would
+    draws = {}
+    for name, pull, asked in (("unpulled", 5.0, False), ("plain", 0.0, True), ("pulled", 5.0, True)):
+        s = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(key_pull=pull, temperature=1.5), seed=4)
+        s.feed(melody)
+        draws[name] = [int(s.choose(key_pull=asked)[0]) for _ in range(30)]
+    assert draws["unpulled"] == draws["plain"] != draws["pulled"]
 
 
 def test_a_strong_register_pull_keeps_sampled_notes_near_the_register_heard():

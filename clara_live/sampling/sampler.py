@@ -415,9 +415,10 @@ class Sampler:
             self._masks_mixed = mixed
         return mixed
 
-    def choose(self, greedy: bool = False, one_temperature: bool = False) -> np.ndarray:
+    def choose(self, greedy: bool = False, one_temperature: bool = False, key_pull: bool = True) -> np.ndarray:
         """One token id per stream: Clara's truncated sampling over the allowed tokens.
-        (`one_temperature`: the kind of event at `temperature` too, whatever event_temperature says.)
+        (`one_temperature`: the kind of event at `temperature` too, whatever event_temperature says;
+        `key_pull` False: no key pull, whatever sampling.key_pull says.)
 
         Each stream takes its likeliest token, or with probability random_freq draws one
         from the distribution at `temperature`, cut to the top_k tokens, the top_p mass and
@@ -433,7 +434,7 @@ class Sampler:
             logits = self.logits.masked_fill(~self._masks, float("-inf"))
         if self.forbid is not None:
             logits = logits + self._forbidden_to_waits()
-        for bias in (self.register_bias(), self.key_bias()):
+        for bias in (self.register_bias(), self.key_bias() if key_pull else None):
             if bias is not None:
                 logits = logits + bias
         bias = self.motif_bias()
