@@ -214,8 +214,9 @@ class SamplingConfig:
     polyphony: int = 10  # most notes sounding at once (notewise) or struck at once (chordwise)
     polyphony_v: int = 1  # ... of the v family (chamber models): a voice sings one note; 2 lets a violin double-stop
     max_note_quarters: float = 8.0  # notewise: a note held this long is closed
-    max_repeats: int = 3  # loop guard: an onset set struck at most this many times in a row (or as often as
-    # the music heard so far did); 0 = no guard
+    max_repeats: int = 1  # loop guard: an onset set struck at most this many times in a row (or as often as
+    # the music heard so far did); 0 = no guard. 1: she strikes the same note or chord again at once only where
+    # the player did (real music's median run in 12 s is 1; at 3 hers was 2: BENCHMARKS.md, answer quality)
     prompt_tokens: int = 1024  # most tokens of a prompt fed to the model (its last whole bars)
     phrase_bars: int = 2  # form aab: length of the phrase A when no --tokens/--seconds sets it
     beats_per_bar: int = 4
