@@ -103,10 +103,12 @@ SETTINGS: dict[str, dict] = {
     "beam4": {"random_freq": 0.0, "_beam": 4},
     "best8": {"_candidates": 8},
 }
-for _choice in SETTINGS.values():  # a setting that names a temperature draws everything at it (one temperature),
-    if "temperature" in _choice:  # with no key pull, as these were measured before either
+for _name, _choice in SETTINGS.items():  # a setting that names a temperature draws everything at it (one
+    if "temperature" in _choice:  # temperature), with no key pull, as these were measured before either
         _choice.setdefault("event_temperature", 0.0)
         _choice.setdefault("key_pull", 0.0)
+    if _name != "default":  # the loop guard these were measured with ("+guard"): 3 in a row
+        _choice.setdefault("max_repeats", 3)
 
 
 class Timed(NamedTuple):

@@ -46,9 +46,9 @@ GRID = {f"T{t}-k{k}-rf{rf}": {"temperature": t, "event_temperature": 0.0, "key_p
                               "random_freq": rf}
         for t, k, rf in itertools.product((0.8, 1.0, 1.3), (5, 20, 0), (0.25, 0.5, 1.0))}
 SETTINGS: dict[str, dict] = {"default": {}} | GRID  # "default": the config's sampling as shipped
-# settings generations may name that training does not schedule: the default before the event temperature and
-# the key pull (issue 25), what the shipped critic learned from
-PROBES: dict[str, dict] = {"one-temperature": {"event_temperature": 0.0, "key_pull": 0.0}}
+# settings generations may name that training does not schedule: the default before the event temperature, the
+# key pull and the loop guard at 1 (issue 25), what the shipped critic learned from
+PROBES: dict[str, dict] = {"one-temperature": {"event_temperature": 0.0, "key_pull": 0.0, "max_repeats": 3}}
 SCHEDULE = ["default"] * 4 + list(GRID)  # a batch per entry, cycled: the default a quarter of the time or so
 
 
