@@ -32,6 +32,20 @@ def test_notewise_model_matches_its_codec(notewise):
     assert sum(p.numel() for p in notewise.model.parameters()) * 4 < 50e6  # under ~50 MB
 
 
+def test_the_joint_model_is_chamber_with_styles_and_exact_touch():
+    """trained_models/clara-joint: families p and v, the piano style it opens with by default, touch format 3,
+    and a Lied's voice and piano read far better than chance."""
+    joint = load_model(MODELS / "clara-joint")
+    assert joint.codec.chamber and joint.model.config.touch and joint.model.config.touch_format == 3
+    vocab = Vocabulary(joint.vocabulary, joint.codec)
+    assert vocab.style_id("piano") is not None and vocab.style_id("lied") is not None
+    assert set(make_codec(joint.codec).vocabulary()) <= set(joint.vocabulary)
+    piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
+    tokens = make_codec(joint.codec).encode(to_steps(piece, joint.codec))[:1500]
+    result = score(joint.model, [vocab.ids(tokens, "maestro_2")])
+    assert result["nll"] < 0.7 * math.log(len(joint.vocabulary))
+
+
 def test_notewise_model_predicts_real_music_far_better_than_chance(notewise):
     torch.backends.mkldnn.enabled = False
     piece = read_music(SHARED / "midi" / "maestro" / "maestro_2.mid")
