@@ -21,6 +21,7 @@ from clara_live.config import CodecConfig
 from clara_live.music.notes import FAMILIES, PIANO
 
 UNK = "<unk>"
+PIANO_STYLE = "piano"  # the piano corpora's style (corpus/sources.py): the one a styled model opens with by default
 STYLE_PREFIX = "style_"
 _STYLE = re.compile(r"style_([a-z]+)")
 _NUMBER = "0|[1-9][0-9]*"  # exactly as str(int) writes it: ASCII digits, no leading zeros

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import NamedTuple
 
+from clara_live.codec.tokens import PIANO_STYLE
 from clara_live.corpus.parts import LIED, POP909
 from clara_live.corpus.works import composer_name
 from clara_live.errors import InputError
@@ -44,7 +45,7 @@ from clara_live.music.score_io import CORPUS_PREFIX, corpus_works
 
 ASAP_REPEATS = re.compile(r"_(no_repeat|no_first_repeat|repeat|no_trio)$")
 # the corpora's styles: a piece whose composer has too little music (or none named) takes its corpus's
-PIANO_STYLE, POP_STYLE, LIED_STYLE, QUARTET_STYLE, SCORE_STYLE = "piano", "pop", "lied", "quartet", "score"
+POP_STYLE, LIED_STYLE, QUARTET_STYLE, SCORE_STYLE = "pop", "lied", "quartet", "score"  # and codec's PIANO_STYLE
 
 
 class Source(NamedTuple):

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from clara_live.codec.notewise import TOUCH_UNKNOWN, Touch
+from clara_live.codec.tokens import PIANO_STYLE
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
@@ -40,9 +41,9 @@ REGISTER_NOTES = 48  # the register is that of the last this many notes fed ...
 REGISTER_MARGIN = 7  # ... their middle 80 % widened by a fifth on either side
 MIN_VELOCITY = 12  # the softest note Clara plays with learned touch: softer is all but silent on most pianos
 PLAYED_NOTES = 64  # fed velocities say nothing of the player's dynamics while the last this many note-ons fed ...
-DEFAULT_STYLE = "piano"  # the style that opens the music with none asked for (the piano corpora's, corpus/styles.py)
-NO_STYLE = "none"  # sampling.style that asks for no style token at all
 PLAYED_VELOCITIES = 3  # ... hold fewer distinct velocities than this (a keyboard without velocity sends all 64)
+DEFAULT_STYLE = PIANO_STYLE  # the style that opens the music with none asked for (the piano corpora's)
+NO_STYLE = "none"  # sampling.style that asks for no style token at all
 
 
 class Snapshot(NamedTuple):
