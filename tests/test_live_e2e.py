@@ -54,18 +54,23 @@ def _wait_quiet(studio: Studio, quiet: float, timeout: float) -> None:
 
 
 def _unpaired(messages: list[tuple[float, list[int]]]) -> list[tuple[int, int]]:
-    """Notes left on: note-ons without a later note-off (an all-notes-off closes a channel)."""
+    """Notes left on: note-ons without a later note-off (an all-notes-off closes a channel), and notes
+    struck again while they sounded. Clara closes a note before striking its key again, so a second
+    note-on with no off between means the off was lost on its way (seen in CI without -R: five offs
+    due together lost, the strikes right after them heard)."""
     sounding: set[tuple[int, int]] = set()
+    struck_twice: set[tuple[int, int]] = set()
     for _, m in messages:
         kind, channel = m[0] & 0xF0, m[0] & 0x0F
         if kind == NOTE_ON and m[2] > 0:
-            assert (channel, m[1]) not in sounding, f"note {m[1]} struck twice without a note-off: {messages}"
+            if (channel, m[1]) in sounding:
+                struck_twice.add((channel, m[1]))
             sounding.add((channel, m[1]))
         elif kind in (NOTE_ON, NOTE_OFF):
             sounding.discard((channel, m[1]))
         elif kind == CONTROL and m[1] == 123:
             sounding = {s for s in sounding if s[0] != channel}
-    return sorted(sounding)
+    return sorted(sounding | struck_twice)
 
 
 @pytest.fixture
