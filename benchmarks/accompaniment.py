@@ -18,6 +18,8 @@ same window (the real accompaniment):
                 the PIANO and BRIDGE tracks', what a chamber corpus gives its p part under the melody)
   doubling      notes struck on a pitch the melody sounds at that moment (goal 0), and the share
                 struck on one of its pitch classes (octave doubling, reported)
+  late          her note-ons scheduled more than 20 ms after their time had come (sent late: live, at
+                once), and the latest (late_max_s)
   latency       note in -> model read and stale plan dropped (p50, p99 ms: wall time of the computing,
                 latency_cpu: the worker thread's CPU time, without the waits for a core a loaded machine
                 adds), and note in -> her next note scheduled (first_ms)
@@ -98,12 +100,13 @@ def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float
 
 
 def play(loaded, engine, config, melody: list[Note], seed: int):
-    """Her notes (seconds from the melody's first note) and the accompanist after the song is played in."""
+    """Her notes (seconds from the melody's first note, as sent), the accompanist after the song is played
+    in, and how late each note-on scheduled for a time already past was (seconds)."""
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
     session = Session(config.live, sampler.vocab, config.sampling, 0.0, config.sampling.beats_per_bar)
     events = [(T0 + n.start, (0x90, n.pitch, n.velocity)) for n in melody]
     events += [(T0 + max(n.end, n.start + 0.01), (0x80, n.pitch, 0)) for n in melody]
-    sent, worker = accompany(session, sampler, events)
+    sent, worker, late = accompany(session, sampler, events)
     opened: dict[int, tuple[float, int]] = {}
     notes = []
     for at, message in sent:
@@ -113,7 +116,7 @@ def play(loaded, engine, config, melody: list[Note], seed: int):
             notes.append(Note(start - T0, at - T0, pitch, velocity))
         if kind == 0x90 and message[2] > 0:
             opened[pitch] = (at, message[2])
-    return sorted(notes), worker.accompanist
+    return sorted(notes), worker.accompanist, late
 
 
 def onset_sets(notes: list[Note]) -> list[tuple[float, frozenset[int]]]:
@@ -215,9 +218,10 @@ def main(argv: list[str] | None = None) -> int:
         melody, real, bpm, bridge = song
         config = load_config(overrides=[*base, f"live.bpm={min(max(bpm, 30.0), 300.0):.3f}"])
         started = time.perf_counter()
-        notes, accompanist = play(loaded, engine, config, melody, args.seed)
+        notes, accompanist, late = play(loaded, engine, config, melody, args.seed)
         row = {"song": path.name, "bpm": bpm, **measure(notes, melody, real, bpm, args.seconds),
                "density_with_bridge": density(notes, sorted(real + bridge)),
+               "late": sum(1 for s in late if s > 0.02), "late_max_s": max(late, default=0.0),
                "wall_s": time.perf_counter() - started}
         costs += accompanist.costs
         cpu += accompanist.cpu_costs
@@ -230,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     keys = [k for k in rows[0] if k not in ("song",)] if rows else []
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
     summary["doubling"] = int(sum(r["doubling"] for r in rows))
+    summary["late"] = int(sum(r["late"] for r in rows))
+    summary["late_max_s"] = max((r["late_max_s"] for r in rows), default=0.0)
     ms, cpu_ms = np.array(costs) * 1000, np.array(cpu) * 1000
     first = np.array(firsts) * 1000
     summary |= {"songs": len(rows), "latency_p50_ms": float(np.percentile(ms, 50)),

@@ -10,9 +10,10 @@ so what she plays is what she would play live given time enough to sample.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 from clara_live.live.commands import Answer, Log, Send
-from clara_live.live.midi import NOTE_OFF, kind
+from clara_live.live.midi import NOTE_OFF, is_note_on, kind
 from clara_live.live.scheduler import Schedule
 from clara_live.live.session import Session
 from clara_live.live.worker import Worker
@@ -54,21 +55,38 @@ def first_answer(session: Session, sampler: Sampler, events: Sequence[tuple[floa
     return answered, sent
 
 
+class Rehearsal(NamedTuple):
+    """What an accompaniment rehearsal sent on her track, (time sent, message) in sending order; the
+    worker (its `latencies`: note in -> plan updated, on the clock as it ran); and how late each note-on
+    scheduled for a time already past was (seconds, in the order scheduled; a note-off may be, as a
+    replan closes her notes at the step where it reads the player)."""
+
+    sent: list[tuple[float, tuple]]
+    worker: Worker
+    late: list[float]
+
+
 def accompany(session: Session, sampler: Sampler, events: Sequence[tuple[float, Sequence[int]]],
-              tail: float = 4.0, tick: float = TICK) -> tuple[list[tuple[float, tuple]], Worker]:
+              tail: float = 4.0, tick: float = TICK) -> Rehearsal:
     """Play `events` (seconds, MIDI message) as the melody into an accompanying session (`live.mode:
     accompany`) and go on `tail` seconds after the last. Her notes go through the output scheduler's
     pure queue (`Schedule`): a replan's cancel drops her unsounded plan and closes what it leaves
-    sounding, as live. Returns what was sent on her track, (time, message) in sending order, and
-    the worker (its `latencies`: note in -> plan updated, on the clock as it ran)."""
+    sounding, as live. A message scheduled for a time already past goes out when it is scheduled, as
+    the live scheduler sends it, and is stamped so (its lateness kept in `late`)."""
     now = [0.0]
     schedule = Schedule()
     sent: list[tuple[float, tuple]] = []
+    late: list[float] = []
 
     def cancel(tag: int, after: float, close: bool = True) -> None:
         sent.extend((now[0], e.message) for e in schedule.cancel(tag, after, now[0], close))
 
-    worker = Worker(sampler, schedule.add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel)
+    def add(t: float, message: Sequence[int], track: str, tag: int | None = None) -> None:
+        if t < now[0] and is_note_on(message):
+            late.append(now[0] - t)
+        schedule.add(max(t, now[0]), message, track, tag)
+
+    worker = Worker(sampler, add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel)
     events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))
     i, t = 0, 0.0
     limit = (events[-1][0] if events else 0.0) + tail
@@ -88,4 +106,4 @@ def accompany(session: Session, sampler: Sampler, events: Sequence[tuple[float, 
             if not isinstance(command, Send | Log):
                 worker.handle(command)
         t += tick
-    return sent, worker
+    return Rehearsal(sent, worker, late)

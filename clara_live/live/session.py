@@ -27,6 +27,9 @@ mark and reads the re-quantised phrase instead. The answer follows the new grid;
 followed through the phrase (TempoKeeper.follower) agrees with the heard tempo but the player
 drifted from it, from the followed beat's phase and tempo at the phrase's end. While the player
 plays, the metronome, MIDI clock out and the view follow the player's beat (`beat_grid`).
+Accompanying, the grid itself moves with the followed beat where their tempos agree
+(`TempoKeeper.grid_follows`): the player's notes are written and her plan timed on one grid, numbered
+as the stream is, so her planned steps are never ones whose time has passed.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ class Session:
         self.sf = self.codec.sample_freq
         self.beats_per_bar = beats_per_bar
         self.tempo = TempoKeeper(Grid(t0, 0.0, live.bpm, self.sf))  # the grid, taps, MIDI clock in
+        self.tempo.grid_follows = live.mode == "accompany"  # her plan on the grid the player's notes are written on
         for key in ("part", "clara_part"):
             part = getattr(live, key)
             if part not in vocab.families:
@@ -327,7 +331,7 @@ class Session:
         ahead = max(1, round(self.live.accompany_lookahead_beats * self.sf))
         self._planned_to = max(self.now, math.floor(self.grid.step_at(t)))
         level = max(1, round(self.velocity * ACCOMPANY_LEVEL))
-        return Accompany(self.accompanying, self._planned_to, ahead, self.beat_grid(t), level, self.live.channel - 1,
+        return Accompany(self.accompanying, self._planned_to, ahead, self.grid, level, self.live.channel - 1,
                          (min(pitches), max(pitches)), held, self.live.accompany_above, arrival)
 
     def _accompany_tick(self, t: float) -> list[Command]:

@@ -179,6 +179,10 @@ class TempoKeeper:
         self.onsets: deque[tuple[float, int]] = deque()  # the phrase's last SEED_WINDOW s of (onset, velocity)
         self.tried = -math.inf  # when the phrase so far was last heard for the follower
         self.link_ignored: float | None = None  # the tempo of a Link session out of range, while it is
+        # the grid itself moves with the followed beat, numbered on from its own steps, where their tempos agree
+        # (the accompaniment: the player's notes and her plan are written and timed on one grid, so her steps
+        # never fall behind, and a follower gone astray, say to 4:5 of the tempo, moves nothing)
+        self.grid_follows = False
 
     def begin_phrase(self, t: float) -> None:
         """A phrase's first note at t, on a beat of the grid, while the tempo is heard from the
@@ -205,8 +209,11 @@ class TempoKeeper:
             period, beat_time = follower.grid
             sf = self.grid.sample_freq
             # the beats keep their numbers (the bar's accent) from one correction to the next
-            base = self.followed if self.followed is not None else self.grid
+            base = self.followed if self.followed is not None and not self.grid_follows else self.grid
             self.followed = Grid(beat_time, round(base.step_at(beat_time) / sf) * sf, 60.0 / period, sf)
+            if self.grid_follows:  # one beat for all, moved only by a follower that agrees with it
+                agrees = abs(self.followed.bpm / self.grid.bpm - 1.0) <= FOLLOW_AGREES
+                self.grid, self.followed = (self.followed, self.followed) if agrees else (self.grid, None)
 
     def _seed(self, times: list[float], velocities: list[int]) -> None:
         """The follower started again from the phrase so far heard by the hand-made estimator, and
