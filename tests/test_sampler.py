@@ -85,11 +85,9 @@ def most_sounding(notes: list[StepNote]) -> int:
 
 
 def hold_limit(sampling: SamplingConfig, codec: CodecConfig) -> int:
-    """The longest a sampled note can sound, in steps. The grammar forces a note's off at the
-    first step start at which it has sounded max_steps or more; the last wait before that may
-    begin at max_steps - 1 and is at most wait_limit long, so one wait of slack at most."""
-    max_steps = max(1, round(sampling.max_note_quarters * codec.sample_freq))
-    return max_steps - 1 + codec.wait_limit
+    """The longest a sampled note can sound, in steps: no wait carries a sounding note past max_steps,
+    and the grammar forces its off at the step start where it has sounded that long."""
+    return max(1, round(sampling.max_note_quarters * codec.sample_freq))
 
 
 def check_notewise(prompt: list[str], out: list[str], sampling: SamplingConfig, tmp_path: Path,
@@ -159,8 +157,8 @@ def test_sampled_notewise_music_keeps_the_grammar(profile, tmp_path):
         sampled = check_notewise(NW_PROMPT, out, STRESS, tmp_path)
         assert not s.states[0].sounding.any()
         longest = max([longest] + [n.end - n.start for n in sampled])
-    if profile == "waits":  # notes ran into the limit and past it by part of a wait (36 steps, the bound, here)
-        assert longest > round(STRESS.max_note_quarters * NOTEWISE.sample_freq)
+    if profile == "waits":  # notes ran into the limit, and no wait carried one past it
+        assert longest == round(STRESS.max_note_quarters * NOTEWISE.sample_freq)
 
 
 def test_generation_that_stops_inside_a_step_still_closes_in_canonical_order(tmp_path):
@@ -593,16 +591,19 @@ def test_the_key_pull_weighs_each_note_on_by_how_often_its_pitch_class_was_heard
 def test_a_strong_register_pull_keeps_sampled_notes_near_the_register_heard():
     engine = tiny_engine(NW_VOCAB, seed=1, bias=PROFILES["notes"])
     melody = NW_CODEC.encode([StepNote(6 * i, 6 * i + 6, 60 + (i * 5) % 12) for i in range(16)])
+    bottom, top = np.percentile([60 + (i * 5) % 12 for i in range(16)], [10, 90]) + (-7, 7)
     spread = {}
     for pull in (0.0, 12.0):
-        sampler = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(register_pull=pull, temperature=1.5), seed=4)
-        sampler.feed(melody)
-        tokens = generate(sampler, steps=12 * 16)[0]
-        pitches = [int(t[1:]) + NOTEWISE.low_pitch for t in tokens if t.startswith("p")]
-        assert len(pitches) >= 20
-        bottom, top = np.percentile([60 + (i * 5) % 12 for i in range(16)], [10, 90]) + (-7, 7)
+        pitches = []
+        for seed in range(1, 5):  # pooled: one seed's share outside swings 0-0.14 with the pull (0.5-0.8 without)
+            sampler = Sampler(engine, NW_VOCAB, NOTEWISE, SamplingConfig(register_pull=pull, temperature=1.5),
+                              seed=seed)
+            sampler.feed(melody)
+            tokens = generate(sampler, steps=12 * 16)[0]
+            pitches += [int(t[1:]) + NOTEWISE.low_pitch for t in tokens if t.startswith("p")]
+        assert len(pitches) >= 80
         spread[pull] = np.mean([p < bottom - 2 or p > top + 2 for p in pitches])  # 2 semitones out: 2 nats
-    assert spread[0.0] > 0.3 and spread[12.0] < 0.05
+    assert spread[0.0] > 0.3 and spread[12.0] < 0.25 * spread[0.0], spread
 
 
 def kind_masses(probs: torch.Tensor, vocab) -> dict[int, float]:

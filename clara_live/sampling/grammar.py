@@ -119,6 +119,8 @@ class NotewiseState:
             waits = vocab.wait_ids
             if self.horizon is not None:
                 waits = waits[vocab.value[waits] <= self.horizon - self.now]
+            if self.sounding.any():  # nor past the step where a note sounding would be held too long
+                waits = waits[vocab.value[waits] <= int(self.onset[self.sounding].min()) + self.max_steps - self.now]
             mask[waits] = True
         if self.last_on < 0:
             offs = vocab.off_id[self.sounding & (self.onset < self.now) & (self.keys > self.last_off)]
