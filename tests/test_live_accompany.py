@@ -191,6 +191,18 @@ def test_above_keeps_her_over_the_melody(loaded):
         assert all(pitch > p for m_on, m_off, p in melody if m_on <= on < m_off)
 
 
+@pytest.mark.parametrize("beats", [0.5, 1.0])
+def test_her_notes_end_within_the_longest_asked_for(loaded, beats):
+    """live.accompany_max_note_beats: under a melody of half notes (her notes free to ring), none of hers
+    outlasts the bound by more than a step (the grammar closes an overdue note at the next step it writes)."""
+    events = _melody(SCALE[:8], every=2 * BEAT, hold=0.95)
+    sent, _, _ = _play(loaded, events, f"live.accompany_max_note_beats={beats}")
+    notes = _check_clean(sent, events)
+    assert len(notes) > 8
+    longest = max(off - on for on, off, *_ in notes)
+    assert longest <= beats * BEAT + STEP + 1e-6, longest / BEAT
+
+
 def test_she_rests_within_a_bar_of_the_player_and_begins_again(loaded):
     first = _melody(SCALE[:8])
     second = _melody(SCALE[8:], start=1.0 + 8 * BEAT + 6.0)

@@ -80,8 +80,11 @@ class Accompanist:
 
     def __init__(self, sampler: Sampler, base: int, schedule: Callable[..., None],
                  cancel: Callable[[int, float, bool], None] | None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, note_beats: float | None = None) -> None:
         self.sampler, self.base = sampler, base  # the model's step is the session's step + base
+        if note_beats is not None:  # her notes end after this many beats at most (live.accompany_max_note_beats)
+            state = sampler.states[0]
+            state.max_steps = min(state.max_steps, max(1, round(note_beats * sampler.vocab.codec.sample_freq)))
         self.schedule, self.cancel, self.clock = schedule, cancel, clock
         vocab = sampler.vocab
         self.pitch = np.full(len(vocab.tokens), -1, dtype=np.int64)  # MIDI pitch each note-on strikes

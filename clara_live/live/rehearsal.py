@@ -86,7 +86,8 @@ def accompany(session: Session, sampler: Sampler, events: Sequence[tuple[float, 
             late.append(now[0] - t)
         schedule.add(max(t, now[0]), message, track, tag)
 
-    worker = Worker(sampler, add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel)
+    worker = Worker(sampler, add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel,
+                    note_beats=session.live.accompany_max_note_beats)
     events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))
     i, t = 0, 0.0
     limit = (events[-1][0] if events else 0.0) + tail
