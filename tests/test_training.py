@@ -157,6 +157,8 @@ def test_sigint_saves_a_checkpoint_and_exits_cleanly(corpus, tmp_path):
     state = torch.load(out / "checkpoint.pt", weights_only=True)
     assert state["position"]["global_step"] >= 10  # saved at the interrupt, not at an interval
     assert (out / "model" / "config.json").exists()
+    held = json.loads((out / "model" / "splits.json").read_text())  # its held-out music with it
+    assert held["valid"] and held["sources"]
 
 
 def _free_port() -> int:

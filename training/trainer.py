@@ -297,18 +297,18 @@ def _save_model(run: Run, extra: dict) -> None:
             else platform.processor() or platform.machine(), "precision": precision.name,
             "onednn": precision.onednn, "init": run.init}
     save_model(run.out / "model", run.model, codec, run.vocabulary, {**info, **extra})
+    if run.corpus.manifest.get("sources"):  # its held-out music with it: a model copied mid-run is measured on it
+        write_splits(run.corpus.manifest, run.out / "model")
 
 
 def _finish(run: Run) -> None:
-    """Rank 0: a model/ even if no epoch finished, the held-out splits, the loss plot; under
+    """Rank 0: a model/ (with its held-out splits) even if no epoch finished, the loss plot; under
     torchrun the ranks wait for each other."""
     out = run.out
     if run.place.rank == 0:
         if not (out / "model" / CONFIG).exists():  # no epoch finished: keep what we have
             valid = score(run.model, run.valid_pieces, max_tokens=run.cfg.eval_tokens) if run.valid_pieces else None
             _save_model(run, {"valid": valid})
-        if run.corpus.manifest.get("sources"):  # the benchmarks' held-out music is this model's
-            write_splits(run.corpus.manifest, out / "model")
         plot_metrics(out / METRICS, out / "loss.png")
     if run.place.world > 1:
         digests = os.environ.get("CLARA_RANK_DIGESTS")  # tests: every rank's final parameters
