@@ -240,6 +240,9 @@ class SamplingConfig:
     # touch (model/touch.py): "learned" plays each note with the velocity and timing the model gives it (a
     # model that learned touch), "flat" at one velocity on the grid, the level of the player's last notes
     touch: str = "learned"
+    # learned touch's timing (each onset's offset from its step) is drawn at this temperature: under 1 she
+    # keeps to the timing heard (an offset repeated, the step itself) rather than wandering from it
+    timing_temperature: float = 0.5
     # the style a piece is played in (a model trained with corpus.style: "chopin", "pop", "lied"...): its
     # token opens the music she hears; "": "piano" (the piano corpora's); "none" or a style the model does
     # not know: no style token
@@ -248,7 +251,7 @@ class SamplingConfig:
     # a temperature under 0.01 or a cache_theta over 1000 overflows float32 logits into NaN
     RANGES: ClassVar[dict[str, str]] = {
         "random_freq": "[0, 1]", "top_k": "[0, 1000000] (0: no limit)", "top_p": "(0, 1]", "temperature": "[0.01, 100]",
-        "event_temperature": "[0, 100] (0: one temperature)",
+        "event_temperature": "[0, 100] (0: one temperature)", "timing_temperature": "[0.01, 100]",
         "min_p": "[0, 1) (0: no limit)", "seed": f"[-1, {MAX_SEED}] (-1: fresh each run)", "polyphony": "[1, 128]",
         "polyphony_v": "[1, 4] (a bowed instrument's strings)",
         "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",

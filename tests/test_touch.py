@@ -544,6 +544,24 @@ def test_sampling_gives_the_previous_strike_and_the_step_when_the_exact_classes_
     assert set((offset * 100).round().long().tolist()) == {1, 2, 4, 5, 6}
 
 
+def test_a_colder_timing_keeps_the_likeliest_offset_class_and_leaves_the_velocities_alone():
+    """sampling.timing_temperature: the offset's classes drawn at their own temperature (REPEAT at 0.7
+    against a bin at 0.3 here), the velocity's at 1, from the same draws."""
+    from clara_live.model.touch import sample_exact
+
+    previous = torch.tensor([[64, 20]]).expand(2000, -1)
+    velocity_logits = torch.randn(2000, 33, generator=torch.Generator().manual_seed(1))
+    offset_logits = torch.full((2000, 18), -40.0)
+    offset_logits[:, 17], offset_logits[:, 3] = float(np.log(0.7)), float(np.log(0.3))  # REPEAT, a bin
+    drawn = {}
+    for t in (1.0, 0.25):
+        velocity, offset = sample_exact(velocity_logits, offset_logits, previous, torch.Generator().manual_seed(0),
+                                        offset_temperature=t)
+        drawn[t] = (velocity, float(((offset * 100).round() == 20).float().mean()))
+    assert 0.65 < drawn[1.0][1] < 0.75 and drawn[0.25][1] > 0.95  # 0.7^4 / (0.7^4 + 0.3^4) = 0.97
+    assert torch.equal(drawn[1.0][0], drawn[0.25][0])
+
+
 def test_the_sampler_plays_the_last_strike_again_the_players_included(tmp_path, torch_settings_restored):
     from clara_live.config import InferenceConfig, SamplingConfig
     from clara_live.engine import build_engine

@@ -265,14 +265,17 @@ def exact_value_bits(velocity_log_probs: torch.Tensor, offset_log_probs: torch.T
 
 
 def sample_exact(velocity_logits: torch.Tensor, offset_logits: torch.Tensor, previous: torch.Tensor,
-                 generator: torch.Generator, temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator, temperature: float = 1.0, offset_temperature: float | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Formats 2 and 3: (velocities 1..127, offsets in steps) drawn from the head's logits ((streams,
     classes) each) and each stream's previous known strike ((streams, 2): velocity, offset in
     hundredths; velocity 0: none). SAME gives the previous velocity, ON offset 0, REPEAT the previous
     offset; a bin a value uniform among its others (never an exact class's value). Offsets are whole
-    hundredths of a step, as the corpus holds them and as value_bits counts them."""
+    hundredths of a step, as the corpus holds them and as value_bits counts them. The offset's classes
+    are drawn at `offset_temperature` (None: `temperature`)."""
     t = max(temperature, 1e-3)
-    v_log, o_log = value_log_probs(velocity_logits.float() / t, offset_logits.float() / t, previous)
+    to = t if offset_temperature is None else max(offset_temperature, 1e-3)
+    v_log, o_log = value_log_probs(velocity_logits.float() / t, offset_logits.float() / to, previous)
     v_class = torch.multinomial(v_log.exp(), 1, generator=generator).squeeze(-1)
     o_class = torch.multinomial(o_log.exp(), 1, generator=generator).squeeze(-1)
     inside = torch.rand(2, v_class.numel(), generator=generator)
@@ -293,12 +296,13 @@ def sample_exact(velocity_logits: torch.Tensor, offset_logits: torch.Tensor, pre
 
 
 def sample(velocity_logits: torch.Tensor, offset_logits: torch.Tensor, generator: torch.Generator,
-           temperature: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+           temperature: float = 1.0, offset_temperature: float | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(velocities 1..127, offsets in steps) drawn from the head's logits ((streams, bins) each), a
-    value uniform inside its bin."""
+    value uniform inside its bin; the offset's bin at `offset_temperature` (None: `temperature`)."""
     t = max(temperature, 1e-3)
+    to = t if offset_temperature is None else max(offset_temperature, 1e-3)
     v_bin = torch.multinomial(F.softmax(velocity_logits.float() / t, -1), 1, generator=generator).squeeze(-1)
-    o_bin = torch.multinomial(F.softmax(offset_logits.float() / t, -1), 1, generator=generator).squeeze(-1)
+    o_bin = torch.multinomial(F.softmax(offset_logits.float() / to, -1), 1, generator=generator).squeeze(-1)
     inside = torch.rand(2, v_bin.numel(), generator=generator)
     velocity = (v_bin * 4 + 1 + (inside[0] * velocity_width(v_bin)).long()).clamp(1, 127)
     offset = (o_bin + inside[1]) / OFFSET_BINS - 0.5

@@ -321,10 +321,12 @@ class Sampler:
             v_logits, o_logits = self.engine.touch_logits(self.output[index.to(self.output.device)],
                                                           torch.as_tensor(ids[rows], device=self.engine.device),
                                                           level.to(self.engine.device))
+            timing = self.sampling.timing_temperature
             if self.engine.touch_format > 1:
-                drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator)
+                drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator,
+                                             offset_temperature=timing)
             else:
-                drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator)
+                drawn, offset = sample_touch(v_logits.cpu(), o_logits.cpu(), self.generator, offset_temperature=timing)
             drawn = drawn.clamp(MIN_VELOCITY, 127)
             velocity[index], hundredths[index] = drawn, torch.round(offset * 100).long().clamp(-50, 49)
             for row, v, o in zip(rows.tolist(), drawn.tolist(), offset.tolist(), strict=True):
