@@ -86,8 +86,9 @@ def most_sounding(notes: list[StepNote]) -> int:
 
 def hold_limit(sampling: SamplingConfig, codec: CodecConfig) -> int:
     """The longest a sampled note can sound, in steps: no wait carries a sounding note past max_steps,
-    and the grammar forces its off at the step start where it has sounded that long."""
-    return max(1, round(sampling.max_note_quarters * codec.sample_freq))
+    and the grammar forces its off at the step start where it has sounded that long; one step more
+    where a generation cut inside that step is closed (close_all: a lower key's off after the shortest wait)."""
+    return max(1, round(sampling.max_note_quarters * codec.sample_freq)) + 1
 
 
 def check_notewise(prompt: list[str], out: list[str], sampling: SamplingConfig, tmp_path: Path,
