@@ -245,7 +245,7 @@ MAX_SECONDS = 3600.0
 MAX_BEAM = 64
 MAX_CANDIDATES = 64  # as live.candidates
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-notewise"
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "trained_models" / "clara-joint"
 DEFAULT_COMPOSER = DEFAULT_MODEL.parent / "composer"
 DEFAULT_CRITIC = DEFAULT_MODEL.parent / "critic"
 

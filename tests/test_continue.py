@@ -87,8 +87,11 @@ def test_aab_repeats_the_phrase_and_departs_from_its_middle(tmp_path):
     out = tmp_path / "out.mid"
     assert main(["continue", "-o", str(out), "--seed", "5", "--form", "aab", "--set", "sampling.phrase_bars=2",
                  "--set", "sampling.random_freq=1", "--set", "sampling.top_k=0"]) == 0
-    (notes,) = _tracks(out).values()
-    bar = mido.MidiFile(str(out)).ticks_per_beat * 4
+    # a chamber model's v and p alike, each onset on its step: learned touch draws each statement's timing
+    # afresh (a repeat is played again, not copied), moving onsets by under half a step
+    step = mido.MidiFile(str(out)).ticks_per_beat // 12
+    notes = [(round(t / step), d, p) for track in _tracks(out).values() for t, d, p in track]
+    bar = 12 * 4
     phrase = 2 * bar
     statements = [sorted((t - k * phrase, p) for t, _, p in notes if k * phrase <= t < (k + 1) * phrase)
                   for k in range(3)]

@@ -118,7 +118,10 @@ def test_clara_answers_after_the_phrase_on_the_beat_and_closes_every_note(studio
         excuse_loss(jack_realtime, f"a message lost on its way to the listener ({xruns(jack_server) - missed} "
                                    f"missed cycles logged): {_unpaired(answer)}")
     assert _unpaired(answer) == []
-    assert all(m[2] == 90 for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0)  # the player's velocity
+    # the default model's learned touch: a player at one velocity shows no dynamics, so hers are its own, at a
+    # musical level (never under the sampler's softest, 12; 90 each with --touch flat, the player's level)
+    velocities = [m[2] for _, m in answer if m[0] & 0xF0 == NOTE_ON and m[2] > 0]
+    assert all(12 <= v <= 127 for v in velocities) and 40 <= statistics.median(velocities) <= 110, velocities
     # SIGTERM while silent: only the panic follows
     before = len(studio.heard)
     assert live.terminate() == 0, live.text[-3000:]

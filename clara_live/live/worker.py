@@ -10,6 +10,7 @@ reads it anew. The I/O threads never wait for it.
 
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
 import time
@@ -21,7 +22,7 @@ import numpy as np
 
 from clara_live.codec.notewise import Touch
 from clara_live.codec.tokens import Kind, wait
-from clara_live.live.accompany import Accompanist
+from clara_live.live.accompany import ACCOMPANY_STYLE, Accompanist
 from clara_live.live.budget import ChoiceBudget
 from clara_live.live.commands import Accompany, Answer, Feed, Mark, Refeed, Sampling, Stop
 from clara_live.live.midi import NOTE_OFF, NOTE_ON
@@ -82,6 +83,8 @@ class Worker:
         self.limit = sampler.vocab.codec.wait_limit
         if part is not None and len(sampler.vocab.families) > 1:  # a duet: she strikes only her part's notes
             sampler.forbid = sampler.vocab.strikes_outside(part)
+        if accompany and not sampler.sampling.style:  # a melody over a piano part, as a styled model learned it
+            sampler.sampling = dataclasses.replace(sampler.sampling, style=ACCOMPANY_STYLE)
         if sampler.logits is None:
             sampler.open_piece()  # the style asked for, if the model knows it
             sampler.feed([wait(self.limit)])  # the model needs one token to predict from
