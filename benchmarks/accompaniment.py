@@ -1,11 +1,12 @@
-"""Accompaniment (issue 26): held-out POP909 songs' melodies played into `clara live --mode accompany`.
+"""Accompaniment (issue 26): held-out songs' melodies played into `clara live --mode accompany`.
 
-Each song of the shipped model's held-out split (trained_models/clara-notewise/splits.json: its
-POP909 valid or test songs) gives its MELODY track as the player's part, from its first note for
-`--seconds`, played through the live session, worker and the scheduler's queue on an injected
-clock (clara_live/live/rehearsal.py:accompany), at the song's tempo as the first guess. Clara's
-notes (what the scheduler sent on her channel) are compared with the song's PIANO track over the
-same window (the real accompaniment):
+Each song of the model's held-out split (its splits.json, else the joint model's: POP909's or, with
+`--corpus openscore-lieder`, the Lieder's valid or test songs) gives its melody (POP909's MELODY track,
+a Lied's voice) as the player's part, from its first note for `--seconds`, played through the live
+session, worker and the scheduler's queue on an injected clock (clara_live/live/rehearsal.py:accompany),
+at the song's tempo as the first guess (a Lied's score: its first tempo mark, 120 where it has none).
+Clara's notes (what the scheduler sent on her channel) are compared with the song's own accompaniment
+over the same window (POP909's PIANO track, a Lied's piano part):
 
   pc_cosine     pitch-class cosine with the melody (durations weighted), hers and the real one's
   on_grid       share of her onsets within 20 ms of the song's grid (its tempo, the phase its melody's
@@ -68,15 +69,43 @@ class Note(NamedTuple):
     velocity: int = 80
 
 
-def songs(model: Path, split: str) -> list[Path]:
-    """The split's POP909 songs: the model's held-out ones (its splits.json; a model saved before its run
-    ended has none, and takes the shipped model's: the corpus split is by a stable hash of the work, and the
-    joint corpus's POP909 valid and test songs are the shipped model's)."""
-    splits = model / "splits.json"
-    if not splits.exists():
-        splits = REPO / "trained_models" / "clara-notewise" / "splits.json"
-    held = json.loads(splits.read_text())[split]
-    return [CORPUS / "pop909" / s["path"] for s in held if s["corpus"] == "pop909"]
+def songs(model: Path, split: str, corpus: str = "pop909") -> list[Path]:
+    """The split's songs of a corpus (pop909, openscore-lieder): the model's held-out ones (its splits.json),
+    or where it holds none of that corpus (a piano model never saw a Lied), the joint model's: the corpus
+    split is by a stable hash of the work, and the joint corpus's POP909 valid and test songs are the piano
+    model's."""
+    for splits in (model / "splits.json", REPO / "trained_models" / "clara-joint" / "splits.json"):
+        if splits.exists():
+            held = [s for s in json.loads(splits.read_text())[split] if s["corpus"] == corpus]
+            if held:
+                return [CORPUS / corpus / s["path"] for s in held]
+    return []
+
+
+def read_lied(path: Path, seconds: float) -> tuple[list[Note], list[Note], float, list[Note]] | None:
+    """A Lied's voice (the melody) and its piano part from the voice's first note for `seconds`, in seconds at
+    the score's first tempo (120 where it marks none), as read_song gives a song's; through the corpus's read
+    cache (a score is parsed once: music21 takes up to 10 s)."""
+    from clara_live.corpus.read_cache import read_piece
+    from clara_live.errors import InputError
+    from clara_live.music.notes import PIANO, VIOLIN
+
+    try:
+        piece = read_piece(str(path), True, Path.home() / ".cache" / "clara-live" / "corpus")
+    except InputError:
+        return None
+    beat = 60.0 / piece.bpm
+    voice = [n for n in piece.notes if n.family == VIOLIN]
+    if len(voice) < 8:
+        return None
+    first = min(n.start for n in voice)
+
+    def window(family: str) -> list[Note]:
+        return sorted(Note((n.start - first) * beat, (n.end - first) * beat, n.pitch, n.velocity)
+                      for n in piece.notes if n.family == family and 0 <= (n.start - first) * beat < seconds)
+
+    melody, real = window(VIOLIN), window(PIANO)
+    return (melody, real, piece.bpm, []) if len(real) >= 8 else None  # a song whose piano waits past the window
 
 
 def read_song(path: Path, seconds: float) -> tuple[list[Note], list[Note], float, list[Note]] | None:
@@ -196,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default=str(REPO / "trained_models" / "clara-notewise"))
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
+    parser.add_argument("--corpus", choices=["pop909", "openscore-lieder"], default="pop909",
+                        help="the songs: POP909's MELODY over its PIANO, or a Lied's voice over its piano")
     parser.add_argument("--limit", type=int, default=8, help="songs (0: all)")
     parser.add_argument("--seconds", type=float, default=30.0, help="of each melody, from its first note")
     parser.add_argument("--seed", type=int, default=1)
@@ -210,9 +241,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(overrides=base)
     engine = build_engine(loaded.model, config.inference)
     rows, costs, cpu, firsts = [], [], [], []
-    paths = songs(Path(args.model), args.split)
+    paths = songs(Path(args.model), args.split, args.corpus)
+    read = read_lied if args.corpus == "openscore-lieder" else read_song
+    name = "Lied" if args.corpus == "openscore-lieder" else "POP909"
     for path in paths[:args.limit or None]:
-        song = read_song(path, args.seconds)
+        song = read(path, args.seconds)
         if song is None:
             continue
         melody, real, bpm, bridge = song
@@ -229,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(row)
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in row.items()}), file=sys.stderr)
         if len(rows) <= args.rolls:
-            roll(out / f"{path.stem}.png", f"POP909 {path.stem}: melody, real accompaniment, Clara's ({args.split})",
+            roll(out / f"{path.stem}.png", f"{name} {path.stem}: melody, real accompaniment, Clara's ({args.split})",
                  [("melody", melody), ("real (PIANO)", real), ("Clara", notes)], bpm, loaded.codec.sample_freq)
     keys = [k for k in rows[0] if k not in ("song",)] if rows else []
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in keys}
@@ -242,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
                 "latency_p99_ms": float(np.percentile(ms, 99)), "latency_cpu_p50_ms": float(np.percentile(cpu_ms, 50)),
                 "latency_cpu_p99_ms": float(np.percentile(cpu_ms, 99)), "first_p50_ms": float(np.percentile(first, 50)),
                 "first_p99_ms": float(np.percentile(first, 99)), "notes_in": len(ms)}
-    (out / f"{args.split}.json").write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
+    report = out / f"{args.split}{'' if args.corpus == 'pop909' else '-lieder'}.json"
+    report.write_text(json.dumps({"summary": summary, "rows": rows}, indent=1) + "\n")
     print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}))
     return 0
 
