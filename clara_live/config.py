@@ -315,6 +315,9 @@ class LiveConfig:
     # accompany: her notes end after this many beats at most (sampling.max_note_quarters, if shorter, still
     # holds): a note held on under the melody's moving harmony clashes with it (BENCHMARKS.md, accompaniment)
     accompany_max_note_beats: float = 2.0
+    # accompany: the chance she waits on at a step where the model expected the melody, rather than act there
+    # (0: never; 0.9 brought her density to the real part's but her pitch classes further from the melody's)
+    accompany_wait_on: float = 0.0
     channel: int = 1  # Clara's MIDI channel, 1-16
     # duet roles: the player's part and Clara's, each a family of a chamber model (codec.chamber): p (piano) or
     # v (violin or voice); a model without families has only p. Each part sounds with its General MIDI program
@@ -351,7 +354,7 @@ class LiveConfig:
         "bpm": f"[{MIN_BPM:g}, {MAX_BPM:g}]",  # the tempi the session hears and plays at (beat/limits.py)
         "silence_beats": "(0, 64]", "trigger_cc": "[-1, 127] (-1: none)", "suggest_bars": "[1, 64]",
         "max_answer_bars": "[1, 64]", "accompany_lookahead_beats": "(0, 4]",
-        "accompany_max_note_beats": "(0, 64]",
+        "accompany_max_note_beats": "(0, 64]", "accompany_wait_on": "[0, 1]",
         "channel": "[1, 16]", "program_p": "[0, 127]", "program_v": "[0, 127]",
         "player_channel": "[0, 16] (0: as played, or a free one)", "velocity": "[1, 127]",
         "velocity_window": "[1, 1000]",

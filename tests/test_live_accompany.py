@@ -348,16 +348,14 @@ def test_with_a_chamber_model_the_melody_is_read_as_v_and_she_plays_p_alone(monk
     assert any(t.startswith("p") for t in vocab.text(played))
 
 
-def test_waiting_on_where_the_model_expected_the_melody_thins_her_part(loaded, monkeypatch):
-    """`wait_on`: at a step the model expected the melody at, she may wait on instead of acting there; always
-    waiting on, she strikes fewer notes under the same melody and seed, and still leaves nothing sounding."""
-    import clara_live.live.accompany as accompany_module
-
+def test_waiting_on_where_the_model_expected_the_melody_thins_her_part(loaded):
+    """live.accompany_wait_on: at a step the model expected the melody at, she may wait on instead of acting
+    there; always waiting on, she strikes fewer notes under the same melody and seed, and still leaves nothing
+    sounding."""
     events = _melody(SCALE, every=BEAT / 2)
     counts = {}
     for chance in (0.0, 1.0):
-        monkeypatch.setattr(accompany_module, "WAIT_ON", chance)
-        sent, _, _ = _play(loaded, events)
+        sent, _, _ = _play(loaded, events, f"live.accompany_wait_on={chance}")
         counts[chance] = len(_check_clean(sent, events))
     assert counts[1.0] < counts[0.0], counts
 

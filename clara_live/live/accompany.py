@@ -63,7 +63,6 @@ TIMING = 0.010  # seconds her learned timing (touch) may move a note: she keeps 
 # 0.37 / 0.15 beats, loop share 0.040 / 0.043, doublings 1 / 0 (BENCHMARKS.md); a piano model never imagines
 # (its notes in the melody's zone taken as the melody measured worse: pc cosine 0.51-0.60, loops 0.08-0.13)
 IMAGINE = False
-WAIT_ON = 0.0  # the chance she may wait on where the model expected the melody (`Accompanist.wait_on`; 0: never)
 LEVEL_NOTES = 16  # with learned touch, her velocities are scaled so that the mean of her last this many ...
                   # ... lies at the session's level for her (a little under the player's): her accents kept
 
@@ -84,7 +83,8 @@ class Accompanist:
 
     def __init__(self, sampler: Sampler, base: int, schedule: Callable[..., None],
                  cancel: Callable[[int, float, bool], None] | None,
-                 clock: Callable[[], float] = time.monotonic, note_beats: float | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, note_beats: float | None = None,
+                 wait_on: float = 0.0) -> None:
         self.sampler, self.base = sampler, base  # the model's step is the session's step + base
         if note_beats is not None:  # her notes end after this many beats at most (live.accompany_max_note_beats)
             state = sampler.states[0]
@@ -130,8 +130,9 @@ class Accompanist:
         # wait on (a second wait, not the codec's form: the replan reads the merged one) rather than be made to
         # act there, where the melody's probability can go only to her notes' ends and new notes. Piano model,
         # 16 valid songs: 0.9 gives density 1.27 x the real part's (0: 3.04) but pc cosine 0.70 (0.77), loop
-        # share 0.049 (0.031); 1.0: 0.85, 0.62, 0.037 (BENCHMARKS.md); the chamber model's density stays ~3
-        self.wait_on = WAIT_ON
+        # share 0.049 (0.031); 1.0: 0.85, 0.62, 0.037 (BENCHMARKS.md); the chamber model's density stays ~3.
+        # live.accompany_wait_on (0: never)
+        self.wait_on = wait_on
         # the melody's next tokens imagined (sampled, never played) rather than forbidden: a chamber model only
         # (IMAGINE), as a piano model cannot tell her notes from the melody's but by register
         self.imagine = IMAGINE and bool(self.theirs.any())

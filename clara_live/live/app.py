@@ -200,7 +200,8 @@ class LiveApp:
         self.worker = Worker(sampler, self.scheduler.add, lookahead=live.lookahead, candidates=live.candidates,
                              scorer=plumbing.critic(live) if live.candidates > 1 else None,
                              accompany=live.mode == "accompany", cancel=self.scheduler.cancel,
-                             part=live.clara_part, note_beats=live.accompany_max_note_beats)
+                             part=live.clara_part, note_beats=live.accompany_max_note_beats,
+                             wait_on=live.accompany_wait_on)
         if live.candidates > 1:
             self.worker.calibrate()  # what a best-of-K choice costs here, before the first is due
             self.stats.calibration = {

@@ -87,7 +87,7 @@ def accompany(session: Session, sampler: Sampler, events: Sequence[tuple[float, 
         schedule.add(max(t, now[0]), message, track, tag)
 
     worker = Worker(sampler, add, lookahead=1e9, clock=lambda: now[0], accompany=True, cancel=cancel,
-                    note_beats=session.live.accompany_max_note_beats)
+                    note_beats=session.live.accompany_max_note_beats, wait_on=session.live.accompany_wait_on)
     events = sorted(events, key=lambda e: (e[0], kind(e[1]) != NOTE_OFF))
     i, t = 0, 0.0
     limit = (events[-1][0] if events else 0.0) + tail

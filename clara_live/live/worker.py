@@ -61,7 +61,7 @@ class Worker:
     def __init__(self, sampler: Sampler, schedule: Callable[..., None], lookahead: float = 0.5,
                  clock: Callable[[], float] = time.monotonic, candidates: int = 1, scorer: Scorer | None = None,
                  accompany: bool = False, cancel: Callable[[int, float, bool], None] | None = None,
-                 part: str | None = None, note_beats: float | None = None) -> None:
+                 part: str | None = None, note_beats: float | None = None, wait_on: float = 0.0) -> None:
         if not sampler.vocab.coder.streams_events:
             raise ValueError("the live worker needs a model whose tokens are events (notewise)")
         self.sampler = sampler
@@ -92,7 +92,8 @@ class Worker:
         # stream stands, and base follows it); an answer lowers base by the pause it skips (from_step)
         self.base = self.state.now
         # live.mode accompany: her part planned as the player plays (live/accompany.py); `cancel` is the scheduler's
-        self.accompanist = Accompanist(sampler, self.base, schedule, cancel, clock, note_beats) if accompany else None
+        self.accompanist = Accompanist(sampler, self.base, schedule, cancel, clock, note_beats,
+                                       wait_on) if accompany else None
         self._thread = threading.Thread(target=self._run, name="clara-worker", daemon=True)
 
     def start(self) -> None:
