@@ -242,7 +242,7 @@ class SamplingConfig:
     touch: str = "learned"
     # learned touch's timing (each onset's offset from its step) is drawn at this temperature: under 1 she
     # keeps to the timing heard (an offset repeated, the step itself) rather than wandering from it
-    timing_temperature: float = 0.5
+    timing_temperature: float = 0.25
     # the style a piece is played in (a model trained with corpus.style: "chopin", "pop", "lied"...): its
     # token opens the music she hears; "": "piano" (the piano corpora's); "none" or a style the model does
     # not know: no style token
