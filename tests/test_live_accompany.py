@@ -53,12 +53,17 @@ def _melody(pitches, start: float = 1.0, every: float = BEAT, hold: float = 0.9,
     return events
 
 
-def _play(loaded, events, *overrides: str, seed: int = 1, tail: float = 4.0):
+def _rehearse(loaded, events, *overrides: str, seed: int = 1, tail: float = 4.0):
+    """The rehearsal (sent, worker, late) of `events` accompanied, and the config it ran with."""
     vocab = Vocabulary(loaded.vocabulary, loaded.codec)
     session, config = _session(*overrides, vocab=vocab)
     sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
                       config.sampling, seed=seed)
-    sent, worker, _ = accompany(session, sampler, events, tail=tail)
+    return accompany(session, sampler, events, tail=tail), config
+
+
+def _play(loaded, events, *overrides: str, seed: int = 1, tail: float = 4.0):
+    (sent, worker, _), config = _rehearse(loaded, events, *overrides, seed=seed, tail=tail)
     return sent, worker, config
 
 
@@ -510,11 +515,7 @@ def test_her_plan_is_never_timed_in_the_past_when_the_player_drifts_from_the_fir
     notes = [(float(n.time) - first + 1.0, float(n.time + n.duration) - first + 1.0, int(n.pitch))
              for n in melody if float(n.time) - first < 30.0]
     events = [(s, (NOTE_ON, p, 100)) for s, _, p in notes] + [(max(e, s + 0.01), (NOTE_OFF, p, 0)) for s, e, p in notes]
-    vocab = Vocabulary(loaded.vocabulary, loaded.codec)
-    session, config = _session("live.bpm=62", vocab=vocab)
-    sampler = Sampler(build_engine(loaded.model, config.inference), loaded.vocabulary, loaded.codec,
-                      config.sampling, seed=1)
-    sent, _, late = accompany(session, sampler, events)
+    (sent, _, late), _ = _rehearse(loaded, events, "live.bpm=62")
     step = 60.0 / 62 / 12
     assert sum(1 for _, m in sent if m[0] & 0xF0 == NOTE_ON and m[2] > 0) > 50
     assert max(late, default=0.0) <= 2 * step, sorted(late)[-5:]

@@ -212,8 +212,10 @@ class TempoKeeper:
             base = self.followed if self.followed is not None and not self.grid_follows else self.grid
             self.followed = Grid(beat_time, round(base.step_at(beat_time) / sf) * sf, 60.0 / period, sf)
             if self.grid_follows:  # one beat for all, moved only by a follower that agrees with it
-                agrees = abs(self.followed.bpm / self.grid.bpm - 1.0) <= FOLLOW_AGREES
-                self.grid, self.followed = (self.followed, self.followed) if agrees else (self.grid, None)
+                if abs(self.followed.bpm / self.grid.bpm - 1.0) <= FOLLOW_AGREES:
+                    self.grid = self.followed
+                else:
+                    self.followed = None
 
     def _seed(self, times: list[float], velocities: list[int]) -> None:
         """The follower started again from the phrase so far heard by the hand-made estimator, and
