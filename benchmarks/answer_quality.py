@@ -443,8 +443,13 @@ def run(args: argparse.Namespace) -> dict:
         if tempi:
             results[name]["bpm"] = float(np.median(tempi))
         print(f"  {name}: {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    corpora = [p.name.split(":")[0] for p in prompts]
     for r in results.values():
         r["median"] = summarise(r["rows"])
+        # each corpus's prompts apart (a take k of prompt i is row k * len(prompts) + i): sequenced music and
+        # performances differ most in touch
+        r["by_corpus"] = {c: summarise([row for i, row in enumerate(r["rows"]) if corpora[i % len(prompts)] == c])
+                          for c in sorted(set(corpora))}
         r["parts"] = distance_parts(r["rows"], real)  # where the distance comes from (--json)
         r["distance"] = sum(r["parts"].values()) / len(METRICS)
     report = {"split": args.split, "path": args.path, "prompts": [p.name for p in prompts],

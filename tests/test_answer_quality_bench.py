@@ -130,3 +130,8 @@ def test_seeds_take_every_prompt_that_many_times_with_its_own_seed(shared, tmp_p
     rows = report["results"]["default"]["rows"]
     assert report["seeds"] == 2 and len(rows) == 4 and len(report["results"]["real"]["rows"]) == 2
     assert rows[:2] != rows[2:]  # a second take of the same prompts is another continuation
+    by_corpus = report["results"]["default"]["by_corpus"]  # each corpus's prompts apart, both takes
+    corpora = [name.split(":")[0] for name in report["prompts"]]
+    assert set(by_corpus) == set(corpora)
+    for corpus, median in by_corpus.items():
+        assert median == bench.summarise([r for i, r in enumerate(rows) if corpora[i % 2] == corpus])
