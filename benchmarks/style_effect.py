@@ -1,15 +1,17 @@
 """Style (issue 25): does a style token make Clara's music that style's?
 
-Held-out prompts (the answer benchmark's: the model's own valid or test split of piano-midi.de and
-ASAP), each cut short (`--prompt-seconds`, 4 by default, so that the prompt says little of its
-composer), are continued for `--seconds` under each style of `--styles` (a style the model learned,
-`none`: no style token, `piano`: the default, the piano style), one seed per prompt and take. The
+Clara plays `--seconds` under each style of `--styles` (a style the model learned, `none`: no style
+token, `piano`: the default, the piano style): from silence (`--prompt-seconds 0`, the default: what
+the style alone makes of her music), or continuing held-out prompts (the answer benchmark's: the
+model's own valid or test split of piano-midi.de and ASAP) cut `--prompt-seconds` long, one
+generation per prompt and take, each with its own seed (from silence, as many as there are prompts). The
 composer classifier (`--composer`, a judge built on the same model's vocabulary or any other) hears
 the continuation alone, the prompt left out, and names its likeliest composer. For each composer asked
 as a style, the report gives how often it is named under that style and with no style token, and
 their ratio (issue 25's goal: Chopin named at least 3x as often under --style chopin).
 
   python benchmarks/style_effect.py --split valid --styles chopin,none,piano
+  python benchmarks/style_effect.py --split valid --prompt-seconds 4    # continuing 4 s of a held-out piece
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ import answer_quality  # noqa: E402  (its prompts and offline continuation)
 from clara_live.codec import make_codec  # noqa: E402
 from clara_live.codec.steps import to_steps  # noqa: E402
 from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
-from clara_live.config import load_config  # noqa: E402
+from clara_live.config import Config, load_config  # noqa: E402
+from clara_live.continuation import Request, continue_piece  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.judge.predict import predict_pieces  # noqa: E402
 from clara_live.judge.store import load_judge  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
 from clara_live.music.notes import Note, Piece  # noqa: E402
+from clara_live.sampling.sampler import Sampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {"none": "none", "piano": ""}  # the command line's names for sampling.style's "none" and ""
@@ -54,16 +58,30 @@ def judge_ids(notes: list[answer_quality.Timed], vocab: Vocabulary) -> np.ndarra
     return ids if len(ids) >= 2 else None
 
 
+def generate(loaded, engine, config: Config, piece: Piece | None, seconds: float, style: str,
+             seed: int) -> list[answer_quality.Timed]:
+    """Clara's music under `style` for `seconds`, continuing `piece` (none: from silence), in seconds from
+    where it begins (each onset where her touch put it)."""
+    sampling = answer_quality.sampling_for(config, {"style": style}).sampling
+    sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed)
+    result = continue_piece(loaded, sampler, piece, Request(seconds=seconds), sampling)
+    step = 60.0 / (result.bpm * loaded.codec.sample_freq)
+    origin = max((n.end for n in result.prompt), default=0)
+    return [answer_quality.Timed((n.start + n.offset - origin) * step, (n.end - origin) * step, n.pitch, n.velocity)
+            for n in result.continuation]
+
+
 def run(args: argparse.Namespace) -> dict:
     config = load_config(overrides=args.set)
     loaded = load_model(args.model)
     engine = build_engine(loaded.model, config.inference)
     judge = load_judge(args.composer, kind="composer")
     vocab = Vocabulary(judge.vocabulary, judge.codec)
-    prompts = answer_quality.load_prompts(args.split, args.prompt_seconds, args.seconds, args.limit,
+    prompts = answer_quality.load_prompts(args.split, max(args.prompt_seconds, 1.0), args.seconds, args.limit,
                                           model=Path(args.model))
     styles = [s.strip() for s in args.styles.split(",") if s.strip()]
-    print(f"{len(prompts)} prompts from the {args.split} split, styles {styles}", file=sys.stderr)
+    print(f"{len(prompts)} {'prompts' if args.prompt_seconds > 0 else 'generations from silence'} "
+          f"({args.split} split), styles {styles}", file=sys.stderr)
     named: dict[str, list[str]] = {}
     for style in styles:
         started = time.perf_counter()
@@ -72,8 +90,9 @@ def run(args: argparse.Namespace) -> dict:
         for take in range(args.seeds):
             for i, prompt in enumerate(prompts):
                 seed = args.seed + answer_quality.SEED_STRIDE * take + i
-                notes = answer_quality.offline(loaded, engine, config, prompt, setting, seed)
-                ids = judge_ids(answer_quality._clip(notes, prompt.seconds), vocab)
+                piece = prompt.piece if args.prompt_seconds > 0 else None
+                notes = generate(loaded, engine, config, piece, args.seconds, setting["style"], seed)
+                ids = judge_ids(answer_quality._clip(notes, args.seconds), vocab)
                 if ids is None:
                     named[style].append("(silent)")
                     continue
@@ -82,7 +101,8 @@ def run(args: argparse.Namespace) -> dict:
         print(f"{style}: {len(named[style])} continuations, {time.perf_counter() - started:.0f} s", file=sys.stderr)
     asked = [s for s in styles if s not in NAMES]
     baseline = "none" if "none" in styles else None
-    report: dict = {"model": args.model, "composer": args.composer, "split": args.split, "prompts": len(prompts),
+    report: dict = {"model": args.model, "composer": args.composer, "split": args.split,
+                    "prompt_seconds": args.prompt_seconds, "prompts": len(prompts),
                     "seeds": args.seeds, "named": {}, "ratio": {}}
     for style in styles:
         counts: dict[str, int] = {}
@@ -107,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", choices=["valid", "test"], default="valid")
     parser.add_argument("--styles", default="chopin,none,piano",
                         help="comma-separated: styles the model learned, none (no token), piano (the default)")
-    parser.add_argument("--prompt-seconds", type=float, default=4.0)
+    parser.add_argument("--prompt-seconds", type=float, default=0.0, help="0: from silence")
     parser.add_argument("--seconds", type=float, default=40.0)
     parser.add_argument("--limit", type=int, default=0, help="prompts (0: all)")
     parser.add_argument("--seeds", type=int, default=1)

@@ -45,7 +45,8 @@ def test_a_continuation_is_heard_on_the_judge_s_grid_from_its_notes_alone():
 
 def test_a_small_run_names_a_composer_for_each_continuation_under_each_style(shared, tmp_path):
     out = tmp_path / "style.json"
-    assert bench.main(["--limit", "2", "--seconds", "6", "--styles", "chopin,none", "--json", str(out)]) == 0
+    assert bench.main(["--limit", "2", "--seconds", "6", "--styles", "chopin,none", "--json", str(out),
+                       "--prompt-seconds", "4"]) == 0
     report = json.loads(out.read_text())
     classes = set(load_judge(bench.REPO / "trained_models" / "composer", kind="composer").classes) | {"(silent)"}
     for style in ("chopin", "none"):
@@ -53,3 +54,14 @@ def test_a_small_run_names_a_composer_for_each_continuation_under_each_style(sha
         assert sum(named.values()) == 2 and set(named) <= classes
     ratio = report["ratio"]["chopin"]
     assert ratio["composer"] == "Chopin" and 0.0 <= ratio["under_style"] <= 1.0 and 0.0 <= ratio["no_style"] <= 1.0
+
+
+def test_from_silence_the_style_alone_opens_her_music(shared):
+    loaded = bench.load_model(bench.REPO / "trained_models" / "clara-joint")
+    config = bench.load_config()
+    engine = bench.build_engine(loaded.model, config.inference)
+    empty = None  # from silence
+    chopin = bench.generate(loaded, engine, config, empty, 4.0, "chopin", seed=3)
+    assert chopin and min(n.start for n in chopin) >= 0.0  # she plays, from the start
+    assert bench.generate(loaded, engine, config, empty, 4.0, "chopin", seed=3) == chopin  # a seed repeats
+    assert bench.generate(loaded, engine, config, empty, 4.0, "none", seed=3) != chopin  # the token changes her music
