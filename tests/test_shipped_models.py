@@ -131,15 +131,16 @@ def test_the_shipped_composer_judge_names_held_out_composers():
     judge = load_judge(MODELS / "composer", kind="composer")
     split, labels, sources = judge.info["split"], judge.info["labels"], judge.info["sources"]
     major = judge.info["metrics"]["major_composers"]
-    tests = sorted(k for k, v in split.items() if v == "test" and labels[k] in major)[::6]  # a sixth: time
+    # a sixth of the MIDI files (a score's MusicXML takes music21 seconds to read): time
+    tests = sorted(k for k, v in split.items() if v == "test" and labels[k] in major and sources[k].endswith(".mid"))[::6]
     vocab = Vocabulary(judge.vocabulary, judge.codec)
     ids = [encode_file(str(REPO / sources[k]), vocab) for k in tests]
     truth = [judge.classes.index(labels[k]) for k in tests]
     probs = predict_pieces(judge.model, ids, judge.window, judge.stride)
     assert torch.allclose(probs.sum(-1), torch.ones(len(tests)), atol=1e-4)
     assert len(tests) >= 20
-    assert top_k_accuracy(probs, truth, 1) >= 0.6  # measured 22 of 29; chance is about 1 in 18
-    assert top_k_accuracy(probs, truth, 3) >= 0.75  # measured 26 of 29
+    assert top_k_accuracy(probs, truth, 1) >= 0.6  # measured 23 of 30 (11 composers); chance is about 1 in 57
+    assert top_k_accuracy(probs, truth, 3) >= 0.75  # measured 27 of 30
 
 
 def test_clara_judge_score_runs_on_the_shipped_judges(tmp_path, capsys):
@@ -220,7 +221,7 @@ def test_the_shipped_critic_does_not_take_random_notes_for_human(tmp_path, capsy
 
 
 def test_clara_judge_score_pins_the_inception_score_of_known_sets(tmp_path, capsys):
-    """Ten held-out pieces by ten composers: measured 4.51 (of 30), the critic's mean P(human) 0.93.
+    """Ten held-out pieces by ten composers: measured 4.23 (of 88), the critic's mean P(human) 0.93.
     Four copies of one piece: every p(y|x) is the marginal, so the score is 1 and the mean P(human)
     that piece's own."""
     import shutil
