@@ -101,3 +101,31 @@ def test_a_judge_stored_in_half_precision_judges_alike(tiny_judge, tmp_path):
     a = predict_pieces(full.model, [i.numpy() for i in ids], full.window, full.stride)
     b = predict_pieces(half.model, [i.numpy() for i in ids], half.window, half.stride)
     assert torch.allclose(a, b, atol=2e-3)
+
+
+def test_a_chamber_judge_reads_a_melody_track_as_v_as_continue_reads_a_prompt(tmp_path):
+    """A judge built on a chamber model hears a file's parts in its families: a track named Melody (POP909's) is
+    v over the piano, as the joint corpus wrote POP909 and as `clara continue` reads a prompt; a piano judge hears
+    both as p."""
+    import mido
+    from conftest import build_midi
+
+    from clara_live.codec import CodecConfig, make_codec
+    from clara_live.codec.vocabulary import Vocabulary
+    from clara_live.judge.pieces import encode_file
+
+    def track(name: str, pitches: tuple[int, ...]) -> list[tuple[int, mido.Message]]:
+        events = [(0, mido.MetaMessage("track_name", name=name))]
+        for k, pitch in enumerate(pitches):
+            events += [(k * 480, mido.Message("note_on", note=pitch, velocity=80)),
+                       (k * 480 + 400, mido.Message("note_off", note=pitch))]
+        return events
+
+    song = build_midi(tmp_path / "song.mid", [track("MELODY", (72, 74, 76)), track("PIANO", (48, 52, 55))])
+    for chamber, melody_family in ((True, "v"), (False, "p")):
+        codec = CodecConfig(chamber=chamber)
+        vocab = Vocabulary(make_codec(codec).vocabulary(), codec)
+        struck = [t for t in vocab.text(encode_file(str(song), vocab)) if t[0] in "pv" and t[1:].isdigit()]
+        low = codec.low_pitch
+        assert [t for t in struck if int(t[1:]) + low >= 72] == [f"{melody_family}{p - low}" for p in (72, 74, 76)]
+        assert [t for t in struck if int(t[1:]) + low < 60] == [f"p{p - low}" for p in (48, 52, 55)]

@@ -14,6 +14,7 @@ import numpy as np
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.vocabulary import Vocabulary
+from clara_live.continuation import chamber_parts
 from clara_live.corpus import find_sources
 from clara_live.errors import ClaraError, InputError
 from clara_live.music.read import read_music
@@ -43,7 +44,10 @@ def load_labelled(specs: Iterable[str], vocab: Vocabulary) -> tuple[list[Labelle
 def encode_file(source: str, vocab: Vocabulary) -> np.ndarray:
     """One file's token ids in a model's vocabulary; InputError names the file and the reason."""
     codec = vocab.codec
-    tokens = make_codec(codec).encode(to_steps(read_music(source, codec.sustain_pedal), codec))
+    piece = read_music(source, codec.sustain_pedal)
+    if codec.chamber:  # its parts in the model's families, as `clara continue` reads a prompt (a "Melody" track is v)
+        piece = chamber_parts(piece)
+    tokens = make_codec(codec).encode(to_steps(piece, codec))
     try:
         ids = vocab.ids(tokens, source, unknown=True)
     except ValueError as exc:
