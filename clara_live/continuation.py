@@ -26,20 +26,13 @@ from clara_live.codec.tokens import silence
 from clara_live.config import SamplingConfig
 from clara_live.errors import InputError
 from clara_live.model.store import LoadedModel
-from clara_live.music.instruments import family_of
+from clara_live.music.instruments import chamber_parts, family_of
 from clara_live.music.midi_io import steps_to_midi
 from clara_live.music.notes import VIOLIN, Piece, StepNote
 from clara_live.sampling.sampler import MIN_VELOCITY, PLAYED_VELOCITIES, Sampler
 from clara_live.sampling.search import Scorer, aab, beam_search, best_of, generate, model_score
 
 VELOCITY_NOTES = 32  # Clara plays at the mean velocity of the prompt's last this-many notes (flat touch)
-# a track (part) named for a voice or a bowed or blown instrument is a `v` part, whatever its program (many files
-# set none, and a GM player then plays it as a piano): the names a Lied's, a sonata's or a song's parts go by.
-# "melody" is POP909's sung line (corpus/parts.py), a `v` part in the chamber corpus
-V_PART_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|stimme|soprano|mezzo|alto|tenor|baritone|"
-                         r"violin|violino|viola|cello|violoncello|melody|flute|oboe|clarinet|horn|trumpet|sax)",
-                         re.IGNORECASE)
-
 # a part named for a singer sounds as a voice (VOICE_OOHS) unless its program is already a voice's (choir aahs,
 # voice oohs, synth voice): OpenScore's Lieder, as MuseScore wrote them, give the voice an oboe's program (68)
 VOICE_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|singstimme|stimme|soprano|mezzo|alto|contralto|"
@@ -94,17 +87,6 @@ def prompt_context(notes: list[StepNote], codec, max_tokens: int, bar_steps: int
 def _tail_tokens(notes: list[StepNote], codec, cut: int) -> list[str]:
     """Tokens of the notes that start at or after `cut`, shifted to start there."""
     return codec.encode([n._replace(start=n.start - cut, end=n.end - cut) for n in notes if n.start >= cut])
-
-
-def chamber_parts(piece: Piece) -> Piece:
-    """The prompt's notes in a chamber model's families: as read, each part's General MIDI program decides
-    (music/instruments.py: bowed, blown and sung programs 40-44, 48-95, 109-111 are `v`, the rest `p`), and a
-    part whose track is named for a voice or a bowed or blown instrument (V_PART_NAME: "Voice", "Soprano",
-    "Violin", "Melody"...) is `v` whatever its program."""
-    named = {i for i, name in enumerate(piece.parts) if V_PART_NAME.search(name)}
-    if not named:
-        return piece
-    return piece._replace(notes=[n._replace(family=VIOLIN) if n.part in named else n for n in piece.notes])
 
 
 def v_program(piece: Piece) -> int | None:

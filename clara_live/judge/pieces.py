@@ -14,9 +14,9 @@ import numpy as np
 
 from clara_live.codec import make_codec, to_steps
 from clara_live.codec.vocabulary import Vocabulary
-from clara_live.continuation import chamber_parts
 from clara_live.corpus import find_sources
 from clara_live.errors import ClaraError, InputError
+from clara_live.music.instruments import chamber_parts
 from clara_live.music.read import read_music
 
 

@@ -11,7 +11,9 @@ steel drums...), synth effects 96-103 and sound effects 120-127, and channel 10.
 
 from __future__ import annotations
 
-from clara_live.music.notes import PIANO, VIOLIN
+import re
+
+from clara_live.music.notes import PIANO, VIOLIN, Piece
 
 DRUM_CHANNEL = 9  # channel 10 counted from 1
 
@@ -34,3 +36,22 @@ def family_of(program: int, is_drum: bool = False) -> str | None:
 
 # what a decoded family is played with
 PROGRAM_OF_FAMILY = {PIANO: 0, VIOLIN: 40}  # acoustic grand piano, violin
+
+
+# a track (part) named for a voice or a bowed or blown instrument is a `v` part, whatever its program (many files
+# set none, and a GM player then plays it as a piano): the names a Lied's, a sonata's or a song's parts go by.
+# "melody" is POP909's sung line (corpus/parts.py), a `v` part in the chamber corpus
+V_PART_NAME = re.compile(r"\b(voice|vocals?|vox|singer|singing|gesang|stimme|soprano|mezzo|alto|tenor|baritone|"
+                         r"violin|violino|viola|cello|violoncello|melody|flute|oboe|clarinet|horn|trumpet|sax)",
+                         re.IGNORECASE)
+
+
+def chamber_parts(piece: Piece) -> Piece:
+    """A piece's notes in a chamber model's families (a prompt `clara continue` reads, a file a judge hears): as
+    read, each part's General MIDI program decides (`family_of`: bowed, blown and sung programs 40-44, 48-95,
+    109-111 are `v`, the rest `p`), and a part whose track is named for a voice or a bowed or blown instrument
+    (V_PART_NAME: "Voice", "Soprano", "Violin", "Melody"...) is `v` whatever its program."""
+    named = {i for i, name in enumerate(piece.parts) if V_PART_NAME.search(name)}
+    if not named:
+        return piece
+    return piece._replace(notes=[n._replace(family=VIOLIN) if n.part in named else n for n in piece.notes])
