@@ -328,14 +328,16 @@ def sampling_for(config: Config, setting: dict) -> Config:
     return dataclasses.replace(config, sampling=dataclasses.replace(config.sampling, **keys))
 
 
-def offline(loaded, engine, config: Config, prompt: Prompt, setting: dict, seed: int) -> list[Timed]:
-    """Clara's continuation of the prompt by `continue_piece`, in seconds from the prompt's end."""
+def offline(loaded, engine, config: Config, piece: Piece | None, seconds: float, setting: dict,
+            seed: int) -> list[Timed]:
+    """Clara's continuation of `piece` (a prompt's; None: from silence) for `seconds` by `continue_piece`, in
+    seconds from the prompt's end."""
     config = sampling_for(config, setting)
     sampler = Sampler(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
-    request = Request(seconds=prompt.seconds, beam=setting.get("_beam", 1), candidates=setting.get("_candidates", 1))
-    result = continue_piece(loaded, sampler, prompt.piece, request, config.sampling)
+    request = Request(seconds=seconds, beam=setting.get("_beam", 1), candidates=setting.get("_candidates", 1))
+    result = continue_piece(loaded, sampler, piece, request, config.sampling)
     step = 60.0 / (result.bpm * loaded.codec.sample_freq)
-    origin = max(n.end for n in result.prompt)  # Clara starts where the prompt's last note ends
+    origin = max((n.end for n in result.prompt), default=0)  # Clara starts where the prompt's last note ends
     return [Timed((n.start + n.offset - origin) * step, (n.end - origin) * step, n.pitch, n.velocity)
             for n in result.continuation]  # each onset where her touch put it
 
@@ -432,7 +434,7 @@ def run(args: argparse.Namespace) -> dict:
                     notes, length, bpm = live(loaded, engine, config, p, setting, seed)
                     tempi.append(bpm)
                 else:
-                    notes, length = offline(loaded, engine, config, p, setting, seed), p.seconds
+                    notes, length = offline(loaded, engine, config, p.piece, p.seconds, setting, seed), p.seconds
                 notes = _clip(notes, length)
                 rows.append(measured(notes, p.notes, length, p.beat))
                 lengths.append(length)

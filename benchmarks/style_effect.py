@@ -32,14 +32,12 @@ import answer_quality  # noqa: E402  (its prompts and offline continuation)
 from clara_live.codec import make_codec  # noqa: E402
 from clara_live.codec.steps import to_steps  # noqa: E402
 from clara_live.codec.vocabulary import Vocabulary  # noqa: E402
-from clara_live.config import Config, load_config  # noqa: E402
-from clara_live.continuation import Request, continue_piece  # noqa: E402
+from clara_live.config import load_config  # noqa: E402
 from clara_live.engine import build_engine  # noqa: E402
 from clara_live.judge.predict import predict_pieces  # noqa: E402
 from clara_live.judge.store import load_judge  # noqa: E402
 from clara_live.model import load_model  # noqa: E402
 from clara_live.music.notes import Note, Piece  # noqa: E402
-from clara_live.sampling.sampler import Sampler  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 NAMES = {"none": "none", "piano": ""}  # the command line's names for sampling.style's "none" and ""
@@ -58,19 +56,6 @@ def judge_ids(notes: list[answer_quality.Timed], vocab: Vocabulary) -> np.ndarra
     return ids if len(ids) >= 2 else None
 
 
-def generate(loaded, engine, config: Config, piece: Piece | None, seconds: float, style: str,
-             seed: int) -> list[answer_quality.Timed]:
-    """Clara's music under `style` for `seconds`, continuing `piece` (none: from silence), in seconds from
-    where it begins (each onset where her touch put it)."""
-    sampling = answer_quality.sampling_for(config, {"style": style}).sampling
-    sampler = Sampler(engine, loaded.vocabulary, loaded.codec, sampling, seed=seed)
-    result = continue_piece(loaded, sampler, piece, Request(seconds=seconds), sampling)
-    step = 60.0 / (result.bpm * loaded.codec.sample_freq)
-    origin = max((n.end for n in result.prompt), default=0)
-    return [answer_quality.Timed((n.start + n.offset - origin) * step, (n.end - origin) * step, n.pitch, n.velocity)
-            for n in result.continuation]
-
-
 def run(args: argparse.Namespace) -> dict:
     config = load_config(overrides=args.set)
     loaded = load_model(args.model)
@@ -85,13 +70,13 @@ def run(args: argparse.Namespace) -> dict:
     named: dict[str, list[str]] = {}
     for style in styles:
         started = time.perf_counter()
-        setting = {"style": NAMES.get(style, style)}
+        setting = {"style": NAMES.get(style, style)}  # sampling.style's value
         named[style] = []
         for take in range(args.seeds):
             for i, prompt in enumerate(prompts):
                 seed = args.seed + answer_quality.SEED_STRIDE * take + i
                 piece = prompt.piece if args.prompt_seconds > 0 else None
-                notes = generate(loaded, engine, config, piece, args.seconds, setting["style"], seed)
+                notes = answer_quality.offline(loaded, engine, config, piece, args.seconds, setting, seed)
                 ids = judge_ids(answer_quality._clip(notes, args.seconds), vocab)
                 if ids is None:
                     named[style].append("(silent)")

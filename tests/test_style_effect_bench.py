@@ -60,8 +60,11 @@ def test_from_silence_the_style_alone_opens_her_music(shared):
     loaded = bench.load_model(bench.REPO / "trained_models" / "clara-joint")
     config = bench.load_config()
     engine = bench.build_engine(loaded.model, config.inference)
-    empty = None  # from silence
-    chopin = bench.generate(loaded, engine, config, empty, 4.0, "chopin", seed=3)
+
+    def play(style: str) -> list:  # from silence (no prompt)
+        return bench.answer_quality.offline(loaded, engine, config, None, 4.0, {"style": style}, seed=3)
+
+    chopin = play("chopin")
     assert chopin and min(n.start for n in chopin) >= 0.0  # she plays, from the start
-    assert bench.generate(loaded, engine, config, empty, 4.0, "chopin", seed=3) == chopin  # a seed repeats
-    assert bench.generate(loaded, engine, config, empty, 4.0, "none", seed=3) != chopin  # the token changes her music
+    assert play("chopin") == chopin  # a seed repeats
+    assert play("none") != chopin  # the token changes her music
