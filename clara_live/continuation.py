@@ -50,7 +50,7 @@ class Request(NamedTuple):
     candidates: int = 1
     form: str | None = None  # None or "aab"
     scorer: Scorer | None = None  # how best-of-K ranks its candidates (None: the model's own likelihood)
-    part: str | None = None  # the one family she continues (`--clara-part`: p or v); None: every family the model has
+    part: str | None = None  # the one family she continues (`--clara-part`: p or v); None: the prompt's (prompt_part)
 
 
 class Continuation(NamedTuple):
@@ -105,12 +105,21 @@ def v_program(piece: Piece) -> int | None:
     return found.pop() if len(found) == 1 else None
 
 
+def prompt_part(notes: list[StepNote]) -> str | None:
+    """The one family a prompt is written in, which she keeps to (a piano piece is continued on the piano:
+    left free, the joint model struck a violin's or voice's note in 34 of 71 answers to held-out piano
+    prompts); None for a prompt in both families, or none."""
+    families = {n.family for n in notes}
+    return families.pop() if len(families) == 1 else None
+
+
 def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, request: Request,
                    sampling: SamplingConfig, progress: bool = False) -> Continuation:
     """Feed the prompt (or a moment of silence) and generate Clara's continuation.
 
-    With a chamber model the prompt is read in both families (`chamber_parts`) and she continues in both,
-    or only in `request.part` (ValueError for a family the model lacks): the other family's strikes are
+    With a chamber model the prompt is read in both families (`chamber_parts`) and she continues in the
+    families it has (a duet in both, a piano piece on the piano: `prompt_part`; from silence in both), or
+    only in `request.part` (ValueError for a family the model lacks): the other family's strikes are
     forbidden her (Sampler.forbid), their probability going to the waits.
     Ctrl-C while plain sampling (no beam, candidates or form) ends it early: the continuation is what was
     made, `interrupted` set; during a search, which has nothing whole to give yet, it propagates."""
@@ -120,8 +129,9 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     bar_steps = sampling.beats_per_bar * sf
     if piece is not None and codec_config.chamber:
         piece = chamber_parts(piece)
-    sampler.forbid = sampler.vocab.strikes_outside(request.part) if request.part is not None else None
     notes = list(to_steps(piece, codec_config)) if piece is not None else []
+    part = request.part if request.part is not None else prompt_part(notes) if codec_config.chamber else None
+    sampler.forbid = sampler.vocab.strikes_outside(part) if part is not None else None
     bpm = piece.bpm if piece is not None else codec_config.bpm
     if piece is not None and not notes:
         raise InputError(f"{piece.source}: the prompt has no notes in the model's range")

@@ -83,6 +83,20 @@ def test_both_families_are_fed_and_continued(chamber_model, tmp_path):
     assert struck == {"p", "v"}
 
 
+def test_a_piano_prompt_is_continued_on_the_piano(chamber_model, tmp_path):
+    config = load_config(overrides=["sampling.motif_pull=0"])
+    loaded = load_model(chamber_model)
+    engine = build_engine(loaded.model, config.inference)
+    piano = read_music(duet(tmp_path / "piano.mid", "Track 1", None))  # neither name nor program says v
+    struck = {"piano prompt": set(), "silence": set()}
+    for seed in range(3):
+        for name, piece in (("piano prompt", piano), ("silence", None)):
+            sampler = Recording(engine, loaded.vocabulary, loaded.codec, config.sampling, seed=seed)
+            result = continue_piece(loaded, sampler, piece, Request(seconds=8.0), config.sampling)
+            struck[name] |= {n.family for n in result.continuation}
+    assert struck == {"piano prompt": {"p"}, "silence": {"p", "v"}}  # from silence the same model plays both
+
+
 @pytest.mark.parametrize("part", ["p", "v"])
 def test_clara_part_keeps_her_to_one_family(chamber_model, tmp_path, part, capsys):
     prompt = duet(tmp_path / "prompt.mid")
