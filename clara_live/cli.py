@@ -117,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--critic", default=str(DEFAULT_CRITIC), metavar="DIR", help="critic for --rank critic")
     p.add_argument("--clara-part", dest="continue_part", choices=["p", "v"],
                    help="a chamber model (families p and v): continue only this family, p piano or v violin or "
-                        "voice (default: the prompt's families, both from silence). The prompt's parts: a GM program 40-44, 48-95 or 109-111, or a "
-                        "track named for a voice or a bowed or blown instrument (voice, soprano, violin, cello, "
-                        "melody...), is v; the rest p")
+                        "voice (default: the prompt's families, both from silence). The prompt's parts: a GM "
+                        "program 40-44, 48-95 or 109-111, or a track named for a voice or a bowed or blown "
+                        "instrument (voice, soprano, violin, cello, melody...), is v; the rest p")
     p.add_argument("--only-continuation", action="store_true", help="write Clara's notes without the prompt")
     p.add_argument("--wav", metavar="OUT.wav", help="also render through FluidSynth with a General MIDI soundfont")
     p.add_argument("--soundfont", metavar="SF2", help="soundfont for --wav (default: Debian's FluidR3_GM)")

@@ -118,9 +118,10 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     """Feed the prompt (or a moment of silence) and generate Clara's continuation.
 
     With a chamber model the prompt is read in both families (`chamber_parts`) and she continues in the
-    families it has (a duet in both, a piano piece on the piano: `prompt_part`; from silence in both), or
-    only in `request.part` (ValueError for a family the model lacks): the other family's strikes are
-    forbidden her (Sampler.forbid), their probability going to the waits.
+    families it has (a duet in both, a piano piece on the piano: `prompt_part`, the other family's strikes
+    masked as the grammar masks, `Sampler.absent`; from silence in both), or only in `request.part`
+    (ValueError for a family the model lacks): the other family's strikes are forbidden her
+    (Sampler.forbid), their probability going to the waits.
     Ctrl-C while plain sampling (no beam, candidates or form) ends it early: the continuation is what was
     made, `interrupted` set; during a search, which has nothing whole to give yet, it propagates."""
     codec_config = loaded.codec
@@ -130,8 +131,9 @@ def continue_piece(loaded: LoadedModel, sampler: Sampler, piece: Piece | None, r
     if piece is not None and codec_config.chamber:
         piece = chamber_parts(piece)
     notes = list(to_steps(piece, codec_config)) if piece is not None else []
-    part = request.part if request.part is not None else prompt_part(notes) if codec_config.chamber else None
-    sampler.forbid = sampler.vocab.strikes_outside(part) if part is not None else None
+    sampler.forbid = sampler.vocab.strikes_outside(request.part) if request.part is not None else None
+    part = prompt_part(notes) if request.part is None and codec_config.chamber else None
+    sampler.absent = sampler.vocab.strikes_outside(part) if part is not None else None
     bpm = piece.bpm if piece is not None else codec_config.bpm
     if piece is not None and not notes:
         raise InputError(f"{piece.source}: the prompt has no notes in the model's range")

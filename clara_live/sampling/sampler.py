@@ -130,6 +130,9 @@ class Sampler:
         # it would have had she not been kept off them: without it, masking the notes the model wanted makes her
         # strike another note far oftener than she would); where it leaves a stream nothing, the shortest wait
         self.forbid: np.ndarray | None = None
+        # (vocab,) bool or None: tokens kept from her as plainly as the grammar keeps them, their probability shared
+        # by all the tokens left in proportion (a family the music is not written for: a piano piece's violin notes)
+        self.absent: np.ndarray | None = None
         self._wait = np.zeros(len(self.vocab.tokens), dtype=bool)
         self._wait[self.vocab.wait_ids] = True
         # the token ids of each kind of event (sampling.event_temperature): note-ons, note-offs, waits...
@@ -385,6 +388,9 @@ class Sampler:
 
     def masks(self) -> torch.Tensor:
         masks = np.stack([s.allowed() for s in self.states])
+        if self.absent is not None:  # (never a stream left nothing: a state only the absent family could leave)
+            kept = masks & ~self.absent
+            masks = np.where(kept.any(axis=1, keepdims=True), kept, masks)
         if self.forbid is not None:
             kept = masks & ~self.forbid
             empty = ~kept.any(axis=1)
