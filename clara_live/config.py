@@ -243,6 +243,11 @@ class SamplingConfig:
     # learned touch's timing (each onset's offset from its step) is drawn at this temperature: under 1 she
     # keeps to the timing heard (an offset repeated, the step itself) rather than wandering from it
     timing_temperature: float = 0.25
+    # learned touch keeps to the player's level (the mean of their last notes, where they play with dynamics):
+    # each strike's expected velocity is moved this share of the way to it, its spread kept; 0 = off, 1 = all.
+    # 0.1: her level 4.7 from the prompt's (real music 6.1; 8.7 without), her spread as real music's
+    # (BENCHMARKS.md, touch)
+    level_pull: float = 0.1
     # the style a piece is played in (a model trained with corpus.style: "chopin", "pop", "lied"...): its
     # token opens the music she hears; "": "piano" (the piano corpora's); "none" or a style the model does
     # not know: no style token
@@ -252,6 +257,7 @@ class SamplingConfig:
     RANGES: ClassVar[dict[str, str]] = {
         "random_freq": "[0, 1]", "top_k": "[0, 1000000] (0: no limit)", "top_p": "(0, 1]", "temperature": "[0.01, 100]",
         "event_temperature": "[0, 100] (0: one temperature)", "timing_temperature": "[0.01, 100]",
+        "level_pull": "[0, 1] (0: off)",
         "min_p": "[0, 1) (0: no limit)", "seed": f"[-1, {MAX_SEED}] (-1: fresh each run)", "polyphony": "[1, 128]",
         "polyphony_v": "[1, 4] (a bowed instrument's strings)",
         "max_note_quarters": "(0, 1000]", "max_repeats": "[0, 1000] (0: no guard)", "prompt_tokens": "[1, 100000]",

@@ -625,3 +625,45 @@ def test_the_trainers_touch_loss_counts_a_repeated_strike_as_its_exact_class():
     assert strikes == 4 and loss.item() < 1e-6
     loss, _ = touch_targets_loss(velocity_logits[..., :32], offset_logits[..., :16], batch[:, 1:, 1], batch[:, 1:, 2])
     assert loss.item() > 8 * np.log(16)  # format 1 sees only (flat) bins
+
+
+def test_the_level_pull_moves_a_strikes_expected_velocity_and_keeps_its_spread():
+    from clara_live.model.touch import SAME, VELOCITY_BINS, level_bias
+
+    values = torch.arange(VELOCITY_BINS, dtype=torch.float) * 4 + 2.5
+    logits = (-((values - 80.0) ** 2) / (2 * 15.0**2)).expand(2, -1)  # about 80, give or take 15
+    previous = torch.zeros(2, 2, dtype=torch.long)
+
+    def moments(pull: float) -> tuple[float, float]:
+        p = torch.softmax(logits + level_bias(logits, previous, 50.0, pull), -1)[0]
+        mean = float((p * values).sum())
+        return mean, float((p * (values - mean) ** 2).sum() ** 0.5)
+
+    assert moments(0.0) == pytest.approx((80.0, 15.0), abs=0.5)
+    assert moments(1.0) == pytest.approx((50.0, 15.0), abs=1.0)  # all the way to the level, as spread as before
+    assert moments(0.5)[0] == pytest.approx(65.0, abs=1.0)
+    same = torch.cat([logits, torch.zeros(2, 1)], -1)  # SAME: the previous velocity, 100 for the first stream
+    bias = level_bias(same, torch.tensor([[100, 0], [0, 0]]), 50.0, 1.0)
+    assert bias[0, SAME] == pytest.approx(bias[0, 24] * 100 / values[24])  # SAME leant as a value of 100
+
+
+def test_with_a_level_pull_her_velocities_stay_near_the_prompts_level(tmp_path, torch_settings_restored):
+    """The head plays loud high notes and soft low ones whatever the prompt's level (here a tenth as sure of
+    it as _touch_model's); the pull keeps her near the level the prompt was played at (its last 64 notes'),
+    still shaped by the head."""
+    import symusic
+
+    from clara_live.model import load_model
+    from clara_live.model.store import save_model
+
+    loaded = load_model(_touch_model(tmp_path))
+    with torch.no_grad():
+        loaded.model.touch.head[2].weight.mul_(0.1), loaded.model.touch.head[2].bias.mul_(0.1)
+    model = tmp_path / "softer"
+    save_model(model, loaded.model, loaded.codec, loaded.vocabulary)
+    prompt = symusic.Score(str(SHARED / "corpus" / "piano-midi-de" / "Chopin" / "chpn-p7.mid"))
+    level = float(np.mean(sorted((n.time, n.velocity) for t in prompt.tracks for n in t.notes)[-64:], axis=0)[1])
+    free = np.array([v for _, _, v in _continue(model, tmp_path / "free.mid", "--set", "sampling.level_pull=0")])
+    pulled = np.array([v for _, _, v in _continue(model, tmp_path / "pulled.mid", "--set", "sampling.level_pull=1")])
+    assert abs(pulled.mean() - level) < 0.5 * abs(free.mean() - level), (level, free.mean(), pulled.mean())
+    assert len(set(pulled.tolist())) >= 5

@@ -264,6 +264,22 @@ def exact_value_bits(velocity_log_probs: torch.Tensor, offset_log_probs: torch.T
     return v / math.log(2), o / math.log(2)
 
 
+def level_bias(logits: torch.Tensor, previous: torch.Tensor, target: float, pull: float) -> torch.Tensor:
+    """(streams, classes) log-odds that move each stream's expected velocity `pull` of the way to `target`
+    (the player's level; 1: all the way), the shape of its distribution kept: an exponential tilt, each
+    class's log-odds + theta x its value (a bin's middle; SAME's, the stream's previous velocity), theta the
+    step that moves the mean by the gap for a distribution of this variance. Velocity `logits`: (streams,
+    classes); `previous`: (streams, 2) as in sample_exact."""
+    classes = logits.size(-1)
+    values = (torch.arange(classes, dtype=torch.float) * 4 + 2.5).expand(len(previous), -1).clone()
+    if classes > VELOCITY_BINS:  # SAME: the previous velocity (none known: SAME is not drawn, its value moot)
+        values[:, SAME] = previous[:, 0].float()
+    p = torch.softmax(logits.float(), -1)
+    mean = (p * values).sum(-1, keepdim=True)
+    variance = (p * (values - mean) ** 2).sum(-1, keepdim=True).clamp(min=16.0)  # at least a bin's spread
+    return pull * (target - mean) / variance * values
+
+
 def sample_exact(velocity_logits: torch.Tensor, offset_logits: torch.Tensor, previous: torch.Tensor,
                  generator: torch.Generator, temperature: float = 1.0, offset_temperature: float | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:

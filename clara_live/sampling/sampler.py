@@ -29,7 +29,7 @@ from clara_live.codec.tokens import PIANO_STYLE
 from clara_live.codec.vocabulary import Vocabulary
 from clara_live.config import CodecConfig, SamplingConfig
 from clara_live.engine import Engine
-from clara_live.model.touch import LEVEL_WINDOW, sample_exact
+from clara_live.model.touch import LEVEL_WINDOW, level_bias, sample_exact
 from clara_live.model.touch import sample as sample_touch
 from clara_live.model.weight_drop import Hidden
 from clara_live.sampling.grammar import ChordwiseState, NotewiseState, new_state
@@ -308,6 +308,12 @@ class Sampler:
             torch.round(torch.as_tensor(offset, dtype=torch.float) * 100).long().clamp(-50, 49)
         return velocity.view(1, -1), torch.where(strikes, hundredths, 0).view(1, -1)
 
+    def player_level(self) -> float | None:
+        """The mean velocity of the note-ons fed (the player's, a prompt's) while they show dynamics; None while
+        they show none (a keyboard without velocity: her level is then her own)."""
+        known = self.fed_velocities
+        return float(np.mean(known)) if len(set(known)) >= PLAYED_VELOCITIES else None
+
     def _sampled_touch(self, ids: np.ndarray, active: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Touch for the tokens chosen: each note-on's drawn from the model's touch head (and kept
         in `made`), 0 for every other token (and for streams standing still)."""
@@ -325,6 +331,9 @@ class Sampler:
                                                           torch.as_tensor(ids[rows], device=self.engine.device),
                                                           level.to(self.engine.device))
             timing = self.sampling.timing_temperature
+            target = self.player_level()
+            if target is not None and self.sampling.level_pull > 0:
+                v_logits = v_logits.cpu() + level_bias(v_logits.cpu(), previous, target, self.sampling.level_pull)
             if self.engine.touch_format > 1:
                 drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator,
                                              offset_temperature=timing)
