@@ -645,6 +645,9 @@ def test_the_level_pull_moves_a_strikes_expected_velocity_and_keeps_its_spread()
     same = torch.cat([logits, torch.zeros(2, 1)], -1)  # SAME: the previous velocity, 100 for the first stream
     bias = level_bias(same, torch.tensor([[100, 0], [0, 0]]), 50.0, 1.0)
     assert bias[0, SAME] == pytest.approx(bias[0, 24] * 100 / values[24])  # SAME leant as a value of 100
+    sure = torch.cat([logits, torch.full((2, 1), 10.0)], -1)  # SAME likeliest, but no strike before: not counted
+    assert torch.allclose(level_bias(sure, previous, 50.0, 1.0)[:, :VELOCITY_BINS],
+                          level_bias(logits, previous, 50.0, 1.0))
 
 
 def test_with_a_level_pull_her_velocities_stay_near_the_prompts_level(tmp_path, torch_settings_restored):

@@ -272,9 +272,11 @@ def level_bias(logits: torch.Tensor, previous: torch.Tensor, target: float, pull
     classes); `previous`: (streams, 2) as in sample_exact."""
     classes = logits.size(-1)
     values = (torch.arange(classes, dtype=torch.float) * 4 + 2.5).expand(len(previous), -1).clone()
-    if classes > VELOCITY_BINS:  # SAME: the previous velocity (none known: SAME is not drawn, its value moot)
+    logits = logits.float()
+    if classes > VELOCITY_BINS:  # SAME: the previous velocity (none known: SAME is never drawn, nor counted here)
         values[:, SAME] = previous[:, 0].float()
-    p = torch.softmax(logits.float(), -1)
+        logits = logits.masked_fill((previous[:, 0] <= 0).view(-1, 1) & (torch.arange(classes) == SAME), -torch.inf)
+    p = torch.softmax(logits, -1)
     mean = (p * values).sum(-1, keepdim=True)
     variance = (p * (values - mean) ** 2).sum(-1, keepdim=True).clamp(min=16.0)  # at least a bin's spread
     return pull * (target - mean) / variance * values
