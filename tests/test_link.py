@@ -100,8 +100,10 @@ def test_alone_link_takes_claras_tempo_and_beat_and_close_leaves_no_thread(link_
         grid = Grid(time.monotonic(), 5.0, 87.0, 12)  # 87 bpm, 5/12 of a beat in at once
         assert link.propose(grid, link.state())  # Link moves onto Clara's tempo and beat
         # and, as the live loop asks every tick, again until Link agrees (a peer passing by, or a Link
-        # just enabled still settling, may move it once more)
-        assert peers.until(lambda: not link.propose(grid, link.state()), 1.0)
+        # just enabled still settling, may move it once more). Clara proposes nothing while Link counts a
+        # peer, so agreement is only read with none: another test's peer just gone (its Link heard for a
+        # moment after it left) once ended this wait early, before Clara's beat was taken
+        assert peers.until(lambda: (now := link.state()).peers == 0 and not link.propose(grid, now), 10.0)
         state = link.state()
         if state.peers:
             pytest.skip("another Link peer is on this network")
