@@ -301,7 +301,7 @@ class Sampler:
         velocity = torch.as_tensor(velocities, dtype=torch.long).clamp(max=127)
         struck = velocity[strikes & (velocity > 0)].tolist()
         self.fed_velocities = (*self.fed_velocities, *struck)[-PLAYED_NOTES:]
-        if len(set(self.fed_velocities)) < PLAYED_VELOCITIES:
+        if self.player_level() is None:
             velocity = torch.zeros_like(velocity)
         velocity = torch.where(strikes, torch.where(velocity > 0, velocity, TOUCH_UNKNOWN), 0)
         hundredths = torch.zeros(len(ids), dtype=torch.long) if offset is None else \
@@ -333,7 +333,8 @@ class Sampler:
             timing = self.sampling.timing_temperature
             target = self.player_level()
             if target is not None and self.sampling.level_pull > 0:
-                v_logits = v_logits.cpu() + level_bias(v_logits.cpu(), previous, target, self.sampling.level_pull)
+                v_logits = v_logits.cpu()
+                v_logits = v_logits + level_bias(v_logits, previous, target, self.sampling.level_pull)
             if self.engine.touch_format > 1:
                 drawn, offset = sample_exact(v_logits.cpu(), o_logits.cpu(), previous, self.generator,
                                              offset_temperature=timing)
